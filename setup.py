@@ -1,0 +1,67 @@
+"""hcdp_ros: one ament_python package that installs hcdp_model, hcdp_ros and hcdp_training.
+
+The trainer lives in the top-level `training/` folder but installs as `hcdp_training`, so no bare
+`training` module lands in a shared ROS site-packages.
+"""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "hcdp_ros"
+
+training_packages = ["hcdp_training"] + [
+    "hcdp_training." + p for p in find_packages(where="training")
+]
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="Temporally stable human-centric depth, normals and mask for ROS 2",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=["hcdp_model", "hcdp_model.*", "hcdp_ros", "hcdp_ros.*"])
+    + training_packages,
+    package_dir={"hcdp_training": "training"},
+    package_data={"hcdp_model": ["presets/*.yaml"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
+        ("share/" + PACKAGE, ["package.xml"]),
+        ("share/" + PACKAGE + "/launch", glob("launch/*.py")),
+        ("share/" + PACKAGE + "/launch/rviz", glob("launch/rviz/*.rviz")),
+        ("share/" + PACKAGE + "/config", glob("config/*.yaml")),
+        ("share/" + PACKAGE + "/models/default", glob("data/models/default/*")),
+    ],
+    # torch is not pinned here: the README/CI command pins the CPU build (torch==2.13.0) and ROS
+    # machines bring their own (e.g. the Jetson wheel).
+    install_requires=[
+        "numpy",
+        "torch>=2.4",
+        "safetensors>=0.4",
+        "pyyaml",
+        "opencv-python-headless",
+        "tqdm",
+        "rosbags>=0.10",
+    ],
+    extras_require={
+        "training": ["anny", "moderngl", "scikit-image", "tensorboard"],
+        "onnx": ["onnx", "onnxruntime"],
+        "dev": [
+            "pytest",
+            "pytest-timeout",
+            "hypothesis",
+            "anny",
+            "moderngl",
+            "scikit-image",
+            "tensorboard",
+            "onnx",
+            "onnxruntime",
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "hcdp = hcdp_model.cli:main",
+            "hcdp_node = hcdp_ros.node:main",
+        ],
+    },
+    zip_safe=True,
+)
