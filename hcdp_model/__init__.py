@@ -1,0 +1,1 @@
+"""hcdp_model: the network, preprocessing, checkpoints, the streaming predictor, runtime backends and export. No ROS imports."""

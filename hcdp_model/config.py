@@ -1,0 +1,253 @@
+"""Model configuration: one dataclass per block, presets, YAML/JSON load and validation."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+FAMILIES = ("dinov2", "dinov3")
+PRIORS = ("learned", "fourier_uv", "none")
+TEMPORAL_MODES = ("causal", "bidirectional")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, of the wrong type, or out of range."""
+
+
+@dataclass
+class BackboneConfig:
+    """ViT encoder in the DINOv2 (patch 14, learned absolute positions) or DINOv3 (patch 16, RoPE) family."""
+
+    family: str = "dinov2"
+    embed_dim: int = 384
+    depth: int = 12
+    num_heads: int = 6
+    mlp_ratio: float = 4.0
+    patch_size: int = 14
+    # DINOv2 "register tokens" (0 or 4) / DINOv3 "storage tokens" (4 in every released model).
+    num_register_tokens: int = 0
+    # Positional-embedding grid of the released DINOv2 checkpoints (518 / 14 = 37); unused by DINOv3.
+    pretrain_img_size: int = 518
+    layerscale_init: float = 1.0
+    # 0-based indices of the blocks whose (normalised) patch tokens feed the decoder.
+    intermediate_layers: tuple[int, int, int, int] = (2, 5, 8, 11)
+    rope_base: float = 100.0
+
+    @property
+    def norm_eps(self) -> float:
+        return 1e-6 if self.family == "dinov2" else 1e-5
+
+    def validate(self) -> None:
+        _check(self.family in FAMILIES, f"backbone.family: expected one of {FAMILIES}, got {self.family!r}")
+        _check(self.embed_dim % self.num_heads == 0,
+               f"backbone.embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
+        _check(len(self.intermediate_layers) == 4,
+               f"backbone.intermediate_layers: expected 4 block indices, got {list(self.intermediate_layers)}")
+        _check(all(0 <= i < self.depth for i in self.intermediate_layers)
+               and list(self.intermediate_layers) == sorted(set(self.intermediate_layers)),
+               f"backbone.intermediate_layers {list(self.intermediate_layers)} must be ascending, "
+               f"distinct and in [0, {self.depth})")
+        if self.family == "dinov3":
+            _check((self.embed_dim // self.num_heads) % 4 == 0,
+                   "backbone: DINOv3 RoPE needs head_dim divisible by 4")
+
+
+@dataclass
+class DecoderConfig:
+    """DPT reassemble + fusion (Ranftl et al.; Depth Anything V2 layout)."""
+
+    features: int = 64
+    out_channels: tuple[int, int, int, int] = (48, 96, 192, 384)
+
+
+@dataclass
+class TemporalConfig:
+    """Four temporal attention blocks, one per DPT scale, after reassemble (paper §3.2)."""
+
+    enabled: bool = False
+    mode: str = "causal"
+    num_heads: int = 4
+    mlp_ratio: float = 2.0
+    # Relative time offsets beyond this share the last bias entry.
+    max_relative_distance: int = 32
+
+    def validate(self) -> None:
+        _check(self.mode in TEMPORAL_MODES, f"temporal.mode: expected one of {TEMPORAL_MODES}, got {self.mode!r}")
+        _check(self.max_relative_distance >= 1, "temporal.max_relative_distance must be >= 1")
+
+
+@dataclass
+class PriorConfig:
+    """Human geometric prior (paper eq. 4-5): embedding z -> 1x1 conv + upsample -> added to F_DPT."""
+
+    kind: str = "learned"
+    embed_dim: int = 16
+    width: int = 32
+    fourier_frequencies: int = 4
+
+    def validate(self) -> None:
+        _check(self.kind in PRIORS, f"prior.kind: expected one of {PRIORS}, got {self.kind!r}")
+
+
+@dataclass
+class FusionConfig:
+    """CNN branch on the full-resolution image, fusion phi, channel weight adaptation, heads."""
+
+    cnn_branch: bool = True
+    cnn_channels: int = 32
+    channels: int = 32
+    cwa: bool = True
+    cwa_reduction: int = 4
+    head_channels: int = 32
+
+
+@dataclass
+class ModelConfig:
+    preset: str = "custom"
+    # Square internal resolution the encoder runs at whatever the camera size (multiple of the patch).
+    resolution: int = 518
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    decoder: DecoderConfig = field(default_factory=DecoderConfig)
+    temporal: TemporalConfig = field(default_factory=TemporalConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+
+    @property
+    def grid(self) -> int:
+        return self.resolution // self.backbone.patch_size
+
+    def validate(self) -> "ModelConfig":
+        self.backbone.validate()
+        self.temporal.validate()
+        self.prior.validate()
+        p = self.backbone.patch_size
+        _check(self.resolution % p == 0 and self.resolution >= 4 * p,
+               f"resolution {self.resolution} must be a multiple of the patch size {p} and >= {4 * p}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "ModelConfig":
+        return _build(cls, data, source).validate()
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        text = json.dumps(self.to_dict(), indent=2) if path.suffix == ".json" else yaml.safe_dump(
+            self.to_dict(), sort_keys=False)
+        path.write_text(text)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ModelConfig":
+        path = Path(path)
+        try:
+            text = path.read_text()
+            data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as err:
+            raise ConfigError(f"{path}: cannot read model config ({err})") from err
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of model settings, got {type(data).__name__}")
+        return cls.from_dict(data, source=str(path))
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _build(cls, data: dict[str, Any], source: str):
+    """Build a (nested) dataclass from a mapping, rejecting unknown keys and wrong types."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ConfigError(f"{source}: unknown {cls.__name__} keys {unknown}; expected some of {sorted(known)}")
+    kwargs = {}
+    defaults = cls()
+    for name, value in data.items():
+        default = getattr(defaults, name)
+        where = f"{source}:{name}"
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+            kwargs[name] = _build(type(default), value, where)
+        elif isinstance(default, tuple):
+            if not isinstance(value, (list, tuple)) or len(value) != len(default):
+                raise ConfigError(f"{where}: expected a list of {len(default)} values, got {value!r}")
+            kwargs[name] = tuple(type(default[0])(v) for v in value)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}: expected true/false, got {value!r}")
+            kwargs[name] = value
+        elif isinstance(default, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                    isinstance(default, int) and not float(value).is_integer()):
+                raise ConfigError(f"{where}: expected a {type(default).__name__}, got {value!r}")
+            kwargs[name] = type(default)(value)
+        else:
+            if not isinstance(value, str):
+                raise ConfigError(f"{where}: expected a string, got {value!r}")
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def _vit(family: str, dim: int, depth: int, heads: int, layers: tuple[int, int, int, int],
+         registers: int = 0) -> BackboneConfig:
+    if family == "dinov3":
+        return BackboneConfig(family="dinov3", embed_dim=dim, depth=depth, num_heads=heads, patch_size=16,
+                              num_register_tokens=4, layerscale_init=1e-5, intermediate_layers=layers)
+    return BackboneConfig(family="dinov2", embed_dim=dim, depth=depth, num_heads=heads, patch_size=14,
+                          num_register_tokens=registers, intermediate_layers=layers)
+
+
+def preset(name: str, family: str = "dinov2") -> ModelConfig:
+    """The four shipped presets. small/base/large match the official ViT-S/B/L backbones and the
+    Depth Anything V2 decoder widths; tiny is a CPU/CI model with the same structure."""
+    if family not in FAMILIES:
+        raise ConfigError(f"family: expected one of {FAMILIES}, got {family!r}")
+    p = 16 if family == "dinov3" else 14
+    if name == "tiny":
+        cfg = ModelConfig(
+            resolution=16 * p,
+            backbone=_vit(family, 192, 6, 3, (1, 2, 4, 5)),
+            decoder=DecoderConfig(features=48, out_channels=(32, 64, 128, 192)),
+            temporal=TemporalConfig(num_heads=4, mlp_ratio=2.0),
+            prior=PriorConfig(embed_dim=16, width=24),
+            fusion=FusionConfig(cnn_channels=16, channels=24, head_channels=24),
+        )
+    elif name == "small":
+        cfg = ModelConfig(
+            resolution=37 * p,
+            backbone=_vit(family, 384, 12, 6, (2, 5, 8, 11)),
+            decoder=DecoderConfig(features=64, out_channels=(48, 96, 192, 384)),
+            temporal=TemporalConfig(num_heads=4),
+        )
+    elif name == "base":
+        cfg = ModelConfig(
+            resolution=37 * p,
+            backbone=_vit(family, 768, 12, 12, (2, 5, 8, 11)),
+            decoder=DecoderConfig(features=128, out_channels=(96, 192, 384, 768)),
+            temporal=TemporalConfig(num_heads=8),
+            prior=PriorConfig(embed_dim=16, width=48),
+            fusion=FusionConfig(cnn_channels=32, channels=48, head_channels=48),
+        )
+    elif name == "large":
+        cfg = ModelConfig(
+            resolution=37 * p,
+            backbone=_vit(family, 1024, 24, 16, (4, 11, 17, 23)),
+            decoder=DecoderConfig(features=256, out_channels=(256, 512, 1024, 1024)),
+            temporal=TemporalConfig(num_heads=8),
+            prior=PriorConfig(embed_dim=16, width=64),
+            fusion=FusionConfig(cnn_channels=32, channels=64, head_channels=64),
+        )
+    else:
+        raise ConfigError(f"unknown preset {name!r}; expected one of {PRESETS}")
+    cfg.preset = name
+    return cfg.validate()
+
+
+PRESETS = ("tiny", "small", "base", "large")

@@ -1,0 +1,92 @@
+"""`hcdp info`: parameters and GMACs per block of Figure 2, for a preset at a given input size.
+
+GMACs are counted by torch's FlopCounterMode (matmuls, convolutions, attention) on the meta device, so
+even `large` is measured in well under a second without allocating weights. The model runs at its fixed
+internal resolution whatever the camera size, so --size changes only the letterbox, not the cost;
+the per-frame count is the streaming cost with the temporal blocks attending over `--window` frames.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from .config import PRESETS, preset
+from .model import HCDPModel
+from .preprocess import Letterbox
+from .streaming import StreamingStep
+
+# Paper, Table 17 (params in billions, GFLOPs).
+PAPER_TABLE_17 = {"base": (0.097, 471), "large": (0.337, 753)}
+
+
+def count(preset_name: str, height: int, width: int, window: int = 16, family: str = "dinov2") -> dict:
+    cfg = preset(preset_name, family)
+    cfg.temporal.enabled = True
+    with torch.device("meta"):
+        model = HCDPModel(cfg)
+        step = StreamingStep(model, window)
+        state = step.init_state(1, "meta")
+        frame = torch.empty(1, 3, cfg.resolution, cfg.resolution)
+    counter = FlopCounterMode(display=False)
+    with counter:
+        step(frame, *state)
+    flops = counter.get_flop_counts()
+    blocks = {}
+    for name, module in model.block_modules().items():
+        key = f"StreamingStep.model.{name}"
+        # A ModuleList has no entry of its own: add up its direct children.
+        keys = [key] if key in flops else [k for k in flops if k.rsplit(".", 1)[0] == key]
+        blocks[name] = {
+            "params": sum(p.numel() for p in module.parameters()),
+            "gmacs": sum(sum(flops[k].values()) for k in keys) / 2e9,
+        }
+    total_params = sum(p.numel() for p in model.parameters())
+    box = Letterbox.fit(height, width, cfg.resolution)
+    return {
+        "preset": preset_name,
+        "family": family,
+        "input_size": [height, width],
+        "model_resolution": cfg.resolution,
+        "letterbox": {"content": [box.new_h, box.new_w], "top": box.top, "left": box.left},
+        "window": window,
+        "blocks": blocks,
+        "params": total_params,
+        "gmacs": counter.get_total_flops() / 2e9,
+        "paper_params_b": PAPER_TABLE_17.get(preset_name, (None, None))[0],
+        "paper_gflops": PAPER_TABLE_17.get(preset_name, (None, None))[1],
+    }
+
+
+def format_table(info: dict) -> str:
+    lines = [f"hcdp {info['preset']} ({info['family']}): input {info['input_size'][0]}x{info['input_size'][1]} "
+             f"-> model {info['model_resolution']}x{info['model_resolution']} "
+             f"(content {info['letterbox']['content'][0]}x{info['letterbox']['content'][1]}), "
+             f"streaming window {info['window']}",
+             f"{'block':<18}{'params (M)':>12}{'GMACs':>10}"]
+    for name, b in info["blocks"].items():
+        lines.append(f"{name:<18}{b['params'] / 1e6:>12.3f}{b['gmacs']:>10.2f}")
+    lines.append(f"{'total':<18}{info['params'] / 1e6:>12.3f}{info['gmacs']:>10.2f}"
+                 f"   (= {2 * info['gmacs']:.1f} GFLOPs)")
+    if info["paper_params_b"] is not None:
+        ratio = info["params"] / (info["paper_params_b"] * 1e9)
+        lines.append(f"{'paper Table 17':<18}{info['paper_params_b'] * 1e3:>12.1f}{'':>10}"
+                     f"   ({info['paper_gflops']} GFLOPs; ours/paper params = {ratio:.2f})")
+    return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", choices=PRESETS, default="tiny")
+    parser.add_argument("--family", choices=("dinov2", "dinov3"), default="dinov2")
+    parser.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), default=(480, 640),
+                        help="camera image size (default 480 640)")
+    parser.add_argument("--window", type=int, default=16, help="streaming window (frames)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+
+
+def run(args: argparse.Namespace) -> int:
+    info = count(args.preset, args.size[0], args.size[1], args.window, args.family)
+    print(json.dumps(info) if args.json else format_table(info))
+    return 0

@@ -1,0 +1,128 @@
+"""The one preprocessing / unpreprocessing pair used by the model, the node, the trainer and the evaluator.
+
+Any input size or aspect is letterboxed into the square model resolution S: resize keeping the aspect
+(longer side -> S), pad the shorter side symmetrically, normalise with the ImageNet mean/std (the DINO
+convention; padding is 0 after normalisation, i.e. the mean colour). `unpreprocess` is the exact
+geometric inverse: crop the padding, resize back to the input size.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+ENCODINGS = ("rgb8", "bgr8", "mono8")
+
+
+@dataclass(frozen=True)
+class Letterbox:
+    """Where an in_h x in_w image sits inside the size x size model input."""
+
+    in_h: int
+    in_w: int
+    size: int
+    new_h: int
+    new_w: int
+    top: int
+    left: int
+
+    @classmethod
+    def fit(cls, in_h: int, in_w: int, size: int) -> "Letterbox":
+        if in_h <= 0 or in_w <= 0:
+            raise ValueError(f"expected a non-empty image, got {in_h}x{in_w}")
+        scale = size / max(in_h, in_w)
+        new_h = min(size, max(1, round(in_h * scale)))
+        new_w = min(size, max(1, round(in_w * scale)))
+        return cls(in_h, in_w, size, new_h, new_w, (size - new_h) // 2, (size - new_w) // 2)
+
+    def to_model(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Input pixel coordinates (pixel centres at integers) -> model-input coordinates."""
+        return ((x + 0.5) * self.new_w / self.in_w - 0.5 + self.left,
+                (y + 0.5) * self.new_h / self.in_h - 0.5 + self.top)
+
+    def to_input(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return ((x - self.left + 0.5) * self.in_w / self.new_w - 0.5,
+                (y - self.top + 0.5) * self.in_h / self.new_h - 0.5)
+
+
+def to_rgb(image: np.ndarray, encoding: str = "rgb8") -> np.ndarray:
+    """uint8 rgb8/bgr8 (H,W,3) or mono8 (H,W) -> RGB (H,W,3) uint8; rgb8 is returned without a copy."""
+    if encoding not in ENCODINGS:
+        raise ValueError(f"expected encoding {'/'.join(ENCODINGS)}, got {encoding!r}")
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image, got dtype {image.dtype}")
+    want = 2 if encoding == "mono8" else 3
+    if image.ndim != want or (want == 3 and image.shape[2] != 3):
+        raise ValueError(f"expected a {'HxW' if want == 2 else 'HxWx3'} array for {encoding}, "
+                         f"got shape {image.shape}")
+    if image.shape[0] == 0 or image.shape[1] == 0:
+        raise ValueError(f"expected a non-empty image, got shape {image.shape}")
+    if encoding == "bgr8":
+        return image[..., ::-1]
+    if encoding == "mono8":
+        return np.repeat(image[..., None], 3, axis=2)
+    return image
+
+
+def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
+    if tuple(x.shape[-2:]) == size:
+        return x
+    if mode == "nearest":
+        return F.interpolate(x, size=size, mode="nearest-exact")
+    shrinking = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
+
+
+def letterbox_maps(maps: torch.Tensor, box: Letterbox, mode: str = "bilinear", fill: float = 0.0) -> torch.Tensor:
+    """[N,C,in_h,in_w] float maps -> [N,C,S,S], placed exactly where preprocess() puts the image."""
+    resized = _resize(maps, (box.new_h, box.new_w), mode)
+    out = maps.new_full((*maps.shape[:2], box.size, box.size), fill)
+    out[..., box.top:box.top + box.new_h, box.left:box.left + box.new_w] = resized
+    return out
+
+
+def preprocess(images: np.ndarray | torch.Tensor, size: int, encoding: str = "rgb8",
+               device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
+               ) -> tuple[torch.Tensor, Letterbox]:
+    """uint8 image(s) (H,W,3) / (N,H,W,3) (or mono8 (H,W)) -> normalised [N,3,S,S] and its Letterbox.
+
+    The resize runs on `device` after a uint8 upload, so on a GPU the CPU only moves bytes."""
+    if isinstance(images, np.ndarray):
+        if images.ndim == (2 if encoding == "mono8" else 3):
+            images = to_rgb(images, encoding)[None]
+        elif encoding != "rgb8":
+            images = np.stack([to_rgb(im, encoding) for im in images])
+        images = torch.from_numpy(np.ascontiguousarray(images))
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"expected uint8 images [N,H,W,3], got {images.dtype} {tuple(images.shape)}")
+    box = Letterbox.fit(images.shape[1], images.shape[2], size)
+    x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).to(dtype) / 255.0
+    mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=device, dtype=dtype).view(1, 3, 1, 1)
+    return letterbox_maps((x - mean) / std, box), box
+
+
+def normalize_float(images: torch.Tensor) -> torch.Tensor:
+    """Float RGB in [0,1] [...,3,H,W] -> ImageNet-normalised (for datasets that already hold floats)."""
+    mean = images.new_tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = images.new_tensor(IMAGENET_STD).view(3, 1, 1)
+    return (images - mean) / std
+
+
+def denormalize(x: torch.Tensor) -> torch.Tensor:
+    """Inverse of the normalisation: [...,3,H,W] -> RGB in [0,1]."""
+    mean = x.new_tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = x.new_tensor(IMAGENET_STD).view(3, 1, 1)
+    return x * std + mean
+
+
+def unpreprocess(maps: torch.Tensor, box: Letterbox, mode: str = "bilinear") -> torch.Tensor:
+    """Model-resolution maps [N,C,S,S] -> [N,C,in_h,in_w]: crop the padding, resize back."""
+    if maps.shape[-2:] != (box.size, box.size):
+        raise ValueError(f"expected maps of {box.size}x{box.size}, got {tuple(maps.shape[-2:])}")
+    crop = maps[..., box.top:box.top + box.new_h, box.left:box.left + box.new_w]
+    return _resize(crop, (box.in_h, box.in_w), mode)

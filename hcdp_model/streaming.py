@@ -1,0 +1,157 @@
+"""Streaming inference: one frame in, one prediction out, temporal attention over a cache of the last
+W-1 frames per temporal block.
+
+`StreamingStep` is the pure step function with the cache as explicit fixed-shape tensors (what the
+export backends compile: one static graph per resolution and window). `StreamingPredictor` wraps it
+with preprocessing, the reset rules and postprocessing back to the camera resolution.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .model import HCDPModel
+from .preprocess import preprocess, to_rgb, unpreprocess
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+class StreamingStep(nn.Module):
+    """forward(frame [B,3,S,S], *state) -> (depth, normal, mask_logits, *new_state).
+
+    state = (keys, values, valid) for each of the 4 temporal blocks; keys/values [B*h*w, heads, W-1, hd]
+    oldest first, valid [W-1] bool. A model without temporal blocks has an empty state."""
+
+    def __init__(self, model: HCDPModel, window: int) -> None:
+        super().__init__()
+        if window < 1:
+            raise ValueError(f"expected a window >= 1, got {window}")
+        if model.temporal_blocks is not None and not model.temporal_blocks[0].causal:
+            raise ValueError("streaming needs a causal model; call model.set_temporal_mode('causal') "
+                             "(a bidirectional model needs future frames)")
+        self.model = model
+        self.window = window
+
+    def init_state(self, batch: int = 1, device: torch.device | str = "cpu",
+                   dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
+        if self.model.temporal_blocks is None:
+            return ()
+        c = self.model.cfg.decoder.features
+        state: list[torch.Tensor] = []
+        for block, side in zip(self.model.temporal_blocks, self.model.scale_sizes()):
+            state.extend(block.empty_cache(torch.Size((batch, c, side, side)), self.window, device, dtype))
+        return tuple(state)
+
+    def forward(self, frame: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        scales = self.model.encode(frame)
+        new_state: list[torch.Tensor] = []
+        if self.model.temporal_blocks is not None:
+            for i, block in enumerate(self.model.temporal_blocks):
+                scales[i], cache = block(scales[i], cache=tuple(state[3 * i:3 * i + 3]))
+                new_state.extend(cache)
+        out = self.model.decode(frame, scales)
+        return (out["depth"], out["normal"], out["mask_logits"], *new_state)
+
+
+@dataclass
+class Prediction:
+    depth: np.ndarray    # [H,W] float32, relative, >= 0, larger = farther, input resolution
+    normals: np.ndarray  # [H,W,3] float32 unit, camera optical frame
+    mask: np.ndarray     # [H,W] float32 in [0,1]
+    reset: bool          # the temporal cache was reset before this frame
+    window_fill: int     # frames in the temporal cache after this frame (1..window)
+    inference_ms: float
+    reset_reason: str | None = None
+
+
+class StreamingPredictor:
+    """Feeds frames one at a time through a causal model. Reset rules: stamp going backwards, a gap
+    above `max_gap_s`, a frame_id change, an image size change (and the first frame)."""
+
+    def __init__(self, model: HCDPModel, window: int = 16, device: str = "cpu", precision: str = "fp32",
+                 max_gap_s: float = 0.5) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"expected precision {'/'.join(PRECISIONS)}, got {precision!r}")
+        if precision == "fp16" and torch.device(device).type == "cpu":
+            raise ValueError("precision fp16 needs a CUDA device; use fp32 or bf16 on the CPU")
+        self.device = torch.device(device)
+        self.dtype = PRECISIONS[precision]
+        self.precision = precision
+        self.window = window
+        self.max_gap_s = max_gap_s
+        self.model = model.to(self.device, self.dtype).eval()
+        self.step_fn = StreamingStep(self.model, window)
+        self.resolution = model.cfg.resolution
+        self._state: tuple[torch.Tensor, ...] | None = None
+        self._fill = 0
+        self._last: tuple[float, str, tuple[int, int]] | None = None
+
+    def reset(self) -> None:
+        self._state = None
+        self._fill = 0
+        self._last = None
+
+    def reset_reason(self, stamp: float, frame_id: str, size: tuple[int, int]) -> str | None:
+        if self._last is None:
+            return "first frame"
+        last_stamp, last_id, last_size = self._last
+        if stamp < last_stamp:
+            return f"time went backwards ({last_stamp:.3f} -> {stamp:.3f} s)"
+        if stamp - last_stamp > self.max_gap_s:
+            return f"gap of {stamp - last_stamp:.3f} s > max_gap_s {self.max_gap_s}"
+        if frame_id != last_id:
+            return f"frame_id changed ({last_id!r} -> {frame_id!r})"
+        if size != last_size:
+            return f"image size changed ({last_size[1]}x{last_size[0]} -> {size[1]}x{size[0]})"
+        return None
+
+    @torch.inference_mode()
+    def step(self, image: np.ndarray, stamp: float, frame_id: str = "", encoding: str = "rgb8") -> Prediction:
+        rgb = to_rgb(image, encoding)
+        size = rgb.shape[:2]
+        reason = self.reset_reason(stamp, frame_id, size)
+        if reason is not None:
+            self._state = self.step_fn.init_state(1, self.device, self.dtype)
+            self._fill = 0
+        self._last = (stamp, frame_id, size)
+        start = time.perf_counter()
+        x, box = preprocess(rgb, self.resolution, device=self.device, dtype=self.dtype)
+        depth, normal, mask_logits, *state = self.step_fn(x, *self._state)
+        self._state = tuple(state)
+        self._fill = min(self._fill + 1, self.window)
+        maps = unpreprocess(torch.cat([depth, normal, mask_logits], dim=1).float(), box)[0]
+        normals = torch.nn.functional.normalize(maps[1:4], dim=0, eps=1e-6)
+        out = torch.cat([maps[0:1].clamp_min(0), normals, torch.sigmoid(maps[4:5])]).permute(1, 2, 0).cpu().numpy()
+        elapsed = (time.perf_counter() - start) * 1e3
+        return Prediction(depth=out[..., 0], normals=out[..., 1:4], mask=out[..., 4], reset=reason is not None,
+                          window_fill=self._fill, inference_ms=elapsed, reset_reason=reason)
+
+
+def default_checkpoint() -> Path:
+    """The bundled default model: data/models/default in a source checkout, else the ROS share dir."""
+    here = Path(__file__).resolve().parent.parent / "data" / "models" / "default"
+    if here.is_dir():
+        return here
+    try:
+        from ament_index_python.packages import get_package_share_directory  # only on ROS machines
+        return Path(get_package_share_directory("hcdp_ros")) / "models" / "default"
+    except (ImportError, LookupError):
+        return here
+
+
+def load_predictor(checkpoint: str | Path | None = None, window: int = 16, device: str = "cpu",
+                   precision: str = "fp32", backend: str = "torch", max_gap_s: float = 0.5) -> StreamingPredictor:
+    """Load a checkpoint (None: the bundled default) into a StreamingPredictor."""
+    from .checkpoint import load_checkpoint
+
+    if backend != "torch":
+        raise ValueError(f"expected backend 'torch', got {backend!r}")
+    model = load_checkpoint(default_checkpoint() if checkpoint is None else checkpoint)
+    if model.temporal_blocks is not None:
+        model.set_temporal_mode("causal")
+    return StreamingPredictor(model, window=window, device=device, precision=precision, max_gap_s=max_gap_s)
