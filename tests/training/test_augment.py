@@ -1,0 +1,336 @@
+"""Behaviour of DAViD's augmentations on the frame dict contract (hcdp_training.augment)."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from hcdp_training.augment import (
+    Augment,
+    AugmentConfig,
+    AugmentParams,
+    CropBox,
+    apply,
+    blur,
+    brightness_contrast,
+    crop_intrinsics,
+    crop_scale,
+    disc_kernel,
+    gaussian_kernel,
+    greyscale,
+    hflip,
+    hue_saturation,
+    iso_noise,
+    jpeg,
+    motion_kernel,
+)
+
+H, W = 48, 64
+K0 = np.array([[80.0, 0.0, 30.25], [0.0, 82.0, 22.5], [0.0, 0.0, 1.0]], np.float32)
+PLANE_N = np.array([0.3, -0.2, -1.0])  # a tilted plane n·X = c through (0, 0, 2)
+PLANE_C = PLANE_N @ np.array([0.0, 0.0, 2.0])
+
+
+def render_plane(K: np.ndarray, h: int, w: int, normal=PLANE_N, c=PLANE_C) -> dict:
+    """Exact planar depth and facing-camera unit normal of a plane seen through K."""
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    rays = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(K.astype(np.float64)).T
+    depth = c / (rays @ normal)  # rays have z = 1, so this is the planar depth
+    n = normal / np.linalg.norm(normal)
+    return {"depth": depth.astype(np.float32),
+            "normal": np.broadcast_to(n, (h, w, 3)).astype(np.float32).copy(), "K": K}
+
+
+def full_frame(seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    frame = render_plane(K0, H, W)
+    mask = np.zeros((H, W), np.float32)
+    mask[8:40, 10:50] = 1.0
+    mask[8:40, 9] = 0.5
+    frame["depth"][mask == 0] = np.nan
+    frame.update(
+        rgb=rng.integers(0, 256, (H, W, 3), dtype=np.uint8),
+        mask=mask,
+        flow_fwd=rng.normal(size=(H, W, 2)).astype(np.float32),
+        flow_bwd=rng.normal(size=(H, W, 2)).astype(np.float32),
+        canonical=rng.normal(size=(H, W, 3)).astype(np.float32),
+        extrinsics=np.array([[1, 0, 0, 0.1], [0, 0, -1, 0.2], [0, 1, 0, 3.0], [0, 0, 0, 1]],
+                            np.float64),
+    )
+    return frame
+
+
+def assert_frames_equal(a: dict, b: dict, **tol) -> None:
+    assert sorted(a) == sorted(b)
+    for key in a:
+        np.testing.assert_allclose(a[key], b[key], err_msg=key, **tol)
+
+
+def smooth_image(h: int = 96, w: int = 128) -> np.ndarray:
+    v, u = np.mgrid[0:h, 0:w].astype(np.float32)
+    img = np.stack([u / w, v / h, 0.5 + 0.4 * np.sin(u / 9.0) * np.cos(v / 7.0)], -1)
+    return np.clip(np.rint(img * 220 + 20), 0, 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------- geometric
+def test_flip_twice_is_identity_for_every_key():
+    frame = full_frame()
+    assert_frames_equal(hflip(hflip(frame)), frame, rtol=0, atol=1e-6)
+
+
+def test_flip_moves_principal_point_to_mirrored_pixel_centre():
+    flipped = hflip({"K": K0, "mask": np.zeros((H, W), np.float32)})
+    assert flipped["K"][0, 2] == pytest.approx(W - 1 - 30.25)
+    assert flipped["K"][1, 2] == pytest.approx(22.5)
+
+
+def test_flip_equals_rendering_the_mirrored_scene_with_the_new_K():
+    frame = render_plane(K0, H, W)
+    flipped = hflip(frame)
+    mirrored = PLANE_N * np.array([-1.0, 1.0, 1.0])
+    expected = render_plane(flipped["K"], H, W, normal=mirrored)
+    np.testing.assert_allclose(flipped["depth"], expected["depth"], rtol=1e-5)
+    np.testing.assert_allclose(flipped["normal"], expected["normal"], atol=1e-6)
+
+
+@pytest.mark.parametrize("box", [CropBox(7, 3, 45, 36, 15, 12),    # shrink ×3
+                                 CropBox(-6, 5, 60, 30, 20, 10),   # shrink ×3, past the left edge
+                                 CropBox(11, 4, 20, 16, 20, 16)])  # pure crop
+def test_crop_scale_equals_rendering_with_the_new_K(box):
+    # With these boxes every output pixel centre falls exactly on an input pixel centre, so the
+    # nearest-neighbour ground truth must equal a fresh rendering through crop_intrinsics' K.
+    out = crop_scale(render_plane(K0, H, W), box)
+    expected = render_plane(out["K"], box.out_h, box.out_w)
+    inside = ~np.isnan(out["depth"])
+    np.testing.assert_allclose(out["depth"][inside], expected["depth"][inside], rtol=1e-5)
+    # Past the left edge, output columns 0 and 1 sample input columns -5 and -2: empty.
+    assert inside.all() if box.x0 >= 0 else (inside[:, 2:].all() and not inside[:, :2].any())
+    np.testing.assert_allclose(out["normal"][inside], expected["normal"][inside], atol=1e-6)
+
+
+def test_zoom_by_two_repeats_each_ground_truth_pixel_twice_with_none_empty():
+    columns = np.broadcast_to(np.arange(W, dtype=np.float32), (H, W)).copy()
+    out = crop_scale({"depth": columns}, CropBox(0, 0, W, H, 2 * W, 2 * H))
+    np.testing.assert_array_equal(out["depth"][0], np.repeat(np.arange(W), 2))
+
+
+def test_crop_intrinsics_hand_computed_centre_zoom():
+    K = np.array([[100.0, 0, 31.5], [0, 100.0, 23.5], [0, 0, 1]])
+    k = crop_intrinsics(K, CropBox(16, 12, 32, 24, 64, 48))
+    np.testing.assert_allclose(k, [[200.0, 0, 31.5], [0, 200.0, 23.5], [0, 0, 1]])
+
+
+def test_crop_scale_projects_a_3d_point_to_the_pixel_that_shows_it():
+    # A marked pixel's 3-D point, projected with the new K, lands on the marked output pixel.
+    frame = render_plane(K0, H, W)
+    frame["mask"] = np.zeros((H, W), np.float32)
+    i, j = 30, 42
+    frame["mask"][i, j] = 1.0
+    box = CropBox(20, 14, 30, 24, 10, 8)
+    point = frame["depth"][i, j] * np.linalg.inv(K0) @ np.array([j, i, 1.0])
+    out = crop_scale(frame, box)
+    u, v, z = out["K"] @ point
+    marked = np.unravel_index(np.argmax(out["mask"]), out["mask"].shape)
+    assert (round(v / z), round(u / z)) == marked
+    assert out["depth"][marked] == pytest.approx(point[2], rel=1e-5)
+
+
+def _translated_pair(shift: tuple[int, int]) -> tuple[dict, dict]:
+    """Frame t and t+1 where the content moves by (dx, dy) pixels; flow_fwd(t) = (dx, dy)."""
+    rng = np.random.default_rng(3)
+    big = rng.integers(0, 256, (H + 20, W + 20, 3), dtype=np.uint8)
+    dx, dy = shift
+    first = {"rgb": big[10:10 + H, 10:10 + W].copy(),
+             "flow_fwd": np.broadcast_to(np.float32([dx, dy]), (H, W, 2)).copy(), "K": K0}
+    second = {"rgb": big[10 - dy:10 - dy + H, 10 - dx:10 - dx + W].copy(),
+              "flow_fwd": first["flow_fwd"].copy(), "K": K0}
+    return first, second
+
+
+def _warp_back(image: np.ndarray, flow: np.ndarray, margin: int = 2
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """Numpy gather of image(p + flow(p)) for integer flows, and where both p and p + flow lie
+    at least `margin` pixels inside the image (resizing treats the outermost pixels differently)."""
+    h, w = image.shape[:2]
+    v, u = np.mgrid[0:h, 0:w]
+    uu = u + np.rint(flow[..., 0]).astype(int)
+    vv = v + np.rint(flow[..., 1]).astype(int)
+    valid = np.ones((h, w), bool)
+    for x, n in ((u, w), (v, h), (uu, w), (vv, h)):
+        valid &= (x >= margin) & (x < n - margin)
+    return image[np.clip(vv, 0, h - 1), np.clip(uu, 0, w - 1)], valid
+
+
+@pytest.mark.parametrize("params", [AugmentParams(flip=True),
+                                    AugmentParams(flip=True, crop=CropBox(8, 6, 24, 18, 48, 36))])
+def test_flow_still_maps_pixels_after_flip_and_zoom(params):
+    first, second = _translated_pair((3, -2))
+    rng = np.random.default_rng(0)
+    a, b = (apply(f, params, rng) for f in (first, second))
+    warped, valid = _warp_back(b["rgb"].astype(int), a["flow_fwd"])
+    assert valid.mean() > 0.5
+    assert np.abs(warped - a["rgb"].astype(int))[valid].max() <= 1
+    # The wrong sign convention for flipped flow would break it:
+    wrong = a["flow_fwd"] * np.float32([-1, 1])
+    bad, bad_valid = _warp_back(b["rgb"].astype(int), wrong)
+    assert np.abs(bad - a["rgb"].astype(int))[bad_valid & valid].mean() > 20
+
+
+def test_clip_applies_one_geometric_transform_to_every_frame():
+    first, second = _translated_pair((2, 1))
+    # A ×2 zoom keeps the scaled flow on whole pixels, so the check can be exact.
+    config = AugmentConfig(p_flip=1.0, p_crop=1.0, zoom=(2.0, 2.0), shift=0.0, p_blur=0,
+                           p_brightness_contrast=0, p_hue_saturation=0, p_jpeg=0, p_greyscale=0,
+                           p_iso_noise=0)
+    a, b = Augment(config, rng=5).clip([first, second])
+    np.testing.assert_array_equal(a["K"], b["K"])
+    np.testing.assert_array_equal(a["flow_fwd"][0, 0], [-4.0, 2.0])
+    warped, valid = _warp_back(b["rgb"].astype(int), a["flow_fwd"])
+    assert valid.mean() > 0.5
+    assert np.abs(warped - a["rgb"].astype(int))[valid].max() <= 1
+
+
+def test_crop_outside_the_image_leaves_ground_truth_empty_and_ranges_valid():
+    frame = full_frame()
+    out = crop_scale(hflip(frame), CropBox(-20, -10, 80, 60, 40, 30))
+    assert out["rgb"].dtype == np.uint8 and out["rgb"].shape == (30, 40, 3)
+    assert out["mask"].min() >= 0.0 and out["mask"].max() <= 1.0
+    assert np.isnan(out["depth"][0, 0]) and out["mask"][0, 0] == 0.0
+    assert not out["normal"][0, 0].any() and not out["flow_fwd"][0, 0].any()
+    human = ~np.isnan(out["depth"])
+    np.testing.assert_allclose(np.linalg.norm(out["normal"][human], axis=-1), 1.0, atol=1e-5)
+    assert (out["mask"][human] > 0).all()
+
+
+# ---------------------------------------------------------------- photometric
+def test_photometric_ops_never_touch_ground_truth():
+    frame = full_frame()
+    config = AugmentConfig(p_flip=0, p_crop=0, p_blur=1, p_brightness_contrast=1,
+                           p_hue_saturation=1, p_jpeg=1, p_greyscale=1, p_iso_noise=1)
+    out = Augment(config, rng=1)(frame)
+    for key in frame:
+        if key != "rgb":
+            np.testing.assert_array_equal(out[key], frame[key], err_msg=key)
+    assert not np.array_equal(out["rgb"], frame["rgb"])
+    assert out["rgb"].dtype == np.uint8 and out["rgb"].shape == frame["rgb"].shape
+
+
+def test_brightness_contrast_hand_computed():
+    rgb = np.array([[[0, 128, 255]]], np.uint8)
+    out = brightness_contrast(rgb, brightness=0.2, contrast=0.5)
+    # ((0 + 51)/255 - 0.5)·1.5 + 0.5 = 12.75/255; (128 + 51)/255 → 204.75/255; 255 saturates.
+    assert out[0, 0].tolist() == [13, 205, 255]
+
+
+def test_hue_rotation_of_120_degrees_turns_red_into_green_and_zero_saturation_is_grey():
+    red = np.zeros((2, 2, 3), np.uint8)
+    red[..., 0] = 200
+    assert hue_saturation(red, 120.0, 1.0)[0, 0].tolist() == [0, 200, 0]
+    grey = hue_saturation(smooth_image(), 0.0, 0.0)
+    assert (grey.max(axis=-1).astype(int) - grey.min(axis=-1)).max() <= 1
+
+
+def test_greyscale_makes_equal_channels_that_keep_the_luma():
+    img = smooth_image()
+    out = greyscale(img)
+    assert (out[..., 0] == out[..., 1]).all() and (out[..., 1] == out[..., 2]).all()
+    luma = img.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+    assert np.abs(out[..., 0] - luma).max() <= 1.0
+
+
+def test_jpeg_changes_a_smooth_image_by_a_bounded_amount_that_grows_as_quality_drops():
+    img = smooth_image()
+    err_hi = np.abs(jpeg(img, 95).astype(int) - img).mean()
+    err_lo = np.abs(jpeg(img, 10).astype(int) - img).mean()
+    assert 0 < err_hi < 1.5
+    assert err_hi < err_lo < 8
+
+
+def test_iso_noise_is_unbiased_with_the_poisson_plus_gaussian_variance():
+    img = np.full((200, 200, 3), 128, np.uint8)
+    photons, read = 400.0, 0.01
+    out = iso_noise(img, photons, read, np.random.default_rng(0)).astype(np.float64) / 255.0
+    x = 128 / 255.0
+    assert abs(out.mean() - x) < 0.002
+    expected_std = np.sqrt(x / photons + read**2)
+    assert out.std() == pytest.approx(expected_std, rel=0.05)
+
+
+@pytest.mark.parametrize("kernel", [gaussian_kernel(1.5), disc_kernel(2.3), motion_kernel(7, 30)])
+def test_blur_kernels_sum_to_one_and_keep_a_flat_image(kernel):
+    assert kernel.sum() == pytest.approx(1.0, abs=1e-5)
+    flat = np.full((20, 20, 3), 77, np.uint8)
+    np.testing.assert_array_equal(blur(flat, kernel), flat)
+
+
+def test_blur_kernel_shapes_match_their_physics():
+    horizontal = motion_kernel(6, 0.0)
+    centre = horizontal.shape[0] // 2
+    assert horizontal[centre].sum() == pytest.approx(1.0, abs=1e-6)  # all mass on the middle row
+    vertical = motion_kernel(6, 90.0)
+    assert vertical[:, centre].sum() == pytest.approx(1.0, abs=1e-6)
+    disc = disc_kernel(3.0)
+    r = disc.shape[0] // 2
+    v, u = np.mgrid[-r:r + 1, -r:r + 1]
+    assert disc[np.hypot(u, v) > 3.0 + np.sqrt(0.5)].sum() == 0.0
+    assert disc[r, r] == pytest.approx(disc[r, r + 1])  # uniform inside
+    g = gaussian_kernel(2.0)
+    assert g[g.shape[0] // 2].argmax() == g.shape[0] // 2
+
+
+def test_blur_strength_grows_with_the_kernel():
+    img = smooth_image()
+    weak = np.abs(blur(img, gaussian_kernel(0.5)).astype(int) - img).mean()
+    strong = np.abs(blur(img, gaussian_kernel(3.0)).astype(int) - img).mean()
+    assert 0 < weak < strong
+
+
+# ---------------------------------------------------------------- Augment
+def test_same_seed_gives_identical_output_and_another_seed_differs():
+    frame = full_frame()
+    config = AugmentConfig(p_iso_noise=1.0, p_crop=1.0)
+    a, b = Augment(config, rng=7)(frame), Augment(config, rng=7)(frame)
+    assert_frames_equal(a, b, rtol=0, atol=0)
+    c = Augment(config, rng=8)(frame)
+    assert not np.array_equal(a["rgb"], c["rgb"])
+
+
+def test_clip_shares_photometry_and_jitter_varies_it_slightly():
+    frame = {"rgb": smooth_image()}
+    config = AugmentConfig(p_flip=0.5, p_crop=1, p_blur=1, p_brightness_contrast=1,
+                           p_hue_saturation=1, p_jpeg=1, p_greyscale=0, p_iso_noise=0)
+    same = Augment(config, rng=2).clip([frame] * 3)
+    for other in same[1:]:
+        np.testing.assert_array_equal(other["rgb"], same[0]["rgb"])
+    jittered = Augment(dataclasses.replace(config, clip_jitter=0.05), rng=2).clip([frame] * 3)
+    diff = np.abs(jittered[1]["rgb"].astype(int) - jittered[0]["rgb"]).mean()
+    assert 0 < diff < 20
+
+
+def test_config_rejects_bad_values_with_a_clear_message():
+    with pytest.raises(ValueError, match="p_flip.*probability"):
+        AugmentConfig(p_flip=1.5)
+    with pytest.raises(ValueError, match="zoom.*low <= high"):
+        AugmentConfig(zoom=(1.2, 0.9))
+    with pytest.raises(ValueError, match="unknown keys \\['p_flop'\\]"):
+        AugmentConfig.from_dict({"p_flop": 0.5})
+    assert AugmentConfig.from_dict({"zoom": [0.9, 1.1]}).zoom == (0.9, 1.1)
+
+
+class _Draws(torch.utils.data.Dataset):
+    def __init__(self):
+        self.augment = Augment(AugmentConfig(p_brightness_contrast=1.0), rng=0)
+
+    def __len__(self):
+        return 4
+
+    def __getitem__(self, index):
+        return self.augment.sample(8, 8).brightness
+
+
+def test_dataloader_workers_do_not_repeat_each_others_draws():
+    loader = torch.utils.data.DataLoader(_Draws(), batch_size=None, num_workers=2,
+                                         multiprocessing_context="fork")
+    draws = [float(x) for x in loader]
+    # Workers get items 0,2 and 1,3: identical generators would give draws[0] == draws[1].
+    assert draws[0] != draws[1]
