@@ -1,0 +1,329 @@
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from hcdp_training.losses import (
+    LossConfig,
+    depth_edge_mask,
+    depth_loss,
+    normal_loss,
+    seg_loss,
+    stage1_loss,
+    stage2_loss,
+    temporal_depth_loss,
+    temporal_masks,
+    temporal_normal_loss,
+    tgm_loss,
+)
+
+CFG = LossConfig()
+H = W = 32
+T = 3
+
+
+def _grid(shift: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
+    return xs - shift, ys
+
+
+def _depth_field(shift: float = 0.0) -> torch.Tensor:
+    """A smooth, gently varying human depth, content moved `shift` px to the right. [1,H,W]"""
+    xs, ys = _grid(shift)
+    return (2.0 + 0.01 * xs + 0.006 * ys + 0.01 * torch.sin(xs / 3.0) * torch.cos(ys / 4.0))[None]
+
+
+def _normal_field(shift: float = 0.0) -> torch.Tensor:
+    """A smooth unit normal field facing the camera, moved `shift` px to the right. [3,H,W]"""
+    xs, ys = _grid(shift)
+    return F.normalize(torch.stack([0.3 * torch.sin(xs / 5.0), 0.2 * torch.cos(ys / 6.0), -torch.ones_like(xs)]), dim=0)
+
+
+def _region(shift: int = 0) -> torch.Tensor:
+    m = torch.zeros(1, H, W)
+    m[:, 6:26, 6 + shift : 22 + shift] = 1.0
+    return m
+
+
+def _frame() -> dict[str, torch.Tensor]:
+    """One GT frame, batch of 2: [2,C,H,W]."""
+    mask = _region()
+    return {
+        "depth": (_depth_field() * mask).expand(2, 1, H, W).clone(),
+        "normal": (_normal_field() * mask).expand(2, 3, H, W).clone(),
+        "mask": mask.expand(2, 1, H, W).clone(),
+    }
+
+
+def _clip() -> dict[str, torch.Tensor]:
+    """GT clip [1,T,C,H,W]: the human moves 1 px right per frame, flows exact."""
+    masks = torch.stack([_region(k) for k in range(T)])
+    depth = torch.stack([_depth_field(k) for k in range(T)]) * masks
+    normal = torch.stack([_normal_field(k) for k in range(T)]) * masks
+    fwd = torch.zeros(T, 2, H, W)
+    fwd[:, 0] = 1.0
+    bwd = -fwd
+    return {k: v[None] for k, v in dict(depth=depth, normal=normal, mask=masks, flow_fwd=fwd, flow_bwd=bwd).items()}
+
+
+def _perfect_prediction(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Depth an affine map of the GT (far background), normals the GT, logits = logit(mask)."""
+    inside = batch["mask"] > 0.5
+    depth = torch.where(inside, 3.0 * batch["depth"] + 0.5, torch.full_like(batch["depth"], 20.0))
+    normal = torch.where(inside, batch["normal"], torch.tensor([0.0, 0.0, -1.0]).view(3, 1, 1).expand_as(batch["normal"]))
+    logits = torch.where(inside, 30.0, -30.0)
+    return {"depth": depth, "normal": normal, "mask_logits": logits}
+
+
+def _requires_grad(pred: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone().requires_grad_(True) for k, v in pred.items()}
+
+
+def _gates(batch):
+    region = batch["mask"] > 0.5
+    return region & (batch["depth"] > 0), region
+
+
+# --- eq. 6 -----------------------------------------------------------------------------------------
+
+def test_depth_loss_is_zero_for_any_affine_map_of_the_gt_and_positive_otherwise():
+    batch = _frame()
+    gate, _ = _gates(batch)
+    perfect = 0.2 * batch["depth"] + 7.0
+    total, terms = depth_loss(perfect, batch["depth"], gate, CFG)
+    assert total.item() == pytest.approx(0.0, abs=1e-4)
+    noisy = perfect + 0.05 * torch.randn_like(perfect)
+    _, terms = depth_loss(noisy, batch["depth"], gate, CFG)
+    assert terms["depth_l2"] > 0 and terms["depth_grad"] > 0
+
+
+def test_depth_l2_term_of_a_constant_prediction_is_the_std_of_the_normalised_target():
+    target = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])  # normalised: 0, 1/3, 2/3, 1
+    gate = torch.ones_like(target, dtype=torch.bool)
+    _, terms = depth_loss(torch.full_like(target, 5.0), target, gate, LossConfig(omega_grad=0.0))
+    expected = math.sqrt(((0 - 0.5) ** 2 + (1 / 3 - 0.5) ** 2 + (2 / 3 - 0.5) ** 2 + (1 - 0.5) ** 2) / 4)
+    assert terms["depth_l2"].item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_depth_loss_ignores_pixels_outside_the_gate():
+    batch = _frame()
+    gate, _ = _gates(batch)
+    pred = batch["depth"] + 0.05 * torch.rand_like(batch["depth"])
+    changed = torch.where(gate, pred, torch.full_like(pred, 1e6))
+    assert depth_loss(pred, batch["depth"], gate, CFG)[0].item() == pytest.approx(
+        depth_loss(changed, batch["depth"], gate, CFG)[0].item(), rel=1e-6
+    )
+
+
+# --- eqs. 7-9 --------------------------------------------------------------------------------------
+
+def test_normal_loss_is_zero_for_the_gt_and_each_term_positive_for_a_perturbation():
+    batch = _frame()
+    _, gate = _gates(batch)
+    total, _ = normal_loss(batch["normal"], batch["normal"], gate, CFG)
+    assert total.item() == pytest.approx(0.0, abs=1e-6)
+    wrong = batch["normal"].clone()
+    wrong[:, :, 10:18, 10:18] = F.normalize(wrong[:, :, 10:18, 10:18] + torch.tensor([0.5, 0.0, 0.0]).view(3, 1, 1), dim=1)
+    _, terms = normal_loss(wrong, batch["normal"], gate, CFG)
+    assert terms["normal_base"] > 0 and terms["normal_grad"] > 0 and terms["normal_lap"] > 0
+
+
+def test_normal_base_term_of_a_perpendicular_prediction_is_l1_plus_one_minus_cosine():
+    gt = torch.tensor([0.0, 0.0, -1.0]).view(1, 3, 1, 1).expand(1, 3, 8, 8)
+    pred = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1).expand(1, 3, 8, 8)
+    gate = torch.ones(1, 1, 8, 8, dtype=torch.bool)
+    _, terms = normal_loss(pred, gt, gate, CFG)
+    assert terms["normal_base"].item() == pytest.approx(2.0 + 1.0)  # |1| + |1| and 1 - cos 90 deg
+    assert terms["normal_grad"].item() == pytest.approx(0.0, abs=1e-6)  # both fields constant
+
+
+def test_normal_gradient_term_weighs_errors_at_gt_normal_edges_up_to_one_plus_eta():
+    gt = torch.tensor([0.0, 0.0, -1.0]).view(1, 3, 1, 1).repeat(1, 1, 12, 12)
+    gt[:, :, :, 6:] = F.normalize(torch.tensor([1.0, 0.0, -1.0]), dim=0).view(1, 3, 1, 1)  # a crease at x = 6
+    gate = torch.ones(1, 1, 12, 12, dtype=torch.bool)
+    pred = torch.tensor([0.0, 0.0, -1.0]).view(1, 3, 1, 1).expand(1, 3, 12, 12)  # misses the crease
+    grads = [normal_loss(pred, gt, gate, LossConfig(eta=eta))[1]["normal_grad"].item() for eta in (0.0, 1.0)]
+    # the whole error sits on the crease, where w_edge = 1 + eta
+    assert grads[1] == pytest.approx(2.0 * grads[0], rel=1e-5)
+
+
+# --- eq. 10 ----------------------------------------------------------------------------------------
+
+def test_seg_loss_is_zero_when_sigmoid_of_logits_equals_the_soft_mask():
+    target = torch.rand(2, 1, 8, 8) * 0.98 + 0.01
+    assert seg_loss(torch.logit(target), target).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_seg_loss_is_bce_for_hard_targets():
+    target = torch.ones(1, 1, 4, 4)
+    assert seg_loss(torch.zeros(1, 1, 4, 4), target).item() == pytest.approx(math.log(2.0), rel=1e-6)
+    assert seg_loss(torch.full((1, 1, 4, 4), 30.0), target).item() == pytest.approx(0.0, abs=1e-6)
+
+
+# --- eq. 11 ----------------------------------------------------------------------------------------
+
+def test_stage1_loss_is_zero_for_a_perfect_prediction_and_the_weighted_sum_of_its_terms():
+    batch = _frame()
+    total, terms = stage1_loss(_perfect_prediction(batch), batch, CFG)
+    assert total.item() == pytest.approx(0.0, abs=1e-4)
+    pred = _perfect_prediction(batch)
+    pred["depth"] = pred["depth"] + 0.1 * torch.rand_like(pred["depth"])
+    pred["mask_logits"] = torch.zeros_like(pred["mask_logits"])
+    total, terms = stage1_loss(pred, batch, CFG)
+    expected = CFG.lambda_depth * terms["depth"] + CFG.lambda_normal * terms["normal"] + CFG.lambda_seg * terms["seg"]
+    assert total.item() == pytest.approx(expected.item(), rel=1e-6)
+    assert terms["total"] == terms["stage1"]
+
+
+# --- eqs. 12-14 ------------------------------------------------------------------------------------
+
+def test_depth_edge_mask_marks_a_step_and_its_dilated_neighbourhood_only():
+    depth = torch.ones(1, 1, 16, 16)
+    depth[..., 8:] = 2.0  # step between columns 7 and 8
+    edges = depth_edge_mask(depth, threshold=0.1, dilation=3)[0, 0]
+    assert edges[:, 6:10].all()  # Sobel responds on columns 7, 8; dilation adds 6 and 9
+    assert not edges[:, :6].any() and not edges[:, 10:].any()
+
+
+def test_temporal_masks_exclude_pixels_that_leave_the_image_and_silhouette_edges():
+    batch = _clip()
+    pred = _perfect_prediction(batch)
+    masks = temporal_masks(pred["depth"], batch["flow_fwd"], batch["flow_bwd"], CFG, batch["mask"] > 0.5)
+    assert masks.k.shape == (1, T - 1, 1, H, W) and masks.k1.shape == (1, T - 1, 1, H, W)
+    assert masks.k.any() and masks.k1.any()
+    inside = batch["mask"] > 0.5
+    assert not (masks.k & ~inside[:, :-1]).any() and not (masks.k1 & ~inside[:, 1:]).any()
+    assert not masks.k[..., :, W - 1].any() and not masks.k1[..., :, 0].any()
+    # two pixels inside the silhouette (x = 6 + k, the left edge) are within the dilated depth edge
+    assert not masks.k[0, 0, 0, 10:20, 6:8].any()
+
+
+def test_temporal_losses_are_zero_for_consistent_motion_and_positive_for_flicker():
+    batch = _clip()
+    pred = _perfect_prediction(batch)
+    region = batch["mask"] > 0.5
+    masks = temporal_masks(pred["depth"], batch["flow_fwd"], batch["flow_bwd"], CFG, region)
+    args = (batch["flow_fwd"], batch["flow_bwd"], masks)
+    assert temporal_depth_loss(pred["depth"], *args, region).item() == pytest.approx(0.0, abs=1e-5)
+    assert temporal_normal_loss(pred["normal"], *args).item() == pytest.approx(0.0, abs=1e-5)
+    flicker_depth = pred["depth"].clone()
+    flicker_depth[:, 1] += 0.1 * region[:, 1]
+    flicker_normal = pred["normal"].clone()
+    flicker_normal[:, 1] = F.normalize(flicker_normal[:, 1] + 0.2, dim=1)
+    assert temporal_depth_loss(flicker_depth, *args, region) > 0.01
+    assert temporal_normal_loss(flicker_normal, *args) > 0.001
+
+
+def test_temporal_depth_loss_is_invariant_to_the_scale_of_the_relative_depth():
+    batch = _clip()
+    region = batch["mask"] > 0.5
+    depth = _perfect_prediction(batch)["depth"] + 0.05 * torch.rand(1, T, 1, H, W)
+    masks = temporal_masks(depth, batch["flow_fwd"], batch["flow_bwd"], CFG, region)
+    a = temporal_depth_loss(depth, batch["flow_fwd"], batch["flow_bwd"], masks, region)
+    b = temporal_depth_loss(5.0 * depth, batch["flow_fwd"], batch["flow_bwd"], masks, region)
+    assert a.item() == pytest.approx(b.item(), rel=1e-5) and a > 0
+
+
+def test_tgm_loss_is_zero_for_an_affine_map_of_the_gt_clip_and_positive_for_flicker():
+    batch = _clip()
+    gate, _ = _gates(batch)
+    perfect = 2.0 * batch["depth"] + 1.0
+    assert tgm_loss(perfect, batch["depth"], gate, CFG).item() == pytest.approx(0.0, abs=1e-6)
+    flicker = perfect.clone()
+    flicker[:, 1] += 0.01
+    assert tgm_loss(flicker, batch["depth"], gate, CFG) > 0
+
+
+@pytest.mark.parametrize("temporal", ["flow", "tgm"])
+def test_stage2_loss_is_zero_for_a_perfect_clip_and_adds_the_weighted_temporal_terms(temporal):
+    batch = _clip()
+    cfg = LossConfig(temporal=temporal)
+    total, terms = stage2_loss(_perfect_prediction(batch), batch, cfg)
+    assert total.item() == pytest.approx(0.0, abs=1e-4)
+    pred = _perfect_prediction(batch)
+    pred["depth"] = pred["depth"] + 0.05 * torch.rand_like(pred["depth"])
+    total, terms = stage2_loss(pred, batch, cfg)
+    temporal_part = (
+        cfg.lambda_temp_depth * terms["temp_depth"] + cfg.lambda_temp_normal * terms["temp_normal"]
+        if temporal == "flow" else cfg.lambda_tgm * terms["tgm"]
+    )
+    assert total.item() == pytest.approx((terms["stage1"] + temporal_part).item(), rel=1e-5)
+    assert temporal_part > 0
+
+
+# --- gradients and numerics ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("temporal", ["flow", "tgm"])
+def test_gradients_reach_every_prediction_through_the_stage2_loss(temporal):
+    batch = _clip()
+    pred = _perfect_prediction(batch)
+    pred["depth"] = pred["depth"] + 0.05 * torch.rand_like(pred["depth"])
+    pred["normal"] = F.normalize(pred["normal"] + 0.1 * torch.rand_like(pred["normal"]), dim=2)
+    pred["mask_logits"] = torch.zeros_like(pred["mask_logits"])
+    pred = _requires_grad(pred)
+    total, _ = stage2_loss(pred, batch, LossConfig(temporal=temporal))
+    total.backward()
+    for name, x in pred.items():
+        assert torch.isfinite(x.grad).all(), name
+        assert x.grad.abs().sum() > 0, name
+
+
+def test_each_temporal_loss_passes_gradients_to_its_input():
+    batch = _clip()
+    region = batch["mask"] > 0.5
+    pred = _perfect_prediction(batch)
+    depth = (pred["depth"] + 0.05 * torch.rand_like(pred["depth"])).requires_grad_(True)
+    normal = F.normalize(pred["normal"] + 0.1 * torch.rand_like(pred["normal"]), dim=2).requires_grad_(True)
+    masks = temporal_masks(depth, batch["flow_fwd"], batch["flow_bwd"], CFG, region)
+    temporal_depth_loss(depth, batch["flow_fwd"], batch["flow_bwd"], masks, region).backward()
+    temporal_normal_loss(normal, batch["flow_fwd"], batch["flow_bwd"], masks).backward()
+    assert depth.grad.abs().sum() > 0 and normal.grad.abs().sum() > 0
+
+
+def test_losses_are_finite_with_zero_and_gradients_when_every_mask_is_empty():
+    batch = _clip()
+    batch["mask"] = torch.zeros_like(batch["mask"])
+    batch["depth"] = torch.zeros_like(batch["depth"])
+    pred = _requires_grad({
+        "depth": torch.rand(1, T, 1, H, W), "normal": F.normalize(torch.rand(1, T, 3, H, W), dim=2),
+        "mask_logits": torch.randn(1, T, 1, H, W),
+    })
+    for temporal in ("flow", "tgm"):
+        total, terms = stage2_loss(pred, batch, LossConfig(temporal=temporal))
+        assert torch.isfinite(total)
+        assert all(torch.isfinite(v) for v in terms.values())
+        assert terms["depth"] == 0 and terms["normal"] == 0
+        total.backward()
+        assert all(torch.isfinite(x.grad).all() for x in pred.values())
+
+
+def test_losses_compute_in_float32_under_autocast():
+    batch = _frame()
+    pred = {k: v.to(torch.bfloat16) for k, v in _perfect_prediction(batch).items()}
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        total, _ = stage1_loss(pred, batch, CFG)
+    assert total.dtype == torch.float32 and torch.isfinite(total)
+
+
+def test_stage2_loss_rejects_single_frames_with_a_clear_error():
+    batch = _frame()
+    batch["flow_fwd"] = batch["flow_bwd"] = torch.zeros(2, 2, H, W)
+    with pytest.raises(ValueError, match=r"\[B,T,C,H,W\]"):
+        stage2_loss(_perfect_prediction(batch), batch, CFG)
+
+
+@pytest.mark.parametrize("kwargs, field", [
+    (dict(temporal="optical"), "temporal"), (dict(edge_dilation=4), "edge_dilation"),
+    (dict(lambda_normal=-1.0), "lambda_normal"), (dict(laplacian_scales=[0, 2]), "laplacian_scales"),
+])
+def test_loss_config_rejects_invalid_values_naming_the_field(kwargs, field):
+    with pytest.raises(ValueError, match=field):
+        LossConfig(**kwargs)
+
+
+def test_loss_config_has_the_paper_weights():
+    cfg = LossConfig(laplacian_scales=[1, 2])
+    assert (cfg.lambda_depth, cfg.lambda_normal, cfg.lambda_seg, cfg.lambda_temp_depth, cfg.lambda_temp_normal) == (
+        1.0, 0.1, 0.05, 1.0, 0.1)
+    assert cfg.laplacian_scales == (1, 2)
