@@ -23,13 +23,14 @@ import torch.nn.functional as F
 from hcdp_model.geometry import (
     align_scale_shift,
     backward_warp,
+    cosine_similarity,
     cycle_consistency_mask,
     dilate,
     erode,
     full_precision,
+    laplacian,
     masked_min_max,
     normalise_min_max,
-    laplacian,
     sobel,
 )
 
@@ -166,22 +167,23 @@ def normal_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tensor, cf
     gate = gate.bool()
     if gate.shape != pred.shape[:1] + (1,) + pred.shape[2:]:
         raise ValueError(f"gate {tuple(gate.shape)} must be [B,1,H,W] for normals {tuple(pred.shape)}")
-    cos = F.cosine_similarity(pred, target, dim=1, eps=1e-6).unsqueeze(1)
+    cos = cosine_similarity(pred, target)
     base = _masked_mean((pred - target).abs().sum(1, keepdim=True) + (1.0 - cos), gate)
 
+    # Sobel, Laplacian and average pooling are linear: nabla(N_hat) - nabla(N) = nabla(N_hat - N), etc.
+    err = pred - target
     inner = erode(gate, 3)
     w_edge = _edge_weight(target, inner, cfg.eta)
-    px, py = sobel(pred)
-    gx, gy = sobel(target)
-    grad = _masked_mean(w_edge * ((px - gx).abs() + (py - gy).abs()).sum(1, keepdim=True), inner)
+    ex, ey = sobel(err)
+    grad = _masked_mean(w_edge * (ex.abs() + ey.abs()).sum(1, keepdim=True), inner)
 
     lap_terms = []
     for s in cfg.laplacian_scales:
         if min(pred.shape[-2:]) < 3 * s:
             continue
-        p, g, w = (F.avg_pool2d(x, s) for x in (pred, target, w_edge))
+        e, w = (F.avg_pool2d(x, s) for x in (err, w_edge))
         inside = erode(F.avg_pool2d(gate.float(), s) > 1.0 - 1e-6, 3)
-        lap_terms.append(_masked_mean(w * (laplacian(p) - laplacian(g)).abs().sum(1, keepdim=True), inside))
+        lap_terms.append(_masked_mean(w * laplacian(e).abs().sum(1, keepdim=True), inside))
     lap = torch.stack(lap_terms).mean() if lap_terms else pred.sum() * 0.0
 
     total = base + cfg.alpha * grad + cfg.beta * lap
@@ -332,8 +334,8 @@ def temporal_normal_loss(normal: torch.Tensor, flow_fwd: torch.Tensor, flow_bwd:
     fwd, bwd = _pair_flows(flow_fwd, flow_bwd)
     n_k1_at_k, _ = backward_warp(n_k1, fwd)
     n_k_at_k1, _ = backward_warp(n_k, bwd)
-    cos_k = F.cosine_similarity(n_k, n_k1_at_k, dim=1, eps=1e-6).unsqueeze(1)
-    cos_k1 = F.cosine_similarity(n_k1, n_k_at_k1, dim=1, eps=1e-6).unsqueeze(1)
+    cos_k = cosine_similarity(n_k, n_k1_at_k)
+    cos_k1 = cosine_similarity(n_k1, n_k_at_k1)
     return _masked_mean(1.0 - cos_k, masks.k.flatten(0, 1)) + _masked_mean(1.0 - cos_k1, masks.k1.flatten(0, 1))
 
 
