@@ -43,7 +43,7 @@ setup(
         "rosbags>=0.10",
     ],
     extras_require={
-        "training": ["anny", "moderngl", "scikit-image", "tensorboard"],
+        "training": ["anny", "moderngl", "scikit-image", "tensorboard", "OpenEXR"],
         "onnx": ["onnx", "onnxruntime"],
         "dev": [
             "pytest",
@@ -53,6 +53,7 @@ setup(
             "moderngl",
             "scikit-image",
             "tensorboard",
+            "OpenEXR",
             "onnx",
             "onnxruntime",
         ],
