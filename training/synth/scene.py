@@ -1,0 +1,200 @@
+"""A sequence's scene: people with motions placed in the world, a camera trajectory, lights and a
+background, sampled from one seed; and its per-frame geometry in camera coordinates for the renderer.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from hcdp_training.synth.appearance import SLOTS
+from hcdp_training.synth.backgrounds import KINDS, make_background
+from hcdp_training.synth.body import CANONICAL_HI, CANONICAL_LO, BodyModel
+from hcdp_training.synth.camera import VIEWS, CameraSpec, intrinsics, sample_camera, trajectory
+from hcdp_training.synth.garments import vertex_normals
+from hcdp_training.synth.motion import MOTIONS, pose_deltas, sample_motion
+from hcdp_training.synth.person import PersonSpec, build_person, sample_person
+from hcdp_training.synth.render import FrameGeometry, Lighting
+
+VIDEO_VIEWS = ("upper_body", "full_body")
+MIXABLE = ("walk", "run", "turn", "wave", "squat", "jump", "dance", "idle")
+
+
+@dataclass
+class LightSpec:
+    azimuth_deg: float
+    elevation_deg: float
+    intensity: float
+    colour_temperature: float  # -1 cool .. +1 warm
+    ambient: float
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class SceneSpec:
+    """All logged controls of one sequence."""
+
+    seed: int
+    frames: int
+    fps: float
+    people: list[PersonSpec]
+    motions: list[str]
+    motion_speed: list[float]
+    placements: list[tuple[float, float, float]]  # x, y (metres), yaw (rad) of each person at frame 0
+    camera: CameraSpec
+    light: LightSpec
+    background: str
+
+    def to_json(self) -> dict:
+        return {"seed": self.seed, "frames": self.frames, "fps": self.fps,
+                "people": [p.to_json() for p in self.people], "motions": self.motions,
+                "motion_speed": self.motion_speed, "placements": [list(p) for p in self.placements],
+                "camera": self.camera.to_json(), "light": self.light.to_json(), "background": self.background}
+
+
+def sample_scene(seed: int, frames: int, fps: float, static: bool, max_people: int = 3,
+                 motions: tuple[str, ...] = MOTIONS + ("mix",)) -> SceneSpec:
+    """Sample every control of one sequence from `seed` (a per-sequence seed)."""
+    rng = np.random.default_rng(seed)
+    count = int(rng.choice([1, 2, 3], p=[0.75, 0.17, 0.08]))
+    count = min(count, max_people)
+    people = [sample_person(rng) for _ in range(count)]
+    names = []
+    for _ in range(count):
+        name = str(rng.choice(motions))
+        if name == "mix":
+            a, b = rng.choice(MIXABLE, 2, replace=False)
+            name = f"mix:{a}+{b}"
+        names.append(name)
+    placements = [(0.0, 0.0, float(rng.uniform(-np.pi, np.pi)))]
+    for _ in range(count - 1):
+        placements.append((float(rng.choice([-1, 1]) * rng.uniform(0.6, 1.6)), float(rng.uniform(-1.0, 2.5)),
+                           float(rng.uniform(-np.pi, np.pi))))
+    view = str(rng.choice(VIEWS if static else VIDEO_VIEWS, p=[0.25, 0.35, 0.4] if static else [0.35, 0.65]))
+    height = 1.75 * (0.55 + 0.45 * min(people[0].phenotype["age"] / 0.67, 1.0))
+    camera = sample_camera(rng, view, height, video=not static)
+    light = LightSpec(float(rng.uniform(-180, 180)), float(rng.uniform(5, 75)), float(rng.uniform(0.5, 1.6)),
+                      float(rng.uniform(-1, 1)), float(rng.uniform(0.1, 0.5)))
+    return SceneSpec(seed=seed, frames=frames, fps=fps, people=people, motions=names,
+                     motion_speed=[float(rng.uniform(0.7, 1.4)) for _ in range(count)], placements=placements,
+                     camera=camera, light=light, background=str(rng.choice(KINDS)))
+
+
+def _rot_z(yaw: np.ndarray) -> np.ndarray:
+    c, s = np.cos(yaw), np.sin(yaw)
+    z, o = np.zeros_like(c), np.ones_like(c)
+    return np.stack([c, -s, z, s, c, z, z, z, o], -1).reshape(*yaw.shape, 3, 3)
+
+
+@dataclass
+class SceneGeometry:
+    """World-space animated meshes and cameras of a sequence."""
+
+    vertices: np.ndarray       # [T,N,3] world, metres
+    normals: np.ndarray        # [T,N,3] world, unit
+    faces: np.ndarray          # [F,3]
+    canonical: np.ndarray      # [N,3]
+    material_ids: np.ndarray   # [N]
+    materials: np.ndarray      # [M,4,4]
+    world_to_camera: np.ndarray  # [T,4,4]
+    K: np.ndarray              # [3,3]
+    lights_world: tuple[np.ndarray, np.ndarray]  # key and fill directions (towards the light)
+    light: LightSpec
+    background: np.ndarray     # [S,S,3] uint8
+
+
+def _framed_point(body: BodyModel, rest, transforms: torch.Tensor, local_body: np.ndarray, shift: np.ndarray,
+                  view: str) -> np.ndarray:
+    """[T,3] body-local point the camera frames: head (face), chest (upper body), mid-height (full body)."""
+    if view == "full_body":
+        centre = local_body.mean(1)
+        centre[:, 2] = local_body[..., 2].max(1) / 2
+        return centre
+    bone = body.bone("head" if view == "face" else "spine01")
+    head = (transforms[:, bone] @ rest.bone_poses[bone])[:, :3, 3].numpy().astype(np.float64)
+    head[:, 2] += shift + (0.08 if view == "face" else 0.0)
+    return head
+
+
+def build_scene(body: BodyModel, spec: SceneSpec, width: int, height: int, static: bool) -> SceneGeometry:
+    rng = np.random.default_rng([spec.seed, 1])
+    verts, faces, canon, mats_ids, materials = [], [], [], [], []
+    offset = 0
+    anchor = facing = None
+    start = float(rng.uniform(0, 10)) if static else 0.0
+    for i, (pspec, mname, speed, place) in enumerate(zip(spec.people, spec.motions, spec.motion_speed,
+                                                          spec.placements)):
+        person = build_person(body, pspec)
+        motion = sample_motion(mname, spec.frames, spec.fps, np.random.default_rng([spec.seed, 2, i]), speed, start)
+        transforms = body.bone_transforms(person.rest, pose_deltas(motion, body.bone_labels))
+        rest = torch.cat([p.rest for p in person.parts])
+        weights = torch.cat([p.weights for p in person.parts])
+        local = BodyModel.skin(rest, weights, transforms).numpy().astype(np.float64)  # [T,n,3]
+        n_body = person.parts[0].rest.shape[0]
+        shift = motion.hop - local[:, :n_body, 2].min(1)  # feet on the ground each frame, plus any hop
+        local[..., 2] += shift[:, None]
+        yaw = place[2] + motion.yaw
+        facing_dir = _rot_z(yaw) @ np.array([0.0, -1.0, 0.0])
+        root = np.array([place[0], place[1], 0.0]) + np.concatenate(
+            [[0.0], np.cumsum(motion.speed[:-1] / spec.fps)])[:, None] * facing_dir
+        world = np.einsum("tab,tnb->tna", _rot_z(yaw), local) + root[:, None]
+        if i == 0:
+            anchor = np.einsum("tab,tb->ta", _rot_z(yaw), _framed_point(body, person.rest, transforms, local[:, :n_body],
+                                                                        shift, spec.camera.view)) + root
+            facing = float(yaw[0])
+        for part in person.parts:
+            faces.append(part.faces + offset)
+            canon.append(part.canonical)
+            mats_ids.append(part.slot + i * len(SLOTS))
+            offset += part.rest.shape[0]
+        verts.append(world)
+        materials.append(person.materials)
+    vertices = np.concatenate(verts, 1)
+    faces_all = np.concatenate(faces).astype(np.int64)
+    normals = vertex_normals(torch.from_numpy(vertices.astype(np.float32)), torch.from_numpy(faces_all)).numpy()
+    cams = trajectory(spec.camera, anchor, facing, spec.fps, rng)
+    light = spec.light
+    az, el = np.radians(light.azimuth_deg) + facing, np.radians(light.elevation_deg)
+    key = np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+    fill = np.array([-key[0], -key[1], 0.3])
+    return SceneGeometry(vertices=vertices, normals=normals, faces=faces_all.astype(np.int32),
+                         canonical=np.concatenate(canon), material_ids=np.concatenate(mats_ids),
+                         materials=np.concatenate(materials), world_to_camera=cams,
+                         K=intrinsics(width, height, spec.camera.vfov_deg), lights_world=(key, fill / np.linalg.norm(fill)),
+                         light=light, background=make_background(spec.background, rng))
+
+
+def lighting_for_frame(scene: SceneGeometry, frame: int) -> Lighting:
+    """Lights in the camera frame of `frame`; colour temperature tints key (warm) and fill (cool)."""
+    rot = scene.world_to_camera[frame, :3, :3]
+    temp = scene.light.colour_temperature
+    warm = np.array([1.0 + 0.25 * temp, 1.0, 1.0 - 0.25 * temp])
+    return Lighting(key_dir=rot @ scene.lights_world[0], key_color=scene.light.intensity * warm,
+                    fill_dir=rot @ scene.lights_world[1], fill_color=0.25 * scene.light.intensity / warm,
+                    ambient=np.full(3, scene.light.ambient))
+
+
+def frame_geometry(scene: SceneGeometry, frame: int, strides: int) -> FrameGeometry:
+    """Camera-frame positions at t, t+s, t-s (each in its own frame's camera) and camera-frame normals."""
+    frames = scene.vertices.shape[0]
+
+    def to_cam(index: int) -> np.ndarray:
+        pose = scene.world_to_camera[index]
+        return scene.vertices[index] @ pose[:3, :3].T + pose[:3, 3]
+
+    return FrameGeometry(
+        cur=to_cam(frame),
+        normals=scene.normals[frame] @ scene.world_to_camera[frame, :3, :3].T,
+        nxt=[to_cam(frame + s) if frame + s < frames else None for s in range(1, strides + 1)],
+        prv=[to_cam(frame - s) if frame - s >= 0 else None for s in range(1, strides + 1)])
+
+
+def background_window(scene: SceneGeometry, frame: int) -> tuple[float, float, float, float]:
+    """Crop of the background that pans with the camera's heading (a cheap stand-in for parallax)."""
+    rot = scene.world_to_camera[frame, :3, :3]
+    heading = np.arctan2(rot[2, 1], rot[2, 0])
+    pitch = np.arcsin(np.clip(rot[2, 2], -1, 1))
+    return (float(heading / (2 * np.pi)), float(0.25 - 0.3 * pitch), 0.5, 0.5)
