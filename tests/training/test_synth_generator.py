@@ -1,0 +1,149 @@
+"""Ground truth of generated anny sequences: normals vs depth, flow vs warping, determinism, diversity.
+
+The anny model is built once per machine into ~/.cache/hcdp/anny (60-80 s the first time, then ~1 s).
+"""
+import dataclasses
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hcdp_model.geometry import backward_warp
+from hcdp_training.data import read_frame
+from hcdp_training.synth.body import BodyModel
+from hcdp_training.synth.generate import SequenceWriter, SynthConfig, generate_dataset, sequence_seed
+from hcdp_training.synth.scene import sample_scene
+
+
+@pytest.fixture(scope="module")
+def body():
+    return BodyModel.load()
+
+
+@pytest.fixture(scope="module")
+def upper_body_frames(body, tmp_path_factory):
+    """Four 128x128 frames of one person framed from the waist up, with strides 1 and 2."""
+    config = SynthConfig(out=str(tmp_path_factory.mktemp("gt")), frames=4, width=128, height=128, flow_strides=2)
+    spec = sample_scene(sequence_seed(11, 0), 4, 15.0, static=False, max_people=1, motions=("walk",))
+    camera = dataclasses.replace(spec.camera, view="upper_body", extent_m=0.9, offset=(0.0, 0.0), shake_deg=0.0)
+    spec = dataclasses.replace(spec, camera=camera)
+    writer = SequenceWriter(config, body)
+    rendered = list(writer.render(spec))
+    writer.renderer.release()
+    return [f for _, f in rendered], rendered[0][0].K
+
+
+def _normals_from_depth(depth: np.ndarray, K: np.ndarray) -> np.ndarray:
+    h, w = depth.shape
+    v, u = np.mgrid[0:h, 0:w].astype(np.float64)
+    rays = np.stack([u, v, np.ones_like(u)], -1) @ np.linalg.inv(K).T
+    points = rays * depth[..., None]
+    du = (points[1:-1, 2:] - points[1:-1, :-2])
+    dv = (points[2:, 1:-1] - points[:-2, 1:-1])
+    n = -np.cross(du, dv)
+    n /= np.linalg.norm(n, axis=-1, keepdims=True)
+    return n
+
+
+def test_normals_agree_with_normals_computed_from_depth_on_smooth_regions(upper_body_frames):
+    frames, K = upper_body_frames
+    angles = []
+    for f in frames:
+        from_depth = _normals_from_depth(f.depth.astype(np.float64), K)
+        d = f.depth
+        c = d[1:-1, 1:-1]
+        # Smooth: the 3x3 neighbourhood is on the human and its depth is nearly planar.
+        window = np.stack([d[1 + dy:d.shape[0] - 1 + dy, 1 + dx:d.shape[1] - 1 + dx]
+                           for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+        lap = np.abs(window[1] + window[7] + window[3] + window[5] - 4 * c)
+        smooth = np.isfinite(window).all(0) & (lap < 0.002 * c)
+        cos = np.sum(from_depth[smooth] * f.normal[1:-1, 1:-1][smooth], -1)
+        angles.append(np.degrees(np.arccos(np.clip(cos, -1, 1))))
+    angles = np.concatenate(angles)
+    assert angles.size > 500
+    assert np.median(angles) < 6.0
+
+
+def _warp(x: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    xt = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))[None].float()
+    ft = torch.from_numpy(np.ascontiguousarray(flow.transpose(2, 0, 1)))[None].float()
+    warped, valid = backward_warp(xt, ft)
+    return warped[0].numpy().transpose(1, 2, 0), valid[0, 0].numpy()
+
+
+def _visible_both(a, b, fwd: np.ndarray) -> np.ndarray:
+    """Pixels of frame a on the human whose forward-flow target lands on frame b's human, not occluded."""
+    warped_depth, valid = _warp(np.nan_to_num(b.depth, nan=-1.0)[..., None], fwd)
+    return np.isfinite(a.depth) & valid & (warped_depth[..., 0] > 0) & (a.mask > 0.99)
+
+
+def test_backward_warping_frame_t_plus_1_with_forward_flow_reproduces_frame_t(upper_body_frames):
+    frames, _ = upper_body_frames
+    for a, b in zip(frames[:-1], frames[1:]):
+        fwd = a.flow_fwd[0]
+        # Canonical coordinates name the surface point: they must match where the point stays visible.
+        warped, valid = _warp(b.canonical, fwd)
+        back, _ = _warp(b.flow_bwd[0], fwd)
+        visible = _visible_both(a, b, fwd) & (np.linalg.norm(fwd + back, axis=-1) < 0.5)
+        assert visible.mean() > 0.05
+        err = np.linalg.norm(warped - a.canonical, axis=-1)[visible]
+        assert np.median(err) < 0.01  # canonical spans [-1, 1]: < 1 % of the body
+        warped_rgb, _ = _warp(b.rgb.astype(np.float32), fwd)
+        rgb_err = np.abs(warped_rgb - a.rgb.astype(np.float32)).mean(-1)[visible]
+        assert np.median(rgb_err) < 3.0  # shading changes a little as the body turns (no flow: ~6)
+
+
+def test_forward_then_backward_flow_is_the_identity_on_visible_pixels(upper_body_frames):
+    frames, _ = upper_body_frames
+    for a, b in zip(frames[:-1], frames[1:]):
+        fwd = a.flow_fwd[0]
+        back, _ = _warp(b.flow_bwd[0], fwd)
+        visible = _visible_both(a, b, fwd)
+        cycle = np.linalg.norm(fwd + back, axis=-1)[visible]
+        assert np.median(cycle) < 0.05
+        assert np.mean(cycle < 0.5) > 0.9
+        assert np.abs(fwd[visible]).max() > 0.2  # the person does move
+
+
+def test_stride_two_flow_equals_two_chained_stride_one_flows(upper_body_frames):
+    frames, _ = upper_body_frames
+    a, b, c = frames[0], frames[1], frames[2]
+    f01, f12 = a.flow_fwd[0], b.flow_fwd[0]
+    chained, valid = _warp(f12, f01)
+    visible = _visible_both(a, b, f01) & valid
+    diff = np.linalg.norm(f01 + chained - a.flow_fwd[1], axis=-1)[visible]
+    assert np.median(diff) < 0.05
+
+
+def test_last_frame_forward_flow_and_first_frame_backward_flow_are_zero(upper_body_frames):
+    frames, _ = upper_body_frames
+    assert not frames[-1].flow_fwd[0].any() and not frames[0].flow_bwd[0].any()
+    assert not frames[-2].flow_fwd[1].any() and not frames[1].flow_bwd[1].any()
+    assert frames[1].flow_bwd[0].any()
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_same_seed_gives_identical_bytes_and_other_seeds_differ(body, tmp_path):
+    def make(seed: int, name: str) -> Path:
+        config = SynthConfig(out=str(tmp_path / name), sequences=2, frames=3, width=48, height=48, seed=seed)
+        generate_dataset(config)
+        return tmp_path / name
+
+    first, again, other = make(5, "a"), make(5, "b"), make(6, "c")
+    digest = _digest(first)
+    assert len(digest) == 2 * (3 * 3 + 1) + 2  # per frame rgb/mask/gt, meta.json; card.json, CARD.md
+    assert digest == _digest(again)
+    for seq in ("seq_00000", "seq_00001"):
+        meta_a = (first / seq / "meta.json").read_text()
+        meta_c = (other / seq / "meta.json").read_text()
+        ca, cc = json.loads(meta_a)["controls"], json.loads(meta_c)["controls"]
+        assert ca["people"][0]["phenotype"] != cc["people"][0]["phenotype"]
+        assert ca["motions"] != cc["motions"] or ca["motion_speed"] != cc["motion_speed"]
+        assert not np.array_equal(read_frame(first / seq, 0)["rgb"], read_frame(other / seq, 0)["rgb"])
