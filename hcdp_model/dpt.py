@@ -42,14 +42,14 @@ class ResidualConvUnit(nn.Module):
 
 
 class FusionBlock(nn.Module):
-    def __init__(self, features: int) -> None:
+    def __init__(self, features: int, has_skip: bool = True) -> None:
         super().__init__()
-        self.res_skip = ResidualConvUnit(features)
+        self.res_skip = ResidualConvUnit(features) if has_skip else None
         self.res_out = ResidualConvUnit(features)
         self.out_conv = nn.Conv2d(features, features, 1)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
-        if skip is not None:
+        if self.res_skip is not None:
             x = x + self.res_skip(skip)
         x = self.res_out(x)
         x = F.interpolate(x, size=size, mode="bilinear", align_corners=True)
@@ -61,7 +61,8 @@ class Fusion(nn.Module):
 
     def __init__(self, cfg: DecoderConfig) -> None:
         super().__init__()
-        self.refinenets = nn.ModuleList([FusionBlock(cfg.features) for _ in range(4)])
+        # The coarsest block (index 3) starts the path and has no skip input.
+        self.refinenets = nn.ModuleList([FusionBlock(cfg.features, has_skip=i < 3) for i in range(4)])
 
     def forward(self, scales: list[torch.Tensor]) -> torch.Tensor:
         s1, s2, s3, s4 = scales

@@ -92,10 +92,11 @@ def preprocess(images: np.ndarray | torch.Tensor, size: int, encoding: str = "rg
 
     The resize runs on `device` after a uint8 upload, so on a GPU the CPU only moves bytes."""
     if isinstance(images, np.ndarray):
-        if images.ndim == (2 if encoding == "mono8" else 3):
-            images = to_rgb(images, encoding)[None]
-        elif encoding != "rgb8":
+        single_ndim = 2 if encoding == "mono8" else 3
+        if images.ndim == single_ndim + 1:
             images = np.stack([to_rgb(im, encoding) for im in images])
+        else:
+            images = to_rgb(images, encoding)[None]  # validates and says what was expected
         images = torch.from_numpy(np.ascontiguousarray(images))
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"expected uint8 images [N,H,W,3], got {images.dtype} {tuple(images.shape)}")

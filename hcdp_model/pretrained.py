@@ -15,6 +15,7 @@ Our encoder uses the official parameter names, so most keys map one to one. Docu
 from __future__ import annotations
 
 import math
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,7 +64,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except (SafetensorError, RuntimeError, OSError, EOFError, ValueError) as err:
+    except (SafetensorError, pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as err:
         raise BackboneLoadError(f"{path}: cannot read backbone weights ({err})") from err
     for wrapper in ("model", "state_dict", "teacher"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
@@ -123,6 +124,10 @@ def load_backbone(encoder: VisionTransformer, path: str | Path, strict: bool = F
         accepted[key] = value
     report.missing = sorted(set(own) - set(accepted) - {m.split(" ")[0] for m in report.mismatched})
     report.loaded = sorted(accepted)
+    if not accepted and report.mismatched:
+        raise BackboneLoadError(
+            f"{path}: no tensor fits the encoder: {len(report.mismatched)} have other shapes "
+            f"(e.g. {report.mismatched[0]}); is this backbone a different size than the preset?")
     if not accepted:
         sample = ", ".join(sorted(state)[:5])
         raise BackboneLoadError(

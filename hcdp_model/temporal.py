@@ -104,5 +104,5 @@ class TemporalBlock(nn.Module):
         allowed = torch.cat([valid, torch.ones(1, dtype=torch.bool, device=x.device)])
         mask = self.attn.bias(offsets).masked_fill(~allowed, float("-inf"))[None, :, None, :]
         out = self._finish(seq, self.attn.attend(q, keys, values, mask))
-        new_cache = (keys[:, :, 1:], values[:, :, 1:], torch.cat([valid[1:], allowed[-1:]]))
+        new_cache = (keys[:, :, 1:], values[:, :, 1:], allowed[1:])
         return out.reshape(b, h, w, c).permute(0, 3, 1, 2), new_cache

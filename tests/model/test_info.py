@@ -1,0 +1,37 @@
+import json
+
+import pytest
+
+from hcdp_model.cli import main
+from hcdp_model.info import count
+
+
+@pytest.mark.parametrize("name, paper", [("base", 0.097e9), ("large", 0.337e9)])
+def test_base_and_large_parameter_counts_are_within_25_percent_of_table_17(name, paper):
+    info = count(name, 518, 518)
+    assert 0.75 * paper <= info["params"] <= 1.25 * paper
+
+
+def test_block_counts_add_up_to_the_totals():
+    info = count("tiny", 480, 640, window=8)
+    assert sum(b["params"] for b in info["blocks"].values()) == info["params"]
+    assert sum(b["gmacs"] for b in info["blocks"].values()) == pytest.approx(info["gmacs"], rel=1e-6)
+    assert all(b["gmacs"] > 0 for name, b in info["blocks"].items() if name != "cwa")
+
+
+def test_temporal_cost_grows_with_the_window():
+    small, big = count("tiny", 480, 640, window=4), count("tiny", 480, 640, window=32)
+    assert big["blocks"]["temporal_blocks"]["gmacs"] > small["blocks"]["temporal_blocks"]["gmacs"]
+    assert big["blocks"]["encoder"]["gmacs"] == small["blocks"]["encoder"]["gmacs"]
+
+
+def test_cli_json_has_params_and_gmacs(capsys):
+    assert main(["info", "--preset", "tiny", "--size", "720", "1280", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["params"] > 1e6 and info["gmacs"] > 0.1 and info["input_size"] == [720, 1280]
+
+
+def test_cli_table_prints_the_paper_numbers_beside_ours(capsys):
+    main(["info", "--preset", "base"])
+    out = capsys.readouterr().out
+    assert "paper Table 17" in out and "471 GFLOPs" in out

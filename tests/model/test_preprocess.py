@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+import torch
+
+from hcdp_model.preprocess import Letterbox, denormalize, letterbox_maps, preprocess, to_rgb, unpreprocess
+
+
+@pytest.mark.parametrize("h, w, content, top, left", [
+    (480, 640, (168, 224), 28, 0),
+    (720, 1280, (126, 224), 49, 0),
+    (1080, 720, (224, 149), 0, 37),
+    (224, 224, (224, 224), 0, 0),
+])
+def test_letterbox_keeps_aspect_and_centres(h, w, content, top, left):
+    box = Letterbox.fit(h, w, 224)
+    assert (box.new_h, box.new_w) == content and (box.top, box.left) == (top, left)
+
+
+@pytest.mark.parametrize("h, w", [(480, 640), (720, 1280), (1080, 720), (31, 17)])
+def test_coordinate_mapping_round_trips(h, w):
+    box = Letterbox.fit(h, w, 224)
+    x, y = np.array([0.0, w - 1, w / 3]), np.array([0.0, h - 1, h / 2])
+    xi, yi = box.to_input(*box.to_model(x, y))
+    np.testing.assert_allclose(xi, x, atol=1e-9)
+    np.testing.assert_allclose(yi, y, atol=1e-9)
+
+
+@pytest.mark.parametrize("h, w", [(224, 112), (100, 224), (224, 224)])
+def test_round_trip_is_exact_when_the_image_fits_at_scale_one(h, w):
+    image = np.random.default_rng(0).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    x, box = preprocess(image, 224)
+    back = unpreprocess(denormalize(x), box)[0].permute(1, 2, 0).numpy() * 255
+    np.testing.assert_allclose(back, image, atol=1e-3)
+
+
+@pytest.mark.parametrize("h, w", [(480, 640), (720, 1280), (1080, 720)])
+def test_round_trip_of_a_smooth_image_is_close(h, w):
+    yy, xx = np.mgrid[0:h, 0:w]
+    image = np.stack([xx / w * 255, yy / h * 255, (xx + yy) / (h + w) * 255], -1).astype(np.uint8)
+    x, box = preprocess(image, 224)
+    back = unpreprocess(denormalize(x), box)[0].permute(1, 2, 0).numpy() * 255
+    inner = (slice(8, -8), slice(8, -8))  # border pixels blend with the padding
+    assert np.abs(back[inner] - image[inner]).mean() < 1.5
+
+
+def test_padding_is_zero_after_normalisation_and_content_is_where_letterbox_says():
+    image = np.full((50, 100, 3), 255, np.uint8)
+    x, box = preprocess(image, 56)
+    assert x.shape == (1, 3, 56, 56)
+    assert (box.new_h, box.new_w, box.top) == (28, 56, 14)
+    assert torch.all(x[..., :box.top, :] == 0) and torch.all(x[..., box.top + box.new_h:, :] == 0)
+    assert torch.all(x[..., box.top:box.top + box.new_h, :] > 0)
+
+
+def test_encodings_give_the_same_rgb():
+    rgb = np.random.default_rng(1).integers(0, 256, (6, 8, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(to_rgb(rgb[..., ::-1].copy(), "bgr8"), rgb)
+    assert to_rgb(rgb, "rgb8") is rgb
+    mono = rgb[..., 0].copy()
+    np.testing.assert_array_equal(to_rgb(mono, "mono8"), np.repeat(mono[..., None], 3, 2))
+    a, _ = preprocess(rgb, 28, "rgb8")
+    b, _ = preprocess(rgb[..., ::-1].copy(), 28, "bgr8")
+    torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("image, encoding, message", [
+    (np.zeros((4, 4, 3), np.uint8), "16UC1", "expected encoding rgb8/bgr8/mono8, got '16UC1'"),
+    (np.zeros((4, 4, 3), np.float32), "rgb8", "expected a uint8 image"),
+    (np.zeros((4, 4), np.uint8), "rgb8", "expected a HxWx3 array for rgb8"),
+    (np.zeros((0, 4, 3), np.uint8), "rgb8", "non-empty"),
+])
+def test_bad_images_are_rejected_with_what_was_expected(image, encoding, message):
+    with pytest.raises(ValueError, match=message):
+        preprocess(image, 28, encoding)
+
+
+def test_letterbox_maps_places_ground_truth_like_the_image():
+    depth = torch.arange(50 * 100, dtype=torch.float32).reshape(1, 1, 50, 100)
+    box = Letterbox.fit(50, 100, 100)
+    placed = letterbox_maps(depth, box, mode="nearest", fill=-1.0)
+    assert torch.equal(placed[..., 25:75, :], depth)
+    assert torch.all(placed[..., :25, :] == -1)
+    torch.testing.assert_close(unpreprocess(placed, box, mode="nearest"), depth)
