@@ -1,0 +1,132 @@
+"""ROS-free statistics for /diagnostics: rates, stamp→publish latency, inference time, drops.
+
+The node feeds :class:`NodeStats` from its callbacks and worker and maps :meth:`NodeStats.report`
+to a diagnostic_updater task (level, message, key/values). All times are seconds on one clock that
+the caller supplies (the node uses its ROS clock, so latency against header stamps is meaningful).
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+OK, WARN, ERROR = 0, 1, 2
+
+
+class RateMeter:
+    """Events per second between the first and last of the events in the last ``window_s`` seconds
+    (0 with fewer than two)."""
+
+    def __init__(self, window_s: float = 5.0):
+        self.window_s = window_s
+        self._times: deque[float] = deque()
+
+    def tick(self, now: float) -> None:
+        self._times.append(now)
+        self._trim(now)
+
+    def rate(self, now: float) -> float:
+        self._trim(now)
+        if len(self._times) < 2:
+            return 0.0
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+    def _trim(self, now: float) -> None:
+        while self._times and now - self._times[0] > self.window_s:
+            self._times.popleft()
+
+
+class RecentValues:
+    """Mean and maximum of the last ``size`` samples."""
+
+    def __init__(self, size: int = 100):
+        self._values: deque[float] = deque(maxlen=size)
+
+    def add(self, value: float) -> None:
+        self._values.append(value)
+
+    def mean(self) -> float:
+        return sum(self._values) / len(self._values) if self._values else float("nan")
+
+    def max(self) -> float:
+        return max(self._values) if self._values else float("nan")
+
+
+@dataclass(frozen=True)
+class Report:
+    """One diagnostic status: level (OK/WARN/ERROR), a message and ordered key/values."""
+
+    level: int
+    message: str
+    values: list[tuple[str, str]]
+
+
+class NodeStats:
+    """Thread-safe counters and windows for the node; ``report`` summarises them."""
+
+    def __init__(self, backend: str, precision: str, device: str, window: int,
+                 rate_window_s: float = 5.0, stale_after_s: float = 2.0):
+        self.backend, self.precision, self.device, self.window = backend, precision, device, window
+        self.stale_after_s = stale_after_s
+        self._lock = threading.Lock()
+        self._input = RateMeter(rate_window_s)
+        self._output = RateMeter(rate_window_s)
+        self._latency = RecentValues()
+        self._inference = RecentValues()
+        self._last_input: float | None = None
+        self._window_fill = 0
+        self._resets = 0
+        self._published = 0
+        self._bad_inputs: dict[str, int] = {}
+        self._last_bad: str = ""
+
+    def record_input(self, now: float) -> None:
+        with self._lock:
+            self._input.tick(now)
+            self._last_input = now
+
+    def record_output(self, now: float, stamp: float, inference_ms: float, window_fill: int,
+                      reset: bool) -> None:
+        with self._lock:
+            self._output.tick(now)
+            self._latency.add((now - stamp) * 1000.0)
+            self._inference.add(inference_ms)
+            self._window_fill = window_fill
+            self._resets += int(reset)
+            self._published += 1
+
+    def record_bad_input(self, cause: str) -> None:
+        with self._lock:
+            self._bad_inputs[cause] = self._bad_inputs.get(cause, 0) + 1
+            self._last_bad = cause
+
+    def report(self, now: float, dropped: int) -> Report:
+        """The status at time ``now``; ``dropped`` is the worker's dropped-frame count."""
+        with self._lock:
+            input_hz, output_hz = self._input.rate(now), self._output.rate(now)
+            values = [
+                ("input_rate_hz", f"{input_hz:.2f}"),
+                ("output_rate_hz", f"{output_hz:.2f}"),
+                ("latency_ms_mean", f"{self._latency.mean():.1f}"),
+                ("latency_ms_max", f"{self._latency.max():.1f}"),
+                ("inference_ms_mean", f"{self._inference.mean():.1f}"),
+                ("inference_ms_max", f"{self._inference.max():.1f}"),
+                ("dropped_frames", str(dropped)),
+                ("published_frames", str(self._published)),
+                ("bad_inputs", str(sum(self._bad_inputs.values()))),
+                ("window_fill", f"{self._window_fill}/{self.window}"),
+                ("cache_resets", str(self._resets)),
+                ("backend", self.backend),
+                ("precision", self.precision),
+                ("device", self.device),
+            ]
+            values += [(f"bad_input.{cause}", str(n)) for cause, n in sorted(self._bad_inputs.items())]
+            if self._last_input is None or now - self._last_input > self.stale_after_s:
+                level, message = WARN, "no input images"
+            elif output_hz == 0.0:
+                level = WARN
+                message = f"input arrives but nothing is published (last bad input: {self._last_bad or 'none'})"
+            else:
+                level, message = OK, f"{output_hz:.1f} Hz out of {input_hz:.1f} Hz in"
+        return Report(level, message, values)

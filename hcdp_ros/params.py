@@ -1,0 +1,132 @@
+"""The node's parameters: one typed dataclass, one spec per parameter, validation with clear messages.
+
+`node.py` declares every ROS parameter from :data:`PARAMETERS` (type, description, range,
+read-only flag, default) and validates changes with :func:`validate_value`. `config/hcdp.yaml` and
+`docs/ros.md` list the same parameters.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "bf16")
+RELIABILITIES = ("best_effort", "reliable")
+
+
+class ConfigError(ValueError):
+    """One or more parameter values are invalid; the message lists every problem."""
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """How a parameter is declared: description, range (numbers) or choices (strings), read-only."""
+
+    name: str
+    description: str
+    read_only: bool = False
+    min_value: float | None = None
+    max_value: float | None = None
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Every parameter of the hcdp node with its default."""
+
+    model_path: str = ""
+    backend: str = "torch"
+    precision: str = "fp32"
+    device: str = "cpu"
+    window: int = 16
+    max_gap_s: float = 0.5
+    compressed: bool = False
+    qos_depth: int = 1
+    qos_reliability: str = "best_effort"
+    use_metric_depth: bool = False
+    mask_threshold: float = 0.5
+    publish_points: bool = True
+    depth_scale: float = 1.0
+    points_stride: int = 2
+    metric_max_dt_s: float = 0.05
+    metric_min_pixels: int = 200
+    log_throttle_s: float = 5.0
+
+    def validate(self) -> "NodeConfig":
+        """Return self, or raise ConfigError naming every invalid value."""
+        problems = [p for f in fields(self) if (p := validate_value(f.name, getattr(self, f.name)))]
+        if problems:
+            raise ConfigError("invalid hcdp parameters: " + "; ".join(problems))
+        return self
+
+    def with_values(self, values: dict[str, Any]) -> "NodeConfig":
+        """A validated copy with ``values`` applied (unknown names are an error)."""
+        unknown = sorted(set(values) - set(PARAMETERS))
+        if unknown:
+            raise ConfigError(f"unknown hcdp parameters {unknown}; expected names from {sorted(PARAMETERS)}")
+        return replace(self, **values).validate()
+
+
+_SPECS = (
+    ParamSpec("model_path", "checkpoint directory or file; empty = the bundled default model",
+              read_only=True),
+    ParamSpec("backend", "inference backend", read_only=True, choices=BACKENDS),
+    ParamSpec("precision", "inference precision (fp16/bf16 need a GPU backend)", read_only=True,
+              choices=PRECISIONS),
+    ParamSpec("device", "torch device: cpu, cuda or cuda:N", read_only=True),
+    ParamSpec("window", "frames in the temporal attention cache", read_only=True,
+              min_value=1, max_value=64),
+    ParamSpec("max_gap_s", "a gap between frame stamps longer than this resets the temporal cache",
+              read_only=True, min_value=0.01, max_value=60.0),
+    ParamSpec("compressed", "subscribe to image/compressed (CompressedImage) instead of image",
+              read_only=True),
+    ParamSpec("qos_depth", "input subscription queue depth (keep 1: newest frame only)",
+              read_only=True, min_value=1, max_value=100),
+    ParamSpec("qos_reliability", "input subscription reliability", read_only=True,
+              choices=RELIABILITIES),
+    ParamSpec("use_metric_depth", "subscribe to metric_depth (16UC1 mm / 32FC1 m) and publish "
+              "depth in metres fitted on the mask", read_only=True),
+    ParamSpec("mask_threshold", "soft-mask value above which a pixel is human (binary mask, "
+              "points, metric fit)", min_value=0.0, max_value=1.0),
+    ParamSpec("publish_points", "publish the masked human point cloud when camera_info is known"),
+    ParamSpec("depth_scale", "point cloud z = depth_scale × relative depth (ignored when metric "
+              "depth is published: then z is in metres)", min_value=1e-4, max_value=1e4),
+    ParamSpec("points_stride", "use every Nth pixel in x and y for the point cloud",
+              min_value=1, max_value=32),
+    ParamSpec("metric_max_dt_s", "largest |stamp difference| between image and metric depth",
+              min_value=0.0, max_value=1.0),
+    ParamSpec("metric_min_pixels", "fewest valid masked depth pixels for a scale/shift fit",
+              min_value=2, max_value=10_000_000),
+    ParamSpec("log_throttle_s", "a given bad-input cause is logged at most once per this period",
+              min_value=0.1, max_value=3600.0),
+)
+PARAMETERS: dict[str, ParamSpec] = {s.name: s for s in _SPECS}
+DEFAULTS = NodeConfig()
+
+assert set(PARAMETERS) == {f.name for f in fields(NodeConfig)}, "every NodeConfig field needs a ParamSpec"
+
+
+def param_type(name: str) -> type:
+    """The Python type of a parameter (bool, int, float or str)."""
+    return type(getattr(DEFAULTS, name))
+
+
+def validate_value(name: str, value: Any) -> str | None:
+    """None if ``value`` is valid for parameter ``name``, else a sentence saying what was expected."""
+    spec = PARAMETERS.get(name)
+    if spec is None:
+        return f"unknown parameter {name!r}"
+    expected = param_type(name)
+    ok_type = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        ok_type = True
+    if not ok_type:
+        return f"{name}: expected {expected.__name__}, got {type(value).__name__} {value!r}"
+    if spec.choices and value not in spec.choices:
+        return f"{name}: expected one of {'/'.join(spec.choices)}, got {value!r}"
+    if spec.min_value is not None and not spec.min_value <= value <= spec.max_value:
+        return f"{name}: expected a value in [{spec.min_value:g}, {spec.max_value:g}], got {value!r}"
+    if name == "device" and not (value == "cpu" or value == "cuda" or
+                                 (value.startswith("cuda:") and value[5:].isdigit())):
+        return f"device: expected cpu, cuda or cuda:N, got {value!r}"
+    return None

@@ -1,0 +1,120 @@
+"""One frame through the node, without ROS: decode → StreamingPredictor.step → every output message.
+
+The live node (`node.py`) and the offline bag runner share this class, so both publish the same
+topics with the same encodings, stamps and conventions. Bad metric depth spoils only ``~/depth``
+(reported in ``FrameOutputs.problems``); a bad image raises :class:`~hcdp_ros.conversions.InputError`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hcdp_ros.conversions import (
+    CameraInfoData,
+    DecodedImage,
+    InputError,
+    decode_compressed,
+    decode_image,
+)
+from hcdp_ros.messages import (
+    CameraInfoFields,
+    ImageFields,
+    PointCloudFields,
+    VizRequest,
+    binary_mask,
+    image_fields,
+    point_cloud_fields,
+    viz_images,
+)
+from hcdp_ros.metric_depth import MetricFit, apply_metric, fit_metric_depth, registered_to
+from hcdp_ros.pointcloud import backproject
+
+
+def stamp_seconds(header: Any) -> float:
+    """``header.stamp`` (sec, nanosec; rclpy and rosbags alike) as float seconds."""
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+def decode_input(msg: Any, compressed: bool, topic: str) -> DecodedImage:
+    """The input image of an Image (``compressed=False``) or CompressedImage message."""
+    return decode_compressed(msg, topic) if compressed else decode_image(msg, topic)
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """The dynamic output parameters of the node (see params.NodeConfig)."""
+
+    mask_threshold: float = 0.5
+    publish_points: bool = True
+    depth_scale: float = 1.0
+    points_stride: int = 2
+    metric_min_pixels: int = 200
+    viz: VizRequest = VizRequest()
+
+
+@dataclass(frozen=True)
+class MetricInput:
+    """A decoded metric depth image (float32 metres, NaN = no reading) and the topic it came from."""
+
+    depth: np.ndarray
+    topic: str
+
+
+@dataclass
+class FrameOutputs:
+    """Everything published for one input frame; ``images`` keys are messages.TOPICS keys."""
+
+    header: Any
+    prediction: Any
+    images: dict[str, ImageFields]
+    points: PointCloudFields | None = None
+    camera_info: CameraInfoFields | None = None
+    metric_fit: MetricFit | None = None
+    problems: list[InputError] = field(default_factory=list)
+
+
+class FrameProcessor:
+    """Runs the predictor on decoded frames and builds the output messages."""
+
+    def __init__(self, predictor: Any):
+        self.predictor = predictor
+
+    def process(self, header: Any, image: DecodedImage, options: OutputOptions,
+                camera: CameraInfoData | None = None, metric: MetricInput | None = None) -> FrameOutputs:
+        """Predict on ``image`` (stamp and frame_id from ``header`` drive the cache reset rules)."""
+        pred = self.predictor.step(image.pixels, stamp_seconds(header), header.frame_id, image.encoding)
+        threshold = options.mask_threshold
+        images = {
+            "relative_depth": image_fields(header, pred.depth),
+            "normals": image_fields(header, pred.normals),
+            "mask": image_fields(header, pred.mask),
+            "mask_binary": image_fields(header, binary_mask(pred.mask, threshold)),
+        }
+        rgb = image.to_rgb() if options.viz.mask else None
+        images.update(viz_images(header, pred.depth, pred.normals, pred.mask, rgb, options.viz))
+        out = FrameOutputs(header, pred, images)
+
+        metric_depth = None
+        if metric is not None:
+            height, width = pred.depth.shape
+            try:
+                target = registered_to(metric.depth, height, width)
+                out.metric_fit = fit_metric_depth(pred.depth, target, pred.mask, threshold,
+                                                  options.metric_min_pixels, metric.topic)
+            except InputError as err:
+                out.problems.append(err)
+            else:
+                metric_depth = apply_metric(pred.depth, out.metric_fit, pred.mask, threshold)
+                images["depth"] = image_fields(header, metric_depth)
+
+        if camera is not None:
+            out.camera_info = CameraInfoFields(header, camera)
+            if options.publish_points:
+                z = metric_depth if metric_depth is not None else pred.depth * np.float32(options.depth_scale)
+                colors = image.to_rgb() if rgb is None else rgb
+                k = camera.k_for_size(*pred.depth.shape)
+                points, picked = backproject(z, pred.mask, k, threshold, options.points_stride, colors)
+                out.points = point_cloud_fields(header, points, picked)
+        return out

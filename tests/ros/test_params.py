@@ -1,0 +1,68 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hcdp_ros.params import DEFAULTS, PARAMETERS, ConfigError, NodeConfig, param_type, validate_value
+
+CONFIG = Path(__file__).resolve().parents[2] / "config" / "hcdp.yaml"
+
+
+def test_defaults_are_valid():
+    assert DEFAULTS.validate() is DEFAULTS
+
+
+def test_config_yaml_lists_every_parameter_with_its_default_and_type():
+    values = yaml.safe_load(CONFIG.read_text())["/**/hcdp"]["ros__parameters"]
+    assert set(values) == set(PARAMETERS)
+    for name, value in values.items():
+        assert type(value) is param_type(name), name  # 1 instead of 1.0 would not load in ROS 2
+        assert value == getattr(DEFAULTS, name), name
+
+
+def test_config_yaml_comments_every_parameter():
+    lines = CONFIG.read_text().splitlines()
+    for i, line in enumerate(lines):
+        if line.strip().split(":")[0] in PARAMETERS:
+            assert lines[i - 1].strip().startswith("#"), f"{line.strip()} has no comment above it"
+
+
+def test_model_backend_precision_device_window_are_read_only():
+    read_only = {name for name, spec in PARAMETERS.items() if spec.read_only}
+    assert {"model_path", "backend", "precision", "device", "window"} <= read_only
+    assert "mask_threshold" not in read_only
+
+
+@pytest.mark.parametrize("name, value, words", [
+    ("backend", "tflite", "expected one of torch/onnxruntime/tensorrt, got 'tflite'"),
+    ("precision", "int8", "expected one of fp32/fp16/bf16"),
+    ("window", 0, "expected a value in [1, 64], got 0"),
+    ("window", 2.0, "expected int, got float"),
+    ("mask_threshold", 1.5, "in [0, 1]"),
+    ("mask_threshold", float("nan"), "in [0, 1]"),
+    ("compressed", 1, "expected bool, got int"),
+    ("qos_depth", True, "expected int, got bool"),
+    ("device", "gpu", "expected cpu, cuda or cuda:N, got 'gpu'"),
+    ("nonexistent", 1, "unknown parameter"),
+])
+def test_invalid_values_are_named_with_what_was_expected(name, value, words):
+    assert words in validate_value(name, value)
+
+
+def test_ints_are_accepted_for_float_parameters():
+    assert validate_value("depth_scale", 2) is None
+    assert validate_value("device", "cuda:1") is None
+
+
+def test_with_values_reports_every_problem_at_once():
+    with pytest.raises(ConfigError) as info:
+        DEFAULTS.with_values({"window": 100, "backend": "x"})
+    assert "window" in str(info.value) and "backend" in str(info.value)
+
+
+def test_with_values_refuses_unknown_names_and_returns_a_new_config():
+    with pytest.raises(ConfigError, match="unknown hcdp parameters \\['foo'\\]"):
+        DEFAULTS.with_values({"foo": 1})
+    changed = DEFAULTS.with_values({"mask_threshold": 0.7})
+    assert changed.mask_threshold == 0.7 and DEFAULTS.mask_threshold == 0.5
+    assert isinstance(changed, NodeConfig)
