@@ -65,6 +65,12 @@ class InvalidDepth(InputError):
     cause = "invalid_depth"
 
 
+class MissingDepth(InputError):
+    """No metric depth image close enough in time to the colour image."""
+
+    cause = "no_metric_depth"
+
+
 # encoding -> bytes per pixel, for the colour inputs the node accepts
 COLOR_ENCODINGS: dict[str, int] = {
     "rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4,

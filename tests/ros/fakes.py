@@ -59,8 +59,10 @@ class FakePredictor:
         mask[h // 4: 3 * h // 4, w // 4: 3 * w // 4] = 1.0
         normals = np.zeros((h, w, 3), dtype=np.float32)
         normals[..., 2] = -1.0
-        return Prediction(depth=depth, normals=normals, mask=mask, reset=len(self.calls) == 1,
-                          window_fill=min(len(self.calls), 16), inference_ms=self.delay_s * 1e3)
+        first = len(self.calls) == 1
+        return Prediction(depth=depth, normals=normals, mask=mask, reset=first,
+                          window_fill=min(len(self.calls), 16), inference_ms=self.delay_s * 1e3,
+                          reset_reason="first frame" if first else None)
 
     def reset(self) -> None:
         self.calls.clear()
