@@ -1,0 +1,341 @@
+"""`hcdp eval`: a checkpoint streamed causally against its own per-frame model and per-frame + exponential
+smoothing, on held-out sequences in hcdp's on-disk format (docs/evaluation.md).
+
+Three methods, one run, the same frames and the same flow:
+- `streaming`: the checkpoint through `StreamingPredictor` with window W, frame by frame, exactly what the
+  node runs (causal temporal attention over the last W-1 frames).
+- `per_frame`: the stage-1 model (`--stage1`), or by default the checkpoint with its temporal blocks
+  removed. Stage 2 freezes the encoder and trains the other non-temporal modules at 1/100 of the temporal
+  learning rate (paper Table 19), so removing the blocks gives the per-frame network the temporal blocks
+  were trained on top of; it is always at hand, and the difference to `streaming` is the temporal blocks
+  alone. `--stage1` evaluates the stage-1 checkpoint file itself.
+- `per_frame_ema`: `per_frame`'s outputs smoothed over time by what a user would bolt on without ground
+  truth or flow (`exponential_smoothing`): y_0 = x_0, y_t = alpha x_t + (1 - alpha) y_{t-1} per pixel, on
+  the raw relative depth as the model outputs it (no alignment: at run time there is nothing to align to),
+  on the normals (renormalised to unit length) and on the soft mask.
+
+Metrics are `hcdp_training.metrics.evaluate_sequence` per sequence (ground-truth flow, or OpenCV DIS flow
+with `--flow opencv`), aggregated by `MetricAccumulator` (every frame or frame pair weighs the same).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from hcdp_model.checkpoint import load_checkpoint
+from hcdp_model.model import HCDPModel
+from hcdp_model.streaming import Prediction, StreamingPredictor, default_checkpoint, load_predictor
+from hcdp_model.visualize import colorize_depth, contact_sheet, mask_to_rgb, normals_to_rgb
+from hcdp_training.data.format import list_sequences, read_frame, read_meta
+from hcdp_training.metrics import METRIC_NAMES, MetricAccumulator, evaluate_sequence, flow_opencv
+
+METHODS = ("streaming", "per_frame", "per_frame_ema")
+HIGHER_IS_BETTER = frozenset({"Within11.25", "Within22.5", "Within30", "IoU"})
+FLOW_SOURCES = ("gt", "opencv")
+SHEET_TILE = 192  # px, the height every contact-sheet tile is scaled to
+SHEET_NAMES = {"streaming": "stream", "per_frame": "per-frame", "per_frame_ema": "EMA"}  # short column labels
+
+
+class Predictor(Protocol):
+    """What the evaluator drives: `StreamingPredictor`, or anything with the same two methods."""
+
+    def step(self, image: np.ndarray, stamp: float, frame_id: str = "", encoding: str = "rgb8") -> Prediction: ...
+
+    def reset(self) -> None: ...
+
+
+@dataclass
+class Sequence:
+    """One evaluation sequence: images, ground truth and the flow the temporal metrics use."""
+
+    name: str
+    fps: float
+    rgb: np.ndarray       # [T,H,W,3] uint8
+    depth: np.ndarray     # [T,H,W] metres, NaN off the human
+    normal: np.ndarray    # [T,H,W,3]
+    mask: np.ndarray      # [T,H,W]
+    flow_fwd: np.ndarray  # [T,H,W,2] frame k -> k+1
+    flow_bwd: np.ndarray  # [T,H,W,2] frame k -> k-1
+
+
+@dataclass
+class Predictions:
+    """One method's outputs over a sequence."""
+
+    depth: np.ndarray    # [T,H,W] relative
+    normals: np.ndarray  # [T,H,W,3] unit
+    mask: np.ndarray     # [T,H,W] in [0,1]
+    inference_ms: np.ndarray  # [T]
+
+
+@dataclass
+class EvalResult:
+    summary: dict[str, dict[str, float]]                   # method -> metric -> dataset mean
+    counts: dict[str, dict[str, int]]                      # method -> metric -> frames (pairs) averaged
+    per_sequence: dict[str, dict[str, dict[str, float]]]   # method -> sequence -> metric -> mean
+    inference_ms: dict[str, float]                         # method -> mean model time per frame
+    metadata: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        """JSON-ready: `methods` (one object per method, `METRIC_NAMES` keys), counts, per-sequence values,
+        timing and metadata; NaN (a metric without a single valid frame) becomes null."""
+        return _json_safe({"methods": self.summary, "counts": self.counts, "per_sequence": self.per_sequence,
+                           "inference_ms": self.inference_ms, "metadata": self.metadata})
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def per_frame_model(model: HCDPModel) -> HCDPModel:
+    """The same weights without temporal blocks: every frame predicted on its own (the stage-1 network).
+    Changes `model` in place and returns it."""
+    model.temporal_blocks = None
+    model.cfg.temporal.enabled = False
+    return model
+
+
+def load_sequence(sequence_dir: Path, max_frames: int | None = None, flow: str = "gt") -> Sequence:
+    """Read a sequence (the first `max_frames` frames) with stride-1 ground-truth flow, or OpenCV DIS flow
+    between the images when `flow == "opencv"`."""
+    if flow not in FLOW_SOURCES:
+        raise ValueError(f"expected flow source {'/'.join(FLOW_SOURCES)}, got {flow!r}")
+    meta = read_meta(sequence_dir)
+    count = int(meta["frames"]) if max_frames is None else min(int(meta["frames"]), max_frames)
+    frames = [read_frame(sequence_dir, i) for i in range(count)]
+    stack = {key: np.stack([f[key] for f in frames]) for key in ("rgb", "depth", "normal", "mask", "flow_fwd",
+                                                                   "flow_bwd")}
+    if flow == "opencv":
+        stack["flow_fwd"], stack["flow_bwd"] = opencv_flows(stack["rgb"])
+    return Sequence(name=Path(sequence_dir).name, fps=float(meta.get("fps", 15.0)), **stack)
+
+
+def opencv_flows(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """OpenCV DIS flow of images `[T,H,W,3]`: (flow_fwd, flow_bwd) `[T,H,W,2]` in the data format's
+    convention (zeros where the neighbour frame does not exist)."""
+    fwd = np.zeros(rgb.shape[:3] + (2,), np.float32)
+    bwd = np.zeros_like(fwd)
+    for k in range(len(rgb) - 1):
+        fwd[k] = flow_opencv(rgb[k], rgb[k + 1])
+        bwd[k + 1] = flow_opencv(rgb[k + 1], rgb[k])
+    return fwd, bwd
+
+
+def run_predictor(predictor: Predictor, sequence: Sequence, progress: tqdm | None = None) -> Predictions:
+    """Feed the sequence frame by frame, as a camera would (stamps from the frame rate, one frame_id)."""
+    predictor.reset()
+    outs = []
+    for k, image in enumerate(sequence.rgb):
+        outs.append(predictor.step(image, stamp=k / sequence.fps, frame_id=sequence.name))
+        if progress is not None:
+            progress.update(1)
+    return Predictions(depth=np.stack([o.depth for o in outs]), normals=np.stack([o.normals for o in outs]),
+                       mask=np.stack([o.mask for o in outs]),
+                       inference_ms=np.array([o.inference_ms for o in outs], np.float64))
+
+
+def exponential_smoothing(pred: Predictions, alpha: float) -> Predictions:
+    """Causal per-pixel exponential smoothing y_0 = x_0, y_t = alpha x_t + (1 - alpha) y_{t-1} of the raw
+    relative depth, the normals (renormalised after each blend) and the soft mask. alpha = 1 changes
+    nothing; smaller alpha is smoother and lags more behind motion (nothing is motion-compensated)."""
+    if not 0.0 < alpha <= 1.0:
+        raise ValueError(f"expected a smoothing alpha in (0, 1], got {alpha}")
+    depth, normals, mask = pred.depth.copy(), pred.normals.copy(), pred.mask.copy()
+    for t in range(1, depth.shape[0]):
+        depth[t] = alpha * depth[t] + (1.0 - alpha) * depth[t - 1]
+        mask[t] = alpha * mask[t] + (1.0 - alpha) * mask[t - 1]
+        blend = alpha * normals[t] + (1.0 - alpha) * normals[t - 1]
+        normals[t] = blend / np.maximum(np.linalg.norm(blend, axis=-1, keepdims=True), 1e-6)
+    return Predictions(depth=depth, normals=normals, mask=mask, inference_ms=pred.inference_ms)
+
+
+def sequence_metrics(pred: Predictions, sequence: Sequence) -> dict[str, np.ndarray]:
+    return evaluate_sequence(pred.depth, pred.normals, pred.mask, sequence.flow_fwd, gt_depth=sequence.depth,
+                             gt_normal=sequence.normal, gt_mask=sequence.mask, flow_bwd=sequence.flow_bwd)
+
+
+def evaluate(sequence_dirs: list[Path], streaming: Predictor, per_frame: Predictor, smoothing: float = 0.5,
+             flow: str = "gt", max_frames: int | None = None, progress: bool = True,
+             keep_first: bool = False) -> tuple[EvalResult, tuple[Sequence, dict[str, Predictions]] | None]:
+    """Run the three methods over every sequence and aggregate their metrics. With `keep_first`, also
+    return the first sequence and its predictions (for the contact sheet)."""
+    if not sequence_dirs:
+        raise ValueError("expected at least one sequence to evaluate, got none")
+    lengths = [min(int(read_meta(d)["frames"]), max_frames or math.inf) for d in sequence_dirs]
+    accumulators = {m: MetricAccumulator() for m in METHODS}
+    times: dict[str, list[np.ndarray]] = {m: [] for m in METHODS}
+    kept = None
+    bar = tqdm(total=2 * sum(lengths), desc="hcdp eval", unit="frame", disable=not progress)
+    for directory in sequence_dirs:
+        sequence = load_sequence(directory, max_frames, flow)
+        preds = {"streaming": run_predictor(streaming, sequence, bar),
+                 "per_frame": run_predictor(per_frame, sequence, bar)}
+        preds["per_frame_ema"] = exponential_smoothing(preds["per_frame"], smoothing)
+        for method, pred in preds.items():
+            accumulators[method].add(sequence_metrics(pred, sequence), sequence=sequence.name)
+            times[method].append(pred.inference_ms)
+        bar.set_postfix({m: f"{np.mean(np.concatenate(times[m])):.0f}ms" for m in ("streaming", "per_frame")})
+        if keep_first and kept is None:
+            kept = (sequence, preds)
+    bar.close()
+    result = EvalResult(
+        summary={m: a.summary() for m, a in accumulators.items()},
+        counts={m: a.counts() for m, a in accumulators.items()},
+        per_sequence={m: a.sequence_summary() for m, a in accumulators.items()},
+        inference_ms={m: float(np.mean(np.concatenate(t))) for m, t in times.items()},
+        metadata={"sequences": len(sequence_dirs), "frames": int(sum(lengths)),
+                  "pairs": int(sum(n - 1 for n in lengths)), "flow": flow, "smoothing_alpha": smoothing,
+                  "max_frames": max_frames},
+    )
+    return result, kept
+
+
+def markdown_table(result: EvalResult, labels: dict[str, str] | None = None) -> str:
+    """Metrics as rows (arrow: which way is better), methods as columns, plus the relative change of
+    `streaming` against `per_frame`."""
+    methods = list(result.summary)
+    labels = labels or {}
+    header = ["Metric"] + [labels.get(m, m) for m in methods]
+    compare = "streaming" in methods and "per_frame" in methods
+    if compare:
+        header.append("streaming vs per-frame")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    names = [n for n in METRIC_NAMES if any(n in result.summary[m] for m in methods)]
+    for name in names:
+        values = [result.summary[m].get(name, math.nan) for m in methods]
+        row = [f"{name} {'↑' if name in HIGHER_IS_BETTER else '↓'}"] + [_fmt(v) for v in values]
+        if compare:
+            ref, new = result.summary["per_frame"].get(name, math.nan), result.summary["streaming"].get(name, math.nan)
+            row.append(f"{100.0 * (new - ref) / abs(ref):+.1f}%" if math.isfinite(ref) and ref != 0 and math.isfinite(new)
+                       else "–")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
+
+
+def _fmt(value: float) -> str:
+    if not math.isfinite(value):
+        return "–"
+    return f"{value:.4g}" if abs(value) < 1e4 else f"{value:.0f}"
+
+
+def _tile(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_NEAREST)
+
+
+def _slice_row(mask: np.ndarray) -> int:
+    """The image row that crosses the human in the most (frame, pixel) pairs: the x-t slice's row."""
+    return int(np.argmax((mask > 0.5).sum(axis=(0, 2))))
+
+
+def sheet_image(sequence: Sequence, preds: dict[str, Predictions], frames: int = 3) -> np.ndarray:
+    """Contact sheet: one row per sampled frame (input, GT depth/normals/mask, then each method's depth,
+    normals and mask), and a last row of x-t time slices: the same columns along one image row (drawn in
+    white on the inputs) stacked over time, top = first frame, so flicker shows as horizontal streaks.
+    Depth is coloured on the GT mask for every method (the region the metrics use; each method's own
+    mask has its column), with robust percentiles per tile."""
+    t_count, h, w = sequence.mask.shape
+    tile_w = max(1, round(SHEET_TILE * w / h))
+    row_y = _slice_row(sequence.mask)
+    picks = sorted(set(np.linspace(0, t_count - 1, min(frames, t_count)).round().astype(int).tolist()))
+    sources = [("GT", sequence.depth, sequence.normal, sequence.mask)]
+    sources += [(SHEET_NAMES.get(m, m), p.depth, p.normals, p.mask) for m, p in preds.items()]
+    column_labels = ["input"] + [f"{name} {kind}" for name, *_ in sources for kind in ("depth", "normals", "mask")]
+
+    def columns(rgb, pick) -> list[np.ndarray]:
+        out = [rgb]
+        region = pick(sequence.mask)
+        for _, depth, normals, mask in sources:
+            out += [colorize_depth(pick(depth), region), normals_to_rgb(np.nan_to_num(pick(normals))),
+                    mask_to_rgb(pick(mask))]
+        return out
+
+    rows = []
+    for k in picks:
+        rgb = sequence.rgb[k].copy()
+        rgb[row_y] = 255
+        rows.append([_tile(c, tile_w, SHEET_TILE) for c in columns(rgb, lambda a: a[k])])
+    xt = [_tile(c, tile_w, SHEET_TILE) for c in columns(sequence.rgb[:, row_y], lambda a: a[:, row_y])]
+    cv2.putText(xt[0], f"x-t, y={row_y}", (4, SHEET_TILE - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
+                cv2.LINE_AA)
+    rows.append(xt)
+    return contact_sheet(rows, column_labels)
+
+
+def method_labels(window: int, smoothing: float) -> dict[str, str]:
+    return {"streaming": f"streaming W={window}", "per_frame": "per-frame",
+            "per_frame_ema": f"per-frame+EMA a={smoothing:g}"}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", help="stage-2 checkpoint (directory or .safetensors); default: the "
+                        "bundled model")
+    parser.add_argument("--data", required=True, help="folder of sequences in hcdp's format (hcdp synth)")
+    parser.add_argument("--stage1", help="stage-1 checkpoint for the per-frame baselines; default: --checkpoint "
+                        "with its temporal blocks removed")
+    parser.add_argument("--window", type=int, default=16, help="streaming window W (frames)")
+    parser.add_argument("--smoothing", type=float, default=0.5,
+                        help="alpha of the per-frame + EMA baseline: y_t = alpha x_t + (1 - alpha) y_{t-1}")
+    parser.add_argument("--flow", choices=FLOW_SOURCES, default="gt",
+                        help="flow for the temporal metrics: ground truth, or OpenCV DIS between the images")
+    parser.add_argument("--max-sequences", type=int, help="evaluate only the first N sequences")
+    parser.add_argument("--max-frames", type=int, help="evaluate only the first N frames of each sequence")
+    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    parser.add_argument("--json", type=Path, help="write the metrics as JSON here")
+    parser.add_argument("--markdown", type=Path, help="write the markdown table here (it is printed anyway)")
+    parser.add_argument("--sheet", type=Path, help="write a contact sheet PNG of the first sequence here")
+    parser.add_argument("--sheet-frames", type=int, default=3, help="frames shown on the contact sheet")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.window < 1 or (args.max_frames is not None and args.max_frames < 1):
+        raise SystemExit(f"hcdp eval: expected --window >= 1 and --max-frames >= 1, got {args.window} and "
+                         f"{args.max_frames}")
+    sequences = list_sequences(args.data)[:args.max_sequences]
+    if not sequences:
+        raise SystemExit(f"hcdp eval: no sequences (folders with meta.json) under {args.data}")
+    streaming = load_predictor(args.checkpoint, window=args.window, device=args.device)
+    if streaming.model.temporal_blocks is None:
+        print(f"hcdp eval: warning: {args.checkpoint or 'the bundled model'} has no temporal blocks; "
+              "'streaming' is a per-frame model too")
+    per_frame_net = per_frame_model(load_checkpoint(args.stage1) if args.stage1 else
+                                    load_checkpoint(args.checkpoint or default_checkpoint()))
+    per_frame = StreamingPredictor(per_frame_net, window=1, device=args.device)
+    start = time.perf_counter()
+    result, kept = evaluate(sequences, streaming, per_frame, args.smoothing, args.flow, args.max_frames,
+                            progress=not args.no_progress, keep_first=args.sheet is not None)
+    labels = method_labels(args.window, args.smoothing)
+    result.metadata.update({
+        "checkpoint": str(args.checkpoint or default_checkpoint()), "data": str(args.data),
+        "per_frame_model": str(args.stage1) if args.stage1 else "checkpoint without temporal blocks",
+        "window": args.window, "device": args.device, "resolution": streaming.resolution,
+        "method_labels": labels, "elapsed_s": round(time.perf_counter() - start, 2),
+    })
+    table = markdown_table(result, labels)
+    print(table)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(table + "\n")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result.to_json(), indent=1) + "\n")
+    if args.sheet and kept is not None:
+        args.sheet.parent.mkdir(parents=True, exist_ok=True)
+        sheet = sheet_image(*kept, frames=args.sheet_frames)
+        cv2.imwrite(str(args.sheet), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+    return 0
