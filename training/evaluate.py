@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from hcdp_model.checkpoint import load_checkpoint
+from hcdp_model.checkpoint import CheckpointError, load_checkpoint
 from hcdp_model.model import HCDPModel
 from hcdp_model.streaming import Prediction, StreamingPredictor, default_checkpoint, load_predictor
 from hcdp_model.visualize import colorize_depth, contact_sheet, mask_to_rgb, normals_to_rgb
@@ -169,27 +170,30 @@ def sequence_metrics(pred: Predictions, sequence: Sequence) -> dict[str, np.ndar
                              gt_normal=sequence.normal, gt_mask=sequence.mask, flow_bwd=sequence.flow_bwd)
 
 
-def evaluate(sequence_dirs: list[Path], streaming: Predictor, per_frame: Predictor, smoothing: float = 0.5,
+def evaluate(sequence_dirs: list[Path], predictors: dict[str, Predictor], smoothing: float | None = 0.5,
              flow: str = "gt", max_frames: int | None = None, progress: bool = True,
              keep_first: bool = False) -> tuple[EvalResult, tuple[Sequence, dict[str, Predictions]] | None]:
-    """Run the three methods over every sequence and aggregate their metrics. With `keep_first`, also
-    return the first sequence and its predictions (for the contact sheet)."""
-    if not sequence_dirs:
-        raise ValueError("expected at least one sequence to evaluate, got none")
+    """Run every predictor over every sequence and aggregate their metrics; with `smoothing` and a
+    "per_frame" predictor, add "per_frame_ema" (`exponential_smoothing` of its outputs). With
+    `keep_first`, also return the first sequence and its predictions (for the contact sheet)."""
+    if not sequence_dirs or not predictors:
+        raise ValueError(f"expected sequences and predictors, got {len(sequence_dirs)} sequences and "
+                         f"{len(predictors)} predictors")
+    methods = list(predictors) + (["per_frame_ema"] if smoothing is not None and "per_frame" in predictors else [])
     lengths = [min(int(read_meta(d)["frames"]), max_frames or math.inf) for d in sequence_dirs]
-    accumulators = {m: MetricAccumulator() for m in METHODS}
-    times: dict[str, list[np.ndarray]] = {m: [] for m in METHODS}
+    accumulators = {m: MetricAccumulator() for m in methods}
+    times: dict[str, list[np.ndarray]] = {m: [] for m in methods}
     kept = None
-    bar = tqdm(total=2 * sum(lengths), desc="hcdp eval", unit="frame", disable=not progress)
+    bar = tqdm(total=len(predictors) * sum(lengths), desc="hcdp eval", unit="frame", disable=not progress)
     for directory in sequence_dirs:
         sequence = load_sequence(directory, max_frames, flow)
-        preds = {"streaming": run_predictor(streaming, sequence, bar),
-                 "per_frame": run_predictor(per_frame, sequence, bar)}
-        preds["per_frame_ema"] = exponential_smoothing(preds["per_frame"], smoothing)
+        preds = {name: run_predictor(predictor, sequence, bar) for name, predictor in predictors.items()}
+        if "per_frame_ema" in methods:
+            preds["per_frame_ema"] = exponential_smoothing(preds["per_frame"], smoothing)
         for method, pred in preds.items():
             accumulators[method].add(sequence_metrics(pred, sequence), sequence=sequence.name)
             times[method].append(pred.inference_ms)
-        bar.set_postfix({m: f"{np.mean(np.concatenate(times[m])):.0f}ms" for m in ("streaming", "per_frame")})
+        bar.set_postfix({m: f"{np.mean(np.concatenate(times[m])):.0f}ms" for m in predictors})
         if keep_first and kept is None:
             kept = (sequence, preds)
     bar.close()
@@ -302,26 +306,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.window < 1 or (args.max_frames is not None and args.max_frames < 1):
-        raise SystemExit(f"hcdp eval: expected --window >= 1 and --max-frames >= 1, got {args.window} and "
-                         f"{args.max_frames}")
-    sequences = list_sequences(args.data)[:args.max_sequences]
+        print(f"hcdp eval: expected --window >= 1 and --max-frames >= 1, got {args.window} and {args.max_frames}",
+              file=sys.stderr)
+        return 2
+    checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    try:
+        sequences = list_sequences(args.data)[:args.max_sequences]
+        streaming = load_predictor(checkpoint, window=args.window, device=args.device)
+        per_frame_net = per_frame_model(load_checkpoint(args.stage1 or checkpoint))
+    except (CheckpointError, FileNotFoundError) as err:
+        print(f"hcdp eval: {err}", file=sys.stderr)
+        return 2
     if not sequences:
-        raise SystemExit(f"hcdp eval: no sequences (folders with meta.json) under {args.data}")
-    streaming = load_predictor(args.checkpoint, window=args.window, device=args.device)
+        print(f"hcdp eval: no sequences (folders with meta.json) under {args.data}", file=sys.stderr)
+        return 2
     if streaming.model.temporal_blocks is None:
-        print(f"hcdp eval: warning: {args.checkpoint or 'the bundled model'} has no temporal blocks; "
-              "'streaming' is a per-frame model too")
-    per_frame_net = per_frame_model(load_checkpoint(args.stage1) if args.stage1 else
-                                    load_checkpoint(args.checkpoint or default_checkpoint()))
-    per_frame = StreamingPredictor(per_frame_net, window=1, device=args.device)
+        print(f"hcdp eval: warning: {checkpoint} has no temporal blocks; 'streaming' is a per-frame model too",
+              file=sys.stderr)
+    predictors = {"streaming": streaming,
+                  "per_frame": StreamingPredictor(per_frame_net, window=1, device=args.device)}
     start = time.perf_counter()
-    result, kept = evaluate(sequences, streaming, per_frame, args.smoothing, args.flow, args.max_frames,
+    result, kept = evaluate(sequences, predictors, args.smoothing, args.flow, args.max_frames,
                             progress=not args.no_progress, keep_first=args.sheet is not None)
     labels = method_labels(args.window, args.smoothing)
     result.metadata.update({
-        "checkpoint": str(args.checkpoint or default_checkpoint()), "data": str(args.data),
+        "checkpoint": str(checkpoint), "data": str(args.data),
         "per_frame_model": str(args.stage1) if args.stage1 else "checkpoint without temporal blocks",
         "window": args.window, "device": args.device, "resolution": streaming.resolution,
         "method_labels": labels, "elapsed_s": round(time.perf_counter() - start, 2),
@@ -329,13 +345,10 @@ def run(args: argparse.Namespace) -> int:
     table = markdown_table(result, labels)
     print(table)
     if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(table + "\n")
+        _write(args.markdown, table + "\n")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result.to_json(), indent=1) + "\n")
+        _write(args.json, json.dumps(result.to_json(), indent=1) + "\n")
     if args.sheet and kept is not None:
         args.sheet.parent.mkdir(parents=True, exist_ok=True)
-        sheet = sheet_image(*kept, frames=args.sheet_frames)
-        cv2.imwrite(str(args.sheet), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(args.sheet), cv2.cvtColor(sheet_image(*kept, frames=args.sheet_frames), cv2.COLOR_RGB2BGR))
     return 0

@@ -1,0 +1,199 @@
+"""hcdp eval: end to end on a hand-written dataset in the on-disk format with a micro model, plus the
+baselines' behaviour on constructed predictions."""
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from hcdp_model.checkpoint import save_checkpoint
+from hcdp_model.cli import main as hcdp_main
+from hcdp_model.model import HCDPModel
+from hcdp_model.streaming import Prediction
+from hcdp_training.data.format import list_sequences, write_frame, write_meta
+from hcdp_training.evaluate import (EvalResult, Predictions, evaluate, exponential_smoothing, load_sequence,
+                                    markdown_table, per_frame_model)
+from hcdp_training.metrics import METRIC_NAMES
+from tests.model.helpers import activate_temporal, micro_config
+
+H, W, T, SPEED = 48, 64, 6, 2  # a textured ellipse moving SPEED px/frame to the right
+
+
+def _ellipse(k: int) -> dict[str, np.ndarray]:
+    """Frame k's exact ground truth: a half-ellipsoid bulging towards the camera."""
+    ys, xs = np.mgrid[0:H, 0:W].astype(np.float32)
+    u, v = (xs - (18 + SPEED * k)) / 12.0, (ys - 24) / 16.0
+    inside = u * u + v * v < 1.0
+    bulge = np.sqrt(np.clip(1.0 - u * u - v * v, 0.0, None))
+    normal = np.stack([u, v, -np.maximum(bulge, 1e-3)], axis=-1)
+    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
+    return {"inside": inside, "depth": np.where(inside, 2.0 - 0.3 * bulge, np.nan).astype(np.float32),
+            "normal": np.where(inside[..., None], normal, 0.0).astype(np.float32)}
+
+
+def write_sequence(directory: Path, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    background = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
+    texture = cv2.GaussianBlur(rng.integers(0, 255, (H, W + SPEED * T, 3), dtype=np.uint8), (3, 3), 0)
+    for k in range(T):
+        gt = _ellipse(k)
+        moved = texture[:, SPEED * (T - k):SPEED * (T - k) + W]  # the object's texture moves with it
+        rgb = np.where(gt["inside"][..., None], moved, background)
+        fwd = np.where(gt["inside"][..., None] & (k < T - 1), np.float32([SPEED, 0]), 0.0).astype(np.float32)
+        bwd = np.where(gt["inside"][..., None] & (k > 0), np.float32([-SPEED, 0]), 0.0).astype(np.float32)
+        write_frame(directory, k, rgb, gt["inside"].astype(np.float32), gt["depth"], gt["normal"],
+                    np.zeros((H, W, 3), np.float32), [fwd], [bwd])
+    K = [[50.0, 0.0, W / 2], [0.0, 50.0, H / 2], [0.0, 0.0, 1.0]]
+    write_meta(directory, {"frames": T, "flow_strides": 1, "fps": 10.0, "height": H, "width": W,
+                           "K": [K] * T, "extrinsics": [np.eye(4).tolist()] * T})
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("eval_data")
+    for i in range(2):
+        write_sequence(root / f"seq_{i:05d}", seed=i)
+    return root
+
+
+class ReplayPredictor:
+    """Replays given per-frame outputs (a fake model): frame k of the sequence after each reset."""
+
+    def __init__(self, depth: np.ndarray, normals: np.ndarray, mask: np.ndarray) -> None:
+        self.depth, self.normals, self.mask = depth, normals, mask
+        self.k = 0
+
+    def reset(self) -> None:
+        self.k = 0
+
+    def step(self, image, stamp, frame_id="", encoding="rgb8") -> Prediction:
+        k, self.k = self.k, self.k + 1
+        return Prediction(depth=self.depth[k], normals=self.normals[k], mask=self.mask[k], reset=k == 0,
+                          window_fill=1, inference_ms=0.0)
+
+
+def _gt_replay(sequence, depth_noise=0.0, seed=0) -> ReplayPredictor:
+    """The GT as a prediction; each frame's depth scaled by its own random factor (per-frame flicker)."""
+    gain = 1.0 + depth_noise * np.random.default_rng(seed).standard_normal(T).astype(np.float32)
+    depth = np.nan_to_num(sequence.depth, nan=2.0) * gain[:, None, None]
+    normals = np.where(sequence.mask[..., None] > 0.5, sequence.normal, np.float32([0, 0, -1]))
+    return ReplayPredictor(depth, normals, sequence.mask)
+
+
+def test_load_sequence_reads_frames_and_gt_flow(dataset):
+    seq = load_sequence(list_sequences(dataset)[0])
+    assert seq.rgb.shape == (T, H, W, 3) and seq.flow_fwd.shape == (T, H, W, 2)
+    inside = seq.mask[0] > 0.5
+    np.testing.assert_allclose(seq.flow_fwd[0][inside], [[SPEED, 0]] * int(inside.sum()))
+    assert seq.fps == 10.0 and seq.name == "seq_00000"
+
+
+def test_opencv_flow_recovers_the_object_motion(dataset):
+    seq = load_sequence(list_sequences(dataset)[0], flow="opencv")
+    inner = cv2.erode((seq.mask[1] > 0.5).astype(np.uint8), np.ones((7, 7), np.uint8)).astype(bool)
+    median = np.median(seq.flow_fwd[1][inner], axis=0)
+    assert abs(median[0] - SPEED) < 0.5 and abs(median[1]) < 0.5
+    assert not seq.flow_fwd[-1].any() and not seq.flow_bwd[0].any()
+
+
+def test_perfect_prediction_scores_perfect_accuracy_and_zero_flicker(dataset):
+    seqs = list_sequences(dataset)
+    seq = load_sequence(seqs[0])
+    result, _ = evaluate(seqs[:1], {"per_frame": _gt_replay(seq)}, smoothing=None, progress=False)
+    m = result.summary["per_frame"]
+    assert m["AbsRel"] < 1e-5 and m["RMSE"] < 1e-5 and m["IoU"] == 1.0
+    assert m["AngleMean"] < 0.1 and m["Within11.25"] == 100.0
+    # the GT itself moves rigidly with the flow: the warped next frame matches up to bilinear sampling
+    assert m["OPW"] < 0.02 and m["TC-Abs"] < 0.5 and m["dtSSD"] == 0.0
+    assert list(result.summary) == ["per_frame"]
+
+
+def test_smoothing_lowers_opw_of_a_flickering_per_frame_prediction(dataset):
+    seqs = list_sequences(dataset)
+    seq = load_sequence(seqs[0])
+    flicker = _gt_replay(seq, depth_noise=0.2)
+    result, _ = evaluate(seqs[:1], {"per_frame": flicker}, smoothing=0.3, progress=False)
+    raw, smooth = result.summary["per_frame"], result.summary["per_frame_ema"]
+    assert smooth["OPW"] < 0.7 * raw["OPW"] and smooth["TC-RMSE"] < raw["TC-RMSE"]
+    # per-frame alignment hides a per-frame scale: the raw accuracy is still exact
+    assert raw["RMSE"] < 1e-5
+
+
+def test_exponential_smoothing_hand_values_and_unit_normals():
+    depth = np.array([1.0, 3.0, 3.0], np.float32)[:, None, None]
+    normals = np.array([[1, 0, 0], [0, 1, 0], [0, 1, 0]], np.float32)[:, None, None]
+    mask = np.array([0.0, 1.0, 1.0], np.float32)[:, None, None]
+    out = exponential_smoothing(Predictions(depth, normals, mask, np.zeros(3)), alpha=0.5)
+    np.testing.assert_allclose(out.depth.ravel(), [1.0, 2.0, 2.5])
+    np.testing.assert_allclose(out.mask.ravel(), [0.0, 0.5, 0.75])
+    np.testing.assert_allclose(out.normals[1].ravel(), [math.sqrt(0.5), math.sqrt(0.5), 0.0], rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(out.normals, axis=-1), 1.0, rtol=1e-6)
+    same = exponential_smoothing(Predictions(depth, normals, mask, np.zeros(3)), alpha=1.0)
+    np.testing.assert_array_equal(same.depth, depth)
+    with pytest.raises(ValueError, match="alpha"):
+        exponential_smoothing(Predictions(depth, normals, mask, np.zeros(3)), alpha=0.0)
+
+
+def test_per_frame_model_equals_the_stage1_model_it_was_built_on():
+    stage1 = HCDPModel(micro_config()).eval()
+    stage2 = copy.deepcopy(stage1)
+    stage2.insert_temporal_blocks("causal")
+    activate_temporal(stage2)
+    clip = torch.randn(1, 3, 3, stage1.cfg.resolution, stage1.cfg.resolution)
+    with torch.no_grad():
+        assert not torch.allclose(stage2(clip)["depth"], stage1(clip)["depth"])
+        per_frame = per_frame_model(stage2)
+        torch.testing.assert_close(per_frame(clip)["depth"], stage1(clip)["depth"])
+    assert per_frame.temporal_blocks is None and not per_frame.cfg.temporal.enabled
+
+
+def test_markdown_table_has_a_row_per_metric_and_the_relative_change():
+    summary = {m: {n: 1.0 for n in METRIC_NAMES} for m in ("streaming", "per_frame")}
+    summary["streaming"]["OPW"] = 0.5
+    summary["per_frame"]["TC-Abs"] = math.nan
+    table = markdown_table(EvalResult(summary, {}, {}, {}))
+    lines = table.splitlines()
+    assert lines[0] == "| Metric | streaming | per_frame | streaming vs per-frame |"
+    assert len(lines) == 2 + len(METRIC_NAMES)
+    assert "| OPW ↓ | 0.5 | 1 | -50.0% |" in lines
+    assert "| IoU ↑ | 1 | 1 | +0.0% |" in lines
+    assert "| TC-Abs ↓ | 1 | – | – |" in lines
+
+
+def test_hcdp_eval_end_to_end_writes_json_markdown_and_sheet(dataset, tmp_path, capsys):
+    model = activate_temporal(HCDPModel(micro_config(temporal=True)))
+    checkpoint = save_checkpoint(model, tmp_path / "ckpt")
+    out_json, out_md, out_png = tmp_path / "m.json", tmp_path / "m.md", tmp_path / "sheet.png"
+    code = hcdp_main(["eval", "--checkpoint", str(checkpoint), "--data", str(dataset), "--window", "4",
+                      "--json", str(out_json), "--markdown", str(out_md), "--sheet", str(out_png),
+                      "--no-progress", "--max-frames", "5"])
+    assert code == 0
+    result = json.loads(out_json.read_text())
+    assert list(result["methods"]) == ["streaming", "per_frame", "per_frame_ema"]
+    for method, metrics in result["methods"].items():
+        assert list(metrics) == list(METRIC_NAMES), method
+        assert all(math.isfinite(v) for v in metrics.values()), method
+        assert result["counts"][method]["AbsRel"] == 10 and result["counts"][method]["dtSSD"] == 8
+    assert set(result["per_sequence"]["streaming"]) == {"seq_00000", "seq_00001"}
+    meta = result["metadata"]
+    assert meta["sequences"] == 2 and meta["frames"] == 10 and meta["pairs"] == 8 and meta["window"] == 4
+    assert meta["per_frame_model"] == "checkpoint without temporal blocks"
+    # the temporal blocks are active, so streaming differs from its per-frame model
+    assert result["methods"]["streaming"]["OPW"] != result["methods"]["per_frame"]["OPW"]
+    printed = capsys.readouterr().out
+    assert out_md.read_text().strip() in printed
+    assert out_md.read_text().count("\n") == 2 + len(METRIC_NAMES)
+    sheet = cv2.imread(str(out_png))
+    tile = 192
+    assert sheet.shape[0] > 4 * tile and sheet.shape[1] == 13 * round(tile * W / H)  # 3 frames + x-t row
+
+
+def test_hcdp_eval_reports_a_missing_checkpoint(dataset, tmp_path, capsys):
+    code = hcdp_main(["eval", "--checkpoint", str(tmp_path / "nope"), "--data", str(dataset), "--no-progress"])
+    assert code == 2 and "nope" in capsys.readouterr().err
