@@ -6,6 +6,8 @@ published polynomial approximation), coloured so that near is warm (red) and far
 """
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -82,10 +84,11 @@ def normals_to_rgb(normals: np.ndarray) -> np.ndarray:
 
 
 def mask_to_rgb(mask: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
-    """Show a soft mask: grey levels alone, or a magenta tint over ``image`` with opacity 0.6 × mask."""
+    """Show a soft mask (clipped to [0, 1]): grey levels alone, or a magenta tint over ``image`` with
+    opacity 0.6 × mask."""
     mask = np.asarray(mask, dtype=np.float32)
     _check_hw("mask", mask, 2)
-    m = np.clip(np.nan_to_num(mask, nan=0.0), 0.0, 1.0)
+    m = np.clip(mask, 0.0, 1.0)
     if image is None:
         grey = (m * 255.0 + 0.5).astype(np.uint8)
         return np.repeat(grey[:, :, None], 3, axis=2)
@@ -95,10 +98,16 @@ def mask_to_rgb(mask: np.ndarray, image: np.ndarray | None = None) -> np.ndarray
             f"image: expected uint8 {mask.shape + (3,)} to match the mask, "
             f"got {image.dtype} {image.shape}"
         )
-    alpha = np.float32(MASK_OVERLAY_ALPHA) * m
-    tint = np.empty_like(image)
-    tint[:] = MASK_OVERLAY_RGB
-    return cv2.blendLinear(tint, np.ascontiguousarray(image), alpha, 1.0 - alpha)
+    alpha = m * np.float32(MASK_OVERLAY_ALPHA)
+    return cv2.blendLinear(_tint(mask.shape), np.ascontiguousarray(image), alpha, 1.0 - alpha)
+
+
+@functools.lru_cache(maxsize=4)
+def _tint(shape: tuple[int, int]) -> np.ndarray:
+    """A read-only H×W×3 image of the overlay colour (cached: filling it costs more than the blend)."""
+    tint = cv2.merge([np.full(shape, c, np.uint8) for c in MASK_OVERLAY_RGB])
+    tint.flags.writeable = False
+    return tint
 
 
 def contact_sheet(rows: list[list[np.ndarray]], labels: list[str] | None = None) -> np.ndarray:

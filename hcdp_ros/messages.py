@@ -112,7 +112,7 @@ def image_fields(header: Any, array: np.ndarray) -> ImageFields:
 
 def binary_mask(mask: np.ndarray, threshold: float) -> np.ndarray:
     """mono8 mask: 255 where mask > threshold, else 0."""
-    return np.where(mask > threshold, np.uint8(255), np.uint8(0))
+    return (mask > threshold).view(np.uint8) * np.uint8(255)
 
 
 def point_cloud_fields(header: Any, points: np.ndarray, colors: np.ndarray | None) -> PointCloudFields:

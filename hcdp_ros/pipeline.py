@@ -85,36 +85,37 @@ class FrameProcessor:
                 camera: CameraInfoData | None = None, metric: MetricInput | None = None) -> FrameOutputs:
         """Predict on ``image`` (stamp and frame_id from ``header`` drive the cache reset rules)."""
         pred = self.predictor.step(image.pixels, stamp_seconds(header), header.frame_id, image.encoding)
+        # pack each map once (the predictor may return strided views); every consumer shares these
+        depth, normals, mask = (np.ascontiguousarray(a) for a in (pred.depth, pred.normals, pred.mask))
         threshold = options.mask_threshold
         images = {
-            "relative_depth": image_fields(header, pred.depth),
-            "normals": image_fields(header, pred.normals),
-            "mask": image_fields(header, pred.mask),
-            "mask_binary": image_fields(header, binary_mask(pred.mask, threshold)),
+            "relative_depth": image_fields(header, depth),
+            "normals": image_fields(header, normals),
+            "mask": image_fields(header, mask),
+            "mask_binary": image_fields(header, binary_mask(mask, threshold)),
         }
         rgb = image.to_rgb() if options.viz.mask else None
-        images.update(viz_images(header, pred.depth, pred.normals, pred.mask, rgb, options.viz))
+        images.update(viz_images(header, depth, normals, mask, rgb, options.viz))
         out = FrameOutputs(header, pred, images)
 
         metric_depth = None
         if metric is not None:
-            height, width = pred.depth.shape
             try:
-                target = registered_to(metric.depth, height, width)
-                out.metric_fit = fit_metric_depth(pred.depth, target, pred.mask, threshold,
-                                                  options.metric_min_pixels, metric.topic)
+                target = registered_to(metric.depth, *depth.shape)
+                out.metric_fit = fit_metric_depth(depth, target, mask, threshold, options.metric_min_pixels,
+                                                  metric.topic)
             except InputError as err:
                 out.problems.append(err)
             else:
-                metric_depth = apply_metric(pred.depth, out.metric_fit, pred.mask, threshold)
+                metric_depth = apply_metric(depth, out.metric_fit, mask, threshold)
                 images["depth"] = image_fields(header, metric_depth)
 
         if camera is not None:
             out.camera_info = CameraInfoFields(header, camera)
             if options.publish_points:
-                z = metric_depth if metric_depth is not None else pred.depth * np.float32(options.depth_scale)
+                z = metric_depth if metric_depth is not None else depth * np.float32(options.depth_scale)
                 colors = image.to_rgb() if rgb is None else rgb
-                k = camera.k_for_size(*pred.depth.shape)
-                points, picked = backproject(z, pred.mask, k, threshold, options.points_stride, colors)
+                points, picked = backproject(z, mask, camera.k_for_size(*depth.shape), threshold,
+                                             options.points_stride, colors)
                 out.points = point_cloud_fields(header, points, picked)
         return out
