@@ -1,6 +1,8 @@
 """Backgrounds: scikit-image sample photographs without people, and procedural textures."""
 from __future__ import annotations
 
+import functools
+
 import cv2
 import numpy as np
 
@@ -12,6 +14,7 @@ KINDS = PHOTOS + PROCEDURAL
 SIZE = 512
 
 
+@functools.lru_cache(maxsize=None)
 def _photo(name: str) -> np.ndarray:
     import skimage.data
 
@@ -47,7 +50,7 @@ def _procedural(name: str, rng: np.random.Generator) -> np.ndarray:
 def make_background(kind: str, rng: np.random.Generator) -> np.ndarray:
     """A SIZE x SIZE x 3 uint8 background image of `kind` (see `KINDS`)."""
     if kind in PHOTOS:
-        img = _photo(kind).astype(np.float64)
+        img = _photo(kind).astype(np.float64)  # a copy: the cached photo is never modified
         img = img * rng.uniform(0.6, 1.2) + rng.uniform(-20, 20, 3)  # exposure and tint
         return np.clip(img, 0, 255).astype(np.uint8)
     if kind in PROCEDURAL:

@@ -31,12 +31,15 @@ class Part:
 
 def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     """Area-weighted unit vertex normals for [...,V,3] vertices and [F,3] faces (counter-clockwise)."""
-    a, b, c = (vertices[..., faces[:, i], :] for i in range(3))
+    # Vertices first ([V, ..., 3]) so that gathers and scatters move whole contiguous rows.
+    rows = vertices.movedim(-2, 0).contiguous()
+    a, b, c = (rows[faces[:, i]] for i in range(3))
     face_n = torch.linalg.cross(b - a, c - a, dim=-1)
-    normals = torch.zeros_like(vertices)
+    normals = torch.zeros_like(rows)
     for i in range(3):
-        normals.index_add_(-2, faces[:, i], face_n)
-    return normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        normals.index_add_(0, faces[:, i], face_n)
+    normals = normals / normals.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    return normals.movedim(0, -2)
 
 
 @dataclass(frozen=True)

@@ -4,19 +4,21 @@ Ground-truth pass (single sample, float32 targets, no blending): planar depth an
 normals, canonical body-surface coordinates with coverage, and forward/backward optical flow for
 strides 1..S. Flow is exact: each fragment interpolates (perspective-correct) the camera-frame
 position of the *same surface point* at t+s and t-s and projects it, so flow = pi(X_{t+s}) - pi(X_t).
-Colour pass (4x MSAA, resolved): the shaded image composited over the background; its alpha is the
-soft mask. Pixel convention: pixel (u, v) has its centre at integer coordinates (OpenCV), row 0 is
+Colour pass (2x2 supersampled, box-filtered down): the shaded image composited over the background;
+its alpha is the soft mask (coverage in steps of 1/4). Supersampling replaces MSAA because llvmpipe's
+multisample resolve costs ~100 ms per 256x256 frame. Pixel convention: pixel (u, v) has its centre at integer coordinates (OpenCV), row 0 is
 the top image row; `K` maps camera points (x right, y down, z forward) to those pixels.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import moderngl
 import numpy as np
 
 MAX_MATERIALS = 32
-MSAA_SAMPLES = 4
+SUPERSAMPLE = 2
 NEAR, FAR = 0.05, 100.0
 
 _VERTEX = """
@@ -61,7 +63,7 @@ layout(location = 1) out vec4 o_canon;
 vec2 project(vec3 p) {{ return vec2(intr.x * p.x / p.z + intr.z, intr.y * p.y / p.z + intr.w); }}
 void main() {{
     vec3 n = normalize(v_normal);
-    if (dot(n, v_cur) > 0.0) n = -n;  // face the camera (two-sided garments, interpolation)
+    if (dot(n, v_cur) > 0.0) n = -n;  // face the camera (inside of garments, interpolation)
     o_geom = vec4(v_cur.z, n);
     o_canon = vec4(v_canon, 1.0);
     vec2 here = project(v_cur);
@@ -207,13 +209,17 @@ def _names(prefix: str, strides: int) -> list[str]:
 
 
 class Renderer:
-    """Renders scenes of fixed mesh topology at a fixed image size. Not thread-safe; one per process."""
+    """Renders at a fixed image size; `set_scene` per sequence, `render` per frame. One per process."""
 
     def __init__(self, width: int, height: int, strides: int, textures: np.ndarray) -> None:
         if not 1 <= strides <= 6:
             raise ValueError(f"expected 1..6 flow strides (8 colour attachments), got {strides}")
         self.width, self.height, self.strides = width, height, strides
         self.ctx = moderngl.create_context(standalone=True, backend="egl")
+        # Back-face culling halves llvmpipe's work. With row 0 at the top, anny's outward (counter-
+        # clockwise) faces appear clockwise on screen; open garments carry both windings (scene.py).
+        self.ctx.front_face = "cw"
+        self.ctx.cull_face = "back"
         nxt, prv = _names("a_next", strides), _names("a_prev", strides)
         attr_decl = "\n".join(f"in vec3 {n};" for n in nxt + prv)
         vary_out = "\n".join(f"out vec3 {n.replace('a_', 'v_')};" for n in nxt + prv)
@@ -237,17 +243,15 @@ class Renderer:
         size = (width, height)
         self.gt_targets = [self.ctx.texture(size, 4, dtype="f4") for _ in range(2 + strides)]
         self.gt_fbo = self.ctx.framebuffer(self.gt_targets, self.ctx.depth_renderbuffer(size))
-        self.ms_fbo = self.ctx.framebuffer(
-            [self.ctx.renderbuffer(size, 4, samples=MSAA_SAMPLES)],
-            self.ctx.depth_renderbuffer(size, samples=MSAA_SAMPLES))
-        self.resolved = self.ctx.framebuffer([self.ctx.renderbuffer(size, 4)])
+        big = (width * SUPERSAMPLE, height * SUPERSAMPLE)
+        self.color_fbo = self.ctx.framebuffer([self.ctx.renderbuffer(big, 4)], self.ctx.depth_renderbuffer(big))
         self.textures = self.ctx.texture_array((textures.shape[2], textures.shape[1], textures.shape[0]), 4,
                                                np.ascontiguousarray(textures).tobytes())
         self.textures.build_mipmaps()
         self.textures.repeat_x = self.textures.repeat_y = True
         self.background = None
         self._gt = [np.empty((height, width, 4), np.float32) for _ in self.gt_targets]
-        self._rgba = np.empty((height, width, 4), np.uint8)
+        self._rgba = np.empty((height * SUPERSAMPLE, width * SUPERSAMPLE, 4), np.uint8)
 
     def set_scene(self, faces: np.ndarray, canonical: np.ndarray, material_ids: np.ndarray,
                   materials: np.ndarray, canon_lo: np.ndarray, canon_hi: np.ndarray,
@@ -306,31 +310,32 @@ class Renderer:
 
         self.gt_fbo.use()
         self.gt_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
-        self.ctx.enable(moderngl.DEPTH_TEST)
-        self.ctx.disable(moderngl.CULL_FACE | moderngl.BLEND)
+        self.ctx.disable(moderngl.BLEND)
+        self.ctx.enable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
         self.gt_vao.render(moderngl.TRIANGLES)
         for i, out in enumerate(self._gt):
             self.gt_fbo.read_into(out, components=4, attachment=i, dtype="f4")
 
-        self.ms_fbo.use()
-        self.ms_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
-        self.ctx.disable(moderngl.DEPTH_TEST)
+        self.color_fbo.use()
+        self.color_fbo.clear(0.0, 0.0, 0.0, 0.0, depth=1.0)
+        self.ctx.disable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
         self.background.use(0)
         self.bg_prog["window"].value = background_window
         self.bg_vao.render(moderngl.TRIANGLE_STRIP)
-        self.ctx.enable(moderngl.DEPTH_TEST)
+        self.ctx.enable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
         self.textures.use(1)
         self.color_vao.render(moderngl.TRIANGLES)
-        self.ctx.copy_framebuffer(self.resolved, self.ms_fbo)
-        self.resolved.read_into(self._rgba, components=4)
+        self.color_fbo.read_into(self._rgba, components=4)
+        rgba = cv2.resize(self._rgba, (self.width, self.height), interpolation=cv2.INTER_AREA)  # 2x2 box mean
 
         geom, canon = self._gt[0], self._gt[1]
         covered = canon[..., 3] > 0.5
         depth = np.where(covered, geom[..., 0], np.nan).astype(np.float32)
         normal = np.where(covered[..., None], geom[..., 1:4], 0.0).astype(np.float32)
         return RenderOutput(
-            rgb=self._rgba[..., :3].copy(),
-            mask=self._rgba[..., 3].astype(np.float32) / 255.0,
+            rgb=np.ascontiguousarray(rgba[..., :3]),
+            mask=self._rgba[..., 3].reshape(self.height, SUPERSAMPLE, self.width, SUPERSAMPLE).mean(
+                (1, 3), dtype=np.float32) / 255.0,
             depth=depth, normal=normal,
             canonical=np.where(covered[..., None], canon[..., :3], 0.0).astype(np.float32),
             flow_fwd=[f[..., 0:2].copy() for f in self._gt[2:]],

@@ -146,7 +146,9 @@ def build_scene(body: BodyModel, spec: SceneSpec, width: int, height: int, stati
                                                                         shift, spec.camera.view)) + root
             facing = float(yaw[0])
         for part in person.parts:
-            faces.append(part.faces + offset)
+            # Garments are open surfaces seen from both sides: add the reversed winding for culling.
+            part_faces = part.faces if part.name == "body" else np.concatenate([part.faces, part.faces[:, ::-1]])
+            faces.append(part_faces + offset)
             canon.append(part.canonical)
             mats_ids.append(part.slot + i * len(SLOTS))
             offset += part.rest.shape[0]
@@ -193,8 +195,9 @@ def frame_geometry(scene: SceneGeometry, frame: int, strides: int) -> FrameGeome
 
 
 def background_window(scene: SceneGeometry, frame: int) -> tuple[float, float, float, float]:
-    """Crop of the background that pans with the camera's heading (a cheap stand-in for parallax)."""
+    """Half-size crop of the background that pans with the camera's heading and pitch (a cheap
+    stand-in for parallax); it stays inside the image, so non-tileable backgrounds show no seam."""
     rot = scene.world_to_camera[frame, :3, :3]
     heading = np.arctan2(rot[2, 1], rot[2, 0])
     pitch = np.arcsin(np.clip(rot[2, 2], -1, 1))
-    return (float(heading / (2 * np.pi)), float(0.25 - 0.3 * pitch), 0.5, 0.5)
+    return (float(0.25 + 0.22 * np.sin(heading)), float(0.25 - 0.22 * np.sin(pitch)), 0.5, 0.5)
