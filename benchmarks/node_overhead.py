@@ -98,11 +98,11 @@ def main() -> None:
 
     x, _ = preprocess(to_rgb(image.pixels, image.encoding), predictor.resolution, device=predictor.device,
                       dtype=predictor.dtype)
-    state = [predictor.step_fn.init_state(1, predictor.device, predictor.dtype)]
+    state = [predictor.backend.init_state()]
 
-    def model_forward():
+    def model_forward():  # the backend step alone: what predictor.step runs between pre- and postprocessing
         with torch.inference_mode():
-            state[0] = tuple(predictor.step_fn(x, *state[0])[3:])
+            state[0] = predictor.backend.step(x, state[0])[1]
 
     n = args.frames
     for _ in range(predictor.window):  # fill the temporal caches so attention runs over a full window
@@ -128,7 +128,7 @@ def main() -> None:
     print(f"hcdp node overhead, {W}x{H} input, {source}, torch threads={args.threads}, "
           f"window={predictor.window}, best of {n}")
     rows = [
-        ("model forward (StreamingStep)", model_ms),
+        (f"model forward ({predictor.backend.describe()})", model_ms),
         ("predictor.step total", step_ms),
         ("  of which pre/postprocessing", pre_post_ms),
         ("decode bgr8 Image", decode_raw_ms),

@@ -183,9 +183,8 @@ def _rows(data: np.ndarray, height: int, width: int, step: int, bpp: int, encodi
             f"expected at least {needed} data bytes for {width}×{height} {encoding} with step {step}, "
             f"got {data.size} (truncated)", topic
         )
-    return np.lib.stride_tricks.as_strided(
-        data, shape=(height, width, bpp), strides=(step, bpp, 1), writeable=False
-    )
+    # writeable only if the message's buffer is (rclpy's array('B') and rosbags' arrays are)
+    return np.lib.stride_tricks.as_strided(data, shape=(height, width, bpp), strides=(step, bpp, 1))
 
 
 def decode_image(msg: Any, topic: str) -> DecodedImage:

@@ -79,11 +79,37 @@ class PointCloudFields:
 
 
 @dataclass(frozen=True)
+class RoiFields:
+    """sensor_msgs/RegionOfInterest fields."""
+
+    x_offset: int
+    y_offset: int
+    height: int
+    width: int
+    do_rectify: bool
+
+
+@dataclass(frozen=True)
 class CameraInfoFields:
-    """sensor_msgs/CameraInfo fields; ``roi`` is (x_offset, y_offset, height, width, do_rectify)."""
+    """sensor_msgs/CameraInfo fields (``k``, ``r``, ``p`` flattened row-major, float64)."""
 
     header: Any
-    info: CameraInfoData
+    height: int
+    width: int
+    distortion_model: str
+    d: np.ndarray
+    k: np.ndarray
+    r: np.ndarray
+    p: np.ndarray
+    binning_x: int
+    binning_y: int
+    roi: RoiFields
+
+
+def camera_info_fields(header: Any, info: CameraInfoData) -> CameraInfoFields:
+    """The camera_info re-stamped with ``header`` (the output images' header)."""
+    return CameraInfoFields(header, info.height, info.width, info.distortion_model, info.d, info.k.reshape(-1),
+                            info.r, info.p, info.binning_x, info.binning_y, RoiFields(*info.roi))
 
 
 _ENCODINGS = {  # (numpy dtype, channels) -> ROS encoding

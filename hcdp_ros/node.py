@@ -76,13 +76,11 @@ def _cloud_msg(out: PointCloudFields) -> PointCloud2:
 
 
 def _camera_info_msg(out: CameraInfoFields) -> CameraInfo:
-    info = out.info
-    x, y, h, w, rectify = info.roi
-    return CameraInfo(header=out.header, height=info.height, width=info.width,
-                      distortion_model=info.distortion_model, d=info.d.tolist(),
-                      k=info.k.reshape(-1), r=info.r, p=info.p, binning_x=info.binning_x,
-                      binning_y=info.binning_y,
-                      roi=RegionOfInterest(x_offset=x, y_offset=y, height=h, width=w, do_rectify=rectify))
+    roi = out.roi
+    return CameraInfo(header=out.header, height=out.height, width=out.width, distortion_model=out.distortion_model,
+                      d=out.d.tolist(), k=out.k, r=out.r, p=out.p, binning_x=out.binning_x, binning_y=out.binning_y,
+                      roi=RegionOfInterest(x_offset=roi.x_offset, y_offset=roi.y_offset, height=roi.height,
+                                           width=roi.width, do_rectify=roi.do_rectify))
 
 
 @dataclass

@@ -24,6 +24,7 @@ from hcdp_ros.messages import (
     PointCloudFields,
     VizRequest,
     binary_mask,
+    camera_info_fields,
     image_fields,
     point_cloud_fields,
     viz_images,
@@ -111,7 +112,7 @@ class FrameProcessor:
                 images["depth"] = image_fields(header, metric_depth)
 
         if camera is not None:
-            out.camera_info = CameraInfoFields(header, camera)
+            out.camera_info = camera_info_fields(header, camera)
             if options.publish_points:
                 z = metric_depth if metric_depth is not None else depth * np.float32(options.depth_scale)
                 colors = image.to_rgb() if rgb is None else rgb

@@ -78,3 +78,23 @@ def test_bad_metric_depth_spoils_only_the_metric_output():
     out, _, _ = _run(metric=metric)
     assert "depth" not in out.images and "relative_depth" in out.images
     assert len(out.problems) == 1 and isinstance(out.problems[0], InvalidDepth)
+
+
+def test_the_real_predictor_resets_on_the_header_changes_the_node_passes_through():
+    from hcdp_model.model import HCDPModel
+    from hcdp_model.streaming import StreamingPredictor
+    from tests.model.helpers import micro_config
+
+    processor = FrameProcessor(StreamingPredictor(HCDPModel(micro_config(temporal=True)), window=4))
+    pixels = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    frames = [(header(1, 0, "cam"), None), (header(1, 100_000_000, "cam"), None),  # continues
+              (header(1, 50_000_000, "cam"), "backwards"), (header(3, 0, "cam"), "gap"),
+              (header(3, 100_000_000, "other"), "frame_id"), (header(3, 200_000_000, "other"), None)]
+    resets = []
+    for hdr, _ in frames:
+        msg = image_msg(pixels, "rgb8", hdr=hdr)
+        pred = processor.process(hdr, decode_input(msg, False, "/img"), OutputOptions()).prediction
+        resets.append(pred.reset_reason)
+    assert resets[0] == "first frame" and resets[1] is None and resets[5] is None
+    for got, (_, expected) in zip(resets[2:5], frames[2:5]):
+        assert expected in got
