@@ -1,0 +1,97 @@
+"""Per-frame latency of streaming inference vs a single-frame model vs naive window recomputation.
+
+    python benchmarks/streaming.py [--preset tiny] [--windows 8 16 32] [--rounds 15] [--threads 2] [--json]
+
+All three run the same network weights on the same preprocessed frames, interleaved round by round so
+background load on a noisy machine hits them alike; medians are reported with same-run ratios:
+  (a) single   — the stage-1 model (no temporal blocks), one frame per call;
+  (b) stream W — StreamingStep with a W-1 frame key/value cache, one frame per call;
+  (c) naive W  — recompute the causal forward over the last W frames for every new frame.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import platform
+import statistics
+import time
+
+import torch
+
+from hcdp_model.config import preset
+from hcdp_model.model import HCDPModel
+from hcdp_model.streaming import StreamingStep
+
+
+def _time(fn) -> float:
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) * 1e3
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--windows", type=int, nargs="+", default=[8, 16, 32])
+    parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--naive", action=argparse.BooleanOptionalAction, default=True,
+                        help="also time naive recomputation (slow: W frames per call)")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+
+    cfg = preset(args.preset)
+    single = HCDPModel(cfg).eval()
+    temporal = copy.deepcopy(single)
+    temporal.insert_temporal_blocks("causal")
+    s = cfg.resolution
+    frames = torch.randn(max(args.windows) + args.rounds + 1, 1, 3, s, s)
+
+    single_step = StreamingStep(single, 1)
+    streams = {w: StreamingStep(temporal, w) for w in args.windows}
+    states = {w: streams[w].init_state() for w in args.windows}
+    times: dict[str, list[float]] = {"single": []}
+    for w in args.windows:
+        times[f"stream_{w}"] = []
+        if args.naive:
+            times[f"naive_{w}"] = []
+
+    with torch.inference_mode():
+        # Warm up and fill every cache to its full window so the timed calls attend over W frames.
+        for i in range(max(args.windows)):
+            single_step(frames[i])
+            for w in args.windows:
+                _, _, _, *states[w] = streams[w](frames[i], *states[w])
+        for r in range(args.rounds):
+            i = max(args.windows) + r
+            times["single"].append(_time(lambda: single_step(frames[i])))
+            for w in args.windows:
+                def stream_once(w=w):
+                    _, _, _, *states[w] = streams[w](frames[i], *states[w])
+                times[f"stream_{w}"].append(_time(stream_once))
+                if args.naive:
+                    clip = frames[i - w + 1:i + 1].transpose(0, 1)  # [1, W, 3, S, S]
+                    times[f"naive_{w}"].append(_time(lambda: temporal(clip, window=w)))
+
+    median = {k: statistics.median(v) for k, v in times.items()}
+    result = {
+        "preset": args.preset, "resolution": s, "threads": args.threads, "rounds": args.rounds,
+        "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "median_ms": median,
+        "ratio_streaming_vs_single": {w: median[f"stream_{w}"] / median["single"] for w in args.windows},
+    }
+    if args.naive:
+        result["ratio_naive_vs_streaming"] = {w: median[f"naive_{w}"] / median[f"stream_{w}"] for w in args.windows}
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{args.preset} preset at {s}x{s}, CPU, {args.threads} threads, median of {args.rounds} interleaved rounds")
+    print(f"{'method':<14}{'ms/frame':>10}{'vs single':>11}")
+    for name, ms in median.items():
+        print(f"{name:<14}{ms:>10.1f}{ms / median['single']:>11.2f}")
+
+
+if __name__ == "__main__":
+    main()
