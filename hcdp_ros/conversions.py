@@ -79,9 +79,6 @@ COLOR_ENCODINGS: dict[str, int] = {
 # encoding -> (numpy dtype, metres per unit) for the metric depth input (REP 118)
 DEPTH_ENCODINGS: dict[str, tuple[str, float]] = {"16UC1": ("u2", 1e-3), "32FC1": ("f4", 1.0)}
 
-# encodings the StreamingPredictor takes directly (no copy needed here)
-PREDICTOR_ENCODINGS = ("rgb8", "bgr8", "mono8")
-
 _YUV_TO_RGB = {
     "yuv422": cv2.COLOR_YUV2RGB_UYVY, "uyvy": cv2.COLOR_YUV2RGB_UYVY,
     "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2, "yuyv": cv2.COLOR_YUV2RGB_YUY2,
@@ -99,11 +96,6 @@ class DecodedImage:
 
     pixels: np.ndarray
     encoding: str
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(height, width)."""
-        return self.pixels.shape[0], self.pixels.shape[1]
 
     def to_rgb(self) -> np.ndarray:
         """A contiguous uint8 ``H×W×3`` RGB copy (for visualisation)."""

@@ -10,7 +10,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
-OK, WARN, ERROR = 0, 1, 2
+OK, WARN = 0, 1  # diagnostic levels (DiagnosticStatus.OK / WARN)
 
 
 class RateMeter:
@@ -55,7 +55,7 @@ class RecentValues:
 
 @dataclass(frozen=True)
 class Report:
-    """One diagnostic status: level (OK/WARN/ERROR), a message and ordered key/values."""
+    """One diagnostic status: level (OK/WARN), a message and ordered key/values."""
 
     level: int
     message: str

@@ -35,7 +35,12 @@ TOPICS: dict[str, str] = {
     "camera_info": "camera_info",
     "depth": "depth",
 }
-VIZ_KEYS = ("relative_depth_viz", "normals_viz", "mask_viz")
+VIZ_KEYS = ("relative_depth_viz", "normals_viz", "mask_viz")  # in VizRequest field order
+
+
+def output_topic(key: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """The absolute name of output ``key`` under ``namespace``, e.g. /hcdp/mask/binary."""
+    return f"/{namespace.strip('/')}/{TOPICS[key]}" if namespace.strip("/") else f"/{TOPICS[key]}"
 
 FLOAT32 = 7  # sensor_msgs/PointField.FLOAT32
 

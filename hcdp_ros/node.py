@@ -8,9 +8,7 @@ worker; ``on_activate`` subscribes; ``on_deactivate`` unsubscribes and stops the
 """
 from __future__ import annotations
 
-import time
 import traceback
-from dataclasses import dataclass
 from typing import Any
 
 import rclpy
@@ -30,16 +28,24 @@ from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPo
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField, RegionOfInterest
 
 from hcdp_ros.conversions import InputError, MissingDepth, decode_camera_info, decode_metric_depth
-from hcdp_ros.diagnostics import ERROR, OK, WARN, NodeStats
+from hcdp_ros.diagnostics import OK, WARN, NodeStats
 from hcdp_ros.log_throttle import CauseThrottle
-from hcdp_ros.messages import NODE_NAME, TOPICS, CameraInfoFields, ImageFields, PointCloudFields, VizRequest
+from hcdp_ros.messages import (
+    NODE_NAME,
+    TOPICS,
+    VIZ_KEYS,
+    CameraInfoFields,
+    ImageFields,
+    PointCloudFields,
+    VizRequest,
+)
 from hcdp_ros.params import DEFAULTS, PARAMETERS, ConfigError, NodeConfig, param_type
 from hcdp_ros.pipeline import FrameOutputs, FrameProcessor, MetricInput, OutputOptions, decode_input, stamp_seconds
 from hcdp_ros.worker import InferenceWorker
 
 _ROS_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
               float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
-_LEVELS = {OK: DiagnosticStatus.OK, WARN: DiagnosticStatus.WARN, ERROR: DiagnosticStatus.ERROR}
+_LEVELS = {OK: DiagnosticStatus.OK, WARN: DiagnosticStatus.WARN}
 
 
 def _descriptor(name: str) -> ParameterDescriptor:
@@ -83,12 +89,6 @@ def _camera_info_msg(out: CameraInfoFields) -> CameraInfo:
                                            width=roi.width, do_rectify=roi.do_rectify))
 
 
-@dataclass
-class _Frame:
-    msg: Any
-    received: float
-
-
 class HcdpNode(LifecycleNode):
     """Relative depth, normals and a soft human mask for every (newest) camera frame."""
 
@@ -107,7 +107,7 @@ class HcdpNode(LifecycleNode):
         self._config = DEFAULTS
         self._throttle = CauseThrottle(DEFAULTS.log_throttle_s)
         self._processor: FrameProcessor | None = None
-        self._worker: InferenceWorker[_Frame] | None = None
+        self._worker: InferenceWorker[Any] | None = None  # items: Image or CompressedImage messages
         self._stats: NodeStats | None = None
         self._pubs: dict[str, Any] = {}
         self._subs: list[Any] = []
@@ -226,7 +226,7 @@ class HcdpNode(LifecycleNode):
         if worker is None or stats is None:
             return
         stats.record_input(self._now())
-        worker.submit(_Frame(msg, time.monotonic()))
+        worker.submit(msg)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
         try:
@@ -239,19 +239,18 @@ class HcdpNode(LifecycleNode):
 
     # --- inference (worker thread) -----------------------------------------------------------------
 
-    def _process(self, frame: _Frame) -> None:
+    def _process(self, msg: Any) -> None:
         processor, stats, config, pubs = self._processor, self._stats, self._config, self._pubs
         if processor is None or stats is None:
             return
-        header = frame.msg.header
+        header = msg.header
         try:
-            image = decode_input(frame.msg, config.compressed, self._topics["image"])
+            image = decode_input(msg, config.compressed, self._topics["image"])
         except InputError as err:
             self._report(err)
             return
         metric, problem = self._paired_metric(header, config)
-        want = VizRequest(*(pubs[k].get_subscription_count() > 0
-                            for k in ("relative_depth_viz", "normals_viz", "mask_viz")))
+        want = VizRequest(*(pubs[k].get_subscription_count() > 0 for k in VIZ_KEYS))
         options = OutputOptions(config.mask_threshold, config.publish_points, config.depth_scale,
                                 config.points_stride, config.metric_min_pixels, want)
         outputs = processor.process(header, image, options, self._camera, metric)
@@ -291,7 +290,7 @@ class HcdpNode(LifecycleNode):
             more = f" ({suppressed} more like it since the last report)" if suppressed else ""
             self.get_logger().warn(f"skipped input: {err}{more}")
 
-    def _on_worker_error(self, exc: Exception, frame: _Frame) -> None:
+    def _on_worker_error(self, exc: Exception, msg: Any) -> None:
         if self._throttle.allow(("worker", type(exc).__name__)) is not None:
             self.get_logger().error(
                 f"frame skipped, inference failed: {exc}\n{''.join(traceback.format_exception(exc))}")

@@ -103,8 +103,6 @@ _SPECS = (
 PARAMETERS: dict[str, ParamSpec] = {s.name: s for s in _SPECS}
 DEFAULTS = NodeConfig()
 
-assert set(PARAMETERS) == {f.name for f in fields(NodeConfig)}, "every NodeConfig field needs a ParamSpec"
-
 
 def param_type(name: str) -> type:
     """The Python type of a parameter (bool, int, float or str)."""

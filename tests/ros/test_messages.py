@@ -67,3 +67,11 @@ def test_point_cloud_fields_pack_xyz_and_rviz_rgb():
 def test_point_cloud_without_colour_has_12_byte_points():
     cloud = point_cloud_fields(HDR, np.zeros((0, 3), np.float32), None)
     assert cloud.width == 0 and cloud.point_step == 12 and cloud.data.size == 0
+
+
+def test_output_topics_live_under_the_node_namespace():
+    from hcdp_ros.messages import output_topic
+
+    assert output_topic("mask_binary") == "/hcdp/mask/binary"
+    assert output_topic("relative_depth_viz", "/robot/hcdp/") == "/robot/hcdp/relative_depth/viz"
+    assert output_topic("points", "") == "/points"

@@ -66,3 +66,9 @@ def test_with_values_refuses_unknown_names_and_returns_a_new_config():
     changed = DEFAULTS.with_values({"mask_threshold": 0.7})
     assert changed.mask_threshold == 0.7 and DEFAULTS.mask_threshold == 0.5
     assert isinstance(changed, NodeConfig)
+
+
+def test_every_config_field_has_exactly_one_parameter_spec():
+    from dataclasses import fields
+
+    assert [f.name for f in fields(NodeConfig)] == list(PARAMETERS)
