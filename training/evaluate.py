@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from hcdp_model.checkpoint import CheckpointError, load_checkpoint
 from hcdp_model.model import HCDPModel
-from hcdp_model.streaming import Prediction, StreamingPredictor, default_checkpoint, load_predictor
+from hcdp_model.streaming import Prediction, StreamingPredictor, default_checkpoint
 from hcdp_model.visualize import colorize_depth, contact_sheet, mask_to_rgb, normals_to_rgb
 from hcdp_training.data.format import list_sequences, read_frame, read_meta
 from hcdp_training.metrics import METRIC_NAMES, MetricAccumulator, evaluate_sequence, flow_opencv
@@ -89,15 +89,16 @@ class EvalResult:
     def to_json(self) -> dict:
         """JSON-ready: `methods` (one object per method, `METRIC_NAMES` keys), counts, per-sequence values,
         timing and metadata; NaN (a metric without a single valid frame) becomes null."""
-        return _json_safe({"methods": self.summary, "counts": self.counts, "per_sequence": self.per_sequence,
+        return json_safe({"methods": self.summary, "counts": self.counts, "per_sequence": self.per_sequence,
                            "inference_ms": self.inference_ms, "metadata": self.metadata})
 
 
-def _json_safe(value):
+def json_safe(value):
+    """Dicts/lists with non-finite floats replaced by None (strict JSON has no NaN)."""
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
@@ -319,7 +320,7 @@ def run(args: argparse.Namespace) -> int:
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
     try:
         sequences = list_sequences(args.data)[:args.max_sequences]
-        streaming = load_predictor(checkpoint, window=args.window, device=args.device)
+        model = load_checkpoint(checkpoint)
         per_frame_net = per_frame_model(load_checkpoint(args.stage1 or checkpoint))
     except (CheckpointError, FileNotFoundError) as err:
         print(f"hcdp eval: {err}", file=sys.stderr)
@@ -327,10 +328,12 @@ def run(args: argparse.Namespace) -> int:
     if not sequences:
         print(f"hcdp eval: no sequences (folders with meta.json) under {args.data}", file=sys.stderr)
         return 2
-    if streaming.model.temporal_blocks is None:
+    if model.temporal_blocks is None:
         print(f"hcdp eval: warning: {checkpoint} has no temporal blocks; 'streaming' is a per-frame model too",
               file=sys.stderr)
-    predictors = {"streaming": streaming,
+    else:
+        model.set_temporal_mode("causal")  # what the node runs, whatever mode stage 2 trained in
+    predictors = {"streaming": StreamingPredictor(model, window=args.window, device=args.device),
                   "per_frame": StreamingPredictor(per_frame_net, window=1, device=args.device)}
     start = time.perf_counter()
     result, kept = evaluate(sequences, predictors, args.smoothing, args.flow, args.max_frames,
@@ -339,7 +342,7 @@ def run(args: argparse.Namespace) -> int:
     result.metadata.update({
         "checkpoint": str(checkpoint), "data": str(args.data),
         "per_frame_model": str(args.stage1) if args.stage1 else "checkpoint without temporal blocks",
-        "window": args.window, "device": args.device, "resolution": streaming.resolution,
+        "window": args.window, "device": args.device, "resolution": model.cfg.resolution,
         "method_labels": labels, "elapsed_s": round(time.perf_counter() - start, 2),
     })
     table = markdown_table(result, labels)
