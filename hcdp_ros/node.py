@@ -27,6 +27,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField, RegionOfInterest
 
+from hcdp_model.streaming import load_predictor
 from hcdp_ros.conversions import InputError, MissingDepth, decode_camera_info, decode_metric_depth
 from hcdp_ros.diagnostics import OK, WARN, NodeStats
 from hcdp_ros.log_throttle import CauseThrottle
@@ -129,8 +130,6 @@ class HcdpNode(LifecycleNode):
         except ConfigError as err:
             self.get_logger().error(f"configure failed: {err}")
             return TransitionCallbackReturn.FAILURE
-        from hcdp_model.streaming import load_predictor  # torch import only when configuring
-
         try:
             predictor = load_predictor(config.model_path or None, window=config.window, device=config.device,
                                        precision=config.precision, backend=config.backend,
