@@ -121,7 +121,7 @@ def _framed_point(body: BodyModel, rest, transforms: torch.Tensor, local_body: n
 
 def build_scene(body: BodyModel, spec: SceneSpec, width: int, height: int, static: bool) -> SceneGeometry:
     rng = np.random.default_rng([spec.seed, 1])
-    verts, faces, canon, mats_ids, materials = [], [], [], [], []
+    verts, faces, two_sided, canon, mats_ids, materials = [], [], [], [], [], []
     offset = 0
     anchor = facing = None
     start = float(rng.uniform(0, 10)) if static else 0.0
@@ -146,9 +146,9 @@ def build_scene(body: BodyModel, spec: SceneSpec, width: int, height: int, stati
                                                                         shift, spec.camera.view)) + root
             facing = float(yaw[0])
         for part in person.parts:
-            # Garments are open surfaces seen from both sides: add the reversed winding for culling.
-            part_faces = part.faces if part.name == "body" else np.concatenate([part.faces, part.faces[:, ::-1]])
-            faces.append(part_faces + offset)
+            faces.append(part.faces + offset)
+            if part.name != "body":  # open garments are seen from both sides: add the reversed winding
+                two_sided.append(part.faces[:, ::-1] + offset)
             canon.append(part.canonical)
             mats_ids.append(part.slot + i * len(SLOTS))
             offset += part.rest.shape[0]
@@ -156,7 +156,9 @@ def build_scene(body: BodyModel, spec: SceneSpec, width: int, height: int, stati
         materials.append(person.materials)
     vertices = np.concatenate(verts, 1)
     faces_all = np.concatenate(faces).astype(np.int64)
+    # Normals from the outward winding only (the reversed copies would cancel them).
     normals = vertex_normals(torch.from_numpy(vertices.astype(np.float32)), torch.from_numpy(faces_all)).numpy()
+    faces_all = np.concatenate([faces_all] + two_sided)
     cams = trajectory(spec.camera, anchor, facing, spec.fps, rng)
     light = spec.light
     az, el = np.radians(light.azimuth_deg) + facing, np.radians(light.elevation_deg)
