@@ -16,13 +16,12 @@ def renderer():
     r.release()
 
 
-def _plane(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A quad (two triangles) as vertices [4,3] and faces."""
-    return corners.astype(np.float64), np.array([[0, 1, 2], [0, 2, 3]], np.int32)
-
-
-def _render(renderer, cur, nxt=None, prv=None, normal=None):
+def _render(renderer, cur, nxt=None, prv=None, normal=None, facing=True):
+    """Render a quad; its winding is chosen so that its outward side faces the camera (or not)."""
     faces = np.array([[0, 1, 2], [0, 2, 3]], np.int32)
+    outward = np.cross(cur[1] - cur[0], cur[2] - cur[0])
+    if (outward @ cur[0] < 0) != facing:
+        faces = faces[:, ::-1].copy()
     n = len(cur)
     renderer.set_scene(faces, np.zeros((n, 3), np.float32), np.zeros(n, np.int32), material(np.full(3, 0.5))[None],
                        np.full(3, -1.0), np.full(3, 1.0), np.full((8, 8, 3), 40, np.uint8))
@@ -90,3 +89,9 @@ def test_mask_is_soft_at_the_border_and_depth_is_nan_off_the_surface(renderer):
     assert ((out.mask > 0.1) & (out.mask < 0.9)).any()  # partial coverage along the edges
     assert np.isnan(out.depth[outside]).all() and np.isfinite(out.depth[inside]).all()
     assert (out.rgb[outside] == 40).all()  # background shows through where there is no surface
+
+
+def test_back_faces_are_culled_so_closed_bodies_show_their_outside(renderer):
+    cur = np.array([[-4, -4, 3.0], [4, -4, 3.0], [4, 4, 3.0], [-4, 4, 3.0]])
+    assert np.isfinite(_render(renderer, cur).depth).all()
+    assert np.isnan(_render(renderer, cur, facing=False).depth).all()
