@@ -95,7 +95,8 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 def structure_key(model: dict[str, dict[str, Any]]) -> str:
     """A folder-safe name for a set of model overrides: `base`, `prior.kind-none`, ..."""
-    items = [f"{section}.{k}-{v}".lower() for section, values in sorted(model.items()) for k, v in sorted(values.items())]
+    items = [f"{section}.{k}-{v}".lower()
+             for section, values in sorted(model.items()) for k, v in sorted(values.items())]
     return "_".join(items) or "base"
 
 
@@ -173,7 +174,8 @@ def markdown_table(results: dict[str, dict[str, Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, r in results.items():
         values = [r["metrics"].get(m, math.nan) for m in METRIC_NAMES]
-        seconds = "/".join(f"{r['train_s'][s]:.0f}" if s in r["train_s"] else "–" for s in ("stage0", "stage1", "stage2"))
+        seconds = "/".join(f"{r['train_s'][s]:.0f}" if s in r["train_s"] else "–"
+                           for s in ("stage0", "stage1", "stage2"))
         lines.append("| " + " | ".join([name, r["table"], *(_fmt(v) for v in values), seconds]) + " |")
     return "\n".join(lines)
 

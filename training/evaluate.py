@@ -226,8 +226,8 @@ def markdown_table(result: EvalResult, labels: dict[str, str] | None = None) -> 
         row = [f"{name} {'↑' if name in HIGHER_IS_BETTER else '↓'}"] + [_fmt(v) for v in values]
         if compare:
             ref, new = result.summary["per_frame"].get(name, math.nan), result.summary["streaming"].get(name, math.nan)
-            row.append(f"{100.0 * (new - ref) / abs(ref):+.1f}%" if math.isfinite(ref) and ref != 0 and math.isfinite(new)
-                       else "–")
+            finite = math.isfinite(ref) and ref != 0 and math.isfinite(new)
+            row.append(f"{100.0 * (new - ref) / abs(ref):+.1f}%" if finite else "–")
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
