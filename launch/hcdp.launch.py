@@ -17,6 +17,7 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
+from launch_ros.parameter_descriptions import ParameterValue
 from lifecycle_msgs.msg import Transition
 
 PACKAGE = "hcdp_ros"
@@ -58,8 +59,9 @@ def _launch_setup(context):
     def arg(name):
         return LaunchConfiguration(name).perform(context)
 
-    # launch arguments left empty defer to the params file instead of overriding it
-    overrides = {name: arg(name) for name in ("model_path", "backend") if arg(name)}
+    # launch arguments left empty defer to the params file instead of overriding it; strings stay
+    # strings (a model path like "2024" must not become an integer)
+    overrides = {name: ParameterValue(arg(name), value_type=str) for name in ("model_path", "backend") if arg(name)}
     if arg("compressed"):
         overrides["compressed"] = arg("compressed").lower() in TRUE
     image = arg("image")
