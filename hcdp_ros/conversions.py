@@ -17,6 +17,8 @@ from typing import Any
 import cv2
 import numpy as np
 
+from hcdp_ros.messages import CameraInfoFields, RoiFields
+
 
 class InputError(ValueError):
     """A message the node cannot use. ``cause`` is a short, stable key (one log line per cause)."""
@@ -298,31 +300,6 @@ def decode_metric_depth(msg: Any, topic: str) -> np.ndarray:
     return depth
 
 
-@dataclass(frozen=True)
-class CameraInfoData:
-    """The fields of a sensor_msgs/CameraInfo, validated; ``k`` is the 3×3 intrinsic matrix."""
-
-    height: int
-    width: int
-    distortion_model: str
-    d: np.ndarray
-    k: np.ndarray
-    r: np.ndarray
-    p: np.ndarray
-    binning_x: int
-    binning_y: int
-    roi: tuple[int, int, int, int, bool]  # x_offset, y_offset, height, width, do_rectify
-
-    def k_for_size(self, height: int, width: int) -> np.ndarray:
-        """K for an image of ``height × width``: scaled when the camera_info has another size."""
-        if (height, width) == (self.height, self.width):
-            return self.k
-        k = self.k.copy()
-        k[0] *= width / self.width
-        k[1] *= height / self.height
-        return k
-
-
 def _float_array(msg: Any, name: str, size: int | None, topic: str) -> np.ndarray:
     value = _field(msg, name, topic)
     try:
@@ -334,9 +311,10 @@ def _float_array(msg: Any, name: str, size: int | None, topic: str) -> np.ndarra
     return array
 
 
-def decode_camera_info(msg: Any, topic: str) -> CameraInfoData:
-    """Validate a sensor_msgs/CameraInfo-like message (fields ``height, width, distortion_model, d,
-    k, r, p, binning_x, binning_y, roi``); K must be finite with positive focal lengths."""
+def decode_camera_info(msg: Any, topic: str) -> CameraInfoFields:
+    """Validate a sensor_msgs/CameraInfo-like message (fields ``header, height, width,
+    distortion_model, d, k, r, p, binning_x, binning_y, roi``); K must be finite with positive focal
+    lengths. The result keeps the message's header (the node re-stamps it per output frame)."""
     height = _int_field(msg, "height", topic)
     width = _int_field(msg, "width", topic)
     if height == 0 or width == 0:
@@ -348,11 +326,12 @@ def decode_camera_info(msg: Any, topic: str) -> CameraInfoData:
     if not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
         raise MalformedMessage(f"expected finite K with fx, fy > 0, got {k.reshape(-1).tolist()}", topic)
     roi = _field(msg, "roi", topic)
-    roi_fields = tuple(_int_field(roi, n, topic) for n in ("x_offset", "y_offset", "height", "width"))
-    return CameraInfoData(
-        height=height, width=width, distortion_model=model,
-        d=_float_array(msg, "d", None, topic), k=k,
+    x_offset, y_offset, roi_height, roi_width = (_int_field(roi, n, topic)
+                                                 for n in ("x_offset", "y_offset", "height", "width"))
+    return CameraInfoFields(
+        header=_field(msg, "header", topic), height=height, width=width, distortion_model=model,
+        d=_float_array(msg, "d", None, topic), k=k.reshape(-1),
         r=_float_array(msg, "r", 9, topic), p=_float_array(msg, "p", 12, topic),
         binning_x=_int_field(msg, "binning_x", topic), binning_y=_int_field(msg, "binning_y", topic),
-        roi=roi_fields + (bool(_field(roi, "do_rectify", topic)),),
+        roi=RoiFields(x_offset, y_offset, roi_height, roi_width, bool(_field(roi, "do_rectify", topic))),
     )

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 
 from hcdp_model.visualize import colorize_depth, mask_to_rgb, normals_to_rgb
-from hcdp_ros.conversions import CameraInfoData
 
 DEFAULT_NAMESPACE = "hcdp"
 NODE_NAME = "hcdp"
@@ -110,11 +109,12 @@ class CameraInfoFields:
     binning_y: int
     roi: RoiFields
 
-
-def camera_info_fields(header: Any, info: CameraInfoData) -> CameraInfoFields:
-    """The camera_info re-stamped with ``header`` (the output images' header)."""
-    return CameraInfoFields(header, info.height, info.width, info.distortion_model, info.d, info.k.reshape(-1),
-                            info.r, info.p, info.binning_x, info.binning_y, RoiFields(*info.roi))
+    def intrinsics(self, height: int, width: int) -> np.ndarray:
+        """3×3 K for an image of ``height × width``, scaled when the calibration has another size."""
+        k = self.k.reshape(3, 3).copy()
+        k[0] *= width / self.width
+        k[1] *= height / self.height
+        return k
 
 
 _ENCODINGS = {  # (numpy dtype, channels) -> ROS encoding

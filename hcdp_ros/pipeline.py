@@ -6,13 +6,12 @@ topics with the same encodings, stamps and conventions. Bad metric depth spoils 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
 from hcdp_ros.conversions import (
-    CameraInfoData,
     DecodedImage,
     InputError,
     decode_compressed,
@@ -24,7 +23,6 @@ from hcdp_ros.messages import (
     PointCloudFields,
     VizRequest,
     binary_mask,
-    camera_info_fields,
     image_fields,
     point_cloud_fields,
     viz_images,
@@ -83,7 +81,7 @@ class FrameProcessor:
         self.predictor = predictor
 
     def process(self, header: Any, image: DecodedImage, options: OutputOptions,
-                camera: CameraInfoData | None = None, metric: MetricInput | None = None) -> FrameOutputs:
+                camera: CameraInfoFields | None = None, metric: MetricInput | None = None) -> FrameOutputs:
         """Predict on ``image`` (stamp and frame_id from ``header`` drive the cache reset rules)."""
         pred = self.predictor.step(image.pixels, stamp_seconds(header), header.frame_id, image.encoding)
         # pack each map once (the predictor may return strided views); every consumer shares these
@@ -112,11 +110,11 @@ class FrameProcessor:
                 images["depth"] = image_fields(header, metric_depth)
 
         if camera is not None:
-            out.camera_info = camera_info_fields(header, camera)
+            out.camera_info = replace(camera, header=header)  # re-stamped to the output
             if options.publish_points:
                 z = metric_depth if metric_depth is not None else depth * np.float32(options.depth_scale)
                 colors = image.to_rgb() if rgb is None else rgb
-                points, picked = backproject(z, mask, camera.k_for_size(*depth.shape), threshold,
+                points, picked = backproject(z, mask, camera.intrinsics(*depth.shape), threshold,
                                              options.points_stride, colors)
                 out.points = point_cloud_fields(header, points, picked)
         return out

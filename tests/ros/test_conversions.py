@@ -115,8 +115,8 @@ def test_32fc1_depth_keeps_metres_and_marks_invalid_readings_nan():
 def test_camera_info_is_validated_and_k_rescaled_for_another_image_size():
     k = np.array([[500.0, 0, 320], [0, 400.0, 240], [0, 0, 1]])
     info = decode_camera_info(camera_info_msg(k, 480, 640), "/camera/camera_info")
-    np.testing.assert_array_equal(info.k_for_size(480, 640), k)
-    half = info.k_for_size(240, 320)
+    np.testing.assert_array_equal(info.intrinsics(480, 640), k)
+    half = info.intrinsics(240, 320)
     np.testing.assert_allclose(half, [[250, 0, 160], [0, 200, 120], [0, 0, 1]])
 
 
