@@ -1,0 +1,294 @@
+"""Training configuration: one dataclass per concern, loaded from YAML, validated, unknown keys rejected.
+
+A run is described by a `TrainConfig`:
+
+    stage        0 (prior encoder), 1 (static images) or 2 (clips; self-supervised when data.kind = video)
+    model        what network to build or load, and what to initialise it from
+    data         where the samples are and how they are cut, resized and augmented
+    optim        AdamW, per-group learning rates, the warm-up + polynomial schedule, batch, precision
+    loss         the paper's loss weights and thresholds (`hcdp_training.losses.LossConfig`)
+    selfsup      the distillation weight of self-supervised stage 2 on unlabeled video
+    log          TensorBoard scalars / image grids and the progress bar
+    checkpoint   how often to write a checkpoint and how many to keep
+
+`load_config(path, overrides)` reads the YAML and applies `key.sub=value` overrides (values parsed as
+YAML). Every value is type-checked against the dataclass annotations and range-checked in `validate()`,
+and every error names the key, what was expected and what was found. docs/training.md lists every key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hcdp_model.config import FAMILIES, PRESETS, TEMPORAL_MODES, ConfigError
+from hcdp_training.augment import AugmentConfig
+from hcdp_training.losses import LossConfig
+
+STAGES = (0, 1, 2)
+DATA_KINDS = ("hcdp", "synthhuman", "video")
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class ModelSection:
+    """The network. Stage 0/1 build `preset` (or the model config file `config`); `init` loads a full
+    checkpoint instead (required in stage 2: the stage-1 model)."""
+
+    preset: str = "tiny"
+    family: str = "dinov2"
+    config: str = ""  # a model config YAML/JSON (hcdp_model.config.ModelConfig); overrides preset/family
+    init: str = ""  # checkpoint to start from (stage 2: the stage-1 checkpoint)
+    prior_init: str = ""  # stage-0 checkpoint whose prior encoder is copied in (stage 1), then frozen
+    backbone: str = ""  # official DINOv2/DINOv3 weights file for the encoder (stage 1; local path only)
+    temporal_mode: str = "causal"  # stage 2: causal (streaming) or bidirectional (offline clips)
+    window: int = 0  # stage 2, causal: attention window in frames during training (0 = the whole clip)
+
+
+@dataclass
+class DataSection:
+    """Training samples. `hcdp`: our generated sequences (training/data/format.py); `synthhuman`: DAViD's
+    release layout (stage 0/1 have no canonical coordinates there, so stage 1 only); `video`: a folder of
+    unlabeled videos or image sequences (stage 2 only, self-supervised)."""
+
+    kind: str = "hcdp"
+    root: str = ""
+    frames: int = 1  # frames per clip (stage 2); 1 in stages 0/1
+    stride: tuple[int, int] = (1, 1)  # random frame stride range (min, max) of the clips
+    size: int = 0  # square side the samples are resized/cropped to; 0 = the model resolution
+    augment: bool = True  # DAViD augmentations (clip-consistent in stage 2)
+    augmentation: AugmentConfig = field(default_factory=AugmentConfig)
+    num_workers: int = 0
+    seed: int = 0  # data order, augmentation and clip strides are functions of (seed, epoch, index)
+
+
+@dataclass
+class OptimSection:
+    """AdamW with per-group learning rates and the paper's schedule (appendix A.6, Tables 18/19)."""
+
+    steps: int = 1000  # optimizer steps
+    batch_size: int = 4  # samples (clips in stage 2) per process and micro-batch
+    accumulation: int = 1  # micro-batches per optimizer step; global batch = batch_size x accumulation x world
+    lr_encoder: float = 1e-4  # Table 18 "Encoder" (stage 1); unused while the encoder is frozen
+    lr_temporal: float = 1e-4  # Table 19 "Temporal modules" (stage 2)
+    lr_others: float = 1e-5  # Table 18 "Others" 1e-5; Table 19 "Others" 1e-6; stage 0: the prior encoder
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    warmup_steps: int = 2000
+    warmup_start_factor: float = 0.01  # linear warm-up from lr/100 (start_factor = 1/100)
+    decay_power: float = 1.5  # polynomial decay to 0 at the last step
+    clip_grad_norm: float = 1.0  # 0 = no clipping
+    drop_grad_norm: float = 0.0  # skip the step when the (pre-clip) norm exceeds this; 0 = never
+    freeze_encoder: bool = False  # stage 1: optional (Table 18); stage 2: always frozen (Table 19)
+    precision: str = "fp32"  # fp32 | bf16 | fp16 autocast; CUDA only (CPU always runs fp32)
+
+
+@dataclass
+class SelfSupSection:
+    """Self-supervised stage 2 on unlabeled video (training/video.py)."""
+
+    distill_weight: float = 1.0  # weight of the stage-1 loss against the frozen stage-1 model's predictions
+    teacher_mask_threshold: float = 0.5  # teacher mask > this is the human region of the temporal terms
+
+
+@dataclass
+class LogSection:
+    scalars_every: int = 10  # optimizer steps between TensorBoard scalar writes
+    images_every: int = 200  # optimizer steps between image grids (0 = never)
+    tensorboard: bool = True
+    progress: bool = True  # tqdm bar with loss, it/s and ETA
+
+
+@dataclass
+class CheckpointSection:
+    every: int = 500  # optimizer steps between checkpoints (model + trainer_state.pt)
+    keep: int = 2  # most recent checkpoints kept (the final one is always written)
+
+
+@dataclass
+class TrainConfig:
+    stage: int = 1
+    out: str = "runs/train"  # output folder: checkpoints/, final/, tb/, train_config.yaml
+    seed: int = 0  # model initialisation seed
+    device: str = "auto"  # auto = cuda when available (LOCAL_RANK's GPU under torchrun), else cpu
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    loss: LossConfig = field(default_factory=LossConfig)
+    selfsup: SelfSupSection = field(default_factory=SelfSupSection)
+    log: LogSection = field(default_factory=LogSection)
+    checkpoint: CheckpointSection = field(default_factory=CheckpointSection)
+
+    @property
+    def self_supervised(self) -> bool:
+        return self.stage == 2 and self.data.kind == "video"
+
+    def validate(self) -> "TrainConfig":
+        m, d, o = self.model, self.data, self.optim
+        _check(self.stage in STAGES, f"stage: expected one of {STAGES}, got {self.stage!r}")
+        _check(self.device in DEVICES, f"device: expected one of {DEVICES}, got {self.device!r}")
+        _check(m.preset in PRESETS, f"model.preset: expected one of {PRESETS}, got {m.preset!r}")
+        _check(m.family in FAMILIES, f"model.family: expected one of {FAMILIES}, got {m.family!r}")
+        _check(m.temporal_mode in TEMPORAL_MODES,
+               f"model.temporal_mode: expected one of {TEMPORAL_MODES}, got {m.temporal_mode!r}")
+        _check(m.window >= 0, f"model.window: expected >= 0 (0 = whole clip), got {m.window}")
+        _check(self.stage != 2 or m.init, "model.init: stage 2 starts from the stage-1 checkpoint; "
+               "expected its path, got nothing")
+        _check(d.kind in DATA_KINDS, f"data.kind: expected one of {DATA_KINDS}, got {d.kind!r}")
+        _check(bool(d.root), "data.root: expected the training data folder, got nothing")
+        _check(d.kind != "video" or self.stage == 2,
+               f"data.kind video (unlabeled) is for stage 2 only, got stage {self.stage}")
+        _check(d.kind != "video" or self.loss.temporal == "flow",
+               "loss.temporal: unlabeled video has no ground-truth depth for TGM; expected flow, got tgm")
+        _check(d.kind != "synthhuman" or self.stage == 1,
+               f"data.kind synthhuman has static labelled images for stage 1 only, got stage {self.stage}")
+        if self.stage == 2:
+            _check(d.frames >= 2, f"data.frames: stage 2 needs clips of >= 2 frames, got {d.frames}")
+        else:
+            _check(d.frames == 1, f"data.frames: stage {self.stage} trains on single images; expected 1, "
+                   f"got {d.frames}")
+        _check(1 <= d.stride[0] <= d.stride[1], f"data.stride: expected 1 <= min <= max, got {list(d.stride)}")
+        _check(d.size >= 0 and d.num_workers >= 0, f"data.size and data.num_workers: expected >= 0, got "
+               f"{d.size} and {d.num_workers}")
+        _check(o.steps >= 1 and o.batch_size >= 1 and o.accumulation >= 1,
+               f"optim.steps, batch_size, accumulation: expected >= 1, got {o.steps}, {o.batch_size}, "
+               f"{o.accumulation}")
+        for name in ("lr_encoder", "lr_temporal", "lr_others", "weight_decay", "clip_grad_norm", "drop_grad_norm",
+                     "decay_power"):
+            _check(getattr(o, name) >= 0, f"optim.{name}: expected >= 0, got {getattr(o, name)}")
+        _check(all(0 <= b < 1 for b in o.betas), f"optim.betas: expected values in [0, 1), got {list(o.betas)}")
+        _check(o.warmup_steps >= 0, f"optim.warmup_steps: expected >= 0, got {o.warmup_steps}")
+        _check(0 < o.warmup_start_factor <= 1,
+               f"optim.warmup_start_factor: expected in (0, 1], got {o.warmup_start_factor}")
+        _check(o.drop_grad_norm == 0 or o.drop_grad_norm > o.clip_grad_norm,
+               f"optim.drop_grad_norm: expected 0 (off) or above clip_grad_norm {o.clip_grad_norm}, "
+               f"got {o.drop_grad_norm}")
+        _check(o.precision in PRECISIONS, f"optim.precision: expected one of {PRECISIONS}, got {o.precision!r}")
+        _check(self.selfsup.distill_weight >= 0,
+               f"selfsup.distill_weight: expected >= 0, got {self.selfsup.distill_weight}")
+        _check(0 <= self.selfsup.teacher_mask_threshold < 1, "selfsup.teacher_mask_threshold: expected in [0, 1), "
+               f"got {self.selfsup.teacher_mask_threshold}")
+        _check(self.log.scalars_every >= 1 and self.log.images_every >= 0,
+               f"log.scalars_every >= 1 and log.images_every >= 0 expected, got {self.log.scalars_every}, "
+               f"{self.log.images_every}")
+        _check(self.checkpoint.every >= 1 and self.checkpoint.keep >= 1,
+               f"checkpoint.every and checkpoint.keep: expected >= 1, got {self.checkpoint.every}, "
+               f"{self.checkpoint.keep}")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(dataclasses.asdict(self))
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "TrainConfig":
+        return build(cls, data, source).validate()
+
+
+def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainConfig:
+    """Read a YAML training config and apply `a.b=value` overrides (value parsed as YAML)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise ConfigError(f"{path}: cannot read the training config ({err})") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of training settings, got {type(data).__name__}")
+    for item in overrides:
+        apply_override(data, item)
+    return TrainConfig.from_dict(data, source=str(path))
+
+
+def apply_override(data: dict[str, Any], item: str) -> None:
+    """Set `data[a][b] = yaml(value)` for the override string `a.b=value`, creating sections as needed."""
+    key, sep, text = item.partition("=")
+    if not sep or not key:
+        raise ConfigError(f"override {item!r}: expected key.sub=value")
+    *sections, last = key.split(".")
+    node = data
+    for name in sections:
+        node = node.setdefault(name, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override {item!r}: {name} is a value, not a section")
+    try:
+        node[last] = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {item!r}: cannot parse the value ({err})") from err
+
+
+def _check(ok: bool, message: str) -> None:
+    if not ok:
+        raise ConfigError(message)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists (YAML-safe), recursively."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def build(cls: type, data: Any, source: str) -> Any:
+    """Build dataclass `cls` from a mapping, checking every value against the field's annotation
+    (bool, int, float, str, fixed and variable tuples, X | None, nested dataclasses); unknown keys and
+    wrong types raise ConfigError naming the key. The dataclass's own __post_init__ checks still run."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{source}: unknown {cls.__name__} keys {unknown}; expected some of {sorted(known)}")
+    kwargs = {name: _value(hints[name], value, f"{source}:{name}") for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{source}: {err}") from err
+
+
+def _value(hint: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _value(inner[0], value, where)
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_value(args[0], v, where) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_value(a, v, where) for a, v in zip(args, value))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if hint is float and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-4 (no dot) as a string
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                hint is int and not float(value).is_integer()):
+            raise ConfigError(f"{where}: expected {'an int' if hint is int else 'a number'}, got {value!r}")
+        return hint(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported setting type {hint!r}")

@@ -1,0 +1,155 @@
+"""What each stage trains: the model it starts from, what is frozen, the parameter groups and their
+learning rates, and the task module that turns a batch into (loss, terms, prediction, target).
+
+Stage 0 (human prior, SPEC 3.4): the prior encoder regresses the generated canonical body-surface
+coordinates and the person mask (`prior_loss`); it is frozen in every later stage, as the paper freezes CSE.
+Stage 1 (sec. 3.3.1): static images, eq. 11; groups "encoder" (lr_encoder) and "others" (lr_others), Table 18.
+Stage 2 (sec. 3.3.2): clips, eq. 14; temporal blocks inserted (zero-initialised: step 0 predicts exactly
+what stage 1 did), encoder frozen; groups "temporal" (lr_temporal) and "others" (lr_others), Table 19.
+"""
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import torch
+from torch import nn
+
+from hcdp_model.checkpoint import load_checkpoint
+from hcdp_model.config import ConfigError, ModelConfig, preset
+from hcdp_model.model import HCDPModel
+from hcdp_model.pretrained import load_backbone
+from hcdp_model.preprocess import normalize_float
+from hcdp_training.config import TrainConfig
+from hcdp_training.losses import LossConfig, seg_loss, stage1_loss, stage2_loss
+
+Batch = dict[str, torch.Tensor]
+TaskOutput = tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]
+
+
+def build_model(cfg: TrainConfig) -> HCDPModel:
+    """The stage's starting model (seeded by cfg.seed), with its frozen parts frozen."""
+    m = cfg.model
+    torch.manual_seed(cfg.seed)
+    if m.init:
+        model = load_checkpoint(m.init)
+    elif m.config:
+        model = HCDPModel(ModelConfig.load(m.config))
+    else:
+        model = HCDPModel(preset(m.preset, m.family))
+    if cfg.stage == 0 and model.human_prior is None:
+        raise ConfigError("stage 0 trains the human prior encoder, but the model has prior.kind 'none'")
+    if cfg.stage == 1:
+        if m.prior_init:
+            load_prior_encoder(model, m.prior_init)
+        elif model.human_prior is not None and not m.init:
+            print("hcdp train: stage 1 without model.prior_init: the prior encoder stays at its random "
+                  "initialisation and is frozen (run stage 0 first)", file=sys.stderr)
+        if m.backbone:
+            print(f"hcdp train: encoder from {m.backbone}: {load_backbone(model.encoder, m.backbone)}",
+                  file=sys.stderr)
+    if cfg.stage == 2 and model.temporal_blocks is None:
+        model.insert_temporal_blocks(m.temporal_mode)
+    prepare(model, cfg)
+    return model
+
+
+def prepare(model: HCDPModel, cfg: TrainConfig) -> HCDPModel:
+    """Set the temporal mode and freeze what the stage does not train (also after loading a checkpoint)."""
+    model.requires_grad_(True)
+    if cfg.stage == 0:
+        model.requires_grad_(False)
+        model.human_prior.encoder.requires_grad_(True)
+        return model
+    model.freeze_prior_encoder()
+    if cfg.stage == 2:
+        model.set_temporal_mode(cfg.model.temporal_mode)
+    if cfg.stage == 2 or cfg.optim.freeze_encoder:
+        model.encoder.requires_grad_(False)
+    return model
+
+
+def load_prior_encoder(model: HCDPModel, path: str) -> None:
+    """Copy `human_prior.encoder.*` from a (stage-0) checkpoint into `model`."""
+    source = load_checkpoint(path)
+    if model.human_prior is None or source.human_prior is None:
+        raise ConfigError(f"model.prior_init {path}: both models need a human prior (prior.kind not 'none')")
+    try:
+        model.human_prior.encoder.load_state_dict(source.human_prior.encoder.state_dict())
+    except RuntimeError as err:
+        raise ConfigError(f"model.prior_init {path}: its prior encoder does not fit this model's prior "
+                          f"config ({err})") from err
+
+
+def param_groups(model: HCDPModel, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """Named AdamW groups of the trainable parameters with their base learning rates (empty groups dropped)."""
+    o = cfg.optim
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    if cfg.stage == 0:
+        special, special_lr, name = [], 0.0, ""
+    elif cfg.stage == 1:
+        special, special_lr, name = list(model.encoder.parameters()), o.lr_encoder, "encoder"
+    else:
+        special, special_lr, name = list(model.temporal_blocks.parameters()), o.lr_temporal, "temporal"
+    special_ids = {id(p) for p in special}
+    groups = [{"name": name, "params": [p for p in special if id(p) in trainable], "lr": special_lr},
+              {"name": "others", "params": [p for p in model.parameters()
+                                            if id(p) in trainable and id(p) not in special_ids], "lr": o.lr_others}]
+    return [g for g in groups if g["params"]]
+
+
+def as_clip(image: torch.Tensor) -> torch.Tensor:
+    """Dataset images in [0,1], [B,3,H,W] or [B,T,3,H,W] -> the model's normalised clip [B,T,3,H,W]."""
+    return normalize_float(image[:, None] if image.dim() == 4 else image)
+
+
+def prior_loss(canonical: torch.Tensor, mask_logits: torch.Tensor, batch: Batch, cfg: LossConfig) -> tuple[
+        torch.Tensor, dict[str, torch.Tensor]]:
+    """Stage-0 objective (ours; the paper uses a pretrained CSE): L1 of the canonical body-surface coordinates
+    [B,3,H,W] (summed over x, y, z) over the GT human mask (> mask_threshold), plus the mask term of eq. 10."""
+    gate = batch["mask"] > cfg.mask_threshold
+    err = (canonical.float() - batch["canonical"]).abs().sum(1, keepdim=True)
+    l1 = torch.where(gate, err, torch.zeros_like(err)).sum() / gate.sum().clamp_min(1)
+    seg = seg_loss(mask_logits, batch["mask"])
+    total = l1 + seg
+    return total, {"canonical": l1.detach(), "seg": seg.detach(), "total": total.detach()}
+
+
+class PriorTask(nn.Module):
+    """Stage 0: only the prior encoder runs (and is wrapped by DDP)."""
+
+    def __init__(self, model: HCDPModel, cfg: LossConfig) -> None:
+        super().__init__()
+        self.encoder, self.cfg = model.human_prior.encoder, cfg
+
+    def forward(self, batch: Batch) -> TaskOutput:
+        canonical, logits = self.encoder.predict(normalize_float(batch["image"]))
+        loss, terms = prior_loss(canonical, logits, batch, self.cfg)
+        return loss, terms, {"canonical": canonical, "mask_logits": logits}, batch
+
+
+class SupervisedTask(nn.Module):
+    """Stages 1 and 2 on labelled data: eq. 11 on frames, eq. 14 on clips."""
+
+    def __init__(self, model: HCDPModel, cfg: LossConfig, stage: int, window: int = 0) -> None:
+        super().__init__()
+        self.model, self.cfg, self.stage, self.window = model, cfg, stage, window or None
+
+    def forward(self, batch: Batch) -> TaskOutput:
+        pred = self.model(as_clip(batch["image"]), self.window)
+        if self.stage == 1:
+            pred = {k: v[:, 0] for k, v in pred.items()}
+            loss, terms = stage1_loss(pred, batch, self.cfg)
+        else:
+            loss, terms = stage2_loss(pred, batch, self.cfg)
+        return loss, terms, pred, batch
+
+
+def make_task(model: HCDPModel, cfg: TrainConfig) -> nn.Module:
+    if cfg.stage == 0:
+        return PriorTask(model, cfg.loss)
+    if cfg.self_supervised:
+        from hcdp_training.video import SelfSupervisedTask
+
+        return SelfSupervisedTask(model, cfg)
+    return SupervisedTask(model, cfg.loss, cfg.stage, cfg.model.window)
