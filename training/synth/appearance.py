@@ -67,11 +67,17 @@ def material(base: np.ndarray, pattern: str = "solid", second: np.ndarray | None
     return m
 
 
-def random_clothing(rng: np.random.Generator, decal: Decal | None = None) -> tuple[np.ndarray, str]:
-    """A random clothing material and the name of its pattern."""
-    pattern = str(rng.choice(PATTERNS, p=[0.35, 0.2, 0.1, 0.1, 0.25]))
+PATTERN_PROBABILITIES = (0.35, 0.2, 0.1, 0.1, 0.25)
+
+
+def random_pattern(rng: np.random.Generator) -> str:
+    return str(rng.choice(PATTERNS, p=PATTERN_PROBABILITIES))
+
+
+def random_clothing(rng: np.random.Generator, pattern: str, decal: Decal | None = None) -> np.ndarray:
+    """A clothing material with `pattern` and random colours, frequency, angle and fabric."""
     return material(random_colour(rng), pattern, random_colour(rng), rng.uniform(6, 30), rng.uniform(-0.6, 0.6),
-                    int(rng.choice(FABRIC_LAYERS)), decal), pattern
+                    int(rng.choice(FABRIC_LAYERS)), decal)
 
 
 def _noise_texture(size: int) -> np.ndarray:

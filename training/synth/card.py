@@ -32,6 +32,7 @@ def control_values(records: list[dict]) -> dict[str, list]:
             add("person.leg_cover", person["leg_cover"])
             add("person.top_pattern", person["top_pattern"])
             add("person.bottom_pattern", person["bottom_pattern"])
+            add("person.outer_pattern", person["outer_pattern"])
             for p in person["prints"] or ["none"]:
                 add("person.prints", p)
             add("person.motion", motion.split(":")[0])

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from hcdp_training.synth.appearance import (HAIR_SRGB, SLOTS, Decal, material, random_clothing, random_colour,
-                                            skin_albedo, srgb_to_linear)
+                                            random_pattern, skin_albedo, srgb_to_linear)
 from hcdp_training.synth.body import PHENOTYPES, BodyModel, RestBody
 from hcdp_training.synth.garments import (GARMENTS, Landmarks, Part, dominant_bones, is_arm, scalp_margin, scalp_mask,
                                           shell, skirt, taper, vertex_normals)
@@ -23,8 +23,9 @@ class PersonSpec:
     garments: list[str]
     sleeve_length: float      # metres from the shoulder; 0 sleeveless
     leg_cover: float          # 0 shorts at the hips .. 1 trousers to the ankle
-    top_pattern: str = "solid"
-    bottom_pattern: str = "solid"
+    top_pattern: str
+    bottom_pattern: str
+    outer_pattern: str        # hats and skirts
     prints: list[str] = field(default_factory=list)   # "logo", "tattoo"
     seed: int = 0
 
@@ -44,7 +45,8 @@ def sample_person(rng: np.random.Generator, adults_only: bool = False) -> Person
     return PersonSpec(phenotype=phenotype, skin_tone=float(rng.beta(1.2, 1.2)),
                       hair_colour=int(rng.integers(len(HAIR_SRGB))), garments=garments,
                       sleeve_length=float(rng.choice([0.0, 0.12, 0.3, 0.6])), leg_cover=float(rng.uniform(0, 1)),
-                      prints=prints, seed=int(rng.integers(2**31)))
+                      top_pattern=random_pattern(rng), bottom_pattern=random_pattern(rng),
+                      outer_pattern=random_pattern(rng), prints=prints, seed=int(rng.integers(2**31)))
 
 
 @dataclass
@@ -108,16 +110,15 @@ def build_person(body: BodyModel, spec: PersonSpec) -> Person:
                  float(rng.choice([-1.0, 1.0]))) if "logo" in spec.prints else None
     tattoo = Decal(2, (rng.uniform(0.2, 0.3) * rng.choice([-1, 1]), rng.uniform(0.28, 0.36)), rng.uniform(0.04, 0.07),
                    0.0) if "tattoo" in spec.prints else None
-    top, spec.top_pattern = random_clothing(rng, logo)
-    bottom, spec.bottom_pattern = random_clothing(rng)
     skin = skin_albedo(spec.skin_tone) * rng.uniform(0.9, 1.1, 3)
     hair = srgb_to_linear(HAIR_SRGB[spec.hair_colour])
     materials = np.stack([
         material(skin, "solid", np.zeros(3), decal=tattoo),
-        top, bottom,
+        random_clothing(rng, spec.top_pattern, logo),
+        random_clothing(rng, spec.bottom_pattern),
         material(random_colour(rng) * 0.6),
         material(hair, "fabric", hair * 0.5, rng.uniform(15, 40), fabric_layer=5),
-        random_clothing(rng)[0],
+        random_clothing(rng, spec.outer_pattern),
         material(np.array([0.02, 0.015, 0.01])),
     ])
     return Person(spec, rest, parts, materials)
