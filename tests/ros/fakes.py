@@ -16,14 +16,15 @@ def header(sec: int = 10, nanosec: int = 500_000_000, frame_id: str = "camera_op
 
 def image_msg(pixels: np.ndarray, encoding: str, step: int | None = None, hdr=None,
               bigendian: bool = False) -> SimpleNamespace:
-    """An Image-like message whose rows are padded to ``step`` bytes (default: no padding)."""
+    """An Image-like message whose rows are padded to ``step`` bytes (default: no padding); its data
+    is a writable buffer, like rclpy's array('B')."""
     h, w = pixels.shape[:2]
     row = pixels.reshape(h, -1).view(np.uint8)
     step = row.shape[1] if step is None else step
     data = np.zeros((h, step), dtype=np.uint8)
     data[:, : row.shape[1]] = row
     return SimpleNamespace(header=hdr or header(), height=h, width=w, encoding=encoding,
-                           is_bigendian=int(bigendian), step=step, data=data.tobytes())
+                           is_bigendian=int(bigendian), step=step, data=bytearray(data.tobytes()))
 
 
 def compressed_msg(data: bytes, fmt: str = "jpeg", hdr=None) -> SimpleNamespace:

@@ -68,11 +68,11 @@ def test_a_grey_uyvy_pixel_pair_decodes_to_grey():
     assert rgb[0, 0, 0] < rgb[0, 1, 0]
 
 
-def test_numpy_and_array_module_data_are_accepted_like_bytes():
+def test_bytes_bytearray_array_module_and_numpy_data_are_all_accepted():
     import array
 
     msg = image_msg(RGB, "rgb8")
-    for data in (np.frombuffer(msg.data, np.uint8), array.array("B", msg.data), bytearray(msg.data)):
+    for data in (bytes(msg.data), np.frombuffer(msg.data, np.uint8), array.array("B", msg.data), bytearray(msg.data)):
         msg.data = data
         np.testing.assert_array_equal(decode_image(msg, TOPIC).pixels, RGB)
 
