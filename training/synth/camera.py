@@ -8,6 +8,8 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from hcdp_training.synth.motion import euler_to_matrix
+
 VIEWS = ("face", "upper_body", "full_body")
 
 
@@ -31,13 +33,6 @@ def look_at(eye: np.ndarray, target: np.ndarray) -> np.ndarray:
     out[:3, :3] = rot
     out[:3, 3] = -rot @ eye
     return out
-
-
-def _small_rotation(angles: np.ndarray) -> np.ndarray:
-    """Rotation matrix from small (pitch, yaw, roll) about the camera's x, y, z axes."""
-    from hcdp_training.synth.motion import euler_to_matrix
-
-    return euler_to_matrix(angles)
 
 
 @dataclass
@@ -97,6 +92,6 @@ def trajectory(spec: CameraSpec, anchor: np.ndarray, facing_yaw: float, fps: flo
         right, down = pose[0, :3], pose[1, :3]
         shifted = target[i] + spec.extent_m * (spec.offset[0] * right + spec.offset[1] * down)
         pose = look_at(shifted + distance * direction[i], shifted)
-        pose[:3] = _small_rotation(shake[i]) @ pose[:3]
+        pose[:3] = euler_to_matrix(shake[i]) @ pose[:3]  # small (pitch, yaw, roll) about camera axes
         out[i] = pose
     return out

@@ -10,7 +10,7 @@ import torch
 
 from hcdp_training.synth.appearance import SLOTS
 from hcdp_training.synth.backgrounds import KINDS, make_background
-from hcdp_training.synth.body import CANONICAL_HI, CANONICAL_LO, BodyModel
+from hcdp_training.synth.body import BodyModel
 from hcdp_training.synth.camera import VIEWS, CameraSpec, intrinsics, sample_camera, trajectory
 from hcdp_training.synth.garments import vertex_normals
 from hcdp_training.synth.motion import MOTIONS, pose_deltas, sample_motion
@@ -18,7 +18,6 @@ from hcdp_training.synth.person import PersonSpec, build_person, sample_person
 from hcdp_training.synth.render import FrameGeometry, Lighting
 
 VIDEO_VIEWS = ("upper_body", "full_body")
-MIXABLE = ("walk", "run", "turn", "wave", "squat", "jump", "dance", "idle")
 
 
 @dataclass
@@ -66,7 +65,7 @@ def sample_scene(seed: int, frames: int, fps: float, static: bool, max_people: i
     for _ in range(count):
         name = str(rng.choice(motions))
         if name == "mix":
-            a, b = rng.choice(MIXABLE, 2, replace=False)
+            a, b = rng.choice(MOTIONS, 2, replace=False)
             name = f"mix:{a}+{b}"
         names.append(name)
     placements = [(0.0, 0.0, float(rng.uniform(-np.pi, np.pi)))]
