@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,7 +19,8 @@ from torch import nn
 from .model import HCDPModel
 from .preprocess import preprocess, to_rgb, unpreprocess
 
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+if TYPE_CHECKING:
+    from .backends import Backend
 
 
 class StreamingStep(nn.Module):
@@ -71,22 +73,34 @@ class Prediction:
 
 class StreamingPredictor:
     """Feeds frames one at a time through a causal model. Reset rules: stamp going backwards, a gap
-    above `max_gap_s`, a frame_id change, an image size change (and the first frame)."""
+    above `max_gap_s`, a frame_id change, an image size change (and the first frame).
 
-    def __init__(self, model: HCDPModel, window: int = 16, device: str = "cpu", precision: str = "fp32",
-                 max_gap_s: float = 0.5) -> None:
-        if precision not in PRECISIONS:
-            raise ValueError(f"expected precision {'/'.join(PRECISIONS)}, got {precision!r}")
-        if precision == "fp16" and torch.device(device).type == "cpu":
-            raise ValueError("precision fp16 needs a CUDA device; use fp32 or bf16 on the CPU")
-        self.device = torch.device(device)
-        self.dtype = PRECISIONS[precision]
-        self.precision = precision
-        self.window = window
+    `model` is an HCDPModel (run eagerly by the torch backend with `window`/`device`/`precision`,
+    default 16/cpu/fp32) or any runtime `Backend` (hcdp_model.backends), which brings its own window,
+    device and precision: values given here must then match it."""
+
+    def __init__(self, model: HCDPModel | Backend, window: int | None = None, device: str | None = None,
+                 precision: str | None = None, max_gap_s: float = 0.5) -> None:
+        from .backends import Backend
+        from .backends.torch_eager import TorchBackend
+
+        if isinstance(model, Backend):
+            asked = {"window": window, "device": None if device is None else torch.device(device),
+                     "precision": precision}
+            wrong = [f"{k} {v} (the backend has {getattr(model, k)})" for k, v in asked.items()
+                     if v is not None and v != getattr(model, k)]
+            if wrong:
+                raise ValueError(f"backend {model.describe()} does not match the requested {', '.join(wrong)}")
+            self.backend = model
+        else:
+            self.backend = TorchBackend(model, 16 if window is None else window, device or "cpu",
+                                        precision or "fp32")
+        self.device = self.backend.device
+        self.dtype = self.backend.input_dtype
+        self.precision = self.backend.precision
+        self.window = self.backend.window
+        self.resolution = self.backend.resolution
         self.max_gap_s = max_gap_s
-        self.model = model.to(self.device, self.dtype).eval()
-        self.step_fn = StreamingStep(self.model, window)
-        self.resolution = model.cfg.resolution
         self._state: tuple[torch.Tensor, ...] | None = None
         self._fill = 0
         self._last: tuple[float, str, tuple[int, int]] | None = None
@@ -116,13 +130,12 @@ class StreamingPredictor:
         size = rgb.shape[:2]
         reason = self.reset_reason(stamp, frame_id, size)
         if reason is not None:
-            self._state = self.step_fn.init_state(1, self.device, self.dtype)
+            self._state = self.backend.init_state()
             self._fill = 0
         self._last = (stamp, frame_id, size)
         start = time.perf_counter()
         x, box = preprocess(rgb, self.resolution, device=self.device, dtype=self.dtype)
-        depth, normal, mask_logits, *state = self.step_fn(x, *self._state)
-        self._state = tuple(state)
+        (depth, normal, mask_logits), self._state = self.backend.step(x, self._state)
         self._fill = min(self._fill + 1, self.window)
         maps = unpreprocess(torch.cat([depth, normal, mask_logits], dim=1).float(), box)[0]
         normals = torch.nn.functional.normalize(maps[1:4], dim=0, eps=1e-6)
@@ -146,12 +159,11 @@ def default_checkpoint() -> Path:
 
 def load_predictor(checkpoint: str | Path | None = None, window: int = 16, device: str = "cpu",
                    precision: str = "fp32", backend: str = "torch", max_gap_s: float = 0.5) -> StreamingPredictor:
-    """Load a checkpoint (None: the bundled default) into a StreamingPredictor."""
-    from .checkpoint import load_checkpoint
+    """Load a checkpoint (None: the bundled default) into a StreamingPredictor running on `backend`
+    (torch, onnxruntime or tensorrt; see hcdp_model.backends.build.open_backend). `checkpoint` may also
+    be an artefact written by `hcdp export` (.onnx, .pt2, .ep) for the matching backend."""
+    from .backends.build import open_backend
 
-    if backend != "torch":
-        raise ValueError(f"expected backend 'torch', got {backend!r}")
-    model = load_checkpoint(default_checkpoint() if checkpoint is None else checkpoint)
-    if model.temporal_blocks is not None:
-        model.set_temporal_mode("causal")
-    return StreamingPredictor(model, window=window, device=device, precision=precision, max_gap_s=max_gap_s)
+    runtime = open_backend(default_checkpoint() if checkpoint is None else checkpoint, backend=backend,
+                           window=window, device=device, precision=precision)
+    return StreamingPredictor(runtime, max_gap_s=max_gap_s)

@@ -1,0 +1,50 @@
+"""The interface every runtime backend implements: a fixed-shape streaming cache and one step."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import torch
+
+BACKENDS = ("torch", "onnxruntime", "tensorrt")
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+
+State = tuple[torch.Tensor, ...]
+StepOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # depth [1,1,S,S], normal [1,3,S,S], mask logits
+
+
+class BackendError(RuntimeError):
+    """A backend cannot be built or loaded: missing runtime, corrupt or mismatched artefact."""
+
+
+def check_precision(precision: str, device: torch.device) -> torch.dtype:
+    if precision not in PRECISIONS:
+        raise ValueError(f"expected precision {'/'.join(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and device.type == "cpu":
+        raise ValueError("precision fp16 needs a CUDA device; use fp32 or bf16 on the CPU")
+    return PRECISIONS[precision]
+
+
+class Backend(ABC):
+    """One compiled or eager streaming step at a fixed model resolution and window.
+
+    `frame` is the preprocessed [1,3,S,S] tensor on `device` in `input_dtype`; the state is the
+    backend's own fixed-shape cache (opaque to callers: pass back what `step` returned). Outputs are
+    tensors on `device` (any float dtype; the predictor casts)."""
+
+    name: str
+    resolution: int
+    window: int
+    precision: str
+    device: torch.device
+    input_dtype: torch.dtype
+
+    @abstractmethod
+    def init_state(self) -> State:
+        """The empty cache (no valid past frames)."""
+
+    @abstractmethod
+    def step(self, frame: torch.Tensor, state: State) -> tuple[StepOutput, State]:
+        """One frame through encoder, temporal attention over the cache, decoder -> outputs, new cache."""
+
+    def describe(self) -> str:
+        return f"{self.name} {self.precision} on {self.device} (S={self.resolution}, window={self.window})"

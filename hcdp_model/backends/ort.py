@@ -1,0 +1,157 @@
+"""ONNX export of the step graph and the ONNX Runtime backend.
+
+The runtime is imported only when a session is built. Inputs and outputs go through IO binding on
+torch tensors (CPU or CUDA memory, no copies through numpy), so the cache stays where the model runs.
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .base import Backend, BackendError, State, StepOutput
+from .manifest import Manifest, manifest_path
+from .step import OUTPUT_NAMES, ExportStep, state_names
+
+ONNX_OPSET = 17
+EXPORTERS = ("torchscript", "dynamo")
+OPTIMIZATION_LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16}
+
+
+def io_names(step: ExportStep) -> tuple[list[str], list[str]]:
+    states = state_names(len(step.init_state()))
+    return ["frame", *states], [*OUTPUT_NAMES, *[f"next_{n}" for n in states]]
+
+
+def export_onnx(step: ExportStep, path: str | Path, dtype: torch.dtype = torch.float32,
+                exporter: str = "torchscript", opset: int = ONNX_OPSET) -> Path:
+    """Write the static step graph (frame and cache in, outputs and new cache out) to `path`.
+
+    torch 2.13 has two exporters: the TorchScript one (`dynamo=False`: fast, no extra dependency, marked
+    deprecated) and the torch.export-based one (`dynamo=True`, needs the onnxscript package)."""
+    if exporter not in EXPORTERS:
+        raise ValueError(f"expected exporter {'/'.join(EXPORTERS)}, got {exporter!r}")
+    if dtype not in (torch.float32, torch.float16):
+        raise ValueError(f"ONNX export supports fp32 and fp16, got {dtype} (ONNX Runtime has no bf16 kernels "
+                         "for most of this graph)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    inputs, outputs = io_names(step)
+    example = step.example_inputs("cpu", dtype)
+    module = (step if dtype == torch.float32 else copy.deepcopy(step).to(dtype)).eval()
+    with torch.inference_mode(False), torch.no_grad():
+        if exporter == "dynamo":
+            torch.onnx.export(module, example, str(path), dynamo=True, opset_version=max(opset, 18),
+                              input_names=inputs, output_names=outputs, external_data=False)
+        else:
+            with warnings.catch_warnings():
+                # Tracer warnings flag Python-level shape logic; the shapes are static per artefact and
+                # the export is verified against eager afterwards.
+                warnings.simplefilter("ignore", torch.jit.TracerWarning)
+                torch.onnx.export(module, example, str(path), dynamo=False, opset_version=opset,
+                                  input_names=inputs, output_names=outputs)
+    return path
+
+
+def providers_for(device: torch.device, available: list[str], fp16: bool, cache_dir: Path | None = None
+                  ) -> list[str | tuple[str, dict[str, object]]]:
+    """CPU: the CPU provider. CUDA: TensorRT then CUDA execution providers (whichever are installed),
+    with the CPU provider last for the few nodes a GPU provider may not take."""
+    if device.type == "cpu":
+        return ["CPUExecutionProvider"]
+    gpu: list[str | tuple[str, dict[str, object]]] = []
+    index = device.index or 0
+    if "TensorrtExecutionProvider" in available:
+        options: dict[str, object] = {"device_id": index, "trt_fp16_enable": fp16}
+        if cache_dir is not None:
+            options |= {"trt_engine_cache_enable": True, "trt_engine_cache_path": str(cache_dir)}
+        gpu.append(("TensorrtExecutionProvider", options))
+    if "CUDAExecutionProvider" in available:
+        gpu.append(("CUDAExecutionProvider", {"device_id": index}))
+    if not gpu:
+        raise BackendError(f"device {device} needs onnxruntime's CUDA or TensorRT execution provider; this "
+                           f"onnxruntime has {available} (install onnxruntime-gpu, or use device cpu)")
+    return [*gpu, "CPUExecutionProvider"]
+
+
+def import_onnxruntime():
+    try:
+        return importlib.import_module("onnxruntime")
+    except ImportError as err:
+        raise BackendError("backend onnxruntime needs the onnxruntime package "
+                           "(pip install onnxruntime, or onnxruntime-gpu for CUDA)") from err
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu", threads: int | None = None,
+                 expected: dict[str, object] | None = None, trt_cache_dir: Path | None = None,
+                 optimization: str = "all") -> None:
+        """Load `path` (an .onnx written by `hcdp export`, with its manifest beside it). `expected`
+        identity fields that differ from the manifest refuse the file; `threads` sets ONNX Runtime's
+        intra-op threads (default: torch's thread count, so both backends use the same cores);
+        `optimization` is ONNX Runtime's graph optimisation level (basic, extended or all; `all`
+        adds the CPU's blocked NCHWc conv layout)."""
+        ort = import_onnxruntime()
+        self.path = Path(path)
+        self.manifest = Manifest.load(manifest_path(self.path))
+        problems = self.manifest.mismatches(expected or {})
+        if self.manifest.format != "onnx":
+            problems.insert(0, f"format: artefact {self.manifest.format!r}, expected 'onnx'")
+        if problems:
+            raise BackendError(f"{self.path}: refusing a mismatched ONNX artefact ({'; '.join(problems)}); "
+                               "re-export it with `hcdp export --backend onnx`")
+        self.device = torch.device(device)
+        self.precision = self.manifest.precision
+        self.window = self.manifest.window
+        self.resolution = self.manifest.model_resolution
+        self.input_dtype = getattr(torch, self.manifest.io_dtype)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        if optimization not in OPTIMIZATION_LEVELS:
+            raise ValueError(f"expected optimization {'/'.join(OPTIMIZATION_LEVELS)}, got {optimization!r}")
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[optimization])
+        providers = providers_for(self.device, ort.get_available_providers(), self.precision == "fp16",
+                                  trt_cache_dir)
+        try:
+            self.session = ort.InferenceSession(str(self.path), options, providers=providers)
+        except Exception as err:  # onnxruntime raises its own untyped errors (InvalidProtobuf, Fail, ...)
+            raise BackendError(f"{self.path}: ONNX Runtime cannot load this model ({type(err).__name__}: "
+                               f"{str(err).strip()[:300]}); the file is corrupt or not an ONNX model, "
+                               "re-export it with `hcdp export --backend onnx`") from err
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.input_shapes = [list(self.manifest.inputs[n]) for n in self.input_names]
+        self.output_shapes = [list(self.manifest.outputs[n]) for n in self.output_names]
+        self._element_type = NUMPY_DTYPES[self.manifest.io_dtype]
+        self._device_type = "cuda" if self.device.type == "cuda" else "cpu"
+        self._device_id = self.device.index or 0
+
+    def init_state(self) -> State:
+        return tuple(torch.zeros(shape, dtype=self.input_dtype, device=self.device)
+                     for shape in self.input_shapes[1:])
+
+    def _bind(self, bind, name: str, tensor: torch.Tensor) -> None:
+        bind(name, self._device_type, self._device_id, self._element_type, list(tensor.shape), tensor.data_ptr())
+
+    def step(self, frame: torch.Tensor, state: State) -> tuple[StepOutput, State]:
+        inputs = [frame.to(self.device, self.input_dtype).contiguous(), *(s.contiguous() for s in state)]
+        # Fresh outputs every step: a state handed out earlier is never overwritten.
+        outputs = [torch.empty(shape, dtype=self.input_dtype, device=self.device) for shape in self.output_shapes]
+        binding = self.session.io_binding()
+        for name, tensor in zip(self.input_names, inputs):
+            self._bind(binding.bind_input, name, tensor)
+        for name, tensor in zip(self.output_names, outputs):
+            self._bind(binding.bind_output, name, tensor)
+        if self.device.type == "cuda":
+            torch.cuda.current_stream(self.device).synchronize()  # ORT runs on its own stream
+        self.session.run_with_iobinding(binding)
+        return (outputs[0], outputs[1], outputs[2]), tuple(outputs[3:])
+

@@ -1,0 +1,161 @@
+"""hcdp export: ONNX and torch.export artefacts reproduce eager PyTorch over a streaming sequence (so
+the cache path is exercised), manifests say what was exported, and bad artefacts fail clearly."""
+import json
+
+import pytest
+import torch
+
+from hcdp_model.backends import BackendError
+from hcdp_model.backends import build as build_module
+from hcdp_model.backends.build import ExportError, ExportSpec, export_artefact, open_artefact, open_backend
+from hcdp_model.backends.manifest import Manifest, manifest_path
+from hcdp_model.backends.step import ExportStep
+from hcdp_model.checkpoint import checkpoint_hash, load_checkpoint, save_checkpoint
+from hcdp_model.cli import main as hcdp
+from hcdp_model.model import HCDPModel
+from tests.model.helpers import activate_temporal, micro_config, random_clip
+
+WINDOW = 3
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Micro models gain nothing from a second thread, and on a loaded 2-core machine OpenMP threads
+    waiting for each other make every op ~5x slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return save_checkpoint(activate_temporal(HCDPModel(micro_config(temporal=True))),
+                           tmp_path_factory.mktemp("ckpt") / "micro")
+
+
+@pytest.fixture(scope="module")
+def onnx_file(checkpoint, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "step.onnx"
+    export_artefact(checkpoint, out, ExportSpec("onnx", window=WINDOW, camera_size=(40, 60)))
+    return out
+
+
+def _eager_vs_backend(checkpoint, backend, frames=2 * WINDOW + 1):
+    """Stream the same clip through eager PyTorch and `backend`; per-frame outputs side by side."""
+    model = load_checkpoint(checkpoint)
+    model.set_temporal_mode("causal")
+    step = ExportStep(model.eval(), WINDOW)
+    clip = random_clip(model, frames, seed=3)[0]
+    ref_state, state, pairs = step.init_state(), backend.init_state(), []
+    with torch.no_grad():
+        for frame in clip:
+            depth, normal, mask, *ref_state = step(frame[None], *ref_state)
+            got, state = backend.step(frame[None], state)
+            pairs.append(((depth, normal, mask), got))
+    return pairs
+
+
+def test_onnx_export_equals_eager_over_a_streaming_sequence(checkpoint, onnx_file):
+    pairs = _eager_vs_backend(checkpoint, open_artefact(onnx_file))
+    for want, got in pairs:
+        for w, g in zip(want, got):
+            torch.testing.assert_close(g, w, atol=1e-4, rtol=0)
+    # the later frames attend over a full cache, so they differ from a fresh start
+    assert not torch.allclose(pairs[-1][0][0], pairs[0][0][0])
+
+
+def test_onnx_manifest_records_identity_shapes_versions_and_verification(checkpoint, onnx_file):
+    manifest = json.loads(manifest_path(onnx_file).read_text())
+    assert manifest["format"] == "onnx" and manifest["window"] == WINDOW and manifest["precision"] == "fp32"
+    assert manifest["checkpoint_hash"] == checkpoint_hash(checkpoint)
+    assert manifest["camera_size"] == [40, 60] and manifest["model_resolution"] == 56
+    assert manifest["letterbox"] == {"content_h": 37, "content_w": 56, "top": 9, "left": 0}
+    assert list(manifest["inputs"])[:4] == ["frame", "block0_keys", "block0_values", "block0_valid"]
+    assert manifest["inputs"]["frame"] == [1, 3, 56, 56] and manifest["inputs"]["block0_valid"] == [WINDOW - 1]
+    assert manifest["outputs"]["normal"] == [1, 3, 56, 56]
+    assert manifest["versions"]["torch"] == torch.__version__ and manifest["versions"]["onnxruntime"]
+    check = manifest["extra"]["verification"]
+    assert check["passed"] and max(check["max_abs_diff"].values()) < 1e-4 and check["tolerance"] == 1e-3
+
+
+def test_torch_export_program_equals_eager(checkpoint, tmp_path):
+    out = tmp_path / "step.pt2"
+    manifest = export_artefact(checkpoint, out, ExportSpec("torch-export", window=WINDOW))
+    assert manifest.format == "torch-export" and out.is_file()
+    for want, got in _eager_vs_backend(checkpoint, open_artefact(out), frames=WINDOW + 1):
+        for w, g in zip(want, got):
+            torch.testing.assert_close(g, w, atol=1e-5, rtol=0)
+
+
+def test_dynamo_onnx_exporter_also_equals_eager(checkpoint, tmp_path):
+    pytest.importorskip("onnxscript")
+    manifest = export_artefact(checkpoint, tmp_path / "step.onnx",
+                               ExportSpec("onnx", window=WINDOW, onnx_exporter="dynamo"))
+    assert manifest.extra["onnx_exporter"] == "dynamo"
+    assert max(manifest.extra["verification"]["max_abs_diff"].values()) < 1e-4
+
+
+def test_export_that_differs_from_eager_fails_loudly_and_leaves_no_artefact(checkpoint, tmp_path, monkeypatch):
+    real_export = build_module.export_onnx
+
+    def export_wrong_weights(step, path, *args, **kwargs):
+        with torch.no_grad():
+            step.step.model.heads.mask[-1].bias.add_(0.5)  # an exporter bug: the graph is not the model
+        return real_export(step, path, *args, **kwargs)
+
+    monkeypatch.setattr(build_module, "export_onnx", export_wrong_weights)
+    out = tmp_path / "step.onnx"
+    with pytest.raises(ExportError, match=r"differs from eager fp32 PyTorch by .* > tolerance 0.001"):
+        export_artefact(checkpoint, out, ExportSpec("onnx", window=WINDOW))
+    assert not out.exists() and not manifest_path(out).exists()
+
+
+def test_corrupt_onnx_file_gives_a_clear_error(onnx_file, tmp_path):
+    bad = tmp_path / "step.onnx"
+    bad.write_bytes(onnx_file.read_bytes()[:1000])
+    manifest_path(bad).write_text(manifest_path(onnx_file).read_text())
+    with pytest.raises(BackendError, match=r"step.onnx: ONNX Runtime cannot load .* corrupt"):
+        open_artefact(bad)
+
+
+def test_corrupt_torch_export_file_gives_a_clear_error(onnx_file, tmp_path):
+    bad = tmp_path / "step.pt2"
+    bad.write_bytes(b"not a zip archive")
+    manifest = Manifest.load(manifest_path(onnx_file))
+    manifest.format = "torch-export"
+    manifest.save(manifest_path(bad))
+    with pytest.raises(BackendError, match=r"step.pt2: cannot load the torch.export program .* corrupt"):
+        open_artefact(bad)
+
+
+def test_artefact_without_manifest_is_refused(onnx_file, tmp_path):
+    lonely = tmp_path / "step.onnx"
+    lonely.write_bytes(onnx_file.read_bytes())
+    with pytest.raises(BackendError, match="manifest not found"):
+        open_artefact(lonely)
+
+
+def test_onnx_artefact_for_another_window_is_refused(onnx_file):
+    with pytest.raises(BackendError, match=r"refusing a mismatched ONNX artefact \(window: artefact 3, expected 5"):
+        open_backend(onnx_file, backend="onnxruntime", window=5)
+    with pytest.raises(BackendError, match="runs with backend 'onnxruntime', not 'torch'"):
+        open_backend(onnx_file, backend="torch", window=WINDOW)
+
+
+def test_export_cli_prints_the_difference_and_writes_the_manifest(checkpoint, tmp_path, capsys):
+    out = tmp_path / "cli.onnx"
+    code = hcdp(["export", "--checkpoint", str(checkpoint), "--backend", "onnx", "--window", str(WINDOW),
+                 "--size", "48", "64", "--frames", "2", "--out", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "max abs difference vs eager fp32: random frames" in printed and ": OK" in printed
+    assert Manifest.load(manifest_path(out)).camera_size == [48, 64]
+
+
+def test_export_cli_rejects_a_wrong_suffix_and_a_missing_checkpoint(tmp_path, capsys):
+    assert hcdp(["export", "--backend", "onnx", "--out", str(tmp_path / "x.pt2")]) == 2
+    assert "must end with .onnx" in capsys.readouterr().out
+    assert hcdp(["export", "--checkpoint", str(tmp_path / "nope"), "--backend", "onnx",
+                 "--out", str(tmp_path / "x.onnx")]) == 1
+    assert "FAILED" in capsys.readouterr().out
