@@ -97,14 +97,20 @@ def preprocess(images: np.ndarray | torch.Tensor, size: int, encoding: str = "rg
             images = np.stack([to_rgb(im, encoding) for im in images])
         else:
             images = to_rgb(images, encoding)[None]  # validates and says what was expected
+        if not images.flags.writeable:  # e.g. a view of an immutable bytes buffer
+            images = images.copy()
         images = torch.from_numpy(np.ascontiguousarray(images))
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"expected uint8 images [N,H,W,3], got {images.dtype} {tuple(images.shape)}")
     box = Letterbox.fit(images.shape[1], images.shape[2], size)
-    x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).to(dtype) / 255.0
-    mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=device, dtype=dtype).view(1, 3, 1, 1)
-    return letterbox_maps((x - mean) / std, box), box
+    x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).to(dtype)
+    # Resizing is linear, so normalising after it gives the same result at model resolution cost.
+    x = _resize(x, (box.new_h, box.new_w), "bilinear")
+    mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype).view(1, 3, 1, 1) * 255
+    std = torch.tensor(IMAGENET_STD, device=device, dtype=dtype).view(1, 3, 1, 1) * 255
+    out = x.new_zeros((x.shape[0], 3, size, size))
+    out[..., box.top:box.top + box.new_h, box.left:box.left + box.new_w] = (x - mean) / std
+    return out, box
 
 
 def normalize_float(images: torch.Tensor) -> torch.Tensor:
