@@ -288,6 +288,8 @@ def _value(hint: Any, value: Any, where: str) -> Any:
             raise ConfigError(f"{where}: expected {'an int' if hint is int else 'a number'}, got {value!r}")
         return hint(value)
     if hint is str:
+        if value is None:  # `key:` with no value, or key= on the command line
+            return ""
         if not isinstance(value, str):
             raise ConfigError(f"{where}: expected a string, got {value!r}")
         return value

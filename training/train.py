@@ -29,9 +29,10 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from hcdp_model.checkpoint import load_checkpoint, save_checkpoint
+from hcdp_model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from hcdp_model.config import ConfigError
 from hcdp_model.model import HCDPModel
+from hcdp_model.pretrained import BackboneLoadError
 from hcdp_training.config import TrainConfig, load_config
 from hcdp_training.loader import ResumableSampler, build_dataset, make_loader
 from hcdp_training.logger import RunLogger
@@ -219,7 +220,7 @@ def run(args: argparse.Namespace) -> int:
         if args.out:
             cfg.out = args.out
         result = train(cfg, resume=args.resume, stop_at=args.stop_at)
-    except (ConfigError, FileNotFoundError, ValueError) as err:
+    except (ConfigError, CheckpointError, BackboneLoadError, OSError, ValueError) as err:
         print(f"hcdp train: {err}", file=sys.stderr)
         return 2
     print(f"hcdp train: {asdict(result.progress)}")

@@ -64,9 +64,10 @@ def test_wrong_types_and_ranges_say_what_was_expected_and_found(tmp_path):
 def test_overrides_set_nested_values_parsed_as_yaml_and_1e_minus_4_reads_as_a_number(tmp_path):
     path = _write(tmp_path, {"data": {"root": "x"}, "optim": {"lr_encoder": "1e-4"}})
     cfg = load_config(path, ["optim.steps=7", "data.stride=[1, 3]", "loss.laplacian_scales=[1, 2]",
-                             "data.augmentation.canonical_mirror_axis=null"])
+                             "data.augmentation.canonical_mirror_axis=null", "model.prior_init="])
     assert cfg.optim.lr_encoder == 1e-4 and cfg.optim.steps == 7 and cfg.data.stride == (1, 3)
     assert cfg.loss.laplacian_scales == (1, 2) and cfg.data.augmentation.canonical_mirror_axis is None
+    assert cfg.model.prior_init == ""  # an empty value clears a path
     with pytest.raises(ConfigError, match="expected key.sub=value"):
         load_config(path, ["optim.steps"])
 
