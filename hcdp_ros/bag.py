@@ -1,0 +1,735 @@
+"""`hcdp bag`: the node's pipeline over a recorded rosbag2, without ROS (the evaluator's tool).
+
+Reads an image topic (sensor_msgs/Image or CompressedImage, told apart by the topic's type) and an
+optional camera_info topic from a rosbag2 (sqlite3 or mcap, via the `rosbags` library), runs the same
+StreamingPredictor and FrameProcessor as the live node with the node's default output parameters, and
+writes a new bag with the node's topics and encodings under ``--namespace`` (``/hcdp/relative_depth``,
+``/hcdp/normals``, ...). Every output message carries its input image's header and bag timestamp. A
+message the node would skip (an :class:`~hcdp_ros.conversions.InputError`, or bytes that do not
+deserialize) is skipped and counted, never fatal.
+
+Synchronisation: an image is processed once every message with a bag timestamp up to its own has been
+read, so a camera_info or ground truth recorded at the same time (but stored after it) applies to it.
+Ground truth (``<gt-prefix>/depth``, ``/normals``, ``/mask``, ``/flow_fwd``) is matched to images by
+header stamp.
+
+Frames stream through: besides the current frame, only the previous one (for the pair metrics), the
+contact sheet's few frames and one pixel row per frame (its x-t slice) are kept.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.typesys import Stores, get_typestore
+from tqdm import tqdm
+
+from hcdp_model.backends.base import BACKENDS, PRECISIONS
+from hcdp_model.checkpoint import CheckpointError, checkpoint_hash
+from hcdp_model.streaming import StreamingPredictor, default_checkpoint, load_predictor
+from hcdp_model.visualize import colorize_depth, contact_sheet, mask_to_rgb, normals_to_rgb
+from hcdp_ros.conversions import (
+    EmptyImage,
+    InputError,
+    MalformedMessage,
+    SizeMismatch,
+    UnsupportedEncoding,
+    decode_camera_info,
+)
+from hcdp_ros.messages import DEFAULT_NAMESPACE, TOPICS, VIZ_KEYS, ImageFields, VizRequest, output_topic
+from hcdp_ros.params import DEFAULTS
+from hcdp_ros.pipeline import FrameOutputs, FrameProcessor, OutputOptions, decode_input, stamp_seconds
+from hcdp_training.metrics import (
+    DEPTH_METRICS,
+    MASK_METRICS,
+    NORMAL_METRICS,
+    TEMPORAL_METRICS,
+    MetricAccumulator,
+    evaluate_sequence,
+    flow_opencv,
+)
+
+IMAGE = "sensor_msgs/msg/Image"
+COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
+CAMERA_INFO = "sensor_msgs/msg/CameraInfo"
+POINT_CLOUD = "sensor_msgs/msg/PointCloud2"
+POINT_FIELD = "sensor_msgs/msg/PointField"
+ROI = "sensor_msgs/msg/RegionOfInterest"
+STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
+GT_CHANNELS = {"depth": 1, "normals": 3, "mask": 1, "flow_fwd": 2}  # ground-truth kind -> 32FC<channels>
+ACCURACY_METRICS = DEPTH_METRICS + NORMAL_METRICS + MASK_METRICS  # dtSSD (a pair metric) included
+SHEET_FRAMES = 4
+SLICE_MAX_ROWS = 512  # the x-t slice keeps one row of every k-th frame, k chosen to stay under this
+RESET_LOG_MAX = 20
+FALLBACK_FPS = 15.0
+# sensor_msgs definitions are the same in Humble and Jazzy; the output bag is written with these
+STORE = get_typestore(Stores.ROS2_HUMBLE)
+
+
+class BagError(Exception):
+    """A problem with the command's inputs or outputs (missing topic, unreadable bag, existing output)."""
+
+
+@dataclass(frozen=True)
+class BagConfig:
+    """Everything `hcdp bag` needs; `from_args` maps the command line onto it."""
+
+    input_bag: Path
+    output_bag: Path
+    image_topic: str
+    camera_info_topic: str | None = None
+    checkpoint: str | None = None
+    backend: str = "torch"
+    precision: str = "fp32"
+    device: str = "cpu"
+    window: int = 16
+    namespace: str = DEFAULT_NAMESPACE
+    storage: str = "sqlite3"
+    metrics: Path | None = None
+    video: Path | None = None
+    sheet: Path | None = None
+    gt_prefix: str = "/ground_truth"
+    viz: bool = True
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> BagConfig:
+        optional = {name: None if getattr(args, name) is None else Path(getattr(args, name))
+                    for name in ("metrics", "video", "sheet")}
+        return cls(Path(args.input_bag), Path(args.output_bag), args.image_topic, args.camera_info_topic,
+                   args.checkpoint, args.backend, args.precision, args.device, args.window, args.namespace,
+                   args.storage, gt_prefix=args.gt_prefix.rstrip("/"), viz=not args.no_viz, **optional)
+
+    @property
+    def visuals(self) -> bool:
+        """The viz images are computed for the viz topics, the video or the sheet."""
+        return self.viz or self.video is not None or self.sheet is not None
+
+
+# --- input --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InputTopics:
+    """The connections read from the input bag."""
+
+    image: list[Any]
+    compressed: bool
+    camera_info: list[Any]
+    ground_truth: dict[str, list[Any]]  # kind (GT_CHANNELS key) -> connections
+    image_count: int
+
+    def all(self) -> list[Any]:
+        return self.image + self.camera_info + [c for conns in self.ground_truth.values() for c in conns]
+
+
+@contextmanager
+def open_input(path: Path) -> Iterator[Reader]:
+    """An open rosbag2 reader, or a BagError saying why ``path`` is not one."""
+    if not path.exists():
+        raise BagError(f"input bag {path} does not exist")
+    reader = None
+    try:
+        reader = Reader(path)
+        reader.open()
+    except Exception as err:  # noqa: BLE001 - rosbags and its sqlite/yaml/mcap layers raise many types
+        raise BagError(f"cannot read {path} as a rosbag2 (a bag folder with metadata.yaml, or a .db3/.mcap "
+                       f"file): {type(err).__name__}: {err}") from None
+    try:
+        yield reader
+    finally:
+        reader.close()
+
+
+def _topic_listing(reader: Reader) -> str:
+    return "; ".join(f"{name} ({info.msgtype}, {info.msgcount} messages)"
+                     for name, info in sorted(reader.topics.items())) or "(no topics)"
+
+
+def select_topics(reader: Reader, cfg: BagConfig) -> InputTopics:
+    """Check that the requested topics exist with usable types; ground truth only for ``--metrics``."""
+    topics = reader.topics
+
+    def need(name: str, types: tuple[str, ...]) -> Any:
+        info = topics.get(name)
+        if info is None:
+            raise BagError(f"topic {name} is not in {cfg.input_bag}; the bag has: {_topic_listing(reader)}")
+        if info.msgtype not in types:
+            raise BagError(f"expected {' or '.join(types)} on {name}, got {info.msgtype}")
+        return info
+
+    image = need(cfg.image_topic, (IMAGE, COMPRESSED_IMAGE))
+    camera = need(cfg.camera_info_topic, (CAMERA_INFO,)).connections if cfg.camera_info_topic else []
+    ground_truth = {}
+    if cfg.metrics is not None:
+        for kind in GT_CHANNELS:
+            info = topics.get(f"{cfg.gt_prefix}/{kind}")
+            if info is not None and info.msgtype == IMAGE:
+                ground_truth[kind] = info.connections
+    return InputTopics(image.connections, image.msgtype == COMPRESSED_IMAGE, camera, ground_truth,
+                       image.msgcount)
+
+
+def synchronised(messages: Iterable[tuple[Any, int, Any]], image_topic: str) -> Iterator[tuple[Any, int, Any]]:
+    """``messages`` (bag time order) with each image moved after the other messages of its bag timestamp."""
+    held: list[tuple[Any, int, Any]] = []
+    for item in messages:
+        if held and item[1] > held[0][1]:
+            yield from held
+            held = []
+        if item[0].topic == image_topic:
+            held.append(item)
+        else:
+            yield item
+    yield from held
+
+
+def deserialize(raw: Any, msgtype: str, topic: str) -> Any:
+    """A rosbags message, or MalformedMessage for bytes that are not a valid ``msgtype``."""
+    try:
+        return STORE.deserialize_cdr(raw, msgtype)
+    except Exception as err:  # noqa: BLE001 - corrupt CDR raises SerdeError, struct.error, IndexError, ...
+        raise MalformedMessage(f"cannot deserialize {msgtype} ({type(err).__name__}: {err})", topic) from None
+
+
+def stamp_ns(header: Any) -> int:
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def decode_float_image(msg: Any, channels: int, topic: str) -> np.ndarray:
+    """A 32FC<channels> Image (ground truth) as float32 ``H×W`` (1 channel) or ``H×W×C``, honouring
+    ``step`` and the byte order."""
+    expected = f"32FC{channels}"
+    if msg.encoding != expected:
+        raise UnsupportedEncoding(f"expected encoding {expected}, got {msg.encoding or '(empty)'}", topic)
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height == 0 or width == 0:
+        raise EmptyImage(f"expected a non-empty image, got {width}×{height}", topic)
+    data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
+    row = width * channels * 4
+    if step < row or data.size < step * height:
+        raise SizeMismatch(f"expected step >= {row} and >= step × height data bytes for {width}×{height} "
+                           f"{expected}, got step {step} and {data.size} bytes", topic)
+    rows = np.ascontiguousarray(data[:step * height].reshape(height, step)[:, :row])
+    values = rows.view(">f4" if msg.is_bigendian else "<f4").astype(np.float32).reshape(height, width, channels)
+    return values[..., 0] if channels == 1 else values
+
+
+# --- output bag ---------------------------------------------------------------------------------
+
+
+def _message(msgtype: str, source: Any, **override: Any) -> Any:
+    """A rosbags message from one of the hcdp_ros.messages dataclasses (same field names)."""
+    values = {f.name: getattr(source, f.name) for f in dataclasses.fields(source)}
+    values.update(override)
+    return STORE.types[msgtype](**values)
+
+
+class OutputBag:
+    """A new rosbag2 receiving FrameOutputs as the node publishes them (topics under ``namespace``)."""
+
+    def __init__(self, path: Path, storage: str, namespace: str, viz: bool):
+        self.writer = Writer(path, version=9, storage_plugin=STORAGES[storage])
+        self.namespace = namespace
+        self.viz = viz
+        self.connections: dict[str, Any] = {}
+        self.counts: Counter[str] = Counter()
+
+    def __enter__(self) -> OutputBag:
+        self.writer.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.writer.close()
+
+    def write(self, outputs: FrameOutputs, timestamp: int) -> None:
+        """Every output of one frame at bag time ``timestamp`` (the input image's)."""
+        for key, image in outputs.images.items():
+            if self.viz or key not in VIZ_KEYS:
+                self._write(key, IMAGE, _message(IMAGE, image), timestamp)
+        if outputs.points is not None:
+            fields = [_message(POINT_FIELD, f) for f in outputs.points.fields]
+            self._write("points", POINT_CLOUD, _message(POINT_CLOUD, outputs.points, fields=fields), timestamp)
+        if outputs.camera_info is not None:
+            roi = _message(ROI, outputs.camera_info.roi)
+            self._write("camera_info", CAMERA_INFO, _message(CAMERA_INFO, outputs.camera_info, roi=roi), timestamp)
+
+    def _write(self, key: str, msgtype: str, msg: Any, timestamp: int) -> None:
+        topic = output_topic(key, self.namespace)
+        if key not in self.connections:
+            self.connections[key] = self.writer.add_connection(topic, msgtype, typestore=STORE)
+        self.writer.write(self.connections[key], timestamp, STORE.serialize_cdr(msg, msgtype))
+        self.counts[topic] += 1
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+@dataclass
+class FrameRecord:
+    """What the metrics keep of one frame (input size arrays; ``gt`` keyed by GT_CHANNELS kinds)."""
+
+    rgb: np.ndarray
+    depth: np.ndarray
+    normals: np.ndarray
+    mask: np.ndarray
+    gt: dict[str, np.ndarray]
+
+
+def _evaluate(frames: list[FrameRecord], flow_fwd: np.ndarray, flow_bwd: np.ndarray | None) -> dict[str, np.ndarray]:
+    """evaluate_sequence over ``frames``, with each ground truth that every frame has."""
+    gt = {kind: np.stack([f.gt[kind] for f in frames]) for kind in ("depth", "normals", "mask")
+          if all(kind in f.gt for f in frames)}
+    return evaluate_sequence(np.stack([f.depth for f in frames]), np.stack([f.normals for f in frames]),
+                             np.stack([f.mask for f in frames]), flow_fwd, gt.get("depth"), gt.get("normals"),
+                             gt.get("mask"), flow_bwd)
+
+
+class StreamMetrics:
+    """The metrics of hcdp_training.metrics over a stream, one consecutive pair at a time.
+
+    Pair (k, k+1) is evaluated with ``evaluate_sequence`` on those two frames: temporal consistency with
+    OpenCV DIS flow (forward and backward, so the cycle check applies, as `hcdp eval --flow opencv`) and,
+    when frame k has ground-truth ``flow_fwd``, with that flow. Frame metrics (accuracy) come from the same
+    call. A pair is skipped when the cache was reset at k+1 or an input frame between them was skipped."""
+
+    def __init__(self) -> None:
+        self.accuracy = MetricAccumulator()
+        self.dis_flow = MetricAccumulator()
+        self.gt_flow = MetricAccumulator()
+        self.pairs = 0
+        self.frames = 0
+        self._prev: FrameRecord | None = None
+        self._prev_scored = False
+
+    def add(self, frame: FrameRecord, continues: bool) -> None:
+        """``continues``: ``frame`` follows the previous one directly in the same temporal segment."""
+        prev = self._prev
+        if prev is not None and continues and prev.depth.shape == frame.depth.shape:
+            self._pair(prev, frame)
+        else:
+            self._flush()
+        self._prev = frame
+
+    def finish(self) -> None:
+        self._flush()
+        self._prev = None
+
+    def _flush(self) -> None:
+        """Frame metrics of a previous frame that no pair scored (a segment of one frame)."""
+        if self._prev is not None and not self._prev_scored:
+            zero = np.zeros((1,) + self._prev.depth.shape + (2,), np.float32)
+            self._add_frame(_evaluate([self._prev], zero, None), 0)
+        self._prev_scored = False
+
+    def _add_frame(self, result: dict[str, np.ndarray], index: int) -> None:
+        self.accuracy.add({k: v[index] for k, v in result.items() if k in ACCURACY_METRICS and k != "dtSSD"})
+        self.frames += 1
+
+    def _pair(self, prev: FrameRecord, cur: FrameRecord) -> None:
+        zero = np.zeros(prev.depth.shape + (2,), np.float32)
+        fwd = np.stack([flow_opencv(prev.rgb, cur.rgb), zero])
+        bwd = np.stack([zero, flow_opencv(cur.rgb, prev.rgb)])
+        result = _evaluate([prev, cur], fwd, bwd)
+        if not self._prev_scored:
+            self._add_frame(result, 0)
+        self._add_frame(result, 1)
+        self._prev_scored = True
+        self.dis_flow.add({k: v for k, v in result.items() if k in TEMPORAL_METRICS})
+        if "dtSSD" in result:
+            self.accuracy.add({"dtSSD": result["dtSSD"]})
+        if "flow_fwd" in prev.gt:
+            gt_result = _evaluate([prev, cur], np.stack([prev.gt["flow_fwd"], zero]), None)
+            self.gt_flow.add({k: v for k, v in gt_result.items() if k in TEMPORAL_METRICS})
+        self.pairs += 1
+
+    def report(self) -> dict[str, Any]:
+        def section(acc: MetricAccumulator) -> dict[str, Any]:
+            return {"mean": {k: _finite(v) for k, v in acc.summary().items()}, "count": acc.counts()}
+
+        out: dict[str, Any] = {"frames_evaluated": self.frames, "pairs_evaluated": self.pairs,
+                               "temporal": {"opencv_dis_flow": section(self.dis_flow)}}
+        if self.gt_flow.counts():
+            out["temporal"]["ground_truth_flow"] = section(self.gt_flow)
+        if self.accuracy.counts():
+            out["accuracy"] = section(self.accuracy)
+        return out
+
+
+def _finite(value: float) -> float | None:
+    """JSON has no NaN: a metric without any valid frame is null."""
+    return float(value) if math.isfinite(value) else None
+
+
+# --- pictures -----------------------------------------------------------------------------------
+
+
+def _label(tile: np.ndarray, text: str) -> np.ndarray:
+    """A copy of ``tile`` with ``text`` in its top-left corner (white on a dark outline)."""
+    out = tile.copy()
+    scale = max(0.35, tile.shape[0] / 600)
+    origin = (4, int(4 + 22 * scale))
+    cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return out
+
+
+def _resized(image: np.ndarray, size: tuple[int, int], interpolation: int = cv2.INTER_AREA) -> np.ndarray:
+    """``image`` at ``size`` (H, W), unchanged when it already has it."""
+    if image.shape[:2] == size:
+        return image
+    return cv2.resize(image, (size[1], size[0]), interpolation=interpolation)
+
+
+@dataclass(frozen=True)
+class FrameView:
+    """One processed frame as the pictures use it (input size; viz tiles uint8 RGB)."""
+
+    index: int
+    stamp: float
+    rgb: np.ndarray
+    depth: np.ndarray
+    normals: np.ndarray
+    mask: np.ndarray
+    tiles: tuple[np.ndarray, ...]  # input, depth viz, normals viz, mask overlay
+
+
+SHEET_LABELS = ["input", "relative depth", "normals", "mask"]
+
+
+class ContactSheet:
+    """A few frames spread over the bag (input | depth | normals | mask) and an x-t slice row.
+
+    The x-t slice stacks the middle image row of every frame (of every k-th frame in long bags) from top
+    to bottom, so time runs down; its depth is coloured with one range for the whole slice, so depth that
+    flickers from frame to frame shows as horizontal streaks."""
+
+    def __init__(self, total_frames: int):
+        count = max(1, min(SHEET_FRAMES, total_frames))
+        self.wanted = sorted({int(round(i)) for i in np.linspace(0, max(total_frames - 1, 0), count)})
+        self.stride = max(1, math.ceil(total_frames / SLICE_MAX_ROWS))
+        self.rows: list[list[np.ndarray]] = []
+        self.slice: dict[str, list[np.ndarray]] = defaultdict(list)
+        self.size: tuple[int, int] | None = None
+        self.slice_row: int | None = None
+        self.start = 0.0
+
+    def add(self, frame: FrameView) -> None:
+        if self.size is None:
+            self.size = frame.rgb.shape[:2]
+            self.slice_row = self.size[0] // 2
+            self.start = frame.stamp
+        if self.wanted and frame.index >= self.wanted[0]:
+            while self.wanted and frame.index >= self.wanted[0]:
+                self.wanted.pop(0)
+            tiles = [_resized(t, self.size) for t in frame.tiles]
+            tiles[0] = _label(tiles[0], f"frame {frame.index}, {frame.stamp - self.start:+.2f} s")
+            self.rows.append(tiles)
+        if frame.index % self.stride == 0:
+            y = frame.rgb.shape[0] // 2
+            width = self.size[1]
+            for name, array in (("rgb", frame.rgb), ("depth", frame.depth), ("normals", frame.normals),
+                                ("mask", frame.mask)):
+                row = np.ascontiguousarray(array[y:y + 1])
+                self.slice[name].append(_resized(row, (1, width), cv2.INTER_LINEAR).reshape((width,) + array.shape[2:]))
+
+    def image(self) -> np.ndarray:
+        if not self.rows or self.size is None:
+            raise BagError("no frame was processed, so there is no contact sheet to draw")
+        rgb, depth, normals, mask = (np.stack(self.slice[k]) for k in ("rgb", "depth", "normals", "mask"))
+        slice_tiles = [rgb, colorize_depth(depth, mask), normals_to_rgb(normals), mask_to_rgb(mask, rgb)]
+        slice_tiles = [_resized(t, self.size, cv2.INTER_NEAREST) for t in slice_tiles]
+        slice_tiles[0] = _label(slice_tiles[0], f"x-t slice of row {self.slice_row}, time down")
+        return contact_sheet(self.rows + [slice_tiles], SHEET_LABELS)
+
+
+class SideBySideVideo:
+    """An MP4 (OpenCV 'mp4v') of input | depth | normals | mask overlay, one video frame per input frame."""
+
+    def __init__(self, path: Path, fps: float):
+        self.path = path
+        self.fps = fps
+        self.writer: cv2.VideoWriter | None = None
+        self.size: tuple[int, int] | None = None
+        self.frames = 0
+
+    def add(self, frame: FrameView) -> None:
+        if self.writer is None:
+            self.size = frame.rgb.shape[:2]
+            h, w = self.size
+            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
+                                          (w * len(frame.tiles), h))
+            if not self.writer.isOpened():
+                raise BagError(f"cannot write {self.path}: OpenCV has no 'mp4v' encoder for it")
+        strip = np.hstack([_resized(t, self.size) for t in frame.tiles])
+        self.writer.write(cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
+        self.frames += 1
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.release()
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def _viz_tile(fields: ImageFields) -> np.ndarray:
+    return fields.data.reshape(fields.height, fields.width, 3)
+
+
+def _bag_fps(reader: Reader, image_count: int) -> float:
+    """The image rate estimated from the bag's time span (for the video)."""
+    if image_count < 2 or reader.duration <= 0:
+        return FALLBACK_FPS
+    return float(np.clip((image_count - 1) * 1e9 / reader.duration, 1.0, 120.0))
+
+
+def _model_info(cfg: BagConfig, predictor: StreamingPredictor) -> dict[str, Any]:
+    checkpoint = Path(cfg.checkpoint) if cfg.checkpoint else default_checkpoint()
+    try:
+        digest: str | None = checkpoint_hash(checkpoint)
+    except CheckpointError:  # an exported artefact (.onnx, .pt2, ...) rather than a checkpoint
+        digest = None
+    return {"checkpoint": str(checkpoint), "bundled_default": cfg.checkpoint is None, "checkpoint_sha256": digest,
+            "backend": cfg.backend, "precision": cfg.precision, "device": cfg.device, "window": predictor.window,
+            "resolution": predictor.resolution, "runtime": predictor.backend.describe()}
+
+
+class BagRunner:
+    """Feeds one input bag through the predictor into the output bag and the optional sinks."""
+
+    def __init__(self, cfg: BagConfig, topics: InputTopics, predictor: StreamingPredictor, out: OutputBag,
+                 progress: tqdm):
+        self.cfg = cfg
+        self.topics = topics
+        self.processor = FrameProcessor(predictor)
+        self.options = OutputOptions(DEFAULTS.mask_threshold, DEFAULTS.publish_points, DEFAULTS.depth_scale,
+                                     DEFAULTS.points_stride, DEFAULTS.metric_min_pixels,
+                                     VizRequest(cfg.visuals, cfg.visuals, cfg.visuals))
+        self.out = out
+        self.progress = progress
+        self.camera = None
+        self.ground_truth: dict[int, dict[str, np.ndarray]] = {}
+        self.gt_topics = {f"{cfg.gt_prefix}/{kind}": kind for kind in topics.ground_truth}
+        self.metrics = StreamMetrics() if cfg.metrics is not None else None
+        self.sheet = ContactSheet(topics.image_count) if cfg.sheet is not None else None
+        self.video: SideBySideVideo | None = None
+        self.read = 0
+        self.written = 0
+        self.skipped: Counter[str] = Counter()
+        self.bad_messages: dict[str, Counter[str]] = defaultdict(Counter)
+        self.reported: set[tuple[str, str]] = set()
+        self.resets = 0
+        self.reset_log: list[dict[str, Any]] = []
+        self.inference_ms: list[float] = []
+        self.frame_ms: list[float] = []
+        self._continues = False
+
+    def run(self, messages: Iterable[tuple[Any, int, Any]]) -> None:
+        for conn, timestamp, raw in synchronised(messages, self.cfg.image_topic):
+            if conn.topic == self.cfg.image_topic:
+                self.on_image(conn.msgtype, timestamp, raw)
+            elif conn.topic == self.cfg.camera_info_topic:
+                self.on_camera_info(raw)
+            else:
+                self.on_ground_truth(conn.topic, raw)
+        if self.metrics is not None:
+            self.metrics.finish()
+        if self.video is not None:
+            self.video.close()
+
+    def _report(self, err: InputError) -> None:
+        """Count a skipped message; say so once per topic and cause (the node's throttled log)."""
+        if err.topic == self.cfg.image_topic:
+            self.skipped[err.cause] += 1
+        else:
+            self.bad_messages[err.topic][err.cause] += 1
+        if (err.topic, err.cause) not in self.reported:
+            self.reported.add((err.topic, err.cause))
+            tqdm.write(f"hcdp bag: skipped input: {err} (further {err.cause} on this topic counted silently)",
+                       file=sys.stderr)
+
+    def on_camera_info(self, raw: Any) -> None:
+        topic = self.cfg.camera_info_topic
+        try:
+            self.camera = decode_camera_info(deserialize(raw, CAMERA_INFO, topic), topic)
+        except InputError as err:
+            self._report(err)
+
+    def on_ground_truth(self, topic: str, raw: Any) -> None:
+        kind = self.gt_topics[topic]
+        try:
+            msg = deserialize(raw, IMAGE, topic)
+            values = decode_float_image(msg, GT_CHANNELS[kind], topic)
+        except InputError as err:
+            self._report(err)
+            return
+        self.ground_truth.setdefault(stamp_ns(msg.header), {})[kind] = values
+
+    def _take_ground_truth(self, stamp: int, size: tuple[int, int]) -> dict[str, np.ndarray]:
+        """This stamp's ground truth (of the image's size), forgetting it and anything older."""
+        gt = self.ground_truth.pop(stamp, {})
+        for old in [s for s in self.ground_truth if s < stamp]:
+            del self.ground_truth[old]
+        for kind, values in list(gt.items()):
+            if values.shape[:2] != size:
+                del gt[kind]
+                self._report(SizeMismatch(f"expected ground truth of the image size {size[1]}×{size[0]}, got "
+                                          f"{values.shape[1]}×{values.shape[0]}", f"{self.cfg.gt_prefix}/{kind}"))
+        return gt
+
+    def on_image(self, msgtype: str, timestamp: int, raw: Any) -> None:
+        index = self.read
+        self.read += 1
+        self.progress.update(1)
+        topic = self.cfg.image_topic
+        start = time.perf_counter()
+        try:
+            msg = deserialize(raw, msgtype, topic)
+            image = decode_input(msg, self.topics.compressed, topic)
+        except InputError as err:
+            self._report(err)
+            self._continues = False
+            return
+        outputs = self.processor.process(msg.header, image, self.options, self.camera)
+        self.out.write(outputs, timestamp)
+        self.frame_ms.append((time.perf_counter() - start) * 1e3)
+        self.written += 1
+        pred = outputs.prediction
+        self.inference_ms.append(pred.inference_ms)
+        if pred.reset:
+            self.resets += 1
+            if len(self.reset_log) < RESET_LOG_MAX:
+                self.reset_log.append({"frame": index, "stamp": stamp_seconds(msg.header),
+                                       "reason": pred.reset_reason})
+        self._sinks(index, msg.header, image.to_rgb(), outputs, continues=self._continues and not pred.reset)
+        self._continues = True
+
+    def _sinks(self, index: int, header: Any, rgb: np.ndarray, outputs: FrameOutputs, continues: bool) -> None:
+        pred = outputs.prediction
+        if self.metrics is not None:
+            gt = self._take_ground_truth(stamp_ns(header), rgb.shape[:2])
+            self.metrics.add(FrameRecord(rgb, pred.depth, pred.normals, pred.mask, gt), continues)
+        if self.sheet is None and self.cfg.video is None:
+            return
+        tiles = (rgb,) + tuple(_viz_tile(outputs.images[k]) for k in VIZ_KEYS)
+        view = FrameView(index, stamp_seconds(header), rgb, pred.depth, pred.normals, pred.mask, tiles)
+        if self.sheet is not None:
+            self.sheet.add(view)
+        if self.video is not None:
+            self.video.add(view)
+
+    def report(self) -> dict[str, Any]:
+        inference = np.asarray(self.inference_ms or [math.nan])
+        frame = np.asarray(self.frame_ms or [math.nan])
+        return {
+            "counts": {"frames_read": self.read, "frames_written": self.written,
+                       "frames_skipped": sum(self.skipped.values()), "skipped_by_cause": dict(self.skipped),
+                       "bad_messages": {t: dict(c) for t, c in self.bad_messages.items()},
+                       "resets": self.resets, "reset_log": self.reset_log,
+                       "messages_written": dict(sorted(self.out.counts.items()))},
+            "timing": {"inference_ms_mean": _finite(float(inference.mean())),
+                       "inference_ms_median": _finite(float(np.median(inference))),
+                       "inference_ms_max": _finite(float(inference.max())),
+                       "frame_ms_mean": _finite(float(frame.mean())),
+                       "frame_ms_note": "decode + predictor + output messages + bag write, per written frame"},
+        }
+
+
+def _load(cfg: BagConfig) -> StreamingPredictor:
+    try:
+        return load_predictor(cfg.checkpoint, window=cfg.window, device=cfg.device, precision=cfg.precision,
+                              backend=cfg.backend)
+    except Exception as err:  # noqa: BLE001 - any load failure (path, config, backend, runtime) is a user error
+        raise BagError(f"cannot load model {cfg.checkpoint or '(bundled default)'} with backend={cfg.backend} "
+                       f"precision={cfg.precision} device={cfg.device}: {err}") from None
+
+
+def run_bag(cfg: BagConfig) -> dict[str, Any]:
+    """Process the bag; returns the report (the metrics JSON's content) and writes every output."""
+    if cfg.output_bag.exists():
+        raise BagError(f"output {cfg.output_bag} exists; refusing to overwrite it (remove it or pick another path)")
+    started = time.perf_counter()
+    with open_input(cfg.input_bag) as reader:
+        topics = select_topics(reader, cfg)
+        predictor = _load(cfg)
+        for path in (cfg.metrics, cfg.video, cfg.sheet):
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+        with OutputBag(cfg.output_bag, cfg.storage, cfg.namespace, cfg.viz) as out, \
+                tqdm(total=topics.image_count, unit="frame", desc="hcdp bag", file=sys.stderr) as progress:
+            runner = BagRunner(cfg, topics, predictor, out, progress)
+            if cfg.video is not None:
+                runner.video = SideBySideVideo(cfg.video, _bag_fps(reader, topics.image_count))
+            runner.run(reader.messages(connections=topics.all()))
+        report = {
+            "input": {"bag": str(cfg.input_bag), "image_topic": cfg.image_topic,
+                      "image_type": COMPRESSED_IMAGE if topics.compressed else IMAGE,
+                      "camera_info_topic": cfg.camera_info_topic,
+                      "ground_truth_topics": sorted(runner.gt_topics)},
+            "output": {"bag": str(cfg.output_bag), "storage": cfg.storage, "namespace": cfg.namespace,
+                       "topics": [output_topic(k, cfg.namespace) for k in TOPICS
+                                  if output_topic(k, cfg.namespace) in out.counts]},
+            "model": _model_info(cfg, predictor),
+            **runner.report(),
+        }
+    if runner.metrics is not None:
+        report["metrics"] = runner.metrics.report()
+    if runner.sheet is not None and runner.written:
+        cv2.imwrite(str(cfg.sheet), cv2.cvtColor(runner.sheet.image(), cv2.COLOR_RGB2BGR))
+    report["timing"]["wall_s"] = time.perf_counter() - started
+    if cfg.metrics is not None:
+        cfg.metrics.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    return report
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input_bag", help="rosbag2 to read (folder with metadata.yaml, or a .db3/.mcap file)")
+    parser.add_argument("output_bag", help="rosbag2 folder to create (must not exist)")
+    parser.add_argument("--image-topic", required=True,
+                        help="sensor_msgs/Image or CompressedImage topic (the type is read from the bag)")
+    parser.add_argument("--camera-info-topic", help="sensor_msgs/CameraInfo topic; enables points and camera_info")
+    parser.add_argument("--checkpoint", help="checkpoint or exported artefact (default: the bundled model)")
+    parser.add_argument("--backend", default=DEFAULTS.backend, choices=BACKENDS)
+    parser.add_argument("--precision", default=DEFAULTS.precision, choices=tuple(PRECISIONS))
+    parser.add_argument("--device", default=DEFAULTS.device, help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--window", type=int, default=DEFAULTS.window, help="frames in the temporal cache")
+    parser.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="namespace of the output topics")
+    parser.add_argument("--storage", default="sqlite3", choices=tuple(STORAGES), help="output bag storage")
+    parser.add_argument("--metrics", help="write metrics and counts to this JSON file")
+    parser.add_argument("--video", help="write an input | depth | normals | mask MP4 here")
+    parser.add_argument("--sheet", help="write a contact sheet PNG (a few frames + an x-t slice) here")
+    parser.add_argument("--gt-prefix", default="/ground_truth",
+                        help="ground truth topics <prefix>/depth, /normals, /mask, /flow_fwd (for --metrics)")
+    parser.add_argument("--no-viz", action="store_true", help="do not write the three */viz topics")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        report = run_bag(BagConfig.from_args(args))
+    except BagError as err:
+        print(f"hcdp bag: {err}", file=sys.stderr)
+        return 2
+    counts, timing = report["counts"], report["timing"]
+    print(f"hcdp bag: wrote {counts['frames_written']} of {counts['frames_read']} frames to {args.output_bag} "
+          f"({counts['frames_skipped']} skipped, {counts['resets']} cache resets, "
+          f"{timing['inference_ms_mean'] or math.nan:.1f} ms/frame inference, {timing['wall_s']:.1f} s)")
+    if counts["frames_written"] == 0:
+        print("hcdp bag: no frame could be processed; see the skipped inputs above", file=sys.stderr)
+        return 1
+    return 0
