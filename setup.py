@@ -45,7 +45,7 @@ setup(
     ],
     extras_require={
         "training": ["anny", "moderngl", "scikit-image", "tensorboard", "OpenEXR"],
-        "onnx": ["onnx", "onnxruntime"],
+        "onnx": ["onnx", "onnxruntime", "onnxscript"],
         "dev": [
             "pytest",
             "pytest-timeout",
@@ -57,6 +57,7 @@ setup(
             "OpenEXR",
             "onnx",
             "onnxruntime",
+            "onnxscript",
         ],
     },
     entry_points={
