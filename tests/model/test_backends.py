@@ -16,21 +16,11 @@ from hcdp_model.backends import trt
 from hcdp_model.backends.cache import cache_key, cache_root, cached_artefact
 from hcdp_model.backends.manifest import Manifest, manifest_path
 from hcdp_model.backends.torch_eager import TorchBackend
-from hcdp_model.checkpoint import save_checkpoint
 from hcdp_model.model import HCDPModel
 from hcdp_model.streaming import StreamingPredictor, load_predictor
 from tests.model.helpers import activate_temporal, micro_config, random_clip
 
 WINDOW = 3
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Micro models gain nothing from a second thread (see test_export.py)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(autouse=True)
@@ -39,9 +29,8 @@ def _cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return save_checkpoint(activate_temporal(HCDPModel(micro_config(temporal=True))),
-                           tmp_path_factory.mktemp("ckpt") / "micro")
+def checkpoint(micro_checkpoint):
+    return micro_checkpoint
 
 
 def _frames(n, h=40, w=60):

@@ -10,28 +10,16 @@ from hcdp_model.backends import build as build_module
 from hcdp_model.backends.build import ExportError, ExportSpec, export_artefact, open_artefact, open_backend
 from hcdp_model.backends.manifest import Manifest, manifest_path
 from hcdp_model.backends.step import ExportStep
-from hcdp_model.checkpoint import checkpoint_hash, load_checkpoint, save_checkpoint
+from hcdp_model.checkpoint import checkpoint_hash, load_checkpoint
 from hcdp_model.cli import main as hcdp
-from hcdp_model.model import HCDPModel
-from tests.model.helpers import activate_temporal, micro_config, random_clip
+from tests.model.helpers import random_clip
 
 WINDOW = 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Micro models gain nothing from a second thread, and on a loaded 2-core machine OpenMP threads
-    waiting for each other make every op ~5x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    return save_checkpoint(activate_temporal(HCDPModel(micro_config(temporal=True))),
-                           tmp_path_factory.mktemp("ckpt") / "micro")
+def checkpoint(micro_checkpoint):
+    return micro_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -5,16 +5,12 @@ import math
 import cv2
 import numpy as np
 import pytest
-import torch
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from hcdp_model.checkpoint import save_checkpoint
 from hcdp_model.cli import main
-from hcdp_model.model import HCDPModel
 from hcdp_ros.bag import decode_float_image, synchronised
 from hcdp_ros.conversions import SizeMismatch
-from tests.model.helpers import activate_temporal, micro_config
 
 STORE = get_typestore(Stores.ROS2_HUMBLE)
 T = STORE.types
@@ -29,19 +25,9 @@ ENCODINGS = {"relative_depth": "32FC1", "normals": "32FC3", "mask": "32FC1", "ma
              "relative_depth/viz": "rgb8", "normals/viz": "rgb8", "mask/viz": "rgb8"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = activate_temporal(HCDPModel(micro_config(temporal=True)))
-    return str(save_checkpoint(model, tmp_path_factory.mktemp("model") / "micro"))
+def checkpoint(micro_checkpoint):
+    return str(micro_checkpoint)
 
 
 # --- a synthetic sequence: a bright box moving 1 px/frame to the right over a gradient ---------------

@@ -9,7 +9,6 @@ from hypothesis import strategies as st
 
 from hcdp_ros.conversions import (
     COLOR_ENCODINGS,
-    DEPTH_ENCODINGS,
     InputError,
     decode_compressed,
     decode_image,

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from hcdp_model.checkpoint import load_checkpoint, save_checkpoint
 from hcdp_model.config import ModelConfig
@@ -20,15 +19,6 @@ from tests.training.test_evaluate import write_sequence
 
 COMMON = ("optim:\n  batch_size: 2\n  warmup_steps: 1\nlog:\n  tensorboard: false\n  progress: false\n"
           "checkpoint:\n  every: 100\ndata:\n  augment: false\n")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Micro models gain nothing from a second thread, and on shared cores its synchronisation costs 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

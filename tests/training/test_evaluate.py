@@ -54,15 +54,6 @@ def write_sequence(directory: Path, seed: int) -> None:
                            "K": [K] * T, "extrinsics": [np.eye(4).tolist()] * T})
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Micro models gain nothing from a second thread, and on shared cores its synchronisation costs 10x."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("eval_data")

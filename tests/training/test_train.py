@@ -21,15 +21,6 @@ from hcdp_training.train import train
 from .train_helpers import train_config, write_disc_sequences, write_micro_config
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Micro models run fastest on one thread, and the CPU is shared: more threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")

@@ -16,14 +16,6 @@ from .train_helpers import SIZE, disc_frame, train_config, write_disc_sequences,
 SPEED = 2.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _frames(n, seed=0):
     background = np.random.default_rng(seed).integers(0, 120, (SIZE, SIZE, 3)).astype(np.float32)
     return [disc_frame(t, background, SPEED, 28.0, 18.0) for t in range(n)]
