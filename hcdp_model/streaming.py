@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .heads import unit
 from .model import HCDPModel
 from .preprocess import preprocess, to_rgb, unpreprocess
 
@@ -138,9 +139,7 @@ class StreamingPredictor:
         (depth, normal, mask_logits), self._state = self.backend.step(x, self._state)
         self._fill = min(self._fill + 1, self.window)
         maps = unpreprocess(torch.cat([depth, normal, mask_logits], dim=1).float(), box)[0]  # [5,H,W]
-        n = maps[1:4]
-        # Written out rather than F.normalize, which is ~100x slower on the CPU at camera resolution.
-        normals = (n / (n * n).sum(0, keepdim=True).sqrt().clamp_min(1e-6)).permute(1, 2, 0).contiguous()
+        normals = unit(maps[1:4], dim=0).permute(1, 2, 0).contiguous()
         elapsed = (time.perf_counter() - start) * 1e3
         return Prediction(depth=maps[0].clamp_min(0).cpu().numpy(), normals=normals.cpu().numpy(),
                           mask=torch.sigmoid(maps[4]).cpu().numpy(), reset=reason is not None,
