@@ -49,8 +49,11 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
     return weights, configs[0]
 
 
-def save_checkpoint(model: HCDPModel, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
-    """Write weights + config. `path` ending in .safetensors writes a file pair, otherwise a directory."""
+def save_checkpoint(model: HCDPModel, path: str | Path, metadata: dict[str, str] | None = None,
+                    dtype: torch.dtype | None = None) -> Path:
+    """Write weights + config. `path` ending in .safetensors writes a file pair, otherwise a directory.
+    `dtype` (e.g. torch.float16) stores floating-point weights in that type to halve the file; loading
+    casts them back to the model's type."""
     path = Path(path)
     if path.suffix == ".safetensors":
         weights, config = path, path.with_suffix(".yaml")
@@ -59,6 +62,8 @@ def save_checkpoint(model: HCDPModel, path: str | Path, metadata: dict[str, str]
         path.mkdir(parents=True, exist_ok=True)
         weights, config = path / WEIGHTS_NAME, path / CONFIG_NAMES[0]
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    if dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
     save_file(state, str(weights), metadata={"format": "hcdp", "preset": model.cfg.preset, **(metadata or {})})
     model.cfg.save(config)
     return path
