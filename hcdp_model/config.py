@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,7 +136,7 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "ModelConfig":
-        return _build(cls, data, source).validate()
+        return build(cls, data, source).validate()
 
     def save(self, path: str | Path) -> None:
         path = Path(path)
@@ -160,39 +162,62 @@ def _check(ok: bool, message: str) -> None:
         raise ConfigError(message)
 
 
-def _build(cls, data: dict[str, Any], source: str):
-    """Build a (nested) dataclass from a mapping, rejecting unknown keys and wrong types."""
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - set(known))
+def build(cls: type, data: Any, source: str) -> Any:
+    """Build dataclass `cls` from a mapping, checking every value against the field's annotation
+    (bool, int, float, str, fixed and variable tuples, X | None, nested dataclasses); unknown keys and
+    wrong types raise ConfigError naming the key. The dataclass's own __post_init__ checks still run."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{source}: unknown {cls.__name__} keys {unknown}; expected some of {sorted(known)}")
-    kwargs = {}
-    defaults = cls()
-    for name, value in data.items():
-        default = getattr(defaults, name)
-        where = f"{source}:{name}"
-        if dataclasses.is_dataclass(default):
-            if not isinstance(value, dict):
-                raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-            kwargs[name] = _build(type(default), value, where)
-        elif isinstance(default, tuple):
-            if not isinstance(value, (list, tuple)) or len(value) != len(default):
-                raise ConfigError(f"{where}: expected a list of {len(default)} values, got {value!r}")
-            kwargs[name] = tuple(type(default[0])(v) for v in value)
-        elif isinstance(default, bool):
-            if not isinstance(value, bool):
-                raise ConfigError(f"{where}: expected true/false, got {value!r}")
-            kwargs[name] = value
-        elif isinstance(default, (int, float)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or (
-                    isinstance(default, int) and not float(value).is_integer()):
-                raise ConfigError(f"{where}: expected a {type(default).__name__}, got {value!r}")
-            kwargs[name] = type(default)(value)
-        else:
-            if not isinstance(value, str):
-                raise ConfigError(f"{where}: expected a string, got {value!r}")
-            kwargs[name] = value
-    return cls(**kwargs)
+    kwargs = {name: _value(hints[name], value, f"{source}:{name}") for name, value in data.items()}
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{source}: {err}") from err
+
+
+def _value(hint: Any, value: Any, where: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _value(inner[0], value, where)
+    if dataclasses.is_dataclass(hint):
+        return build(hint, value, where)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_value(args[0], v, where) for v in value)
+        if len(value) != len(args):
+            raise ConfigError(f"{where}: expected a list of {len(args)} values, got {value!r}")
+        return tuple(_value(a, v, where) for a, v in zip(args, value))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if hint is float and isinstance(value, str):
+        try:  # YAML 1.1 reads 1e-4 (no dot) as a string
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{where}: expected a number, got {value!r}") from None
+    if hint in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                hint is int and not float(value).is_integer()):
+            raise ConfigError(f"{where}: expected {'an int' if hint is int else 'a number'}, got {value!r}")
+        return hint(value)
+    if hint is str:
+        if value is None:  # `key:` with no value, or key= on the command line
+            return ""
+        if not isinstance(value, str):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"{where}: unsupported setting type {hint!r}")
 
 
 def _vit(family: str, dim: int, depth: int, heads: int, layers: tuple[int, int, int, int],

@@ -20,7 +20,7 @@ def test_presets_are_valid_and_round_trip_through_yaml_and_json(tmp_path, name, 
     ({"prior": {"kind": "cse"}}, "prior.kind"),
     ({"fusion": {"cwa": "yes"}}, "cwa: expected true/false"),
     ({"decoder": {"out_channels": [1, 2]}}, "expected a list of 4 values"),
-    ({"decoder": {"features": 1.5}}, "expected a int"),
+    ({"decoder": {"features": 1.5}}, "expected an int"),
     ({"temporal": []}, "expected a mapping"),
 ])
 def test_invalid_configs_are_rejected_with_the_key_and_the_problem(data, message):
