@@ -7,5 +7,5 @@ bash scripts/setup.sh
 rm -rf out/demo && mkdir -p out/demo
 .venv/bin/hcdp bag data/sample/sample.bag out/demo/predictions.bag \
   --image-topic /camera/color/image_raw --camera-info-topic /camera/color/camera_info \
-  --metrics out/demo/metrics.json --sheet out/demo/contact_sheet.png "$@"
+  --compression zstd --metrics out/demo/metrics.json --sheet out/demo/contact_sheet.png "$@"
 echo "demo: wrote out/demo/predictions.bag, out/demo/metrics.json and out/demo/contact_sheet.png"

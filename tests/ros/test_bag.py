@@ -178,6 +178,19 @@ def test_compressed_input_gives_the_raw_input_predictions_and_no_viz_drops_viz_t
         np.testing.assert_allclose(_float_image(a), _float_image(b), atol=1e-5)  # PNG is lossless
 
 
+def test_zstd_output_holds_the_same_messages_in_a_smaller_bag(tmp_path, checkpoint):
+    write_bag(tmp_path / "in", frames=3)
+    assert run_bag(tmp_path / "in", tmp_path / "plain", checkpoint) == 0
+    assert run_bag(tmp_path / "in", tmp_path / "zstd", checkpoint, "--compression", "zstd") == 0
+    plain, packed = read_bag(tmp_path / "plain"), read_bag(tmp_path / "zstd")
+    assert set(plain) == set(packed)
+    for topic in plain:
+        for (ta, a), (tb, b) in zip(plain[topic], packed[topic], strict=True):
+            assert ta == tb and _stamp(a) == _stamp(b) and bytes(a.data) == bytes(b.data)
+    size = {name: sum(f.stat().st_size for f in (tmp_path / name).iterdir()) for name in ("plain", "zstd")}
+    assert size["zstd"] < size["plain"]
+
+
 def test_corrupt_frames_are_skipped_counted_and_break_the_metric_pairs(tmp_path, checkpoint, capsys):
     times = write_bag(tmp_path / "in", frames=6, corrupt={2: "truncated", 4: "garbage"})
     assert run_bag(tmp_path / "in", tmp_path / "out", checkpoint, "--metrics", str(tmp_path / "m.json")) == 0
