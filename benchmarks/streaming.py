@@ -5,7 +5,8 @@
 All three run the same network weights on the same preprocessed frames, interleaved round by round so
 background load on a noisy machine hits them alike; medians are reported with same-run ratios:
   (a) single   — the stage-1 model (no temporal blocks), one frame per call;
-  (b) stream W — StreamingStep with a W-1 frame key/value cache, one frame per call;
+  (b) stream W — the torch backend's step (InPlaceStreamingStep: W-1 frame key/value ring buffer updated in
+      place), one frame per call; `--functional` adds export's StreamingStep (cache copied per frame);
   (c) naive W  — recompute the causal forward over the last W frames for every new frame.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ import torch
 
 from hcdp_model.config import preset
 from hcdp_model.model import HCDPModel
-from hcdp_model.streaming import StreamingStep
+from hcdp_model.streaming import InPlaceStreamingStep, StreamingStep
 
 
 def _time(fn) -> float:
@@ -38,6 +39,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--naive", action=argparse.BooleanOptionalAction, default=True,
                         help="also time naive recomputation (slow: W frames per call)")
+    parser.add_argument("--functional", action="store_true",
+                        help="also time the functional step that export compiles (StreamingStep)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -50,27 +53,28 @@ def main() -> None:
     frames = torch.randn(max(args.windows) + args.rounds + 1, 1, 3, s, s)
 
     single_step = StreamingStep(single, 1)
-    streams = {w: StreamingStep(temporal, w) for w in args.windows}
-    states = {w: streams[w].init_state() for w in args.windows}
-    times: dict[str, list[float]] = {"single": []}
-    for w in args.windows:
-        times[f"stream_{w}"] = []
-        if args.naive:
-            times[f"naive_{w}"] = []
+    streams = {f"stream_{w}": InPlaceStreamingStep(temporal, w) for w in args.windows}
+    if args.functional:
+        streams.update({f"functional_{w}": StreamingStep(temporal, w) for w in args.windows})
+    states = {name: stream.init_state() for name, stream in streams.items()}
+    times: dict[str, list[float]] = {"single": [], **{name: [] for name in streams}}
+    if args.naive:
+        times.update({f"naive_{w}": [] for w in args.windows})
 
     with torch.inference_mode():
         # Warm up and fill every cache to its full window so the timed calls attend over W frames.
         for i in range(max(args.windows)):
             single_step(frames[i])
-            for w in args.windows:
-                _, _, _, *states[w] = streams[w](frames[i], *states[w])
+            for name, stream in streams.items():
+                _, _, _, *states[name] = stream(frames[i], *states[name])
         for r in range(args.rounds):
             i = max(args.windows) + r
             times["single"].append(_time(lambda: single_step(frames[i])))
+            for name, stream in streams.items():
+                def stream_once(name=name, stream=stream):
+                    _, _, _, *states[name] = stream(frames[i], *states[name])
+                times[name].append(_time(stream_once))
             for w in args.windows:
-                def stream_once(w=w):
-                    _, _, _, *states[w] = streams[w](frames[i], *states[w])
-                times[f"stream_{w}"].append(_time(stream_once))
                 if args.naive:
                     clip = frames[i - w + 1:i + 1].transpose(0, 1)  # [1, W, 3, S, S]
                     times[f"naive_{w}"].append(_time(lambda: temporal(clip, window=w)))

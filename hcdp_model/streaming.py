@@ -61,6 +61,27 @@ class StreamingStep(nn.Module):
         return (out["depth"], out["normal"], out["mask_logits"], *new_state)
 
 
+class InPlaceStreamingStep(StreamingStep):
+    """The eager step the torch backend runs: same outputs as `StreamingStep`, but each temporal cache is
+    a ring buffer updated in place (state = keys, values, ages per block; `forward` returns the same,
+    mutated tensors), so a frame costs no copy of the whole cache. Not for export: graphs need the
+    functional `StreamingStep`."""
+
+    def init_state(self, batch: int = 1, device: torch.device | str = "cpu",
+                   dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
+        state = list(super().init_state(batch, device, dtype))
+        for i in range(2, len(state), 3):
+            state[i] = torch.zeros(self.window - 1, dtype=torch.long, device=device)
+        return tuple(state)
+
+    def forward(self, frame: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        scales = self.model.encode(frame)
+        for i, block in enumerate(self.model.temporal_blocks or []):
+            scales[i] = block.step_ring(scales[i], tuple(state[3 * i:3 * i + 3]))
+        out = self.model.decode(frame, scales)
+        return (out["depth"], out["normal"], out["mask_logits"], *state)
+
+
 @dataclass
 class Prediction:
     depth: np.ndarray    # [H,W] float32, relative, >= 0, larger = farther, input resolution

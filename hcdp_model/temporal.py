@@ -16,6 +16,8 @@ from torch import nn
 from .config import TemporalConfig
 
 KVCache = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # keys, values [N, heads, W-1, hd]; valid [W-1]
+# keys, values [N, heads, W-1, hd] in ring order; ages [W-1] long: frames since each slot was written, 0 = empty
+RingCache = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class TemporalAttention(nn.Module):
@@ -106,3 +108,25 @@ class TemporalBlock(nn.Module):
         out = self._finish(seq, self.attn.attend(q, keys, values, mask))
         new_cache = (keys[:, :, 1:], values[:, :, 1:], allowed[1:])
         return out.reshape(b, h, w, c).permute(0, 3, 1, 2), new_cache
+
+    def step_ring(self, x: torch.Tensor, cache: RingCache) -> torch.Tensor:
+        """Streaming, causal, eager only: like `step`, but the cache is a ring buffer updated IN PLACE
+        (the new key/value overwrite the empty or oldest slot), so a frame does not copy the whole cache.
+        Slot ages give the relative offsets, so the result equals `step` and the offline causal forward."""
+        keys, values, ages = cache
+        b, c, h, w = x.shape
+        seq = x.permute(0, 2, 3, 1).reshape(b * h * w, 1, c)
+        q, k, v = self.attn.split(self.norm1(seq))  # [N, heads, 1, hd]
+        offsets = torch.cat([ages, ages.new_zeros(1)])
+        empty = torch.cat([ages == 0, torch.zeros(1, dtype=torch.bool, device=x.device)])
+        bias = self.attn.bias(offsets).masked_fill(empty, float("-inf")).to(q.dtype)  # [heads, W]
+        scores = torch.cat([q @ keys.transpose(-1, -2), (q * k).sum(-1, keepdim=True)], dim=-1)
+        p = (scores * q.shape[-1] ** -0.5 + bias[None, :, None, :]).softmax(-1)
+        out = p[..., :-1] @ values + p[..., -1:] * v  # [N, heads, 1, hd]
+        y = self._finish(seq, self.attn.proj(out.transpose(1, 2).reshape(b * h * w, 1, c)))
+        if ages.numel():
+            slot = torch.where(ages == 0, ages.new_tensor(torch.iinfo(ages.dtype).max), ages).argmax().view(1)
+            keys.index_copy_(2, slot, k)
+            values.index_copy_(2, slot, v)
+            ages.add_((ages > 0).to(ages.dtype)).index_fill_(0, slot, 1)
+        return y.reshape(b, h, w, c).permute(0, 3, 1, 2)

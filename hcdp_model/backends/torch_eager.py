@@ -1,10 +1,13 @@
-"""The PyTorch backend: eager (or `torch.compile`d) `ExportStep` in fp32/fp16/bf16 on CPU or CUDA."""
+"""The PyTorch backend in fp32/fp16/bf16 on CPU or CUDA: eager runs `InPlaceStreamingStep` (the temporal
+caches are ring buffers updated in place: no per-frame copy of the cache); with `compile=True` the
+functional `ExportStep` is `torch.compile`d (graphs need functional state)."""
 from __future__ import annotations
 
 import torch
 
 from ..model import HCDPModel
 from .base import Backend, State, StepOutput, check_precision
+from ..streaming import InPlaceStreamingStep
 from .step import ExportStep
 
 
@@ -18,7 +21,8 @@ class TorchBackend(Backend):
         self.precision = precision
         self.window = window
         self.resolution = model.cfg.resolution
-        self.module = ExportStep(model.to(self.device, self.input_dtype).eval(), window)
+        model = model.to(self.device, self.input_dtype).eval()
+        self.module = ExportStep(model, window) if compile else InPlaceStreamingStep(model, window)
         # fullgraph: a graph break would silently fall back to eager for part of the step.
         self._forward = torch.compile(self.module, fullgraph=True) if compile else self.module
         self.compiled = compile

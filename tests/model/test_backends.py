@@ -69,18 +69,34 @@ def test_onnx_build_is_cached_and_a_corrupt_cached_file_is_rebuilt(checkpoint, m
     assert predictor.step(_frames(1)[0], 0.0).depth.shape == (40, 60)
 
 
-def test_torch_backend_with_float_valid_flags_still_equals_the_offline_causal_forward():
+def test_export_step_with_float_valid_flags_still_equals_the_offline_causal_forward():
+    model = activate_temporal(HCDPModel(micro_config(temporal=True))).eval()
+    step = ExportStep(model, WINDOW)
+    state = step.init_state()
+    assert state[2].dtype == torch.float32 and state[2].tolist() == [0.0] * (WINDOW - 1)
+    clip = random_clip(model, 2 * WINDOW)
+    with torch.no_grad():
+        offline = model(clip, window=WINDOW)
+        for t in range(clip.shape[1]):
+            depth, _, _, *state = step(clip[:, t], *state)
+            torch.testing.assert_close(depth, offline["depth"][:, t], atol=1e-4, rtol=0)
+    assert state[2].tolist() == [1.0] * (WINDOW - 1)
+
+
+def test_torch_backend_ring_buffer_equals_the_offline_causal_forward_without_copying_the_cache():
     model = activate_temporal(HCDPModel(micro_config(temporal=True))).eval()
     backend = TorchBackend(model, WINDOW)
     state = backend.init_state()
-    assert state[2].dtype == torch.float32 and state[2].tolist() == [0.0] * (WINDOW - 1)
-    clip = random_clip(model, 2 * WINDOW)
+    keys, ages = state[0], state[2]
+    assert ages.tolist() == [0] * (WINDOW - 1)
+    clip = random_clip(model, 2 * WINDOW + 1)
     with torch.no_grad():
         offline = model(clip, window=WINDOW)
     for t in range(clip.shape[1]):
         (depth, _, _), state = backend.step(clip[:, t], state)
         torch.testing.assert_close(depth, offline["depth"][:, t], atol=1e-4, rtol=0)
-    assert state[2].tolist() == [1.0] * (WINDOW - 1)
+    assert state[0] is keys  # the same buffer, updated in place
+    assert sorted(state[2].tolist()) == list(range(1, WINDOW))
 
 
 def test_predictor_refuses_a_backend_built_for_another_window():
