@@ -4,16 +4,17 @@ import torch
 
 from hcdp_model.model import HCDPModel
 from hcdp_model.preprocess import preprocess
-from hcdp_model.streaming import StreamingPredictor, StreamingStep
+from hcdp_model.streaming import InPlaceStreamingStep, StreamingPredictor, StreamingStep
 from tests.model.helpers import activate_temporal, micro_config, random_clip
 
 
+@pytest.mark.parametrize("step_class", [StreamingStep, InPlaceStreamingStep])
 @pytest.mark.parametrize("window", [1, 4])
-def test_streaming_step_equals_offline_causal_forward_over_a_sliding_window(window):
+def test_streaming_step_equals_offline_causal_forward_over_a_sliding_window(window, step_class):
     model = activate_temporal(HCDPModel(micro_config(temporal=True))).eval()
     frames = 3 * max(window, 2)
     clip = random_clip(model, frames=frames)
-    step = StreamingStep(model, window)
+    step = step_class(model, window)
     state = step.init_state()
     with torch.no_grad():
         offline = model(clip, window=window)
