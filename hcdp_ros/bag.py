@@ -33,14 +33,21 @@ from typing import Any
 
 import cv2
 import numpy as np
-from rosbags.rosbag2 import CompressionFormat, CompressionMode, Reader, StoragePlugin, Writer
+from rosbags.rosbag2 import (
+    CompressionFormat,
+    CompressionMode,
+    Reader,
+    StoragePlugin,
+    Writer,
+)
 from rosbags.typesys import Stores, get_typestore
 from tqdm import tqdm
 
 from hcdp_model.backends.base import BACKENDS, PRECISIONS
 from hcdp_model.checkpoint import CheckpointError, checkpoint_hash
 from hcdp_model.streaming import StreamingPredictor, default_checkpoint, load_predictor
-from hcdp_model.visualize import colorize_depth, contact_sheet, mask_to_rgb, normals_to_rgb
+from hcdp_ros.bag_metrics import GT_CHANNELS, FrameRecord, StreamMetrics, finite_or_none
+from hcdp_ros.bag_pictures import ContactSheet, FrameView, SideBySideVideo
 from hcdp_ros.conversions import (
     EmptyImage,
     InputError,
@@ -49,17 +56,21 @@ from hcdp_ros.conversions import (
     UnsupportedEncoding,
     decode_camera_info,
 )
-from hcdp_ros.messages import DEFAULT_NAMESPACE, TOPICS, VIZ_KEYS, ImageFields, VizRequest, output_topic
+from hcdp_ros.messages import (
+    DEFAULT_NAMESPACE,
+    TOPICS,
+    VIZ_KEYS,
+    ImageFields,
+    VizRequest,
+    output_topic,
+)
 from hcdp_ros.params import DEFAULTS
-from hcdp_ros.pipeline import FrameOutputs, FrameProcessor, OutputOptions, decode_input, stamp_seconds
-from hcdp_training.metrics import (
-    DEPTH_METRICS,
-    MASK_METRICS,
-    NORMAL_METRICS,
-    TEMPORAL_METRICS,
-    MetricAccumulator,
-    evaluate_sequence,
-    flow_opencv,
+from hcdp_ros.pipeline import (
+    FrameOutputs,
+    FrameProcessor,
+    OutputOptions,
+    decode_input,
+    stamp_seconds,
 )
 
 IMAGE = "sensor_msgs/msg/Image"
@@ -69,10 +80,6 @@ POINT_CLOUD = "sensor_msgs/msg/PointCloud2"
 POINT_FIELD = "sensor_msgs/msg/PointField"
 ROI = "sensor_msgs/msg/RegionOfInterest"
 STORAGES = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}
-GT_CHANNELS = {"depth": 1, "normals": 3, "mask": 1, "flow_fwd": 2}  # ground-truth kind -> 32FC<channels>
-ACCURACY_METRICS = DEPTH_METRICS + NORMAL_METRICS + MASK_METRICS  # dtSSD (a pair metric) included
-SHEET_FRAMES = 4
-SLICE_MAX_ROWS = 512  # the x-t slice keeps one row of every k-th frame, k chosen to stay under this
 RESET_LOG_MAX = 20
 FALLBACK_FPS = 15.0
 # sensor_msgs definitions are the same in Humble and Jazzy; the output bag is written with these
@@ -278,214 +285,6 @@ class OutputBag:
         self.counts[topic] += 1
 
 
-# --- metrics ------------------------------------------------------------------------------------
-
-
-@dataclass
-class FrameRecord:
-    """What the metrics keep of one frame (input size arrays; ``gt`` keyed by GT_CHANNELS kinds)."""
-
-    rgb: np.ndarray
-    depth: np.ndarray
-    normals: np.ndarray
-    mask: np.ndarray
-    gt: dict[str, np.ndarray]
-
-
-def _evaluate(frames: list[FrameRecord], flow_fwd: np.ndarray, flow_bwd: np.ndarray | None) -> dict[str, np.ndarray]:
-    """evaluate_sequence over ``frames``, with each ground truth that every frame has."""
-    gt = {kind: np.stack([f.gt[kind] for f in frames]) for kind in ("depth", "normals", "mask")
-          if all(kind in f.gt for f in frames)}
-    return evaluate_sequence(np.stack([f.depth for f in frames]), np.stack([f.normals for f in frames]),
-                             np.stack([f.mask for f in frames]), flow_fwd, gt.get("depth"), gt.get("normals"),
-                             gt.get("mask"), flow_bwd)
-
-
-class StreamMetrics:
-    """The metrics of hcdp_training.metrics over a stream, one consecutive pair at a time.
-
-    Pair (k, k+1) is evaluated with ``evaluate_sequence`` on those two frames: temporal consistency with
-    OpenCV DIS flow (forward and backward, so the cycle check applies, as `hcdp eval --flow opencv`) and,
-    when frame k has ground-truth ``flow_fwd``, with that flow. Frame metrics (accuracy) come from the same
-    call. A pair is skipped when the cache was reset at k+1 or an input frame between them was skipped."""
-
-    def __init__(self) -> None:
-        self.accuracy = MetricAccumulator()
-        self.dis_flow = MetricAccumulator()
-        self.gt_flow = MetricAccumulator()
-        self.pairs = 0
-        self.frames = 0
-        self._prev: FrameRecord | None = None
-        self._prev_scored = False
-
-    def add(self, frame: FrameRecord, continues: bool) -> None:
-        """``continues``: ``frame`` follows the previous one directly in the same temporal segment."""
-        prev = self._prev
-        if prev is not None and continues and prev.depth.shape == frame.depth.shape:
-            self._pair(prev, frame)
-        else:
-            self._flush()
-        self._prev = frame
-
-    def finish(self) -> None:
-        self._flush()
-        self._prev = None
-
-    def _flush(self) -> None:
-        """Frame metrics of a previous frame that no pair scored (a segment of one frame)."""
-        if self._prev is not None and not self._prev_scored:
-            zero = np.zeros((1,) + self._prev.depth.shape + (2,), np.float32)
-            self._add_frame(_evaluate([self._prev], zero, None), 0)
-        self._prev_scored = False
-
-    def _add_frame(self, result: dict[str, np.ndarray], index: int) -> None:
-        self.accuracy.add({k: v[index] for k, v in result.items() if k in ACCURACY_METRICS and k != "dtSSD"})
-        self.frames += 1
-
-    def _pair(self, prev: FrameRecord, cur: FrameRecord) -> None:
-        zero = np.zeros(prev.depth.shape + (2,), np.float32)
-        fwd = np.stack([flow_opencv(prev.rgb, cur.rgb), zero])
-        bwd = np.stack([zero, flow_opencv(cur.rgb, prev.rgb)])
-        result = _evaluate([prev, cur], fwd, bwd)
-        if not self._prev_scored:
-            self._add_frame(result, 0)
-        self._add_frame(result, 1)
-        self._prev_scored = True
-        self.dis_flow.add({k: v for k, v in result.items() if k in TEMPORAL_METRICS})
-        if "dtSSD" in result:
-            self.accuracy.add({"dtSSD": result["dtSSD"]})
-        if "flow_fwd" in prev.gt:
-            gt_result = _evaluate([prev, cur], np.stack([prev.gt["flow_fwd"], zero]), None)
-            self.gt_flow.add({k: v for k, v in gt_result.items() if k in TEMPORAL_METRICS})
-        self.pairs += 1
-
-    def report(self) -> dict[str, Any]:
-        def section(acc: MetricAccumulator) -> dict[str, Any]:
-            return {"mean": {k: _finite(v) for k, v in acc.summary().items()}, "count": acc.counts()}
-
-        out: dict[str, Any] = {"frames_evaluated": self.frames, "pairs_evaluated": self.pairs,
-                               "temporal": {"opencv_dis_flow": section(self.dis_flow)}}
-        if self.gt_flow.counts():
-            out["temporal"]["ground_truth_flow"] = section(self.gt_flow)
-        if self.accuracy.counts():
-            out["accuracy"] = section(self.accuracy)
-        return out
-
-
-def _finite(value: float) -> float | None:
-    """JSON has no NaN: a metric without any valid frame is null."""
-    return float(value) if math.isfinite(value) else None
-
-
-# --- pictures -----------------------------------------------------------------------------------
-
-
-def _label(tile: np.ndarray, text: str) -> np.ndarray:
-    """A copy of ``tile`` with ``text`` in its top-left corner (white on a dark outline)."""
-    out = tile.copy()
-    scale = max(0.35, tile.shape[0] / 600)
-    origin = (4, int(4 + 22 * scale))
-    cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-    cv2.putText(out, text, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
-    return out
-
-
-def _resized(image: np.ndarray, size: tuple[int, int], interpolation: int = cv2.INTER_AREA) -> np.ndarray:
-    """``image`` at ``size`` (H, W), unchanged when it already has it."""
-    if image.shape[:2] == size:
-        return image
-    return cv2.resize(image, (size[1], size[0]), interpolation=interpolation)
-
-
-@dataclass(frozen=True)
-class FrameView:
-    """One processed frame as the pictures use it (input size; viz tiles uint8 RGB)."""
-
-    index: int
-    stamp: float
-    rgb: np.ndarray
-    depth: np.ndarray
-    normals: np.ndarray
-    mask: np.ndarray
-    tiles: tuple[np.ndarray, ...]  # input, depth viz, normals viz, mask overlay
-
-
-SHEET_LABELS = ["input", "relative depth", "normals", "mask"]
-
-
-class ContactSheet:
-    """A few frames spread over the bag (input | depth | normals | mask) and an x-t slice row.
-
-    The x-t slice stacks the middle image row of every frame (of every k-th frame in long bags) from top
-    to bottom, so time runs down; its depth is coloured with one range for the whole slice, so depth that
-    flickers from frame to frame shows as horizontal streaks."""
-
-    def __init__(self, total_frames: int):
-        count = max(1, min(SHEET_FRAMES, total_frames))
-        self.wanted = sorted({int(round(i)) for i in np.linspace(0, max(total_frames - 1, 0), count)})
-        self.stride = max(1, math.ceil(total_frames / SLICE_MAX_ROWS))
-        self.rows: list[list[np.ndarray]] = []
-        self.slice: dict[str, list[np.ndarray]] = defaultdict(list)
-        self.size: tuple[int, int] | None = None
-        self.slice_row: int | None = None
-        self.start = 0.0
-
-    def add(self, frame: FrameView) -> None:
-        if self.size is None:
-            self.size = frame.rgb.shape[:2]
-            self.slice_row = self.size[0] // 2
-            self.start = frame.stamp
-        if self.wanted and frame.index >= self.wanted[0]:
-            while self.wanted and frame.index >= self.wanted[0]:
-                self.wanted.pop(0)
-            tiles = [_resized(t, self.size) for t in frame.tiles]
-            tiles[0] = _label(tiles[0], f"frame {frame.index}, {frame.stamp - self.start:+.2f} s")
-            self.rows.append(tiles)
-        if frame.index % self.stride == 0:
-            y = frame.rgb.shape[0] // 2
-            width = self.size[1]
-            for name, array in (("rgb", frame.rgb), ("depth", frame.depth), ("normals", frame.normals),
-                                ("mask", frame.mask)):
-                row = np.ascontiguousarray(array[y:y + 1])
-                self.slice[name].append(_resized(row, (1, width), cv2.INTER_LINEAR).reshape((width,) + array.shape[2:]))
-
-    def image(self) -> np.ndarray:
-        if not self.rows or self.size is None:
-            raise BagError("no frame was processed, so there is no contact sheet to draw")
-        rgb, depth, normals, mask = (np.stack(self.slice[k]) for k in ("rgb", "depth", "normals", "mask"))
-        slice_tiles = [rgb, colorize_depth(depth, mask), normals_to_rgb(normals), mask_to_rgb(mask, rgb)]
-        slice_tiles = [_resized(t, self.size, cv2.INTER_NEAREST) for t in slice_tiles]
-        slice_tiles[0] = _label(slice_tiles[0], f"x-t slice of row {self.slice_row}, time down")
-        return contact_sheet(self.rows + [slice_tiles], SHEET_LABELS)
-
-
-class SideBySideVideo:
-    """An MP4 (OpenCV 'mp4v') of input | depth | normals | mask overlay, one video frame per input frame."""
-
-    def __init__(self, path: Path, fps: float):
-        self.path = path
-        self.fps = fps
-        self.writer: cv2.VideoWriter | None = None
-        self.size: tuple[int, int] | None = None
-        self.frames = 0
-
-    def add(self, frame: FrameView) -> None:
-        if self.writer is None:
-            self.size = frame.rgb.shape[:2]
-            h, w = self.size
-            self.writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*"mp4v"), self.fps,
-                                          (w * len(frame.tiles), h))
-            if not self.writer.isOpened():
-                raise BagError(f"cannot write {self.path}: OpenCV has no 'mp4v' encoder for it")
-        strip = np.hstack([_resized(t, self.size) for t in frame.tiles])
-        self.writer.write(cv2.cvtColor(strip, cv2.COLOR_RGB2BGR))
-        self.frames += 1
-
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.release()
-
-
 # --- the run ------------------------------------------------------------------------------------
 
 
@@ -644,10 +443,10 @@ class BagRunner:
                        "bad_messages": {t: dict(c) for t, c in self.bad_messages.items()},
                        "resets": self.resets, "reset_log": self.reset_log,
                        "messages_written": dict(sorted(self.out.counts.items()))},
-            "timing": {"inference_ms_mean": _finite(float(inference.mean())),
-                       "inference_ms_median": _finite(float(np.median(inference))),
-                       "inference_ms_max": _finite(float(inference.max())),
-                       "frame_ms_mean": _finite(float(frame.mean())),
+            "timing": {"inference_ms_mean": finite_or_none(float(inference.mean())),
+                       "inference_ms_median": finite_or_none(float(np.median(inference))),
+                       "inference_ms_max": finite_or_none(float(inference.max())),
+                       "frame_ms_mean": finite_or_none(float(frame.mean())),
                        "frame_ms_note": "decode + predictor + output messages + bag write, per written frame"},
         }
 
@@ -729,7 +528,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         report = run_bag(BagConfig.from_args(args))
-    except BagError as err:
+    except (BagError, OSError) as err:  # OSError: an output (bag, video, sheet) that cannot be written
         print(f"hcdp bag: {err}", file=sys.stderr)
         return 2
     counts, timing = report["counts"], report["timing"]
