@@ -1,7 +1,9 @@
 """`hcdp info`: parameters and GMACs per block of Figure 2, for a preset at a given input size.
 
 GMACs are counted by torch's FlopCounterMode (matmuls, convolutions, attention) on the meta device, so
-even `large` is measured in well under a second without allocating weights. The model runs at its fixed
+even `large` is measured in well under a second without allocating weights. The streaming temporal
+attention is written as elementwise products over the cache (see TemporalBlock._attend_slots), which the
+counter does not see, so its 2 x window x C MACs per position (scores and weighted sum) are added by formula. The model runs at its fixed
 internal resolution whatever the camera size, so --size changes only the letterbox, not the cost;
 the per-frame count is the streaming cost with the temporal blocks attending over `--window` frames.
 """
@@ -34,6 +36,7 @@ def count(preset_name: str, height: int, width: int, window: int = 16, family: s
     with counter:
         step(frame, *state)
     flops = counter.get_flop_counts()
+    attention = [2 * window * cfg.decoder.features * side * side for side in model.scale_sizes()]
     blocks = {}
     for name, module in model.block_modules().items():
         key = f"StreamingStep.model.{name}"
@@ -41,7 +44,8 @@ def count(preset_name: str, height: int, width: int, window: int = 16, family: s
         keys = [key] if key in flops else [k for k in flops if k.rsplit(".", 1)[0] == key]
         blocks[name] = {
             "params": sum(p.numel() for p in module.parameters()),
-            "gmacs": sum(sum(flops[k].values()) for k in keys) / 2e9,
+            "gmacs": (sum(sum(flops[k].values()) for k in keys) / 2 + sum(attention) * (name == "temporal_blocks"))
+            / 1e9,
         }
     total_params = sum(p.numel() for p in model.parameters())
     box = Letterbox.fit(height, width, cfg.resolution)
@@ -54,7 +58,7 @@ def count(preset_name: str, height: int, width: int, window: int = 16, family: s
         "window": window,
         "blocks": blocks,
         "params": total_params,
-        "gmacs": counter.get_total_flops() / 2e9,
+        "gmacs": (counter.get_total_flops() / 2 + sum(attention)) / 1e9,
         "paper_params_b": PAPER_TABLE_17.get(preset_name, (None, None))[0],
         "paper_gflops": PAPER_TABLE_17.get(preset_name, (None, None))[1],
     }

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 class StreamingStep(nn.Module):
     """forward(frame [B,3,S,S], *state) -> (depth, normal, mask_logits, *new_state).
 
-    state = (keys, values, valid) for each of the 4 temporal blocks; keys/values [B*h*w, heads, W-1, hd]
+    state = (keys, values, valid) for each of the 4 temporal blocks; keys/values [W-1, B, C, h*w]
     oldest first, valid [W-1] bool. A model without temporal blocks has an empty state."""
 
     def __init__(self, model: HCDPModel, window: int) -> None:
@@ -47,8 +47,11 @@ class StreamingStep(nn.Module):
         c = self.model.cfg.decoder.features
         state: list[torch.Tensor] = []
         for block, side in zip(self.model.temporal_blocks, self.model.scale_sizes()):
-            state.extend(block.empty_cache(torch.Size((batch, c, side, side)), self.window, device, dtype))
+            state.extend(self._empty_cache(block, torch.Size((batch, c, side, side)), device, dtype))
         return tuple(state)
+
+    def _empty_cache(self, block, shape: torch.Size, device, dtype) -> tuple[torch.Tensor, ...]:
+        return block.empty_cache(shape, self.window, device, dtype)
 
     def forward(self, frame: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
         scales = self.model.encode(frame)
@@ -67,12 +70,8 @@ class InPlaceStreamingStep(StreamingStep):
     mutated tensors), so a frame costs no copy of the whole cache. Not for export: graphs need the
     functional `StreamingStep`."""
 
-    def init_state(self, batch: int = 1, device: torch.device | str = "cpu",
-                   dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
-        state = list(super().init_state(batch, device, dtype))
-        for i in range(2, len(state), 3):
-            state[i] = torch.zeros(self.window - 1, dtype=torch.long, device=device)
-        return tuple(state)
+    def _empty_cache(self, block, shape: torch.Size, device, dtype) -> tuple[torch.Tensor, ...]:
+        return block.empty_ring(shape, self.window, device, dtype)
 
     def forward(self, frame: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
         scales = self.model.encode(frame)

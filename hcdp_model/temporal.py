@@ -15,9 +15,14 @@ from torch import nn
 
 from .config import TemporalConfig
 
-KVCache = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # keys, values [N, heads, W-1, hd]; valid [W-1]
-# keys, values [N, heads, W-1, hd] in ring order; ages [W-1] long: frames since each slot was written, 0 = empty
+KVCache = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # keys, values [W-1, B, C, h*w]; valid [W-1]
+# keys, values [W, B, C, h*w] in ring order; ages [W] long: frames since each slot was written, -1 = empty
 RingCache = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+def _slot_loop(asked: bool | None, x: torch.Tensor) -> bool:
+    """Attend slot by slot on large maps (h*w >= 1024), where the all-slots temporary would leave the cache."""
+    return x.shape[2] * x.shape[3] >= 1024 if asked is None else asked
 
 
 class TemporalAttention(nn.Module):
@@ -85,48 +90,91 @@ class TemporalBlock(nn.Module):
         out = self._finish(seq, self.attn(self.norm1(seq), self.causal, window))
         return out.reshape(b, h, w, t, c).permute(0, 3, 4, 1, 2)
 
+    # -- streaming: caches keep time outermost and positions last, [slots, B, C, h*w] ------------------
+    # Adding a frame is then one contiguous copy (in a graph, the roll of the cache too), q/k/v come out of
+    # the qkv product already in that layout, and attention is a few vectorised passes over long rows
+    # instead of B*h*w*heads tiny matrix products.
+
     def empty_cache(self, x_shape: torch.Size, window: int, device, dtype) -> KVCache:
         b, c, h, w = x_shape
-        heads = self.attn.num_heads
-        kv = torch.zeros(b * h * w, heads, window - 1, c // heads, device=device, dtype=dtype)
+        kv = torch.zeros(window - 1, b, c, h * w, device=device, dtype=dtype)
         return kv, kv.clone(), torch.zeros(window - 1, dtype=torch.bool, device=device)
 
-    def step(self, x: torch.Tensor, cache: KVCache) -> tuple[torch.Tensor, KVCache]:
-        """Streaming, causal: one frame x [B, C, H, W] plus the keys/values of up to W-1 earlier frames
-        (oldest first, fixed shape, `valid` marks filled slots) -> output frame and the shifted cache."""
+    def empty_ring(self, x_shape: torch.Size, window: int, device, dtype) -> RingCache:
+        b, c, h, w = x_shape
+        kv = torch.zeros(window, b, c, h * w, device=device, dtype=dtype)
+        return kv, kv.clone(), torch.full((window,), -1, dtype=torch.long, device=device)
+
+    def _frame_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, C, h, w] -> the frame as a sequence [B*h*w, 1, C] and its q, k, v as [B, 3C, h*w]."""
+        b, c, h, w = x.shape
+        seq = x.permute(0, 2, 3, 1).reshape(b * h * w, 1, c)
+        normed = self.norm1(seq).view(b, h * w, c).transpose(1, 2)  # [B, C, N] view, no copy
+        qkv = self.attn.qkv
+        return seq, torch.baddbmm(qkv.bias[None, :, None].expand(b, -1, h * w), qkv.weight.expand(b, -1, -1),
+                                  normed)
+
+    def _attend_slots(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
+                      slot_loop: bool) -> torch.Tensor:
+        """q [B, C, N] against keys/values [S, B, C, N] with bias [S, heads] (-inf = masked) -> [B, C, N].
+        `slot_loop` goes slot by slot so that no temporary as large as the cache is written (faster on
+        large maps; a graph gets the loop unrolled)."""
+        heads = self.attn.num_heads
+        b, c, n = q.shape
+        hd = c // heads
+        q = q.unflatten(1, (heads, hd))  # [B, heads, hd, N]
+        keys, values = keys.unflatten(2, (heads, hd)), values.unflatten(2, (heads, hd))  # [S, B, heads, hd, N]
+        bias = bias[:, None, :, None]
+        if slot_loop:
+            scores = torch.stack([(k * q).sum(2) for k in keys])  # [S, B, heads, N]
+            p = (scores * hd ** -0.5 + bias).softmax(0)
+            out = values[0] * p[0, :, :, None]
+            for v, weight in zip(values[1:], p[1:]):
+                out = torch.addcmul(out, v, weight[:, :, None])
+        else:
+            p = ((keys * q).sum(3) * hd ** -0.5 + bias).softmax(0)  # [S, B, heads, N]
+            out = (values * p[:, :, :, None]).sum(0)
+        return out.flatten(1, 2)
+
+    def _frame_out(self, seq: torch.Tensor, out: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+        """Attention output [B, C, N] -> projection, MLP and proj_out -> the block's output [B, C, h, w]."""
+        b, c, h, w = shape
+        proj = self.attn.proj  # [B, C, N] -> [B, N, C] through the transposed product
+        attended = torch.baddbmm(proj.bias.expand(b, h * w, -1), out.transpose(1, 2), proj.weight.t().expand(b, -1, -1))
+        y = self._finish(seq, attended.view(b * h * w, 1, c))
+        return y.reshape(b, h, w, c).permute(0, 3, 1, 2)
+
+    def step(self, x: torch.Tensor, cache: KVCache, slot_loop: bool | None = None) -> tuple[torch.Tensor, KVCache]:
+        """Streaming, causal, functional (what export compiles): one frame x [B, C, h, w] plus the
+        keys/values of up to W-1 earlier frames ([W-1, B, C, h*w] oldest first, fixed shape, `valid` marks
+        filled slots) -> output frame and the rolled cache. `slot_loop`: see `_attend_slots` (default on
+        maps of h*w >= 1024 positions)."""
         if not self.causal:
             raise RuntimeError("streaming needs temporal blocks in causal mode; this model is bidirectional")
         past_k, past_v, valid = cache
-        b, c, h, w = x.shape
-        seq = x.permute(0, 2, 3, 1).reshape(b * h * w, 1, c)
-        q, k, v = self.attn.split(self.norm1(seq))
-        keys, values = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)
-        slots = past_k.shape[2]
+        c = x.shape[1]
+        seq, qkv = self._frame_qkv(x)
+        keys = torch.cat([past_k, qkv[None, :, c:2 * c]])
+        values = torch.cat([past_v, qkv[None, :, 2 * c:]])
+        slots = past_k.shape[0]
         offsets = torch.arange(slots, -1, -1, device=x.device)  # W-1 ... 1 for the cache, 0 for now
         allowed = torch.cat([valid, torch.ones(1, dtype=torch.bool, device=x.device)])
-        mask = self.attn.bias(offsets).masked_fill(~allowed, float("-inf"))[None, :, None, :]
-        out = self._finish(seq, self.attn.attend(q, keys, values, mask))
-        new_cache = (keys[:, :, 1:], values[:, :, 1:], allowed[1:])
-        return out.reshape(b, h, w, c).permute(0, 3, 1, 2), new_cache
+        bias = self.attn.bias(offsets).masked_fill(~allowed, float("-inf")).to(x.dtype).t()  # [W, heads]
+        out = self._attend_slots(qkv[:, :c], keys, values, bias, _slot_loop(slot_loop, x))
+        return self._frame_out(seq, out, x.shape), (keys[1:], values[1:], allowed[1:])
 
-    def step_ring(self, x: torch.Tensor, cache: RingCache) -> torch.Tensor:
-        """Streaming, causal, eager only: like `step`, but the cache is a ring buffer updated IN PLACE
-        (the new key/value overwrite the empty or oldest slot), so a frame does not copy the whole cache.
-        Slot ages give the relative offsets, so the result equals `step` and the offline causal forward."""
+    def step_ring(self, x: torch.Tensor, cache: RingCache, slot_loop: bool | None = None) -> torch.Tensor:
+        """Streaming, causal, eager only: like `step`, but the cache is a ring of W slots updated IN PLACE
+        (the new key/value overwrite an empty or the oldest slot, then the query attends over the ring), so
+        a frame copies no cache. Slot ages (-1 = empty) give the relative offsets, so the result equals
+        `step` and the offline causal forward. `slot_loop`: as in `step`."""
         keys, values, ages = cache
-        b, c, h, w = x.shape
-        seq = x.permute(0, 2, 3, 1).reshape(b * h * w, 1, c)
-        q, k, v = self.attn.split(self.norm1(seq))  # [N, heads, 1, hd]
-        offsets = torch.cat([ages, ages.new_zeros(1)])
-        empty = torch.cat([ages == 0, torch.zeros(1, dtype=torch.bool, device=x.device)])
-        bias = self.attn.bias(offsets).masked_fill(empty, float("-inf")).to(q.dtype)  # [heads, W]
-        scores = torch.cat([q @ keys.transpose(-1, -2), (q * k).sum(-1, keepdim=True)], dim=-1)
-        p = (scores * q.shape[-1] ** -0.5 + bias[None, :, None, :]).softmax(-1)
-        out = p[..., :-1] @ values + p[..., -1:] * v  # [N, heads, 1, hd]
-        y = self._finish(seq, self.attn.proj(out.transpose(1, 2).reshape(b * h * w, 1, c)))
-        if ages.numel():
-            slot = torch.where(ages == 0, ages.new_tensor(torch.iinfo(ages.dtype).max), ages).argmax().view(1)
-            keys.index_copy_(2, slot, k)
-            values.index_copy_(2, slot, v)
-            ages.add_((ages > 0).to(ages.dtype)).index_fill_(0, slot, 1)
-        return y.reshape(b, h, w, c).permute(0, 3, 1, 2)
+        c = x.shape[1]
+        seq, qkv = self._frame_qkv(x)
+        slot = torch.where(ages < 0, ages.new_tensor(torch.iinfo(ages.dtype).max), ages).argmax().view(1)
+        keys.index_copy_(0, slot, qkv[None, :, c:2 * c])
+        values.index_copy_(0, slot, qkv[None, :, 2 * c:])
+        ages.add_((ages >= 0).to(ages.dtype)).index_fill_(0, slot, 0)
+        bias = self.attn.bias(ages).masked_fill(ages < 0, float("-inf")).to(x.dtype).t()  # [W, heads]
+        out = self._attend_slots(qkv[:, :c], keys, values, bias, _slot_loop(slot_loop, x))
+        return self._frame_out(seq, out, x.shape)

@@ -88,7 +88,7 @@ def test_torch_backend_ring_buffer_equals_the_offline_causal_forward_without_cop
     backend = TorchBackend(model, WINDOW)
     state = backend.init_state()
     keys, ages = state[0], state[2]
-    assert ages.tolist() == [0] * (WINDOW - 1)
+    assert ages.tolist() == [-1] * WINDOW  # W slots, all empty
     clip = random_clip(model, 2 * WINDOW + 1)
     with torch.no_grad():
         offline = model(clip, window=WINDOW)
@@ -96,7 +96,7 @@ def test_torch_backend_ring_buffer_equals_the_offline_causal_forward_without_cop
         (depth, _, _), state = backend.step(clip[:, t], state)
         torch.testing.assert_close(depth, offline["depth"][:, t], atol=1e-4, rtol=0)
     assert state[0] is keys  # the same buffer, updated in place
-    assert sorted(state[2].tolist()) == list(range(1, WINDOW))
+    assert sorted(state[2].tolist()) == list(range(WINDOW))  # frames since written; 0 = this frame
 
 
 def test_predictor_refuses_a_backend_built_for_another_window():

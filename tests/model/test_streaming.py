@@ -2,9 +2,11 @@ import numpy as np
 import pytest
 import torch
 
+from hcdp_model.config import TemporalConfig
 from hcdp_model.model import HCDPModel
 from hcdp_model.preprocess import preprocess
 from hcdp_model.streaming import InPlaceStreamingStep, StreamingPredictor, StreamingStep
+from hcdp_model.temporal import TemporalBlock
 from tests.model.helpers import activate_temporal, micro_config, random_clip
 
 
@@ -106,3 +108,31 @@ def test_reset_makes_the_next_prediction_equal_a_fresh_start():
 def test_fp16_on_cpu_is_refused_with_a_hint():
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         StreamingPredictor(HCDPModel(micro_config()), precision="fp16")
+
+
+@pytest.mark.parametrize("slot_loop", [False, True])
+@pytest.mark.parametrize("ring", [False, True])
+def test_streaming_step_of_one_block_equals_its_offline_causal_forward_for_a_batch(ring, slot_loop):
+    """The functional step and the in-place ring, each with both attention paths (all slots at once, and
+    slot by slot as on large maps), batch 2, a non-square map, the window sliding twice over."""
+    torch.manual_seed(0)
+    window, frames = 3, 8
+    block = TemporalBlock(8, TemporalConfig(num_heads=2, mode="causal", max_relative_distance=4)).eval()
+    for p in block.parameters():
+        torch.nn.init.normal_(p, std=0.3)
+    x = torch.randn(2, frames, 8, 3, 5)
+    shape = torch.Size((2, 8, 3, 5))
+    cache = block.empty_ring(shape, window, "cpu", torch.float32) if ring else block.empty_cache(
+        shape, window, "cpu", torch.float32)
+    with torch.no_grad():
+        offline = block(x, window=window)
+        for t in range(frames):
+            if ring:
+                out = block.step_ring(x[:, t], cache, slot_loop=slot_loop)
+            else:
+                out, cache = block.step(x[:, t], cache, slot_loop=slot_loop)
+            torch.testing.assert_close(out, offline[:, t], atol=1e-5, rtol=0)
+    if ring:
+        assert sorted(cache[2].tolist()) == [0, 1, 2]  # frames since each slot was written
+    else:
+        assert cache[2].tolist() == [True, True]
