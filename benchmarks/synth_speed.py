@@ -1,11 +1,11 @@
 """Synthetic data generation speed: frames/s with every ground-truth output, at 256^2 and 512^2.
 
 Runs `generate_dataset` (worker processes, each with its own anny body and EGL renderer) into a
-temporary folder and prints frames/s. The time includes worker start-up (about 3 s per worker), so
-longer runs approach the steady-state rate. The load average is printed too: on a shared machine
-the other processes' load lowers the rate.
+temporary folder and prints frames/s. The time includes worker start-up (about 3 s per worker); the
+default 8 sequences x 48 frames keep that to about a fifth of a 256^2 run. The load average is printed
+too: on a shared machine the other processes' load lowers the rate.
 
-    python benchmarks/synth_speed.py [--workers 2] [--sequences 4] [--frames 24] [--sizes 256 512] [--json]
+    python benchmarks/synth_speed.py [--workers 2] [--sequences 8] [--frames 48] [--sizes 256 512] [--json]
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ import tempfile
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--sequences", type=int, default=4)
-    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--sequences", type=int, default=8)
+    parser.add_argument("--frames", type=int, default=48)
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512])
     parser.add_argument("--flow-strides", type=int, default=2)
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of lines")
