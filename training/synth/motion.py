@@ -1,4 +1,5 @@
-"""Procedural, joint-limited motion library: walk, run, turn, wave, squat, jump, dance, idle, mixtures.
+"""Procedural, joint-limited motion library: walk, run, turn, wave, squat, jump, dance, idle, mixtures,
+plus anny's bundled walk cycle solved by IK (`walkcycle.py`).
 
 A motion is a set of per-bone rotation tracks in anny's "local-ref" parameterisation (rotations about
 the bone head in axes aligned with the rest pose's world axes: X to the character's left, Y backwards,
@@ -13,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-MOTIONS = ("walk", "run", "turn", "wave", "squat", "jump", "dance", "idle")
+MOTIONS = ("walk", "run", "turn", "wave", "squat", "jump", "dance", "idle", "walk_cycle")
 
 # Per-joint limits (radians) for X, Y, Z in the left-side convention; Y > 0 lowers an arm.
 JOINT_LIMITS: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[float, float]]] = {
@@ -50,7 +51,8 @@ def _track(tracks: dict[str, np.ndarray], key: str, axis: int, values: np.ndarra
     tracks[key][:, axis] += values
 
 
-def _empty(frames: int) -> dict[str, np.ndarray]:
+def empty_tracks(frames: int) -> dict[str, np.ndarray]:
+    """Zero [frames,3] tracks for every driven joint (sided joints as `joint.L` / `joint.R`)."""
     keys = [k for k in JOINT_LIMITS if k not in SIDED] + [f"{k}.{s}" for k in SIDED for s in "LR"]
     return {k: np.zeros((frames, 3), np.float64) for k in keys}
 
@@ -65,7 +67,7 @@ def _gait(t: np.ndarray, rng: np.random.Generator, run: bool) -> Motion:
     cadence = rng.uniform(1.2, 1.6) if run else rng.uniform(0.75, 1.05)  # strides per second
     amp = rng.uniform(0.7, 1.0) if run else rng.uniform(0.3, 0.5)
     phase = 2 * np.pi * cadence * t + rng.uniform(0, 2 * np.pi)
-    tr = _empty(len(t))
+    tr = empty_tracks(len(t))
     _arms_down(tr, ARMS_DOWN + (0.1 if run else 0.0))
     for side, sign in (("L", 1.0), ("R", -1.0)):
         ph = phase if side == "L" else phase + np.pi
@@ -106,7 +108,7 @@ def turn(t: np.ndarray, rng: np.random.Generator) -> Motion:
 
 def wave(t: np.ndarray, rng: np.random.Generator) -> Motion:
     """One arm raised, forearm waving side to side; the other arm hangs."""
-    tr = _empty(len(t))
+    tr = empty_tracks(len(t))
     side = str(rng.choice(["L", "R"]))
     other = "R" if side == "L" else "L"
     freq = rng.uniform(1.0, 2.5)
@@ -124,7 +126,7 @@ def squat(t: np.ndarray, rng: np.random.Generator) -> Motion:
     freq = rng.uniform(0.3, 0.7)
     depth = rng.uniform(0.5, 1.0)
     s = depth * (0.5 - 0.5 * np.cos(2 * np.pi * freq * t))
-    tr = _empty(len(t))
+    tr = empty_tracks(len(t))
     _arms_down(tr, ARMS_DOWN * (1 - s))
     for side in "LR":
         _track(tr, f"upperleg01.{side}", 0, -1.5 * s)
@@ -144,7 +146,7 @@ def jump(t: np.ndarray, rng: np.random.Generator) -> Motion:
     crouch = np.exp(-((u - 0.25) / 0.12) ** 2) + np.exp(-((u - 0.95) / 0.08) ** 2)
     flight = (u > 0.4) & (u < 0.85)
     hop = np.where(flight, height * 4 * (u - 0.4) * (0.85 - u) / 0.45 ** 2, 0.0)
-    tr = _empty(len(t))
+    tr = empty_tracks(len(t))
     _arms_down(tr, ARMS_DOWN)
     for side in "LR":
         _track(tr, f"upperleg01.{side}", 0, -1.0 * crouch)
@@ -159,7 +161,7 @@ def jump(t: np.ndarray, rng: np.random.Generator) -> Motion:
 def dance(t: np.ndarray, rng: np.random.Generator) -> Motion:
     """Dance-like: random sums of sinusoids on arms, spine, head and hips on a shared beat."""
     beat = rng.uniform(0.8, 2.2)
-    tr = _empty(len(t))
+    tr = empty_tracks(len(t))
     _arms_down(tr, rng.uniform(0.0, ARMS_DOWN))
     for key in tr:
         joint = key.split(".")[0]
@@ -180,7 +182,7 @@ def dance(t: np.ndarray, rng: np.random.Generator) -> Motion:
 
 def idle(t: np.ndarray, rng: np.random.Generator) -> Motion:
     """Standing with a slow weight shift, breathing and head movement."""
-    tr = _empty(len(t))
+    tr = empty_tracks(len(t))
     _arms_down(tr, ARMS_DOWN + rng.uniform(-0.1, 0.1))
     f = rng.uniform(0.15, 0.4)
     _track(tr, "spine05", 1, 0.05 * np.sin(2 * np.pi * f * t))
@@ -192,8 +194,15 @@ def idle(t: np.ndarray, rng: np.random.Generator) -> Motion:
                   params={"sway_hz": f})
 
 
+def walk_cycle(t: np.ndarray, rng: np.random.Generator) -> Motion:
+    """anny's bundled walk cycle, IK-solved once per process and looped from a random phase."""
+    from hcdp_training.synth.walkcycle import sample_walk_cycle  # walkcycle builds on this module
+
+    return sample_walk_cycle(t, rng)
+
+
 LIBRARY = {"walk": walk, "run": run, "turn": turn, "wave": wave, "squat": squat, "jump": jump,
-           "dance": dance, "idle": idle}
+           "dance": dance, "idle": idle, "walk_cycle": walk_cycle}
 
 
 def sample_motion(name: str, frames: int, fps: float, rng: np.random.Generator,
@@ -229,14 +238,15 @@ def clamp_to_limits(motion: Motion) -> dict[str, np.ndarray]:
     return out
 
 
-def euler_to_matrix(angles: np.ndarray) -> np.ndarray:
-    """[...,3] XYZ angles (applied X, then Y, then Z) -> [...,3,3] rotation matrices."""
-    cx, cy, cz = np.cos(angles[..., 0]), np.cos(angles[..., 1]), np.cos(angles[..., 2])
-    sx, sy, sz = np.sin(angles[..., 0]), np.sin(angles[..., 1]), np.sin(angles[..., 2])
-    one, zero = np.ones_like(cx), np.zeros_like(cx)
-    rx = np.stack([one, zero, zero, zero, cx, -sx, zero, sx, cx], -1).reshape(*cx.shape, 3, 3)
-    ry = np.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], -1).reshape(*cx.shape, 3, 3)
-    rz = np.stack([cz, -sz, zero, sz, cz, zero, zero, zero, one], -1).reshape(*cx.shape, 3, 3)
+def euler_to_matrix(angles: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """[...,3] XYZ angles (applied X, then Y, then Z) -> [...,3,3] rotation matrices (numpy or torch)."""
+    xp = torch if isinstance(angles, torch.Tensor) else np
+    cx, cy, cz = xp.cos(angles[..., 0]), xp.cos(angles[..., 1]), xp.cos(angles[..., 2])
+    sx, sy, sz = xp.sin(angles[..., 0]), xp.sin(angles[..., 1]), xp.sin(angles[..., 2])
+    one, zero = xp.ones_like(cx), xp.zeros_like(cx)
+    rx = xp.stack([one, zero, zero, zero, cx, -sx, zero, sx, cx], -1).reshape(*cx.shape, 3, 3)
+    ry = xp.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], -1).reshape(*cx.shape, 3, 3)
+    rz = xp.stack([cz, -sz, zero, sz, cz, zero, zero, zero, one], -1).reshape(*cx.shape, 3, 3)
     return rz @ ry @ rx
 
 
