@@ -81,6 +81,24 @@ def test_flow_of_a_translated_plane_is_the_exact_reprojection(renderer):
     assert not out.flow_fwd[1].any() and not out.flow_bwd[1].any()  # stride 2 has no neighbour: zeros
 
 
+def test_a_renderer_with_one_flow_stride_renders_its_flow():
+    single = Renderer(W, H, strides=1, textures=texture_layers())
+    try:
+        cur = np.array([[-4, -4, 3.0], [4, -4, 3.0], [4, 4, 3.0], [-4, 4, 3.0]])
+        faces = np.array([[0, 2, 1], [0, 3, 2]], np.int32)
+        single.set_scene(faces, np.zeros((4, 3), np.float32), np.zeros(4, np.int32),
+                         material(np.full(3, 0.5))[None], np.full(3, -1.0), np.full(3, 1.0),
+                         np.full((8, 8, 3), 40, np.uint8))
+        light = Lighting(np.array([0, 0, -1.0]), np.ones(3), np.array([0, 0, -1.0]), np.zeros(3), np.full(3, 0.2))
+        geometry = FrameGeometry(cur=cur, normals=np.tile([0, 0, -1.0], (4, 1)), nxt=[cur + [0.3, 0, 0]], prv=[None])
+        out = single.render(geometry, K, light, (0.0, 0.0, 1.0, 1.0))
+    finally:
+        single.release()
+    assert len(out.flow_fwd) == 1 and len(out.flow_bwd) == 1
+    np.testing.assert_allclose(out.flow_fwd[0][..., 0], 0.3 / 3.0 * K[0, 0], atol=2e-3)  # fx * dx / z
+    assert not out.flow_bwd[0].any()  # no previous frame: zeros
+
+
 def test_mask_is_soft_at_the_border_and_depth_is_nan_off_the_surface(renderer):
     cur = np.array([[-0.31, -0.23, 2.0], [0.27, -0.23, 2.0], [0.27, 0.29, 2.0], [-0.31, 0.29, 2.0]])
     out = _render(renderer, cur)

@@ -300,8 +300,9 @@ class Renderer:
         for prog in (self.gt_prog, self.color_prog):
             prog["intr"].value = intr
             prog["size"].value = (float(self.width), float(self.height))
-        self.gt_prog["has_next"].value = [float(p is not None) for p in geometry.nxt]
-        self.gt_prog["has_prev"].value = [float(p is not None) for p in geometry.prv]
+        # write() rather than .value: a one-element uniform array (flow_strides 1) is a scalar to moderngl
+        self.gt_prog["has_next"].write(np.array([p is not None for p in geometry.nxt], np.float32).tobytes())
+        self.gt_prog["has_prev"].write(np.array([p is not None for p in geometry.prv], np.float32).tobytes())
         self.color_prog["light_dir"].value = tuple(float(x) for x in lighting.key_dir)
         self.color_prog["light_col"].value = tuple(float(x) for x in lighting.key_color)
         self.color_prog["fill_dir"].value = tuple(float(x) for x in lighting.fill_dir)
