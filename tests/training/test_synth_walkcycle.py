@@ -91,7 +91,8 @@ def test_walk_cycle_loops_with_its_period(cycle):
 
 def test_sample_motion_walk_cycle_is_joint_limited_walks_forward_and_mixes(cycle):
     m = sample_motion("walk_cycle", 30, 15.0, np.random.default_rng(0), speed_scale=1.3)
-    assert m.name == "walk_cycle" and set(m.tracks) == set(sample_motion("wave", 30, 15.0, np.random.default_rng(0)).tracks)
+    wave = sample_motion("wave", 30, 15.0, np.random.default_rng(0))
+    assert m.name == "walk_cycle" and set(m.tracks) == set(wave.tracks)
     for key, values in m.tracks.items():
         lo, hi = np.array(JOINT_LIMITS[key.split(".")[0]]).T
         assert values.shape == (30, 3) and (values >= lo - 1e-6).all() and (values <= hi + 1e-6).all(), key

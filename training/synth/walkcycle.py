@@ -254,7 +254,8 @@ def solve_walk_cycle(body: BodyModel, path: Path | None = None) -> WalkCycle:
     for _ in range(IK_STEPS):
         optimiser.zero_grad()
         poses = forward(params)
-        loss = (((poses[:, ankle_ids, :3, 3] - ankle_t) ** 2).sum() + ((poses[:, wrist_ids, :3, 3] - wrist_t) ** 2).sum()
+        loss = (((poses[:, ankle_ids, :3, 3] - ankle_t) ** 2).sum()
+                + ((poses[:, wrist_ids, :3, 3] - wrist_t) ** 2).sum()
                 + FOOT_ROTATION_WEIGHT * ((poses[:, ankle_ids, :3, :3] - frame_t) ** 2).sum()
                 + TWIST_WEIGHT * (twist[:, None] * params[..., 2] ** 2).sum())
         loss.backward()
