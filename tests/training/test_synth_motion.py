@@ -80,3 +80,10 @@ def test_card_histograms_count_every_sequence_and_person():
     assert set(views["counts"]) <= {"face", "upper_body", "full_body"}
     tone = histogram(values["person.skin_tone"])
     assert tone["kind"] == "numeric" and sum(tone["counts"]) == people and 0 <= tone["min"] <= tone["max"] <= 1
+
+
+def test_mix_cross_fades_two_of_the_requested_motions():
+    names = {name for seed in range(40)
+             for name in sample_scene(seed, 4, 15.0, static=False, motions=("wave", "squat", "mix")).motions}
+    assert {"mix:wave+squat", "mix:squat+wave"} & names and names <= {"wave", "squat", "mix:wave+squat",
+                                                                       "mix:squat+wave"}

@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="static samples: one frame each, face / upper-body / full-body views")
     parser.add_argument("--max-people", type=int, default=3, help="at most this many people per frame (1..3)")
     parser.add_argument("--motions", nargs="+", default=list(MOTIONS) + ["mix"], choices=list(MOTIONS) + ["mix"],
-                        help="motions to sample from ('mix' cross-fades two)")
+                        help="motions to sample from ('mix' cross-fades two of the others given, "
+                             "or of all if fewer than two are given)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
 
 

@@ -62,10 +62,11 @@ def sample_scene(seed: int, frames: int, fps: float, static: bool, max_people: i
     count = min(count, max_people)
     people = [sample_person(rng) for _ in range(count)]
     names = []
+    mixable = [m for m in motions if m != "mix"]  # "mix" cross-fades two of the other requested motions
     for _ in range(count):
         name = str(rng.choice(motions))
         if name == "mix":
-            a, b = rng.choice(MOTIONS, 2, replace=False)
+            a, b = rng.choice(mixable if len(mixable) >= 2 else MOTIONS, 2, replace=False)
             name = f"mix:{a}+{b}"
         names.append(name)
     placements = [(0.0, 0.0, float(rng.uniform(-np.pi, np.pi)))]
