@@ -309,12 +309,17 @@ def temporal_depth_loss(
     `depth` `[B,T,1,H,W]`, flows `[B,T,2,H,W]`, `masks` from `temporal_masks`. Relative depth has a free
     scale, and the stage-1 loss is blind to it, so a raw L1 would reward shrinking all depth; we first divide
     each clip's depth by its range over `region` (whole image if None), as eq. 6 normalises the target, so the
-    term is scale-invariant and in the units of the depth loss. Mean per pair and direction, averaged over
-    the pairs with a non-empty M."""
+    term is scale-invariant and in the units of the depth loss. The range is a constant here (no gradient):
+    a normaliser the network can move is a loss it can lower without becoming steadier. With the range in
+    the graph, stage 2 learned to push a few pixels outside M to extreme depths, so the range grew, every
+    frame-to-frame difference shrank, and the rest of the depth map was squeezed into a fraction of it.
+    Mean per pair and direction, averaged over the pairs with a non-empty M."""
     _check_same_shape(depth=depth[:, :, :1], flow=flow_fwd[:, :, :1], flow_bwd=flow_bwd[:, :, :1])
     keep = torch.ones_like(depth, dtype=torch.bool) if region is None else region.bool()
-    lo, hi = masked_min_max(depth, keep)
-    d_k, d_k1 = _pairs(depth / (hi - lo).clamp_min(1e-6).view(-1, 1, 1, 1, 1))
+    with torch.no_grad():
+        lo, hi = masked_min_max(depth.detach(), keep)
+        units = 1.0 / (hi - lo).clamp_min(1e-6)
+    d_k, d_k1 = _pairs(depth * units.view(-1, 1, 1, 1, 1))
     fwd, bwd = _pair_flows(flow_fwd, flow_bwd)
     d_k1_at_k, _ = backward_warp(d_k1, fwd)
     d_k_at_k1, _ = backward_warp(d_k, bwd)

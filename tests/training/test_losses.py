@@ -6,6 +6,7 @@ import torch.nn.functional as F
 
 from hcdp_training.losses import (
     LossConfig,
+    PairMasks,
     depth_edge_mask,
     depth_loss,
     normal_loss,
@@ -223,6 +224,23 @@ def test_temporal_depth_loss_is_invariant_to_the_scale_of_the_relative_depth():
     a = temporal_depth_loss(depth, batch["flow_fwd"], batch["flow_bwd"], masks, region)
     b = temporal_depth_loss(5.0 * depth, batch["flow_fwd"], batch["flow_bwd"], masks, region)
     assert a.item() == pytest.approx(b.item(), rel=1e-5) and a > 0
+
+
+def test_temporal_depth_loss_gives_no_gradient_to_pixels_outside_the_valid_set():
+    """The normaliser carries no gradient: a pixel outside M (here the clip's deepest pixel, which sets the
+    range) cannot lower the loss by moving, so the network is not paid to stretch the depth range."""
+    batch = _clip()
+    region = batch["mask"] > 0.5
+    depth = _perfect_prediction(batch)["depth"] + 0.05 * torch.rand(1, T, 1, H, W)
+    far = (0, 1, 0, 24, 12)  # inside the human of frame 1, far from the valid block below
+    depth[far] = depth[region].max() + 1.0
+    valid = torch.zeros(1, T - 1, 1, H, W, dtype=torch.bool)
+    valid[..., 8:14, 10:16] = True
+    masks = PairMasks(valid, valid.clone())
+    depth.requires_grad_(True)
+    temporal_depth_loss(depth, batch["flow_fwd"], batch["flow_bwd"], masks, region).backward()
+    assert depth.grad[far] == 0
+    assert depth.grad[0, 1, 0, 8:14, 10:16].abs().sum() > 0
 
 
 def test_tgm_loss_is_zero_for_an_affine_map_of_the_gt_clip_and_positive_for_flicker():
