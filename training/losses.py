@@ -299,6 +299,15 @@ def temporal_masks(
     return PairMasks(m_k.unflatten(0, (b, t - 1)), m_k1.unflatten(0, (b, t - 1)))
 
 
+def _valid_frames(masks: PairMasks, t: int) -> torch.Tensor:
+    """Per frame `[B,T,1,H,W]`: the pixels some pair's valid set compares (M_k as frame k, M_k1 as frame k+1)."""
+    b = masks.k.shape[0]
+    valid = torch.zeros((b, t) + masks.k.shape[2:], dtype=torch.bool, device=masks.k.device)
+    valid[:, :-1] |= masks.k.bool()
+    valid[:, 1:] |= masks.k1.bool()
+    return valid
+
+
 @full_precision
 def temporal_depth_loss(
     depth: torch.Tensor, flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, masks: PairMasks,
@@ -307,19 +316,21 @@ def temporal_depth_loss(
     """Eq. 12: (1/|M|) ||M (D_k - W(D_{k+1}, O_{k->k+1}))||_1 + (1/|M|) ||M (D_{k+1} - W(D_k, O_{k+1->k}))||_1.
 
     `depth` `[B,T,1,H,W]`, flows `[B,T,2,H,W]`, `masks` from `temporal_masks`. Relative depth has a free
-    scale, and the stage-1 loss is blind to it, so a raw L1 would reward shrinking all depth; we first divide
-    each clip's depth by its range over `region` (whole image if None), as eq. 6 normalises the target, so the
-    term is scale-invariant and in the units of the depth loss. The range is a constant here (no gradient):
-    a normaliser the network can move is a loss it can lower without becoming steadier. With the range in
-    the graph, stage 2 learned to push a few pixels outside M to extreme depths, so the range grew, every
-    frame-to-frame difference shrank, and the rest of the depth map was squeezed into a fraction of it.
-    Mean per pair and direction, averaged over the pairs with a non-empty M."""
+    scale and shift, and the stage-1 loss is blind to both, so eq. 12 on raw depth would reward shrinking the
+    depth's contrast. We divide each clip's depth by its mean absolute deviation over the pixels M compares
+    (every frame's pixels in some pair's M), in the graph: the term is scale- and shift-invariant and no pixel
+    outside M can move it. Two normalisers we tried first were gamed in training: the clip's min-max range
+    over the human (a few pixels outside M went to extreme depths, the rest was squeezed into a fraction of
+    the range) and that range held constant (the network shrank the contrast of the whole map). `region` is
+    accepted for the callers' symmetry; M is already restricted to it by `temporal_masks`. Mean per pair and
+    direction, averaged over the pairs with a non-empty M."""
     _check_same_shape(depth=depth[:, :, :1], flow=flow_fwd[:, :, :1], flow_bwd=flow_bwd[:, :, :1])
-    keep = torch.ones_like(depth, dtype=torch.bool) if region is None else region.bool()
-    with torch.no_grad():
-        lo, hi = masked_min_max(depth.detach(), keep)
-        units = 1.0 / (hi - lo).clamp_min(1e-6)
-    d_k, d_k1 = _pairs(depth * units.view(-1, 1, 1, 1, 1))
+    valid = _valid_frames(masks, depth.shape[1]).expand_as(depth).flatten(1)
+    flat = depth.flatten(1)
+    n = valid.sum(1).clamp_min(1)
+    centre = torch.where(valid, flat, 0.0).sum(1) / n
+    spread = torch.where(valid, (flat - centre[:, None]).abs(), 0.0).sum(1) / n
+    d_k, d_k1 = _pairs(depth / spread.clamp_min(1e-6).view(-1, 1, 1, 1, 1))
     fwd, bwd = _pair_flows(flow_fwd, flow_bwd)
     d_k1_at_k, _ = backward_warp(d_k1, fwd)
     d_k_at_k1, _ = backward_warp(d_k, bwd)

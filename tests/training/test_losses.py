@@ -227,8 +227,8 @@ def test_temporal_depth_loss_is_invariant_to_the_scale_of_the_relative_depth():
 
 
 def test_temporal_depth_loss_gives_no_gradient_to_pixels_outside_the_valid_set():
-    """The normaliser carries no gradient: a pixel outside M (here the clip's deepest pixel, which sets the
-    range) cannot lower the loss by moving, so the network is not paid to stretch the depth range."""
+    """A pixel outside M (here the clip's deepest pixel) cannot lower the loss by moving, so the network is
+    not paid to stretch the depth range with pixels the loss does not compare."""
     batch = _clip()
     region = batch["mask"] > 0.5
     depth = _perfect_prediction(batch)["depth"] + 0.05 * torch.rand(1, T, 1, H, W)
@@ -241,6 +241,19 @@ def test_temporal_depth_loss_gives_no_gradient_to_pixels_outside_the_valid_set()
     temporal_depth_loss(depth, batch["flow_fwd"], batch["flow_bwd"], masks, region).backward()
     assert depth.grad[far] == 0
     assert depth.grad[0, 1, 0, 8:14, 10:16].abs().sum() > 0
+
+
+def test_temporal_depth_loss_gives_no_gradient_along_a_global_scale_or_shift_of_the_depth():
+    """Shrinking the contrast of the whole map must not lower the loss (relative depth has a free scale)."""
+    batch = _clip()
+    region = batch["mask"] > 0.5
+    depth = _perfect_prediction(batch)["depth"] + 0.05 * torch.rand(1, T, 1, H, W)
+    masks = temporal_masks(depth, batch["flow_fwd"], batch["flow_bwd"], CFG, region)
+    scale, shift = torch.tensor(1.0, requires_grad=True), torch.tensor(0.0, requires_grad=True)
+    loss = temporal_depth_loss(scale * depth + shift, batch["flow_fwd"], batch["flow_bwd"], masks, region)
+    loss.backward()
+    assert loss > 0.01
+    assert abs(scale.grad.item()) < 1e-5 * loss.item() and abs(shift.grad.item()) < 1e-5 * loss.item()
 
 
 def test_tgm_loss_is_zero_for_an_affine_map_of_the_gt_clip_and_positive_for_flicker():
