@@ -309,10 +309,7 @@ def _valid_frames(masks: PairMasks, t: int) -> torch.Tensor:
 
 
 @full_precision
-def temporal_depth_loss(
-    depth: torch.Tensor, flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, masks: PairMasks,
-    region: torch.Tensor | None = None,
-) -> torch.Tensor:
+def temporal_depth_loss(depth: torch.Tensor, flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, masks: PairMasks) -> torch.Tensor:
     """Eq. 12: (1/|M|) ||M (D_k - W(D_{k+1}, O_{k->k+1}))||_1 + (1/|M|) ||M (D_{k+1} - W(D_k, O_{k+1->k}))||_1.
 
     `depth` `[B,T,1,H,W]`, flows `[B,T,2,H,W]`, `masks` from `temporal_masks`. Relative depth has a free
@@ -321,9 +318,9 @@ def temporal_depth_loss(
     (every frame's pixels in some pair's M), in the graph: the term is scale- and shift-invariant and no pixel
     outside M can move it. Two normalisers we tried first were gamed in training: the clip's min-max range
     over the human (a few pixels outside M went to extreme depths, the rest was squeezed into a fraction of
-    the range) and that range held constant (the network shrank the contrast of the whole map). `region` is
-    accepted for the callers' symmetry; M is already restricted to it by `temporal_masks`. Mean per pair and
-    direction, averaged over the pairs with a non-empty M."""
+    the range) and that range held constant (the network shrank the contrast of the whole map). M is already
+    restricted to the human by `temporal_masks`. Mean per pair and direction, averaged over the pairs with a
+    non-empty M."""
     _check_same_shape(depth=depth[:, :, :1], flow=flow_fwd[:, :, :1], flow_bwd=flow_bwd[:, :, :1])
     valid = _valid_frames(masks, depth.shape[1]).expand_as(depth).flatten(1)
     flat = depth.flatten(1)
@@ -390,7 +387,7 @@ def stage2_loss(pred: Any, batch: Any, cfg: LossConfig) -> tuple[torch.Tensor, T
         return total, {**terms, "tgm": l_tgm.detach(), "total": total.detach()}
     flow_fwd, flow_bwd = _get(batch, "flow_fwd"), _get(batch, "flow_bwd")
     masks = temporal_masks(depth, flow_fwd, flow_bwd, cfg, region)
-    l_td = temporal_depth_loss(depth, flow_fwd, flow_bwd, masks, region)
+    l_td = temporal_depth_loss(depth, flow_fwd, flow_bwd, masks)
     l_tn = temporal_normal_loss(_get(pred, "normal"), flow_fwd, flow_bwd, masks)
     total = total + cfg.lambda_temp_depth * l_td + cfg.lambda_temp_normal * l_tn
     return total, {**terms, "temp_depth": l_td.detach(), "temp_normal": l_tn.detach(), "total": total.detach()}

@@ -176,7 +176,7 @@ class SelfSupervisedTask(nn.Module):
         region = target["mask"] > selfsup.teacher_mask_threshold
         flow_fwd, flow_bwd = batch["flow_fwd"], batch["flow_bwd"]
         masks = temporal_masks(pred["depth"], flow_fwd, flow_bwd, loss_cfg, region)
-        l_td = temporal_depth_loss(pred["depth"], flow_fwd, flow_bwd, masks, region)
+        l_td = temporal_depth_loss(pred["depth"], flow_fwd, flow_bwd, masks)
         l_tn = temporal_normal_loss(pred["normal"], flow_fwd, flow_bwd, masks)
         total = (selfsup.distill_weight * distill + loss_cfg.lambda_temp_depth * l_td
                  + loss_cfg.lambda_temp_normal * l_tn)

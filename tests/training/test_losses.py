@@ -206,13 +206,13 @@ def test_temporal_losses_are_zero_for_consistent_motion_and_positive_for_flicker
     region = batch["mask"] > 0.5
     masks = temporal_masks(pred["depth"], batch["flow_fwd"], batch["flow_bwd"], CFG, region)
     args = (batch["flow_fwd"], batch["flow_bwd"], masks)
-    assert temporal_depth_loss(pred["depth"], *args, region).item() == pytest.approx(0.0, abs=1e-5)
+    assert temporal_depth_loss(pred["depth"], *args).item() == pytest.approx(0.0, abs=1e-5)
     assert temporal_normal_loss(pred["normal"], *args).item() == pytest.approx(0.0, abs=1e-5)
     flicker_depth = pred["depth"].clone()
     flicker_depth[:, 1] += 0.1 * region[:, 1]
     flicker_normal = pred["normal"].clone()
     flicker_normal[:, 1] = F.normalize(flicker_normal[:, 1] + 0.2, dim=1)
-    assert temporal_depth_loss(flicker_depth, *args, region) > 0.01
+    assert temporal_depth_loss(flicker_depth, *args) > 0.01
     assert temporal_normal_loss(flicker_normal, *args) > 0.001
 
 
@@ -221,8 +221,8 @@ def test_temporal_depth_loss_is_invariant_to_the_scale_of_the_relative_depth():
     region = batch["mask"] > 0.5
     depth = _perfect_prediction(batch)["depth"] + 0.05 * torch.rand(1, T, 1, H, W)
     masks = temporal_masks(depth, batch["flow_fwd"], batch["flow_bwd"], CFG, region)
-    a = temporal_depth_loss(depth, batch["flow_fwd"], batch["flow_bwd"], masks, region)
-    b = temporal_depth_loss(5.0 * depth, batch["flow_fwd"], batch["flow_bwd"], masks, region)
+    a = temporal_depth_loss(depth, batch["flow_fwd"], batch["flow_bwd"], masks)
+    b = temporal_depth_loss(5.0 * depth, batch["flow_fwd"], batch["flow_bwd"], masks)
     assert a.item() == pytest.approx(b.item(), rel=1e-5) and a > 0
 
 
@@ -238,7 +238,7 @@ def test_temporal_depth_loss_gives_no_gradient_to_pixels_outside_the_valid_set()
     valid[..., 8:14, 10:16] = True
     masks = PairMasks(valid, valid.clone())
     depth.requires_grad_(True)
-    temporal_depth_loss(depth, batch["flow_fwd"], batch["flow_bwd"], masks, region).backward()
+    temporal_depth_loss(depth, batch["flow_fwd"], batch["flow_bwd"], masks).backward()
     assert depth.grad[far] == 0
     assert depth.grad[0, 1, 0, 8:14, 10:16].abs().sum() > 0
 
@@ -250,7 +250,7 @@ def test_temporal_depth_loss_gives_no_gradient_along_a_global_scale_or_shift_of_
     depth = _perfect_prediction(batch)["depth"] + 0.05 * torch.rand(1, T, 1, H, W)
     masks = temporal_masks(depth, batch["flow_fwd"], batch["flow_bwd"], CFG, region)
     scale, shift = torch.tensor(1.0, requires_grad=True), torch.tensor(0.0, requires_grad=True)
-    loss = temporal_depth_loss(scale * depth + shift, batch["flow_fwd"], batch["flow_bwd"], masks, region)
+    loss = temporal_depth_loss(scale * depth + shift, batch["flow_fwd"], batch["flow_bwd"], masks)
     loss.backward()
     assert loss > 0.01
     assert abs(scale.grad.item()) < 1e-5 * loss.item() and abs(shift.grad.item()) < 1e-5 * loss.item()
@@ -307,7 +307,7 @@ def test_each_temporal_loss_passes_gradients_to_its_input():
     depth = (pred["depth"] + 0.05 * torch.rand_like(pred["depth"])).requires_grad_(True)
     normal = F.normalize(pred["normal"] + 0.1 * torch.rand_like(pred["normal"]), dim=2).requires_grad_(True)
     masks = temporal_masks(depth, batch["flow_fwd"], batch["flow_bwd"], CFG, region)
-    temporal_depth_loss(depth, batch["flow_fwd"], batch["flow_bwd"], masks, region).backward()
+    temporal_depth_loss(depth, batch["flow_fwd"], batch["flow_bwd"], masks).backward()
     temporal_normal_loss(normal, batch["flow_fwd"], batch["flow_bwd"], masks).backward()
     assert depth.grad.abs().sum() > 0 and normal.grad.abs().sum() > 0
 
