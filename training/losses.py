@@ -322,11 +322,9 @@ def temporal_depth_loss(depth: torch.Tensor, flow_fwd: torch.Tensor, flow_bwd: t
     restricted to the human by `temporal_masks`. Mean per pair and direction, averaged over the pairs with a
     non-empty M."""
     _check_same_shape(depth=depth[:, :, :1], flow=flow_fwd[:, :, :1], flow_bwd=flow_bwd[:, :, :1])
-    valid = _valid_frames(masks, depth.shape[1]).expand_as(depth).flatten(1)
-    flat = depth.flatten(1)
-    n = valid.sum(1).clamp_min(1)
-    centre = torch.where(valid, flat, 0.0).sum(1) / n
-    spread = torch.where(valid, (flat - centre[:, None]).abs(), 0.0).sum(1) / n
+    valid = _valid_frames(masks, depth.shape[1])
+    centre, _ = _per_sample_mean(depth, valid)
+    spread, _ = _per_sample_mean((depth - centre.view(-1, 1, 1, 1, 1)).abs(), valid)
     d_k, d_k1 = _pairs(depth / spread.clamp_min(1e-6).view(-1, 1, 1, 1, 1))
     fwd, bwd = _pair_flows(flow_fwd, flow_bwd)
     d_k1_at_k, _ = backward_warp(d_k1, fwd)
