@@ -249,8 +249,10 @@ def test_temporal_depth_loss_gives_no_gradient_along_a_global_scale_or_shift_of_
     region = batch["mask"] > 0.5
     depth = _perfect_prediction(batch)["depth"] + 0.05 * torch.rand(1, T, 1, H, W)
     masks = temporal_masks(depth, batch["flow_fwd"], batch["flow_bwd"], CFG, region)
-    scale, shift = torch.tensor(1.0, requires_grad=True), torch.tensor(0.0, requires_grad=True)
-    loss = temporal_depth_loss(scale * depth + shift, batch["flow_fwd"], batch["flow_bwd"], masks)
+    # float64, so round-off stays far below the tolerance (the analytic gradient is 0)
+    scale = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
+    shift = torch.tensor(0.0, dtype=torch.float64, requires_grad=True)
+    loss = temporal_depth_loss(scale * depth.double() + shift, batch["flow_fwd"].double(), batch["flow_bwd"].double(), masks)
     loss.backward()
     assert loss > 0.01
     assert abs(scale.grad.item()) < 1e-5 * loss.item() and abs(shift.grad.item()) < 1e-5 * loss.item()
