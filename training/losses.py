@@ -308,8 +308,25 @@ def _valid_frames(masks: PairMasks, t: int) -> torch.Tensor:
     return valid
 
 
+def _spread_over_range(reference: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per clip `[B]`: the mean absolute deviation of `reference` over `valid` (and finite) divided by its
+    max - min there; 0 for a clip whose reference is flat or has no such pixel."""
+    _check_same_shape(reference=reference, valid=valid)
+    valid = valid & torch.isfinite(reference)
+    ref = torch.where(valid, reference, torch.zeros_like(reference))
+    centre, _ = _per_sample_mean(ref, valid)
+    mad, _ = _per_sample_mean((ref - centre.view(-1, 1, 1, 1, 1)).abs(), valid)
+    hi = torch.where(valid, ref, torch.full_like(ref, -torch.inf)).flatten(1).amax(1)
+    lo = torch.where(valid, ref, torch.full_like(ref, torch.inf)).flatten(1).amin(1)
+    span = torch.where(valid.flatten(1).any(1), hi - lo, torch.zeros_like(hi))
+    return mad / span.clamp_min(1e-6)
+
+
 @full_precision
-def temporal_depth_loss(depth: torch.Tensor, flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, masks: PairMasks) -> torch.Tensor:
+def temporal_depth_loss(
+    depth: torch.Tensor, flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, masks: PairMasks,
+    reference: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Eq. 12: (1/|M|) ||M (D_k - W(D_{k+1}, O_{k->k+1}))||_1 + (1/|M|) ||M (D_{k+1} - W(D_k, O_{k+1->k}))||_1.
 
     `depth` `[B,T,1,H,W]`, flows `[B,T,2,H,W]`, `masks` from `temporal_masks`. Relative depth has a free
@@ -319,13 +336,22 @@ def temporal_depth_loss(depth: torch.Tensor, flow_fwd: torch.Tensor, flow_bwd: t
     outside M can move it. Two normalisers we tried first were gamed in training: the clip's min-max range
     over the human (a few pixels outside M went to extreme depths, the rest was squeezed into a fraction of
     the range) and that range held constant (the network shrank the contrast of the whole map). M is already
-    restricted to the human by `temporal_masks`. Mean per pair and direction, averaged over the pairs with a
-    non-empty M."""
+    restricted to the human by `temporal_masks`.
+
+    Units: `reference` `[B,T,1,H,W]` (no gradient; the GT depth in supervised training, the frozen teacher's
+    depth on unlabeled video; non-finite pixels ignored) puts the term in the units eq. 6 fits the prediction
+    to, the reference's range = 1: the MAD-normalised depth is multiplied by the reference's MAD / (max - min)
+    over the same pixels, a per-clip constant of the data (about 0.2 for generated humans). Without it the
+    term is in MAD units, about 5x larger, and at the paper's weights (Table 19) it outweighs the normal and
+    mask terms. Mean per pair and direction, averaged over the pairs with a non-empty M."""
     _check_same_shape(depth=depth[:, :, :1], flow=flow_fwd[:, :, :1], flow_bwd=flow_bwd[:, :, :1])
     valid = _valid_frames(masks, depth.shape[1])
     centre, _ = _per_sample_mean(depth, valid)
     spread, _ = _per_sample_mean((depth - centre.view(-1, 1, 1, 1, 1)).abs(), valid)
-    d_k, d_k1 = _pairs(depth / spread.clamp_min(1e-6).view(-1, 1, 1, 1, 1))
+    scale = 1.0 / spread.clamp_min(1e-6)
+    if reference is not None:
+        scale = scale * _spread_over_range(reference.detach(), valid)
+    d_k, d_k1 = _pairs(depth * scale.view(-1, 1, 1, 1, 1))
     fwd, bwd = _pair_flows(flow_fwd, flow_bwd)
     d_k1_at_k, _ = backward_warp(d_k1, fwd)
     d_k_at_k1, _ = backward_warp(d_k, bwd)
@@ -385,7 +411,8 @@ def stage2_loss(pred: Any, batch: Any, cfg: LossConfig) -> tuple[torch.Tensor, T
         return total, {**terms, "tgm": l_tgm.detach(), "total": total.detach()}
     flow_fwd, flow_bwd = _get(batch, "flow_fwd"), _get(batch, "flow_bwd")
     masks = temporal_masks(depth, flow_fwd, flow_bwd, cfg, region)
-    l_td = temporal_depth_loss(depth, flow_fwd, flow_bwd, masks)
+    gt_depth = torch.where(depth_gate, _get(batch, "depth"), torch.full_like(depth, torch.nan))
+    l_td = temporal_depth_loss(depth, flow_fwd, flow_bwd, masks, reference=gt_depth)
     l_tn = temporal_normal_loss(_get(pred, "normal"), flow_fwd, flow_bwd, masks)
     total = total + cfg.lambda_temp_depth * l_td + cfg.lambda_temp_normal * l_tn
     return total, {**terms, "temp_depth": l_td.detach(), "temp_normal": l_tn.detach(), "total": total.detach()}

@@ -9,7 +9,8 @@ is perfectly stable), so the loss also distils the frozen stage-1 model, frame b
 L_stage1 is eq. 11 with the teacher's per-frame predictions as targets: its depth (relative; eq. 6 fits
 scale and shift), its normals and its soft mask sigmoid(logits), gated where that mask is > mask_threshold.
 The temporal terms (eqs. 12-14) use the DIS flows between adjacent clip frames, their cycle-consistency
-mask, the dilated predicted-depth-edge mask and the teacher's human region (mask > teacher_mask_threshold).
+mask, the dilated predicted-depth-edge mask and the teacher's human region (mask > teacher_mask_threshold);
+the depth term is measured in units of the teacher depth's range (`temporal_depth_loss`, `reference`).
 The student starts as the teacher plus zero-initialised temporal blocks, so the distillation term starts
 at its minimum and only the temporal terms move it.
 
@@ -176,7 +177,7 @@ class SelfSupervisedTask(nn.Module):
         region = target["mask"] > selfsup.teacher_mask_threshold
         flow_fwd, flow_bwd = batch["flow_fwd"], batch["flow_bwd"]
         masks = temporal_masks(pred["depth"], flow_fwd, flow_bwd, loss_cfg, region)
-        l_td = temporal_depth_loss(pred["depth"], flow_fwd, flow_bwd, masks)
+        l_td = temporal_depth_loss(pred["depth"], flow_fwd, flow_bwd, masks, reference=target["depth"])
         l_tn = temporal_normal_loss(pred["normal"], flow_fwd, flow_bwd, masks)
         total = (selfsup.distill_weight * distill + loss_cfg.lambda_temp_depth * l_td
                  + loss_cfg.lambda_temp_normal * l_tn)

@@ -258,6 +258,37 @@ def test_temporal_depth_loss_gives_no_gradient_along_a_global_scale_or_shift_of_
     assert abs(scale.grad.item()) < 1e-5 * loss.item() and abs(shift.grad.item()) < 1e-5 * loss.item()
 
 
+def test_temporal_depth_loss_with_a_reference_is_eq_12_in_units_of_the_references_range():
+    """Prediction = 3 g + 0.5 for a flickering reference g, flow 1 px to the right, M a hand-set block: the
+    term is eq. 12 on g / (max g - min g over the compared pixels), computed here by indexing, not warping.
+    The reference's own scale and shift do not matter, a NaN pixel of it is ignored, and the depth's scale
+    still does not matter."""
+    g = 1.0 + torch.rand(1, T, 1, H, W, dtype=torch.float64)
+    pred = 3.0 * g + 0.5
+    fwd = torch.zeros(1, T, 2, H, W, dtype=torch.float64)
+    fwd[:, :, 0] = 1.0
+    valid = torch.zeros(1, T - 1, 1, H, W, dtype=torch.bool)
+    valid[..., 8:14, 10:16] = True
+    masks = PairMasks(valid, valid.clone())
+    compared = torch.zeros(1, T, 1, H, W, dtype=torch.bool)
+    compared[..., 8:14, 10:16] = True
+    span = g[compared].max() - g[compared].min()
+    u = g[0, :, 0] / span
+    rows, cols = slice(8, 14), slice(10, 16)
+    expected = sum(
+        (u[k, rows, cols] - u[k + 1, rows, 11:17]).abs().mean() + (u[k + 1, rows, cols] - u[k, rows, 9:15]).abs().mean()
+        for k in range(T - 1)
+    ) / (T - 1)
+    loss = temporal_depth_loss(pred, fwd, -fwd, masks, reference=g)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-6) and expected > 0.05
+    with_nan = (7.0 * g - 2.0).clone()
+    with_nan[0, 0, 0, 0, 0] = torch.nan  # outside M: ignored
+    assert temporal_depth_loss(5.0 * pred, fwd, -fwd, masks, reference=with_nan).item() == pytest.approx(loss.item(), rel=1e-6)
+    assert temporal_depth_loss(pred, fwd, -fwd, masks).item() == pytest.approx(
+        loss.item() * (span / (g[compared] - g[compared].mean()).abs().mean()).item(), rel=1e-6
+    )
+
+
 def test_tgm_loss_is_zero_for_an_affine_map_of_the_gt_clip_and_positive_for_flicker():
     batch = _clip()
     gate, _ = _gates(batch)
