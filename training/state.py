@@ -62,14 +62,18 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def git_commit() -> str:
-    """The commit of the source checkout this package runs from, or "" outside git."""
+def git_commit(where: Path | None = None) -> str:
+    """The commit of the source checkout this package runs from (or of `where`), with "-dirty" appended when
+    tracked files differ from it, so a checkpoint trained from uncommitted code says so; "" outside git."""
+    cwd = where or Path(__file__).resolve().parent
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).resolve().parent,
-                             capture_output=True, text=True, timeout=10, check=True)
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10,
+                              check=True)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                                capture_output=True, text=True, timeout=30, check=True)
     except (OSError, subprocess.SubprocessError):
         return ""
-    return out.stdout.strip()
+    return head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
 
 
 def save_training_checkpoint(out: Path, model: HCDPModel, progress: Progress, optimizer: torch.optim.Optimizer,

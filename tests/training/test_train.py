@@ -15,7 +15,7 @@ from hcdp_model.checkpoint import load_checkpoint
 from hcdp_model.cli import main as hcdp_main
 from hcdp_training.loader import build_dataset
 from hcdp_training.stages import build_model, make_task
-from hcdp_training.state import STATE_NAME, list_checkpoints, load_trainer_state
+from hcdp_training.state import STATE_NAME, git_commit, list_checkpoints, load_trainer_state
 from hcdp_training.train import train
 
 from .train_helpers import train_config, write_disc_sequences, write_micro_config
@@ -134,6 +134,23 @@ def test_cli_writes_the_final_checkpoint_with_stage_steps_seed_and_commit_metada
     assert (tmp_path / "run" / "checkpoints" / "step_0000001" / STATE_NAME).is_file()
     assert hcdp_main(["train", "--config", str(path), "--out", str(tmp_path / "run2"), "optim.nope=1"]) == 2
     assert hcdp_main(["train", "--config", str(path), "--out", str(tmp_path / "run3"), "--resume"]) == 2
+
+
+def test_git_commit_is_marked_dirty_when_tracked_files_differ_from_it(tmp_path):
+    def git(*args):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                              capture_output=True, text=True, check=True).stdout.strip()
+
+    assert git_commit(tmp_path) == ""  # not a checkout
+    git("init", "-q")
+    (tmp_path / "loss.py").write_text("a = 1\n")
+    git("add", "loss.py")
+    git("commit", "-qm", "c")
+    head = git("rev-parse", "HEAD")
+    (tmp_path / "notes.txt").write_text("untracked files do not count\n")
+    assert git_commit(tmp_path) == head
+    (tmp_path / "loss.py").write_text("a = 2\n")
+    assert git_commit(tmp_path) == head + "-dirty"
 
 
 def test_torchrun_runs_two_gloo_processes_for_two_steps(setup, tmp_path):
