@@ -308,18 +308,22 @@ def _valid_frames(masks: PairMasks, t: int) -> torch.Tensor:
     return valid
 
 
+def _mean_abs_deviation(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Per clip `[B]`: the mean absolute deviation of `x [B,T,1,H,W]` from its mean over `valid`."""
+    centre, _ = _per_sample_mean(x, valid)
+    return _per_sample_mean((x - centre.view(-1, 1, 1, 1, 1)).abs(), valid)[0]
+
+
 def _spread_over_range(reference: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """Per clip `[B]`: the mean absolute deviation of `reference` over `valid` (and finite) divided by its
     max - min there; 0 for a clip whose reference is flat or has no such pixel."""
     _check_same_shape(reference=reference, valid=valid)
     valid = valid & torch.isfinite(reference)
     ref = torch.where(valid, reference, torch.zeros_like(reference))
-    centre, _ = _per_sample_mean(ref, valid)
-    mad, _ = _per_sample_mean((ref - centre.view(-1, 1, 1, 1, 1)).abs(), valid)
     hi = torch.where(valid, ref, torch.full_like(ref, -torch.inf)).flatten(1).amax(1)
     lo = torch.where(valid, ref, torch.full_like(ref, torch.inf)).flatten(1).amin(1)
     span = torch.where(valid.flatten(1).any(1), hi - lo, torch.zeros_like(hi))
-    return mad / span.clamp_min(1e-6)
+    return _mean_abs_deviation(ref, valid) / span.clamp_min(1e-6)
 
 
 @full_precision
@@ -346,9 +350,7 @@ def temporal_depth_loss(
     mask terms. Mean per pair and direction, averaged over the pairs with a non-empty M."""
     _check_same_shape(depth=depth[:, :, :1], flow=flow_fwd[:, :, :1], flow_bwd=flow_bwd[:, :, :1])
     valid = _valid_frames(masks, depth.shape[1])
-    centre, _ = _per_sample_mean(depth, valid)
-    spread, _ = _per_sample_mean((depth - centre.view(-1, 1, 1, 1, 1)).abs(), valid)
-    scale = 1.0 / spread.clamp_min(1e-6)
+    scale = 1.0 / _mean_abs_deviation(depth, valid).clamp_min(1e-6)
     if reference is not None:
         scale = scale * _spread_over_range(reference.detach(), valid)
     d_k, d_k1 = _pairs(depth * scale.view(-1, 1, 1, 1, 1))
