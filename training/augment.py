@@ -311,6 +311,9 @@ class AugmentConfig:
     # Clips: per-frame jitter of brightness/contrast/hue/saturation, as a fraction of each
     # parameter's range (0 = identical photometry on every frame).
     clip_jitter: float = 0.0
+    # Clips: strength in [0,1] of the per-frame nuisances of `FrameNuisance` (sensor noise, codec,
+    # exposure, blur, a corrupted patch), drawn independently for every frame (0 = off).
+    frame_nuisance: float = 0.0
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -330,6 +333,9 @@ class AugmentConfig:
         if self.shift < 0 or self.clip_jitter < 0:
             raise ValueError(f"AugmentConfig: expected shift >= 0 and clip_jitter >= 0, "
                              f"got {self.shift}, {self.clip_jitter}")
+        if not 0.0 <= self.frame_nuisance <= 1.0:
+            raise ValueError(f"AugmentConfig.frame_nuisance: expected a strength in [0,1], "
+                             f"got {self.frame_nuisance}")
 
     @classmethod
     def from_dict(cls, values: dict) -> "AugmentConfig":
@@ -384,12 +390,71 @@ def apply(frame: dict, params: AugmentParams, rng: np.random.Generator,
     return out
 
 
+@dataclass(frozen=True)
+class FrameNuisance:
+    """What changes from one frame of a real camera to the next while the scene does not: sensor
+    noise, codec artefacts, auto-exposure steps, focus/motion blur and a briefly corrupted patch
+    (a glint, a dropped macro-block). Each is drawn independently for every frame with probability
+    `p_* × strength`, so a per-frame model flickers with them and only a model that looks at earlier
+    frames can undo them (issue 17; the flicker the paper's temporal loss fights). Stage-2 clips use
+    it through `AugmentConfig.frame_nuisance`; `hcdp eval --perturb` applies the same model to
+    held-out inputs. Ground truth is left as it is: the target is the scene, not the glitch."""
+
+    strength: float = 1.0
+    p_noise: float = 0.5
+    photons: tuple[float, float] = (150.0, 3000.0)  # log-uniform: photo-electrons at white
+    read_noise: tuple[float, float] = (0.0, 0.02)
+    p_jpeg: float = 0.4
+    jpeg_quality: tuple[float, float] = (20.0, 85.0)
+    p_exposure: float = 0.5
+    brightness: tuple[float, float] = (-0.08, 0.08)
+    contrast: tuple[float, float] = (-0.15, 0.15)
+    p_blur: float = 0.2
+    blur_sigma: tuple[float, float] = (0.002, 0.006)  # Gaussian sigma, fraction of the diagonal
+    p_patch: float = 0.15
+    patch_side: tuple[float, float] = (0.1, 0.3)      # fraction of the shorter image side
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.strength <= 1.0:
+            raise ValueError(f"FrameNuisance.strength: expected [0,1], got {self.strength}")
+
+    def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One frame's nuisances: uint8 H×W×3 RGB in, uint8 H×W×3 RGB out (`rgb` is not changed)."""
+        s, h, w = self.strength, rgb.shape[0], rgb.shape[1]
+
+        def hit(p: float) -> bool:
+            return bool(rng.random() < p * s)
+
+        def uniform(bounds: tuple[float, float]) -> float:
+            return float(rng.uniform(bounds[0], bounds[1]))
+
+        out = rgb
+        if hit(self.p_blur):
+            out = blur(out, gaussian_kernel(max(uniform(self.blur_sigma) * math.hypot(h, w), 0.3)))
+        if hit(self.p_noise):
+            photons = math.exp(uniform((math.log(self.photons[0]), math.log(self.photons[1]))))
+            out = iso_noise(out, photons, uniform(self.read_noise), rng)
+        if hit(self.p_exposure):
+            out = brightness_contrast(out, uniform(self.brightness), uniform(self.contrast))
+        if hit(self.p_patch):
+            out = out.copy() if out is rgb else out
+            side = max(1, round(uniform(self.patch_side) * min(h, w)))
+            y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
+            colour = rng.integers(0, 256, size=3)
+            grain = rng.normal(0.0, 12.0, size=(side, side, 3))
+            out[y:y + side, x:x + side] = np.clip(colour + grain, 0, 255).astype(np.uint8)
+        if hit(self.p_jpeg):
+            out = jpeg(out, round(uniform(self.jpeg_quality)))
+        return out
+
+
 class Augment:
     """Random DAViD augmentations, reproducible from a seed.
 
     `aug(frame)` draws fresh parameters per call; `aug.clip(frames)` draws once and applies the same
     geometric transform and photometric parameters to every frame of a clip (sensor noise is drawn
-    anew per frame, as a real sensor's is), with optional per-frame jitter (`clip_jitter`).
+    anew per frame, as a real sensor's is), with optional per-frame jitter (`clip_jitter`) and
+    per-frame nuisances (`frame_nuisance`, see `FrameNuisance`).
 
     Inside a DataLoader worker process the generator is re-derived once from its own state and the
     worker's torch seed, so workers do not repeat each other's draws; reproducibility across runs
@@ -481,5 +546,9 @@ class Augment:
             return []
         h, w = _frame_size(frames[0])
         params = self.sample(h, w)
-        return [apply(f, self._jitter(params), self.rng, self.config.canonical_mirror_axis)
-                for f in frames]
+        out = [apply(f, self._jitter(params), self.rng, self.config.canonical_mirror_axis)
+               for f in frames]
+        if self.config.frame_nuisance > 0.0:
+            nuisance = FrameNuisance(strength=self.config.frame_nuisance)
+            out = [dict(f, rgb=nuisance(f["rgb"], self.rng)) if "rgb" in f else f for f in out]
+        return out

@@ -1,9 +1,12 @@
 """`hcdp eval`: a checkpoint streamed causally against its own per-frame model and per-frame + exponential
 smoothing, on held-out sequences in hcdp's on-disk format (docs/evaluation.md).
 
-Three methods, one run, the same frames and the same flow:
+Four methods, one run, the same frames and the same flow:
 - `streaming`: the checkpoint through `StreamingPredictor` with window W, frame by frame, exactly what the
   node runs (causal temporal attention over the last W-1 frames).
+- `window_1`: the same weights streamed with window 1: every temporal block sees only the current frame.
+  The difference to `streaming` is what attention over earlier frames contributes, and nothing else (the
+  other comparisons change the weights too).
 - `per_frame`: the stage-1 model (`--stage1`), or by default the checkpoint with its temporal blocks
   removed. Stage 2 freezes the encoder and trains the other non-temporal modules at 1/100 of the temporal
   learning rate (paper Table 19), so removing the blocks gives the per-frame network the temporal blocks
@@ -16,6 +19,10 @@ Three methods, one run, the same frames and the same flow:
 
 Metrics are `hcdp_training.metrics.evaluate_sequence` per sequence (ground-truth flow, or OpenCV DIS flow
 with `--flow opencv`), aggregated by `MetricAccumulator` (every frame or frame pair weighs the same).
+`--perturb SEED` feeds every method the same inputs with per-frame nuisances (`FrameNuisance`: sensor
+noise, codec, exposure, blur, a corrupted patch, drawn anew for every frame); ground truth and flow stay
+those of the clean scene. `--attention` prints, per temporal block, the attention mass on the current
+frame vs earlier ones (`hcdp_training.temporal_context`).
 """
 from __future__ import annotations
 
@@ -30,20 +37,25 @@ from typing import Protocol
 
 import cv2
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from hcdp_model.checkpoint import CheckpointError, load_checkpoint
 from hcdp_model.model import HCDPModel
 from hcdp_model.streaming import Prediction, StreamingPredictor, default_checkpoint
+from hcdp_model.preprocess import preprocess
 from hcdp_model.visualize import colorize_depth, contact_sheet, mask_to_rgb, normals_to_rgb
+from hcdp_training.augment import FrameNuisance
 from hcdp_training.data.format import list_sequences, read_frame, read_meta
 from hcdp_training.metrics import METRIC_NAMES, MetricAccumulator, evaluate_sequence, flow_opencv
+from hcdp_training.temporal_context import attention_report, mean_report, report_table
 
-METHODS = ("streaming", "per_frame", "per_frame_ema")
+METHODS = ("streaming", "window_1", "per_frame", "per_frame_ema")
 HIGHER_IS_BETTER = frozenset({"Within11.25", "Within22.5", "Within30", "IoU"})
 FLOW_SOURCES = ("gt", "opencv")
 SHEET_TILE = 192  # px, the height every contact-sheet tile is scaled to
-SHEET_NAMES = {"streaming": "stream", "per_frame": "per-frame", "per_frame_ema": "EMA"}  # short column labels
+SHEET_NAMES = {"streaming": "stream", "window_1": "W=1", "per_frame": "per-frame",
+               "per_frame_ema": "EMA"}  # short column labels
 
 
 class Predictor(Protocol):
@@ -112,9 +124,11 @@ def per_frame_model(model: HCDPModel) -> HCDPModel:
     return model
 
 
-def load_sequence(sequence_dir: Path, max_frames: int | None = None, flow: str = "gt") -> Sequence:
+def load_sequence(sequence_dir: Path, max_frames: int | None = None, flow: str = "gt",
+                  perturb: int | None = None) -> Sequence:
     """Read a sequence (the first `max_frames` frames) with stride-1 ground-truth flow, or OpenCV DIS flow
-    between the images when `flow == "opencv"`."""
+    between the images when `flow == "opencv"`. With `perturb` (a seed), the images get `FrameNuisance`
+    drawn per frame from (seed, sequence name); ground truth and flow stay the clean scene's."""
     if flow not in FLOW_SOURCES:
         raise ValueError(f"expected flow source {'/'.join(FLOW_SOURCES)}, got {flow!r}")
     meta = read_meta(sequence_dir)
@@ -124,6 +138,11 @@ def load_sequence(sequence_dir: Path, max_frames: int | None = None, flow: str =
                                                                    "flow_bwd")}
     if flow == "opencv":
         stack["flow_fwd"], stack["flow_bwd"] = opencv_flows(stack["rgb"])
+    if perturb is not None:
+        name_key = [ord(c) for c in Path(sequence_dir).name]
+        rng = np.random.default_rng([perturb, *name_key])
+        nuisance = FrameNuisance()
+        stack["rgb"] = np.stack([nuisance(image, rng) for image in stack["rgb"]])
     return Sequence(name=Path(sequence_dir).name, fps=float(meta.get("fps", 15.0)), **stack)
 
 
@@ -173,7 +192,8 @@ def sequence_metrics(pred: Predictions, sequence: Sequence) -> dict[str, np.ndar
 
 def evaluate(sequence_dirs: list[Path], predictors: dict[str, Predictor], smoothing: float | None = 0.5,
              flow: str = "gt", max_frames: int | None = None, progress: bool = True,
-             keep_first: bool = False) -> tuple[EvalResult, tuple[Sequence, dict[str, Predictions]] | None]:
+             keep_first: bool = False, perturb: int | None = None
+             ) -> tuple[EvalResult, tuple[Sequence, dict[str, Predictions]] | None]:
     """Run every predictor over every sequence and aggregate their metrics; with `smoothing` and a
     "per_frame" predictor, add "per_frame_ema" (`exponential_smoothing` of its outputs). With
     `keep_first`, also return the first sequence and its predictions (for the contact sheet)."""
@@ -187,7 +207,7 @@ def evaluate(sequence_dirs: list[Path], predictors: dict[str, Predictor], smooth
     kept = None
     bar = tqdm(total=len(predictors) * sum(lengths), desc="hcdp eval", unit="frame", disable=not progress)
     for directory in sequence_dirs:
-        sequence = load_sequence(directory, max_frames, flow)
+        sequence = load_sequence(directory, max_frames, flow, perturb)
         preds = {name: run_predictor(predictor, sequence, bar) for name, predictor in predictors.items()}
         if "per_frame_ema" in methods:
             preds["per_frame_ema"] = exponential_smoothing(preds["per_frame"], smoothing)
@@ -205,29 +225,35 @@ def evaluate(sequence_dirs: list[Path], predictors: dict[str, Predictor], smooth
         inference_ms={m: float(np.mean(np.concatenate(t))) for m, t in times.items()},
         metadata={"sequences": len(sequence_dirs), "frames": int(sum(lengths)),
                   "pairs": int(sum(n - 1 for n in lengths)), "flow": flow, "smoothing_alpha": smoothing,
-                  "max_frames": max_frames},
+                  "max_frames": max_frames, "perturb_seed": perturb},
     )
     return result, kept
 
 
+COMPARISONS = (("window_1", "streaming vs W=1 (same weights)"), ("per_frame", "streaming vs per-frame"))
+
+
+def relative_change(new: float, ref: float) -> str:
+    """`new` against `ref` in percent, or '–' when either is missing or `ref` is 0."""
+    finite = math.isfinite(ref) and ref != 0 and math.isfinite(new)
+    return f"{100.0 * (new - ref) / abs(ref):+.1f}%" if finite else "–"
+
+
 def markdown_table(result: EvalResult, labels: dict[str, str] | None = None) -> str:
     """Metrics as rows (arrow: which way is better), methods as columns, plus the relative change of
-    `streaming` against `per_frame`."""
+    `streaming` against each baseline present: the same weights at window 1, and `per_frame`."""
     methods = list(result.summary)
     labels = labels or {}
     header = ["Metric"] + [labels.get(m, m) for m in methods]
-    compare = "streaming" in methods and "per_frame" in methods
-    if compare:
-        header.append("streaming vs per-frame")
+    compare = [(m, title) for m, title in COMPARISONS if "streaming" in methods and m in methods]
+    header += [title for _, title in compare]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     names = [n for n in METRIC_NAMES if any(n in result.summary[m] for m in methods)]
     for name in names:
         values = [result.summary[m].get(name, math.nan) for m in methods]
         row = [f"{name} {'↑' if name in HIGHER_IS_BETTER else '↓'}"] + [_fmt(v) for v in values]
-        if compare:
-            ref, new = result.summary["per_frame"].get(name, math.nan), result.summary["streaming"].get(name, math.nan)
-            finite = math.isfinite(ref) and ref != 0 and math.isfinite(new)
-            row.append(f"{100.0 * (new - ref) / abs(ref):+.1f}%" if finite else "–")
+        new = result.summary["streaming"].get(name, math.nan) if compare else math.nan
+        row += [relative_change(new, result.summary[m].get(name, math.nan)) for m, _ in compare]
         lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)
 
@@ -282,8 +308,25 @@ def sheet_image(sequence: Sequence, preds: dict[str, Predictions], frames: int =
 
 
 def method_labels(window: int, smoothing: float) -> dict[str, str]:
-    return {"streaming": f"streaming W={window}", "per_frame": "per-frame",
+    return {"streaming": f"streaming W={window}", "window_1": "same weights W=1", "per_frame": "per-frame",
             "per_frame_ema": f"per-frame+EMA a={smoothing:g}"}
+
+
+def sequence_clip(sequence: Sequence, resolution: int) -> torch.Tensor:
+    """A sequence's images preprocessed as one clip [1, T, 3, S, S] (the model's offline input)."""
+    return torch.cat([preprocess(image, resolution)[0] for image in sequence.rgb])[None]
+
+
+def attention_summary(model: HCDPModel, sequence_dirs: list[Path], window: int, max_frames: int | None,
+                      perturb: int | None) -> list[dict]:
+    """`attention_report` of `model` averaged over the sequences (at most `window` frames each)."""
+    frames = min(window, max_frames or window)
+    reports = []
+    for directory in sequence_dirs:
+        sequence = load_sequence(directory, frames, "gt", perturb)
+        if len(sequence.rgb) >= 2:
+            reports.append(attention_report(model, sequence_clip(sequence, model.cfg.resolution), window))
+    return mean_report(reports)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -293,6 +336,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stage1", help="stage-1 checkpoint for the per-frame baselines; default: --checkpoint "
                         "with its temporal blocks removed")
     parser.add_argument("--window", type=int, default=16, help="streaming window W (frames)")
+    parser.add_argument("--perturb", type=int, metavar="SEED",
+                        help="feed every method inputs with per-frame nuisances (noise, JPEG, exposure, "
+                        "blur, a corrupted patch) drawn from SEED; ground truth stays clean")
+    parser.add_argument("--attention", action="store_true",
+                        help="also print, per temporal block, the attention mass on the current frame vs "
+                        "earlier ones (over the first W frames of each sequence)")
     parser.add_argument("--smoothing", type=float, default=0.5,
                         help="alpha of the per-frame + EMA baseline: y_t = alpha x_t + (1 - alpha) y_{t-1}")
     parser.add_argument("--flow", choices=FLOW_SOURCES, default="gt",
@@ -321,6 +370,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         sequences = list_sequences(args.data)[:args.max_sequences]
         model = load_checkpoint(checkpoint)
+        same_weights = load_checkpoint(checkpoint)
         per_frame_net = per_frame_model(load_checkpoint(args.stage1 or checkpoint))
     except (CheckpointError, FileNotFoundError) as err:
         print(f"hcdp eval: {err}", file=sys.stderr)
@@ -333,11 +383,14 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
     else:
         model.set_temporal_mode("causal")  # what the node runs, whatever mode stage 2 trained in
+        same_weights.set_temporal_mode("causal")
     predictors = {"streaming": StreamingPredictor(model, window=args.window, device=args.device),
+                  "window_1": StreamingPredictor(same_weights, window=1, device=args.device),
                   "per_frame": StreamingPredictor(per_frame_net, window=1, device=args.device)}
     start = time.perf_counter()
     result, kept = evaluate(sequences, predictors, args.smoothing, args.flow, args.max_frames,
-                            progress=not args.no_progress, keep_first=args.sheet is not None)
+                            progress=not args.no_progress, keep_first=args.sheet is not None,
+                            perturb=args.perturb)
     labels = method_labels(args.window, args.smoothing)
     result.metadata.update({
         "checkpoint": str(checkpoint), "data": str(args.data),
@@ -346,6 +399,10 @@ def run(args: argparse.Namespace) -> int:
         "method_labels": labels, "elapsed_s": round(time.perf_counter() - start, 2),
     })
     table = markdown_table(result, labels)
+    if args.attention and model.temporal_blocks is not None:
+        attention = attention_summary(model, sequences, args.window, args.max_frames, args.perturb)
+        result.metadata["attention"] = attention
+        table += "\n\nTemporal attention (first W frames of each sequence):\n\n" + report_table(attention)
     print(table)
     if args.markdown:
         _write(args.markdown, table + "\n")

@@ -11,6 +11,7 @@ from hcdp_training.augment import (
     AugmentConfig,
     AugmentParams,
     CropBox,
+    FrameNuisance,
     apply,
     blur,
     brightness_contrast,
@@ -307,6 +308,35 @@ def test_clip_shares_photometry_and_jitter_varies_it_slightly():
     jittered = Augment(dataclasses.replace(config, clip_jitter=0.05), rng=2).clip([frame] * 3)
     diff = np.abs(jittered[1]["rgb"].astype(int) - jittered[0]["rgb"]).mean()
     assert 0 < diff < 20
+
+
+def test_frame_nuisances_vary_per_frame_but_leave_geometry_and_ground_truth_shared():
+    frame = full_frame(3)
+    config = AugmentConfig(p_crop=1, frame_nuisance=1.0)
+    clip = Augment(config, rng=4).clip([frame] * 4)
+    for other in clip[1:]:  # one geometric draw: every ground-truth map moved the same way
+        for key in ("depth", "normal", "mask", "flow_fwd"):
+            np.testing.assert_array_equal(other[key], clip[0][key], err_msg=key)
+    plain = Augment(dataclasses.replace(config, frame_nuisance=0.0), rng=4).clip([frame] * 4)
+    for other in plain[1:]:
+        np.testing.assert_array_equal(other["rgb"], plain[0]["rgb"])
+    differ = [not np.array_equal(clip[k]["rgb"], clip[0]["rgb"]) for k in range(1, 4)]
+    assert sum(differ) >= 2
+
+
+def test_each_frame_nuisance_changes_the_image_and_strength_0_changes_nothing():
+    rgb = np.random.default_rng(9).integers(0, 256, (96, 128, 3), dtype=np.uint8)  # texture: blur shows
+    off = {"p_noise": 0, "p_jpeg": 0, "p_exposure": 0, "p_blur": 0, "p_patch": 0}
+    for name in off:
+        out = FrameNuisance(**{**off, name: 1.0})(rgb, np.random.default_rng(0))
+        assert out.shape == rgb.shape and out.dtype == np.uint8
+        assert np.abs(out.astype(int) - rgb).mean() > 0.1, name
+    np.testing.assert_array_equal(FrameNuisance(strength=0.0)(rgb, np.random.default_rng(0)), rgb)
+    before = rgb.copy()
+    FrameNuisance(p_patch=1.0)(rgb, np.random.default_rng(1))
+    np.testing.assert_array_equal(rgb, before)  # the input is never written
+    with pytest.raises(ValueError, match="frame_nuisance.*\\[0,1\\]"):
+        AugmentConfig(frame_nuisance=2.0)
 
 
 def test_config_rejects_bad_values_with_a_clear_message():

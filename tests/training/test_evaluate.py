@@ -159,7 +159,7 @@ def test_markdown_table_has_a_row_per_metric_and_the_relative_change():
     summary["per_frame"]["TC-Abs"] = math.nan
     table = markdown_table(EvalResult(summary, {}, {}, {}))
     lines = table.splitlines()
-    assert lines[0] == "| Metric | streaming | per_frame | streaming vs per-frame |"
+    assert lines[0] == "| Metric | streaming | per_frame | streaming vs per-frame |"  # no window_1
     assert len(lines) == 2 + len(METRIC_NAMES)
     assert "| OPW ↓ | 0.5 | 1 | -50.0% |" in lines
     assert "| IoU ↑ | 1 | 1 | +0.0% |" in lines
@@ -175,7 +175,7 @@ def test_hcdp_eval_end_to_end_writes_json_markdown_and_sheet(dataset, tmp_path, 
                       "--no-progress", "--max-frames", "5"])
     assert code == 0
     result = json.loads(out_json.read_text())
-    assert list(result["methods"]) == ["streaming", "per_frame", "per_frame_ema"]
+    assert list(result["methods"]) == ["streaming", "window_1", "per_frame", "per_frame_ema"]
     for method, metrics in result["methods"].items():
         assert list(metrics) == list(METRIC_NAMES), method
         assert all(math.isfinite(v) for v in metrics.values()), method
@@ -184,16 +184,59 @@ def test_hcdp_eval_end_to_end_writes_json_markdown_and_sheet(dataset, tmp_path, 
     meta = result["metadata"]
     assert meta["sequences"] == 2 and meta["frames"] == 10 and meta["pairs"] == 8 and meta["window"] == 4
     assert meta["per_frame_model"] == "checkpoint without temporal blocks"
-    # the temporal blocks are active, so streaming differs from its per-frame model
+    # the temporal blocks are active, so streaming differs from its per-frame model, and the past
+    # matters, so it differs from the same weights at window 1 too
     assert result["methods"]["streaming"]["OPW"] != result["methods"]["per_frame"]["OPW"]
+    assert result["methods"]["streaming"]["OPW"] != result["methods"]["window_1"]["OPW"]
+    assert meta["perturb_seed"] is None
     printed = capsys.readouterr().out
     assert out_md.read_text().strip() in printed
     assert out_md.read_text().count("\n") == 2 + len(METRIC_NAMES)
     sheet = cv2.imread(str(out_png))
     tile = 192
-    assert sheet.shape[0] > 4 * tile and sheet.shape[1] == 13 * round(tile * W / H)  # 3 frames + x-t row
+    assert sheet.shape[0] > 4 * tile and sheet.shape[1] == 16 * round(tile * W / H)  # 3 frames + x-t row
 
 
 def test_hcdp_eval_reports_a_missing_checkpoint(dataset, tmp_path, capsys):
     code = hcdp_main(["eval", "--checkpoint", str(tmp_path / "nope"), "--data", str(dataset), "--no-progress"])
     assert code == 2 and "nope" in capsys.readouterr().err
+
+
+def test_markdown_table_compares_streaming_with_the_same_weights_at_window_1():
+    summary = {m: {n: 1.0 for n in METRIC_NAMES} for m in ("streaming", "window_1", "per_frame")}
+    summary["streaming"]["OPW"], summary["window_1"]["OPW"], summary["per_frame"]["OPW"] = 0.6, 0.8, 1.2
+    lines = markdown_table(EvalResult(summary, {}, {}, {})).splitlines()
+    assert lines[0] == ("| Metric | streaming | window_1 | per_frame | streaming vs W=1 (same weights) "
+                        "| streaming vs per-frame |")
+    assert "| OPW ↓ | 0.6 | 0.8 | 1.2 | -25.0% | -50.0% |" in lines
+
+
+def test_perturbed_sequences_change_every_frame_reproducibly_and_keep_the_ground_truth(dataset):
+    directory = list_sequences(dataset)[0]
+    clean = load_sequence(directory)
+    first, again = load_sequence(directory, perturb=3), load_sequence(directory, perturb=3)
+    other = load_sequence(directory, perturb=4)
+    np.testing.assert_array_equal(first.rgb, again.rgb)
+    assert not np.array_equal(first.rgb, other.rgb)
+    changed = [(first.rgb[k] != clean.rgb[k]).any() for k in range(T)]
+    assert sum(changed) >= T - 1  # p(no nuisance at all) per frame is ~0.15
+    for key in ("depth", "normal", "mask", "flow_fwd", "flow_bwd"):
+        np.testing.assert_array_equal(getattr(first, key), getattr(clean, key), err_msg=key)
+
+
+def test_hcdp_eval_perturb_and_attention_report(dataset, tmp_path, capsys):
+    model = activate_temporal(HCDPModel(micro_config(temporal=True)))
+    checkpoint = save_checkpoint(model, tmp_path / "ckpt")
+    out_json = tmp_path / "m.json"
+    code = hcdp_main(["eval", "--checkpoint", str(checkpoint), "--data", str(dataset), "--window", "4",
+                      "--perturb", "5", "--attention", "--json", str(out_json), "--no-progress"])
+    assert code == 0
+    meta = json.loads(out_json.read_text())["metadata"]
+    assert meta["perturb_seed"] == 5
+    attention = meta["attention"]
+    assert [a["block"] for a in attention] == [0, 1, 2, 3]
+    for block in attention:
+        assert math.isclose(block["mass_current"] + block["mass_past"], 1.0, rel_tol=1e-6)
+        assert len(block["mass_by_offset"]) == 4 and block["past_share"] > 0
+    printed = capsys.readouterr().out
+    assert "| block | map | mass on current | mass on past" in printed

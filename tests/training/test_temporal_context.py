@@ -1,0 +1,63 @@
+"""The temporal-context diagnostic: attention mass and how much of a block's update needs the past."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hcdp_model.model import HCDPModel
+from hcdp_training.temporal_context import attention_probabilities, attention_report, mean_report
+from tests.model.helpers import activate_temporal, micro_config, random_clip
+
+
+def _model_with_bias(offset_bias: dict[int, float]) -> HCDPModel:
+    """Active temporal blocks whose time bias is 0 except `offset_bias` (offset -> bias)."""
+    model = activate_temporal(HCDPModel(micro_config(temporal=True)))
+    with torch.no_grad():
+        for block in model.temporal_blocks:
+            block.attn.relative_bias.zero_()
+            for offset, value in offset_bias.items():
+                block.attn.relative_bias[:, offset + block.attn.max_rel] = value
+    return model
+
+
+def test_a_block_that_only_looks_at_the_current_frame_has_no_past_mass_and_no_past_share():
+    model = _model_with_bias({0: 60.0})
+    report = attention_report(model, random_clip(model, 5), window=4)
+    for block in report:
+        assert block["mass_current"] == pytest.approx(1.0, abs=1e-6)
+        assert block["mass_past"] == pytest.approx(0.0, abs=1e-6)
+        assert block["past_share"] == pytest.approx(0.0, abs=1e-4)
+        assert block["update"] > 0
+
+
+def test_a_block_that_looks_one_frame_back_puts_its_mass_at_offset_1():
+    model = _model_with_bias({1: 60.0})
+    report = attention_report(model, random_clip(model, 5), window=4)
+    for block in report:
+        # frames t >= 1 all have a frame at offset 1, so the mass there is (almost) 1
+        assert block["mass_by_offset"][1] == pytest.approx(1.0, abs=1e-6)
+        assert block["mass_current"] == pytest.approx(0.0, abs=1e-6)
+        assert block["past_share"] > 0.1
+
+
+def test_attention_probabilities_are_causal_windowed_and_sum_to_one():
+    model = activate_temporal(HCDPModel(micro_config(temporal=True)))
+    block = model.temporal_blocks[0]
+    x = torch.randn(1, 6, block.norm1.normalized_shape[0], 3, 2)
+    p = attention_probabilities(block, x, window=3)  # [N, heads, T, T]
+    assert torch.allclose(p.sum(-1), torch.ones(p.shape[:-1]))
+    t = torch.arange(6)
+    outside = (t[:, None] - t[None, :] < 0) | (t[:, None] - t[None, :] >= 3)
+    assert (p[..., outside] == 0).all()
+
+
+def test_mean_report_averages_blocks_and_offsets():
+    a = [{"block": 0, "mass_current": 0.2, "mass_past": 0.8, "update": 1.0, "past_share": 0.5,
+          "mass_by_offset": [0.2, 0.8]}]
+    b = [{"block": 0, "mass_current": 0.6, "mass_past": 0.4, "update": 3.0, "past_share": 0.1,
+          "mass_by_offset": [0.6, 0.3, 0.1]}]
+    (merged,) = mean_report([a, b])
+    assert math.isclose(merged["mass_current"], 0.4) and math.isclose(merged["update"], 2.0)
+    assert merged["mass_by_offset"] == pytest.approx([0.4, 0.55])
