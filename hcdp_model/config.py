@@ -14,6 +14,7 @@ import yaml
 FAMILIES = ("dinov2", "dinov3")
 PRIORS = ("learned", "fourier_uv", "none")
 TEMPORAL_MODES = ("causal", "bidirectional")
+DEPTH_HEADS = ("hcdp", "depth_anything")
 
 
 class ConfigError(ValueError):
@@ -64,6 +65,13 @@ class DecoderConfig:
 
     features: int = 64
     out_channels: tuple[int, int, int, int] = (48, 96, 192, 384)
+    # hcdp: depth from the fused features like the other heads; depth_anything: Depth Anything V2's
+    # depth head on F_DPT (so its weights map exactly), see hcdp_model/heads.py and docs/model.md.
+    depth_head: str = "hcdp"
+
+    def validate(self) -> None:
+        _check(self.depth_head in DEPTH_HEADS,
+               f"decoder.depth_head: expected one of {DEPTH_HEADS}, got {self.depth_head!r}")
 
 
 @dataclass
@@ -124,6 +132,7 @@ class ModelConfig:
 
     def validate(self) -> "ModelConfig":
         self.backbone.validate()
+        self.decoder.validate()
         self.temporal.validate()
         self.prior.validate()
         p = self.backbone.patch_size
