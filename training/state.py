@@ -3,15 +3,24 @@
 data position, RNG states), loaded with `torch.load(weights_only=True)`.
 
 Layout under the run folder `out`:
+    train_config.yaml
     checkpoints/step_0000100/{model.safetensors, config.yaml, trainer_state.pt}
     final/{model.safetensors, config.yaml}
+
+Every checkpoint folder is written beside its final name (`.step_0000100.partial`), flushed to
+disk and then renamed into place, so a crash never leaves a truncated folder under a
+complete-looking name.
 """
 from __future__ import annotations
 
+import os
 import random
 import re
 import shutil
 import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +28,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from hcdp_model.checkpoint import save_checkpoint
+from hcdp_model.checkpoint import CONFIG_NAMES, WEIGHTS_NAME, save_checkpoint
 from hcdp_model.model import HCDPModel
 
 STATE_NAME = "trainer_state.pt"
+CONFIG_NAME = "train_config.yaml"
+RUN_ENTRIES = ("checkpoints", "final", CONFIG_NAME, "tb")  # what a run writes under its `out`
 _STEP_DIR = re.compile(r"^step_(\d+)$")
+_PARTIAL = ".partial"
 
 
 @dataclass
@@ -76,35 +88,126 @@ def git_commit(where: Path | None = None) -> str:
     return head.stdout.strip() + ("-dirty" if status.stdout.strip() else "")
 
 
-def save_training_checkpoint(out: Path, model: HCDPModel, progress: Progress, optimizer: torch.optim.Optimizer,
-                             scheduler: Any, scaler: torch.amp.GradScaler, metadata: dict[str, str],
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file under ``folder`` and the folder itself to disk (before it is renamed)."""
+    for path in [*folder.rglob("*"), folder]:
+        flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
+        fd = os.open(path, flags)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+@contextmanager
+def atomic_folder(target: Path) -> Iterator[Path]:
+    """Yield a temporary folder beside ``target``; when the block succeeds, flush it and rename it
+    to ``target`` (replacing an older one); when it fails, remove it and leave ``target`` as it
+    was."""
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}{_PARTIAL}")
+    old = target.with_name(f".{target.name}.old")
+    for stale in (tmp, old):
+        if stale.exists():
+            shutil.rmtree(stale)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        _fsync_tree(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.exists():
+        target.rename(old)  # a folder cannot replace a non-empty one in a single rename
+    tmp.rename(target)
+    _fsync_tree(target.parent)
+    if old.exists():
+        shutil.rmtree(old)
+
+
+def save_final_checkpoint(model: HCDPModel, out: Path, metadata: dict[str, str]) -> Path:
+    """Write ``out/final`` atomically (never left truncated)."""
+    target = Path(out) / "final"
+    with atomic_folder(target) as tmp:
+        save_checkpoint(model, tmp, metadata)
+    return target
+
+
+def save_training_checkpoint(out: Path, model: HCDPModel, progress: Progress,
+                             optimizer: torch.optim.Optimizer, scheduler: Any,
+                             scaler: torch.amp.GradScaler, metadata: dict[str, str],
                              keep: int) -> Path:
-    """Write checkpoints/step_N (model + trainer state) and delete all but the `keep` newest."""
-    path = out / "checkpoints" / f"step_{progress.step:07d}"
-    save_checkpoint(model, path, {**metadata, "steps": str(progress.step)})
+    """Write checkpoints/step_N (model + trainer state) atomically; keep the `keep` newest."""
+    path = Path(out) / "checkpoints" / f"step_{progress.step:07d}"
     state = {"progress": asdict(progress), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state()}
-    tmp = path / (STATE_NAME + ".tmp")
-    torch.save(state, tmp)
-    tmp.replace(path / STATE_NAME)  # a crash mid-write never leaves a truncated state behind
+    with atomic_folder(path) as tmp:
+        save_checkpoint(model, tmp, {**metadata, "steps": str(progress.step)})
+        torch.save(state, tmp / STATE_NAME)
     for old in list_checkpoints(out)[:-keep]:
         shutil.rmtree(old)
     return path
 
 
+def is_complete(folder: Path) -> bool:
+    """A step folder holding the weights, the model config and the trainer state."""
+    names = (WEIGHTS_NAME, CONFIG_NAMES[0], STATE_NAME)
+    return all((Path(folder) / name).is_file() for name in names)
+
+
 def list_checkpoints(out: Path) -> list[Path]:
-    """Complete step checkpoints under `out`, oldest first."""
+    """Complete step checkpoints under `out`, oldest first (partial, incomplete ones left out)."""
     folder = Path(out) / "checkpoints"
     if not folder.is_dir():
         return []
     found = [(int(m.group(1)), p) for p in folder.iterdir()
-             if (m := _STEP_DIR.match(p.name)) and (p / STATE_NAME).is_file()]
+             if (m := _STEP_DIR.match(p.name)) and is_complete(p)]
     return [p for _, p in sorted(found)]
 
 
+def newest_loadable(out: Path, load: Callable[[Path], Any]) -> tuple[Path, Any]:
+    """The newest complete checkpoint under ``out`` that ``load`` reads without error, and what it
+    returned; each newer one that fails is named on stderr. FileNotFoundError when none is left."""
+    failures = []
+    for path in reversed(list_checkpoints(out)):
+        try:
+            return path, load(path)
+        except (RuntimeError, OSError, ValueError, KeyError) as err:
+            failures.append(f"{path.name}: {err}")
+            print(f"hcdp train: --resume: skipping {path} ({err})", file=sys.stderr)
+    detail = f"; unreadable: {'; '.join(failures)}" if failures else ""
+    raise FileNotFoundError(f"--resume: no complete checkpoint (a step_N folder with "
+                            f"{WEIGHTS_NAME}, {CONFIG_NAMES[0]} and {STATE_NAME}) under "
+                            f"{Path(out) / 'checkpoints'}{detail}")
+
+
+def run_entries(out: Path) -> list[str]:
+    """The names in ``out`` (empty when it does not exist)."""
+    out = Path(out)
+    return sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+
+
+def clear_run(out: Path) -> None:
+    """Remove what a run writes under ``out`` (RUN_ENTRIES); anything else is left alone."""
+    for name in RUN_ENTRIES:
+        path = Path(out) / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
+
+
 def load_trainer_state(path: Path) -> dict[str, Any]:
+    """The trainer state of a step folder (tensors and primitives only: `weights_only=True`)."""
     file = Path(path) / STATE_NAME
     try:
-        return torch.load(file, map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, EOFError) as err:
-        raise RuntimeError(f"{file}: cannot read the trainer state ({err})") from err
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - a corrupt zip/pickle raises many types
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise RuntimeError(f"{file}: cannot read the trainer state ({reason})") from None
+    missing = [k for k in ("progress", "optimizer", "scheduler", "scaler", "rng")
+               if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise RuntimeError(f"{file}: expected a trainer state with progress, optimizer, "
+                           f"scheduler, scaler and rng, missing {', '.join(missing)}")
+    return state

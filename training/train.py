@@ -1,6 +1,7 @@
 """`hcdp train`: run one training stage from a YAML config (docs/training.md).
 
-    hcdp train --config configs/tiny_cpu_stage1.yaml [--out DIR] [--resume] [--stop-at STEP] [key=value ...]
+    hcdp train --config configs/tiny_cpu_stage1.yaml [--out DIR] [--resume | --overwrite]
+               [--stop-at STEP] [key=value ...]
     torchrun --nproc_per_node=8 -m hcdp_model.cli train --config configs/base_stage1.yaml
 
 The loop, top to bottom: build the stage's model and task (training/stages.py), AdamW over its named
@@ -13,6 +14,12 @@ checkpoint. Under torchrun the task is wrapped in DistributedDataParallel, each 
 Exact resume: the checkpoint holds the optimizer, scheduler, grad scaler, RNG states, the epoch and the
 micro-batches consumed in it; data order and augmentation are functions of (seed, epoch, index)
 (training/loader.py), so a resumed CPU run reproduces the uninterrupted run's weights bit for bit.
+
+The output folder is never mixed up: a new run refuses a non-empty `out` (`--resume` continues
+the run in it, `--overwrite` replaces it), `--resume` falls back past incomplete or unreadable
+checkpoints to the newest readable one and refuses a config that differs from the run's
+(`--allow-config-change`), and every checkpoint, `final/` included, is written atomically
+(training/state.py).
 """
 from __future__ import annotations
 
@@ -22,14 +29,17 @@ import math
 import os
 import sys
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
+import yaml
+from safetensors import safe_open
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
-from hcdp_model.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from hcdp_model.checkpoint import WEIGHTS_NAME, CheckpointError, load_checkpoint
 from hcdp_model.config import ConfigError
 from hcdp_model.model import HCDPModel
 from hcdp_model.pretrained import BackboneLoadError
@@ -38,7 +48,8 @@ from hcdp_training.loader import ResumableSampler, build_dataset, make_loader
 from hcdp_training.logger import RunLogger
 from hcdp_training.schedule import build_scheduler
 from hcdp_training.stages import build_model, make_task, param_groups, prepare
-from hcdp_training.state import (Progress, git_commit, list_checkpoints, load_trainer_state,
+from hcdp_training.state import (CONFIG_NAME, Progress, clear_run, git_commit, load_trainer_state,
+                                 newest_loadable, run_entries, save_final_checkpoint,
                                  save_training_checkpoint, set_rng_state)
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -79,11 +90,70 @@ class TrainResult:
     final: Path | None  # the final checkpoint; None when stopped early (stop_at)
 
 
-def _resume_point(cfg: TrainConfig) -> Path:
-    found = list_checkpoints(Path(cfg.out))
-    if not found:
-        raise FileNotFoundError(f"--resume: no checkpoint with {'trainer_state.pt'} under {cfg.out}/checkpoints")
-    return found[-1]
+class OutputError(ValueError):
+    """The output folder does not fit the request (a new run into a used one, a changed config)."""
+
+
+# Keys that may differ on --resume without changing what is trained: where it is written, logged.
+_RESUME_FREE = ("out", "log.", "checkpoint.")
+
+
+def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(data, dict):
+        return {prefix[:-1]: data}
+    return {k: v for key, value in data.items()
+            for k, v in _flat(value, f"{prefix}{key}.").items()}
+
+
+def config_changes(run_yaml: str, cfg: TrainConfig) -> list[str]:
+    """``key: old -> new`` for every setting of ``cfg`` that differs from the run's recorded config
+    (output and logging settings excepted)."""
+    recorded = yaml.safe_load(run_yaml) if run_yaml else None
+    if not isinstance(recorded, dict):  # a run from before configs were recorded: no comparison
+        return []
+    old, new = _flat(recorded), _flat(cfg.to_dict())
+    keys = [k for k in sorted(set(old) | set(new)) if not k.startswith(_RESUME_FREE)]
+    return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def _load_resume_point(path: Path) -> tuple[HCDPModel, dict[str, Any], str]:
+    """The model, trainer state and recorded training config (YAML) of a step folder."""
+    model, state = load_checkpoint(path), load_trainer_state(path)
+    with safe_open(str(path / WEIGHTS_NAME), "pt") as weights:
+        recorded = (weights.metadata() or {}).get("train_config", "")
+    return model, state, recorded
+
+
+def check_output(cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
+    """Refuse a new run into a folder that already holds files (``--resume`` / ``--overwrite``)."""
+    if resume and overwrite:
+        raise OutputError("--resume continues the run in out, --overwrite replaces it; pass one")
+    entries = run_entries(Path(cfg.out))
+    if entries and not resume and not overwrite:
+        raise OutputError(f"output folder {cfg.out} is not empty ({', '.join(entries[:6])}); pass "
+                          "--resume to continue the run in it, --overwrite to replace it, or pick "
+                          "another --out")
+
+
+def check_start_points(cfg: TrainConfig, configs: Path | None = None) -> None:
+    """``model.init`` and ``model.prior_init`` exist; when not, name the config (a YAML in
+    ``configs`` whose ``out``/final it is) that writes them: what the user must run first."""
+    for key in ("init", "prior_init"):
+        value = getattr(cfg.model, key)
+        if not value or Path(value).exists():
+            continue
+        producers = []
+        for other in sorted(configs.glob("*.y*ml")) if configs and configs.is_dir() else []:
+            try:
+                data = yaml.safe_load(other.read_text()) or {}
+            except (OSError, UnicodeDecodeError, yaml.YAMLError):
+                continue
+            if isinstance(data, dict) and Path(str(data.get("out", ""))) / "final" == Path(value):
+                producers.append(other)
+        first = (f"run `hcdp train --config {producers[0]}` first (it writes {value}), or set "
+                 if producers else "train the stage that writes it first, or set ")
+        raise ConfigError(f"model.{key}: checkpoint {value} does not exist; {first}"
+                          f"model.{key}=PATH to an existing checkpoint")
 
 
 def _metadata(cfg: TrainConfig) -> dict[str, str]:
@@ -91,13 +161,26 @@ def _metadata(cfg: TrainConfig) -> dict[str, str]:
             "git_commit": git_commit(), "train_config": cfg.to_yaml()}
 
 
-def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) -> TrainResult:
+def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
+          overwrite: bool = False, allow_config_change: bool = False) -> TrainResult:
     """Run (or resume) the stage described by `cfg`; `stop_at` ends the invocation after that many
-    optimizer steps in total, with a checkpoint, so that a later `resume` continues it."""
-    env = setup_distributed(cfg.device)
+    optimizer steps in total, with a checkpoint, so that a later `resume` continues it. A new run
+    needs an empty (or absent) `cfg.out` unless `overwrite`; `resume` refuses a config that differs
+    from the resumed run's unless `allow_config_change`."""
     out = Path(cfg.out)
-    checkpoint_dir = _resume_point(cfg) if resume else None
-    model = prepare(load_checkpoint(checkpoint_dir), cfg) if checkpoint_dir else build_model(cfg)
+    check_output(cfg, resume, overwrite)
+    state: dict[str, Any] | None = None
+    if resume:
+        _, (resumed, state, recorded) = newest_loadable(out, _load_resume_point)
+        changes = config_changes(recorded, cfg)
+        if changes and not allow_config_change:
+            raise OutputError(f"--resume: the config differs from the run in {out} "
+                              f"({'; '.join(changes)}); pass --allow-config-change to continue it "
+                              "with the new settings, or train into a new --out")
+    env = setup_distributed(cfg.device)
+    if overwrite and env.main:
+        clear_run(out)
+    model = prepare(resumed, cfg) if state is not None else build_model(cfg)
     model.to(env.device)
     task = make_task(model, cfg).to(env.device)
     module = task
@@ -115,8 +198,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
     amp = cuda and o.precision != "fp32"
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and o.precision == "fp16")
     progress = Progress()
-    if checkpoint_dir:
-        state = load_trainer_state(checkpoint_dir)
+    if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -124,7 +206,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
         set_rng_state(state["rng"])
     if env.main:
         out.mkdir(parents=True, exist_ok=True)
-        (out / "train_config.yaml").write_text(cfg.to_yaml())
+        (out / CONFIG_NAME).write_text(cfg.to_yaml())
         if o.precision != "fp32" and not cuda:
             print(f"hcdp train: optim.precision {o.precision} applies on CUDA only; running fp32 on CPU",
                   file=sys.stderr)
@@ -194,10 +276,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
 
     final = None
     if progress.step >= o.steps and env.main:
-        final = save_checkpoint(model, out / "final", {**metadata, "steps": str(progress.step),
-                                                        "skipped_steps": str(progress.skipped)})
-        print(f"hcdp train: stage {cfg.stage} done, {progress.step} steps ({progress.skipped} skipped); "
-              f"final checkpoint {final}", file=sys.stderr)
+        final = save_final_checkpoint(model, out, {**metadata, "steps": str(progress.step),
+                                                   "skipped_steps": str(progress.skipped)})
     if env.world > 1:
         dist.barrier()
         dist.destroy_process_group()
@@ -205,23 +285,49 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None) ->
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", required=True, help="training config YAML (see configs/ and docs/training.md)")
+    parser.add_argument("--config", required=True,
+                        help="training config YAML (see configs/ and docs/training.md)")
     parser.add_argument("--out", help="output folder (overrides the config's out)")
-    parser.add_argument("--resume", action="store_true", help="continue from the newest checkpoint under out")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue from the newest complete checkpoint under out")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="start a new run in a non-empty out, deleting the previous run's "
+                             "checkpoints/, final/, tb/ and train_config.yaml")
+    parser.add_argument("--allow-config-change", action="store_true",
+                        help="with --resume: continue although the config differs from the run's")
     parser.add_argument("--stop-at", type=int, metavar="STEP",
-                        help="stop after this many steps in total, with a checkpoint (for time-sliced jobs)")
+                        help="stop after this many steps in total, with a checkpoint (for "
+                             "time-sliced jobs)")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="config overrides, e.g. optim.steps=100 data.root=data/train")
 
 
+def summary(cfg: TrainConfig, result: TrainResult) -> str:
+    """The closing line(s) of `hcdp train`: what was trained, where it is, what to do next."""
+    p = result.progress
+    done = (f"hcdp train: stage {cfg.stage}: {p.step} of {cfg.optim.steps} steps "
+            f"({p.skipped} skipped), epoch {p.epoch}")
+    losses = f"; loss {result.losses[0]:.4g} -> {result.losses[-1]:.4g}" if result.losses else ""
+    if result.final is not None:
+        return f"{done}{losses}\nfinal checkpoint: {result.final}"
+    return (f"{done}{losses}\nstopped early with a checkpoint under "
+            f"{Path(cfg.out) / 'checkpoints'}; continue with --resume")
+
+
 def run(args: argparse.Namespace) -> int:
     try:
+        if args.stop_at is not None and args.stop_at < 1:
+            raise ValueError(f"--stop-at: expected a step >= 1, got {args.stop_at}")
         cfg = load_config(args.config, args.overrides)
         if args.out:
             cfg.out = args.out
-        result = train(cfg, resume=args.resume, stop_at=args.stop_at)
+        if not args.resume:
+            check_start_points(cfg, Path(args.config).parent)
+        result = train(cfg, resume=args.resume, stop_at=args.stop_at, overwrite=args.overwrite,
+                       allow_config_change=args.allow_config_change)
     except (ConfigError, CheckpointError, BackboneLoadError, OSError, ValueError) as err:
         print(f"hcdp train: {err}", file=sys.stderr)
         return 2
-    print(f"hcdp train: {asdict(result.progress)}")
+    if int(os.environ.get("RANK", "0")) == 0:  # one summary per torchrun job
+        print(summary(cfg, result))
     return 0

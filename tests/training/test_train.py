@@ -1,10 +1,13 @@
 """The trainer: each stage lowers its loss on generated data, freezes what the paper freezes, stage 2 starts
 from the stage-1 predictions, gradient dropping skips steps, resume is bitwise exact, the CLI writes the
-final checkpoint with its metadata, and torchrun runs two gloo processes."""
+final checkpoint with its metadata, and torchrun runs two gloo processes. The output folder never
+loses or mixes up a run: used folders are refused, checkpoints are atomic, resume falls back and
+checks the config."""
 import copy
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -15,8 +18,10 @@ from hcdp_model.checkpoint import load_checkpoint
 from hcdp_model.cli import main as hcdp_main
 from hcdp_training.loader import build_dataset
 from hcdp_training.stages import build_model, make_task
-from hcdp_training.state import STATE_NAME, git_commit, list_checkpoints, load_trainer_state
-from hcdp_training.train import train
+from hcdp_training import state as state_module
+from hcdp_training.state import (STATE_NAME, git_commit, list_checkpoints, load_trainer_state,
+                                 save_final_checkpoint)
+from hcdp_training.train import OutputError, train
 
 from .train_helpers import train_config, write_disc_sequences, write_micro_config
 
@@ -163,4 +168,139 @@ def test_torchrun_runs_two_gloo_processes_for_two_steps(setup, tmp_path):
            "optim.batch_size=1", "device=cpu"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "'step': 2" in done.stdout and (tmp_path / "ddp" / "final" / "model.safetensors").is_file()
+    assert done.stdout.count("2 of 2 steps") == 1
+    assert (tmp_path / "ddp" / "final" / "model.safetensors").is_file()
+
+
+# --- the output folder ----------------------------------------------------------------------
+
+
+def _micro(setup, out, **optim):
+    return train_config(1, out, setup["data"], setup["model_config"], optim={"steps": 2, **optim})
+
+
+def _fake_step(out, step):
+    """A complete-looking step folder of an older run (step numbers above the new run's)."""
+    folder = out / "checkpoints" / f"step_{step:07d}"
+    folder.mkdir(parents=True)
+    for name in ("model.safetensors", "config.yaml", STATE_NAME):
+        (folder / name).write_bytes(b"old run")
+    return folder
+
+
+def test_a_new_run_into_a_non_empty_out_is_refused_before_any_work(setup, tmp_path):
+    out = tmp_path / "used"
+    old = _fake_step(out, 99)
+    with pytest.raises(OutputError, match="not empty.*--resume.*--overwrite"):
+        train(_micro(setup, out))
+    assert list_checkpoints(out) == [old] and not (out / "final").exists()
+
+
+def test_overwrite_replaces_the_old_run_so_its_higher_steps_do_not_evict_the_new_checkpoints(
+        setup, tmp_path):
+    out = tmp_path / "used"
+    _fake_step(out, 99)
+    (out / "notes.txt").write_text("the user's own file")
+    result = train(_micro(setup, out), overwrite=True)
+    assert [p.name for p in list_checkpoints(out)] == ["step_0000002"]
+    assert result.final == out / "final" and (out / "notes.txt").is_file()
+
+
+def test_cli_refuses_a_used_out_with_a_one_line_error(setup, tmp_path, capsys):
+    path = tmp_path / "c.yaml"
+    path.write_text(_micro(setup, tmp_path / "run").to_yaml())
+    _fake_step(tmp_path / "run", 5)
+    assert hcdp_main(["train", "--config", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--overwrite" in err and "Traceback" not in err
+
+
+def _crash_while_writing_weights(monkeypatch):
+    """save_checkpoint that leaves a truncated weights file behind, then dies."""
+    def crash(model, path, metadata=None):
+        Path(path).mkdir(parents=True, exist_ok=True)
+        (Path(path) / "model.safetensors").write_bytes(b"trunc")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(state_module, "save_checkpoint", crash)
+
+
+def test_a_crash_while_rewriting_a_step_folder_leaves_the_previous_checkpoint_intact(
+        setup, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    first = train(_micro(setup, out, steps=2), stop_at=2)
+    folder = list_checkpoints(out)[-1]
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    _crash_while_writing_weights(monkeypatch)
+    with pytest.raises(OSError, match="disk full"):
+        state_module.save_training_checkpoint(out, first.model, first.progress,
+                                              *_optimizer_parts(first), {}, keep=2)
+    assert list_checkpoints(out) == [folder]
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == [folder.name]
+
+
+def _optimizer_parts(result):
+    optimizer = torch.optim.AdamW(result.model.parameters())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    return optimizer, scheduler, torch.amp.GradScaler("cuda", enabled=False)
+
+
+def test_final_is_never_left_truncated(setup, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    model = setup["stage1"].model
+    save_final_checkpoint(model, out, {"steps": "1"})
+    before = (out / "final" / "model.safetensors").read_bytes()
+    _crash_while_writing_weights(monkeypatch)
+    with pytest.raises(OSError, match="disk full"):
+        save_final_checkpoint(model, out, {"steps": "2"})
+    assert (out / "final" / "model.safetensors").read_bytes() == before
+    assert sorted(p.name for p in out.iterdir()) == ["final"]
+    load_checkpoint(out / "final")
+
+
+def test_resume_falls_back_to_the_newest_readable_checkpoint(setup, tmp_path, capsys):
+    out = tmp_path / "run"
+    cfg = _micro(setup, out, steps=3)
+    cfg.checkpoint.keep = 3
+    train(cfg, stop_at=2)
+    newest = list_checkpoints(out)[-1]
+    (newest / STATE_NAME).write_bytes(b"\x00garbage, a crash mid-write on an older version")
+    (out / "checkpoints" / "step_0000009").mkdir()  # an incomplete folder: no files at all
+    resumed = train(cfg, resume=True)
+    assert len(resumed.losses) == 2 and resumed.progress.step == 3  # steps 2 and 3 (from step 1)
+    assert f"skipping {newest}" in capsys.readouterr().err
+
+
+def test_resume_with_a_corrupt_trainer_state_is_a_one_line_error(setup, tmp_path, capsys):
+    cfg = _micro(setup, tmp_path / "run", steps=2)
+    path = tmp_path / "c.yaml"
+    path.write_text(cfg.to_yaml())
+    train(cfg, stop_at=1)
+    (list_checkpoints(tmp_path / "run")[-1] / STATE_NAME).write_bytes(b"PK\x03\x04 not a zip")
+    assert hcdp_main(["train", "--config", str(path), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "cannot read the trainer state" in err
+    assert err.strip().splitlines()[-1].startswith("hcdp train: --resume: no complete checkpoint")
+
+
+def test_resume_refuses_a_config_that_differs_from_the_run_unless_allowed(setup, tmp_path):
+    out = tmp_path / "run"
+    train(_micro(setup, out, steps=3), stop_at=1)
+    other = tmp_path / "other_data"
+    other.symlink_to(setup["data"])
+    changed = _micro(setup, out, steps=3)
+    changed.data.root = str(other)
+    with pytest.raises(OutputError, match=f"data.root: '{setup['data']}' -> '{other}'"):
+        train(changed, resume=True)
+    assert train(changed, resume=True, allow_config_change=True).progress.step == 3
+
+
+def test_the_readme_train_row_says_which_stage_to_run_first(tmp_path, monkeypatch, capsys):
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    monkeypatch.chdir(tmp_path)  # no runs/ here: stage 0 has not run
+    assert hcdp_main(["train", "--config", str(configs / "tiny_cpu_stage1.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "model.prior_init" in err and "runs/tiny_cpu_stage0/final" in err
+    assert f"hcdp train --config {configs / 'tiny_cpu_stage0.yaml'}` first" in err
+    assert not (tmp_path / "runs").exists()
