@@ -12,6 +12,7 @@ import sys
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "info": ("hcdp_model.info", "parameters and GMACs per block of a preset"),
     "export": ("hcdp_model.export", "export the streaming step graph (onnx, torch-export, tensorrt)"),
+    "init-from": ("hcdp_model.init_from", "our model from a DA-V2 / VDA / DINOv2/v3 file"),
     "synth": ("hcdp_training.synth.cli", "generate synthetic human video data with ground truth"),
     "make-sample-bag": ("hcdp_training.synth.sample_bag", "write the demo rosbag from a generated sequence"),
     "train": ("hcdp_training.train", "run a training stage (0: prior, 1: images, 2: video) from a YAML config"),

@@ -2,6 +2,8 @@
 
     frames --E_DINO--> 4 token maps --reassemble--> 4 scales --temporal blocks--> --DPT fusion--> F_DPT
     F_DPT + psi(z_prior) --neck, upsample--> [ . , E_CNN(x)] --phi--> CWA --> depth / normal / mask heads
+With `decoder.depth_head: depth_anything` the depth head is Depth Anything V2's, reading F'_DPT
+(plus a zero-initialised input from the CWA features); see heads.py.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ class HCDPModel(nn.Module):
         self.cnn_branch = CNNBranch(fc.cnn_channels) if fc.cnn_branch else None
         self.fusion = FeatureFusion(fc.channels + (fc.cnn_channels if fc.cnn_branch else 0), fc.channels)
         self.cwa = ChannelWeightAdaptation(fc.channels, fc.cwa_reduction) if fc.cwa else nn.Identity()
-        self.heads = Heads(fc.channels, fc.head_channels)
+        self.heads = Heads(fc.channels, fc.head_channels, cfg.decoder.depth_head, features)
 
     # -- the two per-frame halves; the temporal blocks run between them -------------------------------
     def encode(self, frames: torch.Tensor) -> list[torch.Tensor]:
@@ -49,7 +51,7 @@ class HCDPModel(nn.Module):
         f = F.interpolate(self.neck(f_dpt), size=frames.shape[-2:], mode="bilinear", align_corners=False)
         if self.cnn_branch is not None:
             f = torch.cat([f, self.cnn_branch(frames)], dim=1)
-        return self.heads(self.cwa(self.fusion(f)))
+        return self.heads(self.cwa(self.fusion(f)), f_dpt)
 
     def forward(self, clip: torch.Tensor, window: int | None = None) -> Outputs:
         """clip [B,T,3,S,S] (normalised, see preprocess.py) -> depth [B,T,1,S,S], normal [B,T,3,S,S],

@@ -1,0 +1,256 @@
+"""`hcdp init-from`: fabricated public checkpoints (exact names and shapes, random values)
+convert, every source tensor is mapped or ignored for a reason, the mapped encoder + DPT + depth
+head compute the published Depth Anything V2 forward, and the bundled model is unchanged by the
+new layout."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hcdp_model.checkpoint import checkpoint_hash, load_checkpoint
+from hcdp_model.cli import main
+from hcdp_model.config import ConfigError, ModelConfig
+from hcdp_model.heads import INVERSE_DEPTH_EPS, depth_from_inverse
+from hcdp_model.init_from import REPORT_NAME, InitError, convert, identify
+from hcdp_model.pretrained import read_state_dict
+
+from .depth_anything_reference import (DEPTH_ANYTHING, DINO, fabricate, reference_dpt,
+                                       reference_features, source_shapes)
+
+PRESET = {384: "small", 768: "base", 1024: "large"}
+
+
+def _strip(state: dict) -> dict:
+    """What read_state_dict does to a Depth Anything file: "pretrained." removed."""
+    return {k.removeprefix("pretrained."): v for k, v in state.items()}
+
+
+@pytest.fixture(scope="module")
+def small_file(tmp_path_factory):
+    state = fabricate(source_shapes("depth_anything_v2_vits"), seed=3)
+    path = tmp_path_factory.mktemp("da") / "depth_anything_v2_vits.pth"
+    torch.save(state, path)
+    return path, state
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory, small_file):
+    """The fabricated DA-V2-S file through the CLI at 56 px (fast enough for training and bags)."""
+    out = tmp_path_factory.mktemp("conv") / "da_small"
+    assert main(["init-from", str(small_file[0]), "--preset", "small", "--out", str(out),
+                 "--resolution", "56"]) == 0
+    return out
+
+
+# -- the bundled model keeps its outputs ---------------------------------------------------------
+
+BUNDLED = "data/models/default"
+BUNDLED_SHA256 = "73548bc5635f44dccee6e15cd482dceaf7d8c36172b89be0a486202fa3dc4b41"
+# Computed with the code before decoder.depth_head existed (commit 13cb89b), on `_pattern_clip()`:
+# (mean, mean |x|, values at (frame, row, col) of POINTS per channel).
+POINTS = [(0, 10, 20), (1, 100, 150), (2, 200, 31), (2, 112, 112)]
+BEFORE = {
+    "depth": (0.4829334, 0.4829334, [[0.450171], [0.428138], [0.682289], [0.476889]]),
+    "normal": (-0.3577002, 0.4004, [[0.181026, -0.02324, -0.983204],
+                                    [0.067261, -0.054067, -0.996269],
+                                    [0.099565, -0.130345, -0.986457],
+                                    [0.042625, -0.090271, -0.995005]]),
+    "mask_logits": (-3.9681209, 3.9681209, [[-6.074873], [-5.494161], [-2.246028], [-4.999894]]),
+}
+
+
+def _pattern_clip() -> torch.Tensor:
+    t, c, i, j = torch.meshgrid(torch.arange(3), torch.arange(3), torch.arange(224),
+                                torch.arange(224), indexing="ij")
+    x = torch.sin(0.05 * (1.3 * i + 0.7 * j) + 2.0 * c + 0.9 * t).to(torch.float64) * 1.5
+    return x.float()[None]
+
+
+def test_bundled_model_outputs_are_unchanged_by_the_depth_anything_layout():
+    assert checkpoint_hash(BUNDLED) == BUNDLED_SHA256, (
+        "data/models/default was replaced: recompute BEFORE with the new model on _pattern_clip()")
+    model = load_checkpoint(BUNDLED).eval()
+    assert model.cfg.decoder.depth_head == "hcdp"
+    with torch.no_grad():
+        out = model(_pattern_clip())
+    for name, (mean, mean_abs, values) in BEFORE.items():
+        v = out[name].double()
+        assert v.mean().item() == pytest.approx(mean, abs=2e-6), name
+        assert v.abs().mean().item() == pytest.approx(mean_abs, abs=2e-6), name
+        got = [[v[0, f, ch, a, b].item() for ch in range(v.shape[2])] for f, a, b in POINTS]
+        torch.testing.assert_close(torch.tensor(got, dtype=torch.float64),
+                                   torch.tensor(values, dtype=torch.float64), atol=2e-6, rtol=0)
+
+
+def test_unknown_depth_head_layout_is_refused_naming_the_choices():
+    with pytest.raises(ConfigError, match="decoder.depth_head: expected one of .*'dpt'"):
+        ModelConfig.from_dict({"decoder": {"depth_head": "dpt"}})
+
+
+# -- numerical equivalence with the published architecture ----------------------------------------
+
+
+def test_converted_small_computes_the_reference_depth_anything_v2_forward(small_file):
+    state = small_file[1]
+    model, _ = convert(_strip(state), "small", resolution=224)  # 16x16 grid: pos_embed resampled
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref_features = reference_features(state, x, [2, 5, 8, 11], heads=6)
+        ref_f_dpt, ref_q = reference_dpt(state, ref_features)
+        features = model.encoder(x)
+        f_dpt = model.dpt_fusion(model.reassemble(features))
+        depth = model(x[:, None])["depth"][:, 0]
+    for ours, ref in zip(features, ref_features):
+        torch.testing.assert_close(ours, ref, atol=2e-5, rtol=1e-4)
+    torch.testing.assert_close(f_dpt, ref_f_dpt, atol=2e-5, rtol=1e-4)
+    # A test that can fail: the reference's inverse depth is neither all zero nor constant.
+    assert 0.3 < (ref_q > 0).float().mean() < 1.0 and ref_q.std() > 0.05
+    torch.testing.assert_close(1.0 / depth - INVERSE_DEPTH_EPS, ref_q, atol=2e-5, rtol=1e-4)
+
+
+def test_depth_is_larger_where_the_source_says_farther():
+    q = torch.tensor([0.0, 0.5, 2.0, 10.0])
+    d = depth_from_inverse(q)
+    assert (d > 0).all() and (d[1:] < d[:-1]).all()
+    # q = a / z (no shift): depth is z / a exactly, up to eps
+    z = torch.tensor([1.0, 2.0, 4.0])
+    torch.testing.assert_close(depth_from_inverse(3.0 / z) * 3.0, z, rtol=2e-3, atol=0)
+
+
+# -- every key of every fabricated release ----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(DEPTH_ANYTHING))
+def test_every_depth_anything_tensor_is_mapped_or_ignored_for_a_reason(name):
+    state = _strip(fabricate(source_shapes(name), device="meta"))
+    preset_name = PRESET[state["cls_token"].shape[-1]]
+    model, report = convert(state, preset_name, device="meta")
+    assert report.looks_like == name
+    assert sorted(set(report.mapped.values()) | set(report.ignored)) == sorted(state)
+    assert not set(report.mapped.values()) & set(report.ignored)
+    head = "head." if name.startswith("video") else "depth_head."
+    skip_unit = {k for k in state if k.startswith(f"{head}scratch.refinenet4.resConfUnit1.")}
+    motion = {k for k in state if k.startswith("head.motion_modules.")}
+    assert len(skip_unit) == 4 and set(report.ignored) == skip_unit | motion
+    assert bool(motion) == name.startswith("video")
+    ours = model.state_dict()
+    for target, source in report.mapped.items():
+        assert ours[target].shape == state[source].shape, target
+    # All of encoder, reassemble and fusion come from the file, and the DA depth head too.
+    for prefix in ("encoder.", "reassemble.", "dpt_fusion.", "heads.depth.output_conv"):
+        assert {k for k in ours if k.startswith(prefix)} <= set(report.mapped), prefix
+    assert model.cfg.decoder.depth_head == "depth_anything"
+    assert "heads.depth.fused.weight" not in report.mapped
+
+
+@pytest.mark.parametrize("name", list(DINO))
+def test_every_dino_backbone_tensor_is_mapped_or_ignored(name):
+    info = DINO[name]
+    state = fabricate(source_shapes(name), device="meta")
+    model, report = convert(state, PRESET[info["embed_dim"]], device="meta")
+    assert report.looks_like.startswith(info["family"])
+    assert sorted(set(report.mapped.values()) | set(report.ignored)) == sorted(state)
+    assert {k for k in model.state_dict() if k.startswith("encoder.")} == set(report.mapped)
+    assert model.cfg.backbone.num_register_tokens == info["num_register_tokens"]
+    assert model.cfg.decoder.depth_head == "hcdp"
+    assert all(k.endswith("bias_mask") or k.startswith("local_cls_norm.") for k in report.ignored)
+
+
+def test_dinov3_small_file_converts_with_real_values_and_its_key_bias_mask_checked():
+    state = fabricate(source_shapes("dinov3_vits16"))
+    model, report = convert(state, "small", resolution=64)
+    assert len(report.ignored) == 12
+    torch.testing.assert_close(model.encoder.blocks[3].mlp.fc1.weight,
+                               state["blocks.3.mlp.fc1.weight"])
+    state["blocks.0.attn.qkv.bias_mask"][400] = 1.0  # a mask that keeps a key bias
+    with pytest.raises(InitError, match="bias_mask: expected 1 on the query and value slices"):
+        convert(state, "small", resolution=64)
+
+
+# -- the CLI and the converted checkpoint ----------------------------------------------------
+
+
+def test_cli_writes_a_loadable_checkpoint_and_a_complete_mapping_report(converted, small_file):
+    report = json.loads((converted / REPORT_NAME).read_text())
+    source_keys = set(_strip(small_file[1]))
+    assert set(report["mapped"].values()) | set(report["ignored"]) == source_keys
+    assert report["looks_like"] == "depth_anything_v2_vits" and len(report["source_sha256"]) == 64
+    model = load_checkpoint(converted)
+    assert model.cfg.decoder.depth_head == "depth_anything" and model.cfg.resolution == 56
+    torch.testing.assert_close(model.reassemble.layers_rn[2].weight,
+                               small_file[1]["depth_head.scratch.layer3_rn.weight"])
+    assert not model.human_prior.psi.weight.any() and not model.heads.depth.fused.weight.any()
+
+
+def test_existing_output_is_refused(converted, small_file, capsys):
+    argv = ["init-from", str(small_file[0]), "--preset", "small", "--out", str(converted)]
+    assert main(argv) == 2
+    assert "exists; expected a new directory" in capsys.readouterr().err
+
+
+def test_a_file_of_another_size_names_its_family_and_the_preset_to_use(tmp_path, capsys):
+    path = tmp_path / "depth_anything_v2_vitb.pth"
+    torch.save(fabricate(source_shapes("depth_anything_v2_vitb"), seed=1), path)
+    assert main(["init-from", str(path), "--preset", "small", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "looks like depth_anything_v2_vitb (768-d, 12 blocks): use --preset base" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_wrong_files_say_what_they_look_like(converted):
+    hcdp = read_state_dict(converted / "model.safetensors")
+    assert identify(hcdp).family.startswith("an hcdp checkpoint")
+    with pytest.raises(InitError, match="looks like an hcdp checkpoint"):
+        convert(hcdp, "small")
+    hf = {"embeddings.patch_embeddings.projection.weight": torch.zeros(384, 3, 14, 14),
+          "encoder.layer.0.attention.attention.query.weight": torch.zeros(384, 384)}
+    with pytest.raises(InitError, match="Hugging Face transformers"):
+        convert(hf, "small")
+    with pytest.raises(InitError, match="none of DA-V2, VDA, DINOv2 or DINOv3"):
+        convert({"fc.weight": torch.zeros(2, 2)}, "small")
+    giant = {"patch_embed.proj.weight": torch.zeros(1536, 3, 14, 14), "pos_embed": torch.zeros(1),
+             "blocks.0.norm1.weight": torch.zeros(1536), "blocks.0.mlp.w12.weight": torch.zeros(1)}
+    with pytest.raises(InitError, match="dinov2_1536-d, whose SwiGLU MLP"):
+        convert(giant, "large")
+
+
+def test_a_renamed_or_missing_tensor_is_an_error_not_a_silent_drop():
+    state = _strip(fabricate(source_shapes("depth_anything_v2_vits"), device="meta"))
+    renamed = dict(state)
+    renamed["depth_head.scratch.output_conv3.weight"] = renamed.pop(
+        "depth_head.scratch.output_conv2.2.weight")
+    with pytest.raises(InitError, match=r"2 tensors do not fit.*missing depth_head.scratch."
+                                        r"output_conv2.2.weight.*unexpected depth_head.scratch."
+                                        r"output_conv3"):
+        convert(renamed, "small", device="meta")
+
+
+# -- training and the bag runner from a converted init ---------------------------------------
+
+
+def test_a_few_training_steps_run_from_the_converted_init(tmp_path, converted):
+    from hcdp_training.train import train
+    from tests.training.train_helpers import train_config, write_disc_sequences
+
+    data = write_disc_sequences(tmp_path / "data", sequences=1, frames=3)
+    stage1 = train(train_config(1, tmp_path / "s1", data, converted, model={"init": str(converted),
+                                                                           "config": ""},
+                                optim={"steps": 2, "batch_size": 1}))
+    assert len(stage1.losses) == 2 and all(torch.isfinite(torch.tensor(stage1.losses)))
+    stage2 = train(train_config(2, tmp_path / "s2", data, converted,
+                                model={"init": str(stage1.final), "config": ""},
+                                data={"frames": 2, "stride": [1, 1]},
+                                optim={"steps": 1, "batch_size": 1}))
+    assert len(stage2.losses) == 1 and stage2.model.temporal_blocks is not None
+    assert stage2.model.cfg.decoder.depth_head == "depth_anything"
+
+
+def test_hcdp_bag_runs_with_the_converted_checkpoint(tmp_path, converted):
+    from tests.ros.test_bag import read_bag, run_bag, write_bag
+
+    write_bag(tmp_path / "in", frames=3)
+    assert run_bag(tmp_path / "in", tmp_path / "out", str(converted), "--no-viz") == 0
+    depth = read_bag(tmp_path / "out")["/hcdp/relative_depth"]
+    assert len(depth) == 3
