@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +20,21 @@ DEPTH_HEADS = ("hcdp", "depth_anything")
 
 class ConfigError(ValueError):
     """A configuration value is missing, of the wrong type, or out of range."""
+
+
+# Upper bounds on sizes: well above every released model (DINOv3 7B: width 4096, 40 blocks, 32
+# heads), far below what would make a hand-edited config allocate many gigabytes or run for
+# minutes.
+MAX_WIDTH = 8192
+MAX_DEPTH = 64
+MAX_HEADS = 128
+MIN_RATIO, MAX_RATIO = 0.1, 16.0
+MAX_RESOLUTION = 4096
+
+
+def _bounded(name: str, value: int | float, low: int | float, high: int | float) -> None:
+    _check(math.isfinite(value) and low <= value <= high,
+           f"{name}: expected a value in [{low}, {high}], got {value}")
 
 
 @dataclass
@@ -46,6 +62,16 @@ class BackboneConfig:
 
     def validate(self) -> None:
         _check(self.family in FAMILIES, f"backbone.family: expected one of {FAMILIES}, got {self.family!r}")
+        _bounded("backbone.embed_dim", self.embed_dim, 1, MAX_WIDTH)
+        _bounded("backbone.depth", self.depth, 1, MAX_DEPTH)
+        _bounded("backbone.num_heads", self.num_heads, 1, MAX_HEADS)
+        _bounded("backbone.mlp_ratio", self.mlp_ratio, MIN_RATIO, MAX_RATIO)
+        _bounded("backbone.patch_size", self.patch_size, 1, 64)
+        _bounded("backbone.num_register_tokens", self.num_register_tokens, 0, 64)
+        _bounded("backbone.pretrain_img_size", self.pretrain_img_size, self.patch_size,
+                 MAX_RESOLUTION)
+        _bounded("backbone.layerscale_init", self.layerscale_init, 0.0, 1e3)
+        _bounded("backbone.rope_base", self.rope_base, 1e-3, 1e9)
         _check(self.embed_dim % self.num_heads == 0,
                f"backbone.embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
         _check(len(self.intermediate_layers) == 4,
@@ -70,6 +96,9 @@ class DecoderConfig:
     depth_head: str = "hcdp"
 
     def validate(self) -> None:
+        _bounded("decoder.features", self.features, 1, MAX_WIDTH)
+        for i, channels in enumerate(self.out_channels):
+            _bounded(f"decoder.out_channels[{i}]", channels, 1, MAX_WIDTH)
         _check(self.depth_head in DEPTH_HEADS,
                f"decoder.depth_head: expected one of {DEPTH_HEADS}, got {self.depth_head!r}")
 
@@ -88,6 +117,9 @@ class TemporalConfig:
     def validate(self) -> None:
         _check(self.mode in TEMPORAL_MODES, f"temporal.mode: expected one of {TEMPORAL_MODES}, got {self.mode!r}")
         _check(self.max_relative_distance >= 1, "temporal.max_relative_distance must be >= 1")
+        _bounded("temporal.max_relative_distance", self.max_relative_distance, 1, 4096)
+        _bounded("temporal.num_heads", self.num_heads, 1, MAX_HEADS)
+        _bounded("temporal.mlp_ratio", self.mlp_ratio, MIN_RATIO, MAX_RATIO)
 
 
 @dataclass
@@ -101,6 +133,9 @@ class PriorConfig:
 
     def validate(self) -> None:
         _check(self.kind in PRIORS, f"prior.kind: expected one of {PRIORS}, got {self.kind!r}")
+        _bounded("prior.embed_dim", self.embed_dim, 1, MAX_WIDTH)
+        _bounded("prior.width", self.width, 1, MAX_WIDTH)
+        _bounded("prior.fourier_frequencies", self.fourier_frequencies, 1, 32)
 
 
 @dataclass
@@ -113,6 +148,11 @@ class FusionConfig:
     cwa: bool = True
     cwa_reduction: int = 4
     head_channels: int = 32
+
+    def validate(self) -> None:
+        for name in ("cnn_channels", "channels", "head_channels"):
+            _bounded(f"fusion.{name}", getattr(self, name), 1, MAX_WIDTH)
+        _bounded("fusion.cwa_reduction", self.cwa_reduction, 1, self.channels)
 
 
 @dataclass
@@ -135,9 +175,14 @@ class ModelConfig:
         self.decoder.validate()
         self.temporal.validate()
         self.prior.validate()
+        self.fusion.validate()
         p = self.backbone.patch_size
         _check(self.resolution % p == 0 and self.resolution >= 4 * p,
                f"resolution {self.resolution} must be a multiple of the patch size {p} and >= {4 * p}")
+        _bounded("resolution", self.resolution, 4 * p, MAX_RESOLUTION)
+        _check(self.decoder.features % self.temporal.num_heads == 0,
+               f"decoder.features {self.decoder.features} must be divisible by temporal.num_heads "
+               f"{self.temporal.num_heads} (the temporal blocks split the features into heads)")
         return self
 
     def to_dict(self) -> dict[str, Any]:

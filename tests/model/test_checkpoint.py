@@ -1,9 +1,18 @@
+import json
+import os
 import pickle
+import stat
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from safetensors.torch import save_file
 
-from hcdp_model.checkpoint import CheckpointError, checkpoint_hash, load_checkpoint, save_checkpoint
+from hcdp_model.checkpoint import (CheckpointError, checkpoint_hash, load_checkpoint,
+                                   resolve_checkpoint, save_checkpoint)
 from hcdp_model.model import HCDPModel
 from tests.model.helpers import activate_temporal, micro_config, random_clip
 
@@ -64,3 +73,96 @@ def test_hash_changes_with_the_weights(tmp_path):
     a = save_checkpoint(HCDPModel(micro_config()), tmp_path / "a")
     b = save_checkpoint(HCDPModel(micro_config()), tmp_path / "b")
     assert checkpoint_hash(a) == checkpoint_hash(a) and checkpoint_hash(a) != checkpoint_hash(b)
+
+
+def test_the_weights_file_inside_a_checkpoint_folder_names_the_checkpoint(tmp_path):
+    path = save_checkpoint(HCDPModel(micro_config()), tmp_path / "ckpt")
+    assert resolve_checkpoint(path / "model.safetensors") == resolve_checkpoint(path)
+    assert load_checkpoint(path / "model.safetensors").cfg == load_checkpoint(path).cfg
+    assert checkpoint_hash(path / "model.safetensors") == checkpoint_hash(path)
+
+
+@pytest.mark.parametrize("umask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_checkpoint_files_get_the_mode_the_users_umask_gives(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        path = save_checkpoint(HCDPModel(micro_config()), tmp_path / "ckpt")
+    finally:
+        os.umask(old)
+    modes = {f.name: stat.S_IMODE(f.stat().st_mode) for f in path.iterdir()}
+    assert modes == {"model.safetensors": mode, "config.yaml": mode}
+
+
+_LOAD_AND_MEASURE = """
+import json, resource, sys, time
+from hcdp_model.checkpoint import CheckpointError, load_checkpoint
+def peak():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak()
+start = time.perf_counter()
+try:
+    load_checkpoint(sys.argv[1])
+    message = None
+except CheckpointError as err:
+    message = str(err)
+print(json.dumps({"seconds": time.perf_counter() - start, "message": message,
+                  "peak_growth_mb": (peak() - before) / 1024}))
+"""
+
+
+def test_a_config_edited_to_huge_sizes_is_refused_fast_without_allocating_the_model(tmp_path):
+    path = save_checkpoint(HCDPModel(micro_config()), tmp_path / "ckpt")
+    config = yaml.safe_load((path / "config.yaml").read_text())
+    # ViT-L sized encoder (~300 M parameters, 1.2 GB in fp32) over the micro model's weights
+    config["backbone"] |= {"embed_dim": 1024, "depth": 24, "num_heads": 16,
+                           "intermediate_layers": [4, 11, 17, 23]}
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
+    run = subprocess.run([sys.executable, "-c", _LOAD_AND_MEASURE, str(path)], capture_output=True,
+                         text=True, check=True, cwd=Path(__file__).parents[2],
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["message"] is not None and "weights do not match the config" in result["message"]
+    assert "encoder.cls_token: file (1, 1, 32) vs config (1, 1, 1024)" in result["message"]
+    assert result["seconds"] < 1.0 and result["peak_growth_mb"] < 100, result
+
+
+def test_negative_sizes_in_the_config_are_a_one_line_error(tmp_path):
+    path = save_checkpoint(HCDPModel(micro_config()), tmp_path / "ckpt")
+    text = (path / "config.yaml").read_text()
+    (path / "config.yaml").write_text(text.replace("features: 16", "features: -16"))
+    message = r"decoder.features: expected a value in \[1, 8192\], got -16"
+    with pytest.raises(CheckpointError, match=message) as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def _save_state(path, change):
+    model = HCDPModel(micro_config())
+    save_checkpoint(model, path)
+    state = dict(model.state_dict())
+    change(state)
+    save_file(state, str(path / "model.safetensors"))
+    return path
+
+
+def test_weights_holding_nan_or_inf_are_refused(tmp_path):
+    def poison(state):
+        state["heads.mask.0.weight"] = state["heads.mask.0.weight"].clone()
+        state["heads.mask.0.weight"].view(-1)[3] = float("nan")
+        state["neck.bias"] = torch.full_like(state["neck.bias"], float("inf"))
+
+    path = _save_state(tmp_path / "ckpt", poison)
+    with pytest.raises(CheckpointError, match=r"2 tensors hold NaN or Inf values \(e\.g\. "
+                                              r"heads\.mask\.0\.weight, neck\.bias\)"):
+        load_checkpoint(path)
+
+
+def test_integer_weights_are_refused(tmp_path):
+    def to_int(state):
+        state["neck.weight"] = (state["neck.weight"] * 100).to(torch.int32)
+
+    path = _save_state(tmp_path / "ckpt", to_int)
+    with pytest.raises(CheckpointError, match=r"expected floating-point weights "
+                                              r"\(F16/BF16/F32/F64\), found 1 tensors of another "
+                                              r"dtype \(e\.g\. neck\.weight \(I32\)\)"):
+        load_checkpoint(path)
