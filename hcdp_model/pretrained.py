@@ -15,13 +15,11 @@ Our encoder uses the official parameter names, so most keys map one to one. Docu
 from __future__ import annotations
 
 import math
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from .backbone import VisionTransformer
@@ -55,6 +53,13 @@ class LoadReport:
         return "\n".join(lines)
 
 
+def _first_line(err: Exception, limit: int = 200) -> str:
+    """The first line of an error, capped: torch's weights-only refusals run to several lines."""
+    text = str(err).strip()
+    line = text.splitlines()[0] if text else type(err).__name__
+    return f"{type(err).__name__}: {line[:limit]}{'...' if len(line) > limit else ''}"
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
@@ -64,8 +69,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             state = load_file(str(path))
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
-    except (SafetensorError, pickle.UnpicklingError, RuntimeError, OSError, EOFError, ValueError) as err:
-        raise BackboneLoadError(f"{path}: cannot read backbone weights ({err})") from err
+    except Exception as err:  # noqa: BLE001 - junk bytes raise KeyError, struct.error, ... too
+        raise BackboneLoadError(f"{path}: cannot read backbone weights ({_first_line(err)}); "
+                                "expected a .pth state dict or a .safetensors file") from None
     for wrapper in ("model", "state_dict", "teacher"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]

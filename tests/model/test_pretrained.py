@@ -1,7 +1,10 @@
 """Loading official DINOv2/DINOv3 backbone files: state dicts built with the official names and shapes
 (tests/fixtures/dino_official_keys.json, taken from the hub models instantiated without weights)."""
+import collections
+import io
 import json
 import pickle
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -147,3 +150,26 @@ def test_dinov3_key_bias_has_no_effect():
         b = encoder(x)
     for fa, fb in zip(a, b):
         torch.testing.assert_close(fa, fb)
+
+
+def _junk_files() -> dict[str, bytes]:
+    zipped = io.BytesIO()
+    with zipfile.ZipFile(zipped, "w") as archive:  # a zip that is not a torch archive
+        archive.writestr("a/data.pkl", b"junk")
+        archive.writestr("a/version", b"3")
+    good = io.BytesIO()
+    torch.save({"cls_token": torch.zeros(1, 1, 8)}, good)
+    return {"text": b"hello world\n", "random": bytes(range(256)) * 20, "empty": b"",
+            "foreign zip": zipped.getvalue(), "truncated": good.getvalue()[:200],
+            "forbidden global": pickle.dumps(collections.OrderedDict)}
+
+
+@pytest.mark.parametrize("kind", sorted(_junk_files()))
+def test_a_junk_pth_file_is_a_one_line_error(tmp_path, kind):
+    path = tmp_path / "junk.pth"
+    path.write_bytes(_junk_files()[kind])
+    message = (r"junk.pth: cannot read backbone weights .*; expected a .pth state dict or a "
+               r".safetensors file")
+    with pytest.raises(BackboneLoadError, match=message) as info:
+        load_backbone(VisionTransformer(backbone_config("dinov2_vits14"), 224), path)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 400
