@@ -14,7 +14,12 @@ Ground truth (``<gt-prefix>/depth``, ``/normals``, ``/mask``, ``/flow_fwd``) is 
 header stamp.
 
 Frames stream through: besides the current frame, only the previous one (for the pair metrics), the
-contact sheet's few frames and one pixel row per frame (its x-t slice) are kept.
+contact sheet's few frames and one pixel row per frame (its x-t slice) are kept; at most one image
+waits for the messages of its timestamp, even when every message of a bag shares one.
+
+Every output path is checked before any work: nothing is ever written inside the input bag, an
+existing output is replaced only with ``--overwrite``, ``--sheet`` needs an image extension OpenCV
+writes, ``--video`` an ``.mp4`` and every parent folder must be creatable and writable.
 """
 from __future__ import annotations
 
@@ -22,6 +27,8 @@ import argparse
 import dataclasses
 import json
 import math
+import os
+import shutil
 import sys
 import time
 from collections import Counter, defaultdict
@@ -45,7 +52,8 @@ from tqdm import tqdm
 
 from hcdp_model.backends.base import BACKENDS, PRECISIONS
 from hcdp_model.checkpoint import CheckpointError, checkpoint_hash
-from hcdp_model.streaming import StreamingPredictor, default_checkpoint, load_predictor
+from hcdp_model.threads import default_threads, set_threads
+from hcdp_model.predictor import StreamingPredictor, default_checkpoint, load_predictor
 from hcdp_ros.bag_metrics import GT_CHANNELS, FrameRecord, StreamMetrics, finite_or_none
 from hcdp_ros.bag_pictures import ContactSheet, FrameView, SideBySideVideo
 from hcdp_ros.conversions import (
@@ -111,6 +119,8 @@ class BagConfig:
     gt_prefix: str = "/ground_truth"
     viz: bool = True
     compression: str = "none"
+    overwrite: bool = False
+    threads: int = 1
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> BagConfig:
@@ -119,12 +129,86 @@ class BagConfig:
         return cls(Path(args.input_bag), Path(args.output_bag), args.image_topic, args.camera_info_topic,
                    args.checkpoint, args.backend, args.precision, args.device, args.window, args.namespace,
                    args.storage, gt_prefix=args.gt_prefix.rstrip("/"), viz=not args.no_viz,
-                   compression=args.compression, **optional)
+                   compression=args.compression, overwrite=args.overwrite, threads=args.threads,
+                   **optional)
 
     @property
     def visuals(self) -> bool:
         """The viz images are computed for the viz topics, the video or the sheet."""
         return self.viz or self.video is not None or self.sheet is not None
+
+
+# --- output paths, checked before any work -------------------------------------------------------
+
+
+VIDEO_SUFFIXES = (".mp4",)  # OpenCV's 'mp4v' encoder (SideBySideVideo)
+
+
+def _protected(input_bag: Path) -> list[Path]:
+    """What no output may touch: the input bag, and the bag folder of an input .db3/.mcap file."""
+    path = input_bag.resolve()
+    if path.is_file() and (path.parent / "metadata.yaml").is_file():
+        return [path, path.parent]
+    return [path]
+
+
+def _within(path: Path, root: Path) -> bool:
+    return path == root or root in path.parents
+
+
+def _check_parent(path: Path, flag: str) -> None:
+    """The nearest existing ancestor of ``path`` is a folder this process can write into."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise BagError(f"{flag} {path}: expected a folder above it, but {parent} is a file")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise BagError(f"{flag} {path}: {parent} is not writable")
+
+
+def check_outputs(cfg: BagConfig) -> None:
+    """Refuse, before any work, each output that would lose data or fail after the bag ran."""
+    protected = _protected(cfg.input_bag)
+    bag = cfg.output_bag.resolve()
+    for root in protected:
+        if _within(bag, root) or _within(root, bag):
+            raise BagError(f"output bag {cfg.output_bag} would overlap the input bag "
+                           f"{cfg.input_bag}; pick a path outside it")
+    if cfg.output_bag.exists():
+        if not cfg.overwrite:
+            raise BagError(f"output {cfg.output_bag} exists; refusing to overwrite it (remove it, "
+                           "pick another path or pass --overwrite)")
+        if not (cfg.output_bag / "metadata.yaml").is_file():
+            raise BagError(f"output {cfg.output_bag} exists and is not a rosbag2 folder (no "
+                           "metadata.yaml); refusing to replace it, even with --overwrite")
+    _check_parent(cfg.output_bag, "output bag")
+    seen: dict[Path, str] = {}
+    for flag, path in (("--metrics", cfg.metrics), ("--video", cfg.video), ("--sheet", cfg.sheet)):
+        if path is None:
+            continue
+        resolved = path.resolve()
+        if any(_within(resolved, root) for root in protected):
+            raise BagError(f"{flag} {path} is inside the input bag {cfg.input_bag}; refusing to "
+                           "write there (even with --overwrite)")
+        if _within(resolved, bag):
+            raise BagError(f"{flag} {path} is inside the output bag {cfg.output_bag}; pick a path "
+                           "outside it")
+        if resolved in seen:
+            raise BagError(f"{flag} and {seen[resolved]} are the same file {path}")
+        seen[resolved] = flag
+        if flag == "--sheet" and not cv2.haveImageWriter(str(path)):
+            raise BagError(f"--sheet {path}: expected an image file OpenCV writes (.png, .jpg, "
+                           f"...), got {path.suffix or 'no extension'}")
+        if flag == "--video" and path.suffix.lower() not in VIDEO_SUFFIXES:
+            raise BagError(f"--video {path}: expected {' or '.join(VIDEO_SUFFIXES)}, got "
+                           f"{path.suffix or 'no extension'}")
+        if path.is_dir():
+            raise BagError(f"{flag} {path} is a folder; expected a file path")
+        if path.exists() and not cfg.overwrite:
+            raise BagError(f"{flag} {path} exists; refusing to overwrite it (remove it, pick "
+                           "another path or pass --overwrite)")
+        _check_parent(path, flag)
 
 
 # --- input --------------------------------------------------------------------------------------
@@ -191,18 +275,22 @@ def select_topics(reader: Reader, cfg: BagConfig) -> InputTopics:
                        image.msgcount)
 
 
-def synchronised(messages: Iterable[tuple[Any, int, Any]], image_topic: str) -> Iterator[tuple[Any, int, Any]]:
-    """``messages`` (bag time order) with each image moved after the other messages of its bag timestamp."""
-    held: list[tuple[Any, int, Any]] = []
+def synchronised(messages: Iterable[tuple[Any, int, Any]],
+                 image_topic: str) -> Iterator[tuple[Any, int, Any]]:
+    """``messages`` (bag time order) with each image moved after the other messages of its bag
+    timestamp, up to the next image: at most one image is held, whatever the bag's timestamps."""
+    held: tuple[Any, int, Any] | None = None
     for item in messages:
-        if held and item[1] > held[0][1]:
-            yield from held
-            held = []
-        if item[0].topic == image_topic:
-            held.append(item)
+        image = item[0].topic == image_topic
+        if held is not None and (item[1] > held[1] or image):
+            yield held
+            held = None
+        if image:
+            held = item
         else:
             yield item
-    yield from held
+    if held is not None:
+        yield held
 
 
 def deserialize(raw: Any, msgtype: str, topic: str) -> Any:
@@ -255,8 +343,10 @@ class OutputBag:
             self.writer.set_compression(CompressionMode.MESSAGE, CompressionFormat.ZSTD)
         self.namespace = namespace
         self.viz = viz
+        self.path = path
         self.connections: dict[str, Any] = {}
         self.counts: Counter[str] = Counter()
+        self.message_bytes = 0  # serialized (uncompressed) size of every message written
 
     def __enter__(self) -> OutputBag:
         self.writer.open()
@@ -281,8 +371,14 @@ class OutputBag:
         topic = output_topic(key, self.namespace)
         if key not in self.connections:
             self.connections[key] = self.writer.add_connection(topic, msgtype, typestore=STORE)
-        self.writer.write(self.connections[key], timestamp, STORE.serialize_cdr(msg, msgtype))
+        raw = STORE.serialize_cdr(msg, msgtype)
+        self.writer.write(self.connections[key], timestamp, raw)
         self.counts[topic] += 1
+        self.message_bytes += len(raw)
+
+    def disk_bytes(self) -> int:
+        """The bag's size on disk (after close)."""
+        return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -462,15 +558,18 @@ def _load(cfg: BagConfig) -> StreamingPredictor:
 
 def run_bag(cfg: BagConfig) -> dict[str, Any]:
     """Process the bag; returns the report (the metrics JSON's content) and writes every output."""
-    if cfg.output_bag.exists():
-        raise BagError(f"output {cfg.output_bag} exists; refusing to overwrite it (remove it or pick another path)")
+    check_outputs(cfg)
+    set_threads(cfg.threads)
+    cv2.setNumThreads(cfg.threads)  # OpenCV's DIS flow (the metrics) shares the same cores
     started = time.perf_counter()
     with open_input(cfg.input_bag) as reader:
         topics = select_topics(reader, cfg)
         predictor = _load(cfg)
-        for path in (cfg.metrics, cfg.video, cfg.sheet):
+        for path in (cfg.output_bag, cfg.metrics, cfg.video, cfg.sheet):
             if path is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
+        if cfg.output_bag.exists():  # check_outputs allowed it: --overwrite of a rosbag2 folder
+            shutil.rmtree(cfg.output_bag)
         with OutputBag(cfg.output_bag, cfg.storage, cfg.namespace, cfg.viz, cfg.compression) as out, \
                 tqdm(total=topics.image_count, unit="frame", desc="hcdp bag", file=sys.stderr) as progress:
             runner = BagRunner(cfg, topics, predictor, out, progress)
@@ -488,10 +587,13 @@ def run_bag(cfg: BagConfig) -> dict[str, Any]:
             "model": _model_info(cfg, predictor),
             **runner.report(),
         }
+    report["output"].update(compression=cfg.compression, message_bytes=out.message_bytes,
+                            bag_bytes=out.disk_bytes())
     if runner.metrics is not None:
         report["metrics"] = runner.metrics.report()
     if runner.sheet is not None and runner.written:
-        cv2.imwrite(str(cfg.sheet), cv2.cvtColor(runner.sheet.image(), cv2.COLOR_RGB2BGR))
+        if not cv2.imwrite(str(cfg.sheet), cv2.cvtColor(runner.sheet.image(), cv2.COLOR_RGB2BGR)):
+            raise BagError(f"--sheet {cfg.sheet}: OpenCV could not write the contact sheet")
     report["timing"]["wall_s"] = time.perf_counter() - started
     if cfg.metrics is not None:
         cfg.metrics.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
@@ -503,7 +605,8 @@ def run_bag(cfg: BagConfig) -> dict[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input_bag", help="rosbag2 to read (folder with metadata.yaml, or a .db3/.mcap file)")
-    parser.add_argument("output_bag", help="rosbag2 folder to create (must not exist)")
+    parser.add_argument("output_bag",
+                        help="rosbag2 folder to create (must not exist, unless --overwrite)")
     parser.add_argument("--image-topic", required=True,
                         help="sensor_msgs/Image or CompressedImage topic (the type is read from the bag)")
     parser.add_argument("--camera-info-topic", help="sensor_msgs/CameraInfo topic; enables points and camera_info")
@@ -521,8 +624,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="ground truth topics <prefix>/depth, /normals, /mask, /flow_fwd (for --metrics)")
     parser.add_argument("--no-viz", action="store_true", help="do not write the three */viz topics")
     parser.add_argument("--compression", choices=("none", "zstd"), default="none",
-                        help="zstd: compress each output message (float images shrink ~3-4x; ros2 bag play "
+                        help="zstd: compress each output message (the closing line prints the "
+                             "bag's size and its messages' size before compression; ros2 bag play "
                              "reads it with the standard zstd plugin)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing output bag (a rosbag2 folder) and existing "
+                             "--metrics/--video/--sheet files; never anything in the input bag")
+    parser.add_argument("--threads", type=_positive_int, default=default_threads(),
+                        help="CPU threads for inference and optical flow (default: "
+                             "OMP_NUM_THREADS or half the CPUs, at most 4, so a shared machine is "
+                             "not oversubscribed)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
 
 
 def run(args: argparse.Namespace) -> int:
@@ -531,10 +649,14 @@ def run(args: argparse.Namespace) -> int:
     except (BagError, OSError) as err:  # OSError: an output (bag, video, sheet) that cannot be written
         print(f"hcdp bag: {err}", file=sys.stderr)
         return 2
-    counts, timing = report["counts"], report["timing"]
-    print(f"hcdp bag: wrote {counts['frames_written']} of {counts['frames_read']} frames to {args.output_bag} "
-          f"({counts['frames_skipped']} skipped, {counts['resets']} cache resets, "
-          f"{timing['inference_ms_mean'] or math.nan:.1f} ms/frame inference, {timing['wall_s']:.1f} s)")
+    counts, timing, output = report["counts"], report["timing"], report["output"]
+    size = f"{output['bag_bytes'] / 1e6:.1f} MB"
+    if output["compression"] != "none":
+        size += f" for {output['message_bytes'] / 1e6:.1f} MB of messages before compression"
+    print(f"hcdp bag: wrote {counts['frames_written']} of {counts['frames_read']} frames to "
+          f"{args.output_bag} ({size}; {counts['frames_skipped']} skipped, {counts['resets']} "
+          f"cache resets, {timing['inference_ms_mean'] or math.nan:.1f} ms/frame inference on "
+          f"{args.threads} thread(s), {timing['wall_s']:.1f} s)")
     if counts["frames_written"] == 0:
         print("hcdp bag: no frame could be processed; see the skipped inputs above", file=sys.stderr)
         return 1

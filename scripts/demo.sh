@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Set up (see scripts/setup.sh), then run the bundled default model over the bundled sample bag without
-# ROS: writes out/demo/ with the prediction bag, metrics JSON and a contact-sheet PNG.
+# Set up (see scripts/setup.sh), then run the bundled default model over the bundled sample bag
+# without ROS: writes out/demo/ with the prediction bag (a rosbag2 folder), metrics JSON and a
+# contact-sheet PNG. `hcdp bag` picks its thread count so that a shared machine is not
+# oversubscribed (OMP_NUM_THREADS, or half the CPUs, at most 4); pass e.g. `--threads 2` to choose.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 rm -rf out/demo && mkdir -p out/demo
-.venv/bin/hcdp bag data/sample/sample.bag out/demo/predictions.bag \
+.venv/bin/hcdp bag data/sample/sample_bag out/demo/predictions \
   --image-topic /camera/color/image_raw --camera-info-topic /camera/color/camera_info \
   --compression zstd --metrics out/demo/metrics.json --sheet out/demo/contact_sheet.png "$@"
-echo "demo: wrote out/demo/predictions.bag, out/demo/metrics.json and out/demo/contact_sheet.png"
+echo "demo: wrote out/demo/predictions/ (rosbag2), out/demo/metrics.json," \
+  "out/demo/contact_sheet.png"

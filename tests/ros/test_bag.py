@@ -1,10 +1,12 @@
 """`hcdp bag` end to end: bags written here with rosbags, run through `main`, read back."""
 import json
 import math
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+import torch
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
@@ -191,6 +193,23 @@ def test_zstd_output_holds_the_same_messages_in_a_smaller_bag(tmp_path, checkpoi
     assert size["zstd"] < size["plain"]
 
 
+def test_the_closing_line_prints_the_bag_size_and_the_size_before_compression(tmp_path, checkpoint,
+                                                                             capsys):
+    write_bag(tmp_path / "in", frames=3)
+    assert run_bag(tmp_path / "in", tmp_path / "plain", checkpoint, "--metrics",
+                   str(tmp_path / "m.json")) == 0
+    plain = json.loads((tmp_path / "m.json").read_text())["output"]
+    assert run_bag(tmp_path / "in", tmp_path / "zstd", checkpoint, "--compression", "zstd",
+                   "--metrics", str(tmp_path / "m.json"), "--overwrite") == 0
+    packed = json.loads((tmp_path / "m.json").read_text())["output"]
+    on_disk = sum(f.stat().st_size for f in (tmp_path / "zstd").iterdir())
+    assert packed["bag_bytes"] == on_disk < plain["bag_bytes"]
+    assert packed["message_bytes"] == plain["message_bytes"]  # the same messages, compressed
+    line = capsys.readouterr().out.strip().splitlines()[-1]
+    before = packed["message_bytes"] / 1e6
+    assert f"({on_disk / 1e6:.1f} MB for {before:.1f} MB of messages before compression;" in line
+
+
 def test_corrupt_frames_are_skipped_counted_and_break_the_metric_pairs(tmp_path, checkpoint, capsys):
     times = write_bag(tmp_path / "in", frames=6, corrupt={2: "truncated", 4: "garbage"})
     assert run_bag(tmp_path / "in", tmp_path / "out", checkpoint, "--metrics", str(tmp_path / "m.json")) == 0
@@ -280,6 +299,78 @@ def test_existing_output_path_is_refused_and_left_alone(tmp_path, checkpoint, ca
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["keep.txt"]
 
 
+@pytest.mark.parametrize("via", ["folder", "db3_file"])
+def test_an_output_inside_the_input_bag_is_refused_even_with_overwrite(tmp_path, checkpoint,
+                                                                       capsys, via):
+    write_bag(tmp_path / "in", frames=1)
+    before = {p.name: p.read_bytes() for p in (tmp_path / "in").iterdir()}
+    source = tmp_path / "in" if via == "folder" else next((tmp_path / "in").glob("*.db3"))
+    for extra in ([], ["--overwrite"]):
+        rc = run_bag(source, tmp_path / "out", checkpoint, "--metrics",
+                     str(tmp_path / "in" / "metadata.yaml"), *extra)
+        assert rc == 2 and "inside the input bag" in capsys.readouterr().err
+    assert run_bag(source, tmp_path / "in" / "nested", checkpoint, "--overwrite") == 2
+    assert "overlap the input bag" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "in").iterdir()} == before
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("flag, name", [("--metrics", "m.json"), ("--sheet", "s.png"),
+                                        ("--video", "v.mp4")])
+def test_an_existing_output_file_is_refused_before_any_work_unless_overwrite(
+        tmp_path, checkpoint, capsys, flag, name):
+    write_bag(tmp_path / "in", frames=2)
+    target = tmp_path / name
+    target.write_text("mine")
+    assert run_bag(tmp_path / "in", tmp_path / "out", checkpoint, flag, str(target)) == 2
+    assert f"{flag} {target} exists; refusing to overwrite" in capsys.readouterr().err
+    assert target.read_text() == "mine" and not (tmp_path / "out").exists()
+    assert run_bag(tmp_path / "in", tmp_path / "out", checkpoint, flag, str(target),
+                   "--overwrite") == 0
+    assert target.read_bytes() != b"mine"
+
+
+def test_overwrite_replaces_an_existing_output_bag_but_never_a_folder_that_is_not_one(
+        tmp_path, checkpoint, capsys):
+    write_bag(tmp_path / "in", frames=2)
+    assert run_bag(tmp_path / "in", tmp_path / "out", checkpoint) == 0
+    assert run_bag(tmp_path / "in", tmp_path / "out", checkpoint, "--overwrite") == 0
+    assert len(read_bag(tmp_path / "out")["/hcdp/relative_depth"]) == 2
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("mine")
+    assert run_bag(tmp_path / "in", tmp_path / "mine", checkpoint, "--overwrite") == 2
+    assert "not a rosbag2 folder" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["keep.txt"]
+
+
+@pytest.mark.parametrize("flag, name, expected", [
+    ("--sheet", "sheet.txt", "expected an image file OpenCV writes"),
+    ("--sheet", "sheet", "expected an image file OpenCV writes"),
+    ("--video", "video.avi", "expected .mp4, got .avi"),
+    ("--metrics", "a_file/m.json", "is a file"),
+])
+def test_a_bad_output_path_is_refused_before_any_work(tmp_path, checkpoint, capsys, flag, name,
+                                                      expected):
+    write_bag(tmp_path / "in", frames=2)
+    (tmp_path / "a_file").write_text("not a folder")
+    assert run_bag(tmp_path / "in", tmp_path / "out", checkpoint, flag, str(tmp_path / name)) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out").exists()  # refused before the bag was read or the model loaded
+
+
+def test_threads_sets_the_torch_thread_count(tmp_path, checkpoint, capsys):
+    write_bag(tmp_path / "in", frames=1)
+    previous = torch.get_num_threads()
+    try:
+        assert run_bag(tmp_path / "in", tmp_path / "out", checkpoint, "--threads", "1") == 0
+        assert torch.get_num_threads() == 1 and "on 1 thread(s)" in capsys.readouterr().out
+    finally:
+        torch.set_num_threads(previous)
+    with pytest.raises(SystemExit):
+        run_bag(tmp_path / "in", tmp_path / "out2", checkpoint, "--threads", "0")
+
+
 @pytest.mark.parametrize("make", ["missing", "text_file", "empty_folder"])
 def test_unreadable_input_bag_is_reported(tmp_path, checkpoint, capsys, make):
     path = tmp_path / "input"
@@ -319,6 +410,34 @@ def test_synchronised_moves_each_image_after_the_messages_of_its_bag_time():
     stream = [(img, 1, "i1"), (info, 1, "c1"), (gt, 1, "g1"), (img, 2, "i2"), (img, 2, "i2b"), (info, 3, "c3"),
               (img, 4, "i4")]
     assert [raw for _, _, raw in synchronised(stream, "/img")] == ["c1", "g1", "i1", "i2", "i2b", "c3", "i4"]
+
+
+def test_synchronised_holds_at_most_one_image_when_every_message_shares_one_timestamp():
+    img, info = _Conn("/img"), _Conn("/info")
+    pulled = []
+
+    def stream():
+        for k in range(100_000):  # one bag time for all: the old code held every image
+            pulled.append(k)
+            yield (img, 7, f"i{k}") if k % 2 == 0 else (info, 7, f"c{k}")
+
+    out = synchronised(stream(), "/img")
+    assert [next(out)[2] for _ in range(4)] == ["c1", "i0", "c3", "i2"]
+    assert len(pulled) <= 5
+
+
+def test_the_bundled_sample_bag_has_a_rosbag2_name_and_opens_with_the_highlevel_reader():
+    root = Path(__file__).resolve().parents[2]
+    bags = sorted(p.parent for p in (root / "data").rglob("metadata.yaml"))
+    assert bags and not [b for b in bags if b.suffix == ".bag"]  # *.bag means ROS 1
+    from rosbags.highlevel import AnyReader
+
+    with AnyReader([root / "data" / "sample" / "sample_bag"]) as reader:
+        assert reader.is2
+        images = [c for c in reader.connections if c.topic == "/camera/color/image_raw"]
+        assert sum(c.msgcount for c in images) == 48
+    demo = (root / "scripts" / "demo.sh").read_text()
+    assert "data/sample/sample_bag " in demo and ".bag" not in demo
 
 
 def test_decode_float_image_honours_row_padding_and_byte_order():
