@@ -97,6 +97,14 @@ class HCDPModel(nn.Module):
         if self.human_prior is not None:
             self.human_prior.encoder.requires_grad_(False)
 
+    def decoder_parameters(self) -> list[nn.Parameter]:
+        """The DPT decoder (reassemble, fusion) and, in the depth_anything layout, Depth Anything's
+        depth-head convolutions: what `hcdp init-from` maps from a Depth Anything file."""
+        modules = [self.reassemble, self.dpt_fusion]
+        if self.cfg.decoder.depth_head == "depth_anything":
+            modules += [self.heads.depth.output_conv1, self.heads.depth.output_conv2]
+        return [p for m in modules for p in m.parameters()]
+
     def block_modules(self) -> dict[str, nn.Module]:
         """The named blocks of Figure 2, for parameter/GMAC reports and per-group learning rates."""
         blocks = {"encoder": self.encoder, "reassemble": self.reassemble,

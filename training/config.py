@@ -76,6 +76,9 @@ class OptimSection:
     lr_encoder: float = 1e-4  # Table 18 "Encoder" (stage 1); unused while the encoder is frozen
     lr_temporal: float = 1e-4  # Table 19 "Temporal modules" (stage 2)
     lr_others: float = 1e-5  # Table 18 "Others" 1e-5; Table 19 "Others" 1e-6; stage 0: the prior encoder
+    # Stage 1: the DPT decoder (+ the depth_anything depth head) as its own group, e.g. when it was
+    # mapped from a Depth Anything file by `hcdp init-from`; None = part of "others".
+    lr_decoder: float | None = None
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = 2000
@@ -160,6 +163,8 @@ class TrainConfig:
         for name in ("lr_encoder", "lr_temporal", "lr_others", "weight_decay", "clip_grad_norm", "drop_grad_norm",
                      "decay_power"):
             _check(getattr(o, name) >= 0, f"optim.{name}: expected >= 0, got {getattr(o, name)}")
+        _check(o.lr_decoder is None or o.lr_decoder >= 0,
+               f"optim.lr_decoder: expected null or >= 0, got {o.lr_decoder}")
         _check(all(0 <= b < 1 for b in o.betas), f"optim.betas: expected values in [0, 1), got {list(o.betas)}")
         _check(o.warmup_steps >= 0, f"optim.warmup_steps: expected >= 0, got {o.warmup_steps}")
         _check(0 < o.warmup_start_factor <= 1,

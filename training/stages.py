@@ -92,9 +92,13 @@ def param_groups(model: HCDPModel, cfg: TrainConfig) -> list[dict[str, Any]]:
     else:
         special, special_lr, name = list(model.temporal_blocks.parameters()), o.lr_temporal, "temporal"
     special_ids = {id(p) for p in special}
-    groups = [{"name": name, "params": [p for p in special if id(p) in trainable], "lr": special_lr},
-              {"name": "others", "params": [p for p in model.parameters()
-                                            if id(p) in trainable and id(p) not in special_ids], "lr": o.lr_others}]
+    groups = [{"name": name, "params": [p for p in special if id(p) in trainable], "lr": special_lr}]
+    if cfg.stage == 1 and o.lr_decoder is not None:
+        decoder = [p for p in model.decoder_parameters() if id(p) in trainable]
+        groups.append({"name": "decoder", "params": decoder, "lr": o.lr_decoder})
+        special_ids |= {id(p) for p in decoder}
+    others = [p for p in model.parameters() if id(p) in trainable and id(p) not in special_ids]
+    groups.append({"name": "others", "params": others, "lr": o.lr_others})
     return [g for g in groups if g["params"]]
 
 

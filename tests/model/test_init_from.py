@@ -254,3 +254,25 @@ def test_hcdp_bag_runs_with_the_converted_checkpoint(tmp_path, converted):
     assert run_bag(tmp_path / "in", tmp_path / "out", str(converted), "--no-viz") == 0
     depth = read_bag(tmp_path / "out")["/hcdp/relative_depth"]
     assert len(depth) == 3
+
+
+def test_stage1_lr_decoder_gives_exactly_the_mapped_decoder_its_own_group(converted):
+    from hcdp_training.config import TrainConfig
+    from hcdp_training.stages import param_groups
+
+    model = load_checkpoint(converted)
+    mapped = set(json.loads((converted / REPORT_NAME).read_text())["mapped"])
+    names = {id(p): n for n, p in model.named_parameters()}
+
+    def groups(**optim):
+        cfg = TrainConfig.from_dict({"stage": 1, "data": {"root": "x"},
+                                     "model": {"init": str(converted)}, "optim": optim})
+        return {g["name"]: (g["lr"], {names[id(p)] for p in g["params"]})
+                for g in param_groups(model, cfg)}
+
+    split = groups(lr_decoder=2e-5, lr_others=1e-4)
+    assert list(split) == ["encoder", "decoder", "others"]
+    assert split["decoder"] == (2e-5, {n for n in mapped if not n.startswith("encoder.")})
+    assert split["encoder"][1] | split["decoder"][1] == mapped
+    assert not mapped & split["others"][1] and "heads.depth.fused.weight" in split["others"][1]
+    assert list(groups()) == ["encoder", "others"]  # default: the decoder is one of the others
