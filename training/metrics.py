@@ -197,10 +197,10 @@ def _sequence_depth(pred: torch.Tensor, gt: torch.Tensor | None, region: torch.T
     """Depth `[T,1,H,W]` in one unit for the whole sequence, for the temporal metrics: with GT, aligned by
     one (s, t) per sequence to the GT normalised to [0, 1] over the sequence, so scale or shift changing
     between frames counts as flicker (a per-frame alignment would hide it); without GT, the prediction
-    divided by its own range over the region."""
+    minus its minimum, divided by its range, over the region."""
     if gt is None:
         lo, hi = masked_min_max(pred[None], region[None])
-        return pred / (hi - lo).clamp_min(1e-6)
+        return (pred - lo) / (hi - lo).clamp_min(1e-6)  # shifted first: a constant map is exactly 0
     gate = region & torch.isfinite(gt) & (gt > 0)
     g = torch.where(gate, normalise_min_max(torch.nan_to_num(gt)[None], gate[None])[0], torch.zeros_like(gt))
     s, t = align_scale_shift(pred[None], g[None], gate[None])

@@ -124,3 +124,19 @@ def test_baselines_ignore_the_image_as_their_metrics_show():
     # a bump in the middle is symmetric: no plane explains any of it
     assert metrics.ramp_share(depth) == pytest.approx(0.0, abs=1e-9)
     assert metrics.normal_spread_deg(normals, mask > 0.5) > 20.0
+
+
+def test_a_constant_depth_has_exactly_zero_flicker_without_ground_truth():
+    # eval-real's flicker is evaluate_sequence's OPW with only a people mask: a constant map must
+    # score 0 along any flow (dividing it by its zero range once left float32 round-off of ~1e-2)
+    from hcdp_training.metrics import evaluate_sequence
+
+    t, h, w = 3, 24, 32
+    flow = np.zeros((t, h, w, 2), np.float32)
+    flow[..., 0], flow[..., 1] = 1.37, 0.3  # sub-pixel: bilinear weights that are not 0 or 1
+    people = np.zeros((t, h, w), np.float32)
+    people[:, 6:18, 8:20] = 1.0
+    normals = np.tile(np.float32([0.0, 0.0, -1.0]), (t, h, w, 1))
+    out = evaluate_sequence(np.full((t, h, w), 0.7, np.float32), normals, people, flow,
+                            gt_mask=people, flow_bwd=-flow)
+    assert np.all(out["OPW"] == 0.0) and np.all(out["TC-RMSE"] == 0.0)
