@@ -61,6 +61,12 @@ class CorruptCompressed(InputError):
     cause = "corrupt_compressed"
 
 
+class ImageTooLarge(InputError):
+    """More pixels than ``max_input_pixels``: refused from the header, before any decoding."""
+
+    cause = "image_too_large"
+
+
 class InvalidDepth(InputError):
     """A metric depth image without enough finite, positive values to use."""
 
@@ -73,11 +79,18 @@ class MissingDepth(InputError):
     cause = "no_metric_depth"
 
 
+_BAYER = ("rggb", "bggr", "gbrg", "grbg")
 # encoding -> bytes per pixel, for the colour inputs the node accepts
 COLOR_ENCODINGS: dict[str, int] = {
     "rgb8": 3, "bgr8": 3, "mono8": 1, "rgba8": 4, "bgra8": 4,
     "yuv422": 2, "uyvy": 2, "yuv422_yuy2": 2, "yuyv": 2,
+    "rgb16": 6, "bgr16": 6, "mono16": 2, "rgba16": 8, "bgra16": 8,
+    **{f"bayer_{p}8": 1 for p in _BAYER}, **{f"bayer_{p}16": 2 for p in _BAYER},
 }
+# a robot camera sends at most this many pixels; more is refused before decoding (a header can
+# claim any size: 8000×8000 from a 600-byte JPEG would cost 192 MB and many seconds)
+DEFAULT_MAX_INPUT_PIXELS = 4096 * 4096
+_ENCODING_SHOWN = 32  # characters of a refused encoding/format string that reach the log
 # encoding -> (numpy dtype, metres per unit) for the metric depth input (REP 118)
 DEPTH_ENCODINGS: dict[str, tuple[str, float]] = {"16UC1": ("u2", 1e-3), "32FC1": ("f4", 1.0)}
 
@@ -85,9 +98,13 @@ _YUV_TO_RGB = {
     "yuv422": cv2.COLOR_YUV2RGB_UYVY, "uyvy": cv2.COLOR_YUV2RGB_UYVY,
     "yuv422_yuy2": cv2.COLOR_YUV2RGB_YUY2, "yuyv": cv2.COLOR_YUV2RGB_YUY2,
 }
+# OpenCV names a Bayer pattern after the second row (cv_bridge's mapping): ROS rggb = OpenCV BG
+_BAYER_TO_RGB = {
+    "rggb": cv2.COLOR_BayerBG2RGB, "bggr": cv2.COLOR_BayerRG2RGB,
+    "gbrg": cv2.COLOR_BayerGR2RGB, "grbg": cv2.COLOR_BayerGB2RGB,
+}
+_BAYER_ALL = frozenset(e for e in COLOR_ENCODINGS if e.startswith("bayer_"))
 _MAX_SIDE = 1 << 15
-# a compressed payload may claim any size: refuse more than this many pixels before decoding
-MAX_COMPRESSED_PIXELS = 1 << 26
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers (not DHT/JPG/DAC)
 
@@ -106,6 +123,14 @@ class DecodedImage:
         if self.encoding == "bgr8":
             return cv2.cvtColor(np.ascontiguousarray(self.pixels), cv2.COLOR_BGR2RGB)
         return cv2.cvtColor(np.ascontiguousarray(self.pixels), cv2.COLOR_GRAY2RGB)
+
+
+def shown(text: str) -> str:
+    """``text`` quoted and capped for a log line: a newline or a megabyte of junk in a message
+    field cannot forge or flood the log."""
+    if len(text) <= _ENCODING_SHOWN:
+        return repr(text)
+    return f"{text[:_ENCODING_SHOWN]!r}… ({len(text)} characters)"
 
 
 def _field(msg: Any, name: str, topic: str) -> Any:
@@ -146,7 +171,8 @@ def _data_bytes(msg: Any, topic: str) -> np.ndarray:
     return np.frombuffer(view, dtype=np.uint8)
 
 
-def _image_header(msg: Any, topic: str, accepted: tuple[str, ...]) -> tuple[int, int, str, int, bool]:
+def _image_header(msg: Any, topic: str, accepted: tuple[str, ...],
+                  max_pixels: int) -> tuple[int, int, str, int, bool]:
     encoding = _field(msg, "encoding", topic)
     if not isinstance(encoding, str):
         raise MalformedMessage(f"expected encoding as a string, got {type(encoding).__name__}", topic)
@@ -157,12 +183,30 @@ def _image_header(msg: Any, topic: str, accepted: tuple[str, ...]) -> tuple[int,
     if not isinstance(bigendian, (bool, int, np.integer, np.bool_)):
         raise MalformedMessage(f"expected integer is_bigendian, got {type(bigendian).__name__}", topic)
     if encoding not in accepted:
-        raise UnsupportedEncoding(f"expected encoding {'/'.join(accepted)}, got {encoding or '(empty)'}", topic)
+        raise UnsupportedEncoding(
+            f"expected encoding {_accepted_text(accepted)}, got "
+            f"{shown(encoding) if encoding else '(empty)'}", topic)
     if height == 0 or width == 0:
         raise EmptyImage(f"expected a non-empty image, got {width}×{height}", topic)
     if height > _MAX_SIDE or width > _MAX_SIDE:
         raise SizeMismatch(f"expected width and height <= {_MAX_SIDE}, got {width}×{height}", topic)
+    _check_pixels(width, height, max_pixels, topic)
     return height, width, encoding, step, bool(bigendian)
+
+
+def _accepted_text(accepted: tuple[str, ...]) -> str:
+    """The accepted encodings for a message, the 16-bit and Bayer families folded."""
+    plain = [e for e in accepted if not (e.startswith("bayer_") or e.endswith("16"))]
+    text = "/".join(plain)
+    if len(plain) < len(accepted):
+        text += " (also rgb16/bgr16/mono16/rgba16/bgra16, bayer_rggb/bggr/gbrg/grbg 8 or 16)"
+    return text
+
+
+def _check_pixels(width: int, height: int, max_pixels: int, topic: str) -> None:
+    if width * height > max_pixels:
+        raise ImageTooLarge(f"expected at most {max_pixels} pixels (max_input_pixels), got "
+                            f"{width}×{height} = {width * height}", topic)
 
 
 def _rows(data: np.ndarray, height: int, width: int, step: int, bpp: int, encoding: str,
@@ -181,17 +225,28 @@ def _rows(data: np.ndarray, height: int, width: int, step: int, bpp: int, encodi
     return np.lib.stride_tricks.as_strided(data, shape=(height, width, bpp), strides=(step, bpp, 1))
 
 
-def decode_image(msg: Any, topic: str) -> DecodedImage:
+def decode_image(msg: Any, topic: str,
+                 max_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> DecodedImage:
     """Decode a sensor_msgs/Image-like message for the predictor.
 
     rgb8, bgr8 and mono8 are zero-copy views; rgba8/bgra8 are views with the alpha channel sliced
-    off; yuv422 (UYVY), uyvy, yuv422_yuy2 and yuyv are converted to rgb8 (one copy).
+    off; 16-bit rgb16/bgr16/mono16/rgba16/bgra16 keep their high byte (value ÷ 256, a view);
+    yuv422 (UYVY), uyvy, yuv422_yuy2, yuyv and bayer_{rggb,bggr,gbrg,grbg}{8,16} are converted to
+    rgb8 (one copy). More than ``max_pixels`` pixels is refused before the data is touched.
     """
-    height, width, encoding, step, _ = _image_header(msg, topic, tuple(COLOR_ENCODINGS))
+    height, width, encoding, step, bigendian = _image_header(msg, topic, tuple(COLOR_ENCODINGS),
+                                                             max_pixels)
     bpp = COLOR_ENCODINGS[encoding]
     if encoding in _YUV_TO_RGB and width % 2:
         raise SizeMismatch(f"expected an even width for {encoding}, got {width}", topic)
+    if encoding in _BAYER_ALL and (width % 2 or height % 2):
+        raise SizeMismatch(f"expected an even width and height for {encoding}, got "
+                           f"{width}×{height}", topic)
     pixels = _rows(_data_bytes(msg, topic), height, width, step, bpp, encoding, topic)
+    if encoding.endswith("16"):
+        # the high byte of each 16-bit value: byte 1 of a little-endian pair, byte 0 of a big one
+        pixels = pixels[:, :, (0 if bigendian else 1)::2]
+        encoding = encoding[:-2] + "8"
     if encoding in ("rgb8", "bgr8"):
         return DecodedImage(pixels, encoding)
     if encoding == "mono8":
@@ -200,6 +255,9 @@ def decode_image(msg: Any, topic: str) -> DecodedImage:
         return DecodedImage(pixels[:, :, :3], "rgb8")
     if encoding == "bgra8":
         return DecodedImage(pixels[:, :, :3], "bgr8")
+    if encoding.startswith("bayer_"):
+        mosaic = np.ascontiguousarray(pixels[:, :, 0])
+        return DecodedImage(cv2.cvtColor(mosaic, _BAYER_TO_RGB[encoding[6:10]]), "rgb8")
     rgb = cv2.cvtColor(np.ascontiguousarray(pixels), _YUV_TO_RGB[encoding])
     return DecodedImage(rgb, "rgb8")
 
@@ -242,51 +300,57 @@ def _jpeg_size(payload: bytes, topic: str) -> tuple[int, int]:
     raise CorruptCompressed("JPEG payload without a frame header", topic)
 
 
-def _check_compressed_size(payload: bytes, fmt: str, topic: str) -> None:
-    """Refuse non-JPEG/PNG payloads and images larger than MAX_COMPRESSED_PIXELS before decoding."""
+def _check_compressed_size(payload: bytes, fmt: str, topic: str, max_pixels: int) -> None:
+    """Refuse non-JPEG/PNG payloads and images above ``max_pixels`` from the header alone."""
     if payload.startswith(_PNG_SIGNATURE):
         width, height = _png_size(payload, topic)
     elif payload.startswith(b"\xff\xd8"):
         width, height = _jpeg_size(payload, topic)
     else:
-        raise CorruptCompressed(f"expected a JPEG or PNG payload for format {fmt!r}, got {payload[:4]!r}…", topic)
-    if width * height > MAX_COMPRESSED_PIXELS or width == 0 or height == 0:
-        raise CorruptCompressed(f"expected 1 to {MAX_COMPRESSED_PIXELS} pixels, the header says {width}×{height}",
+        raise CorruptCompressed(
+            f"expected a JPEG or PNG payload for format {shown(fmt)}, got {payload[:4]!r}…", topic)
+    if width == 0 or height == 0:
+        raise CorruptCompressed(f"expected a non-empty image, the header says {width}×{height}",
                                 topic)
+    _check_pixels(width, height, max_pixels, topic)
 
 
-def decode_compressed(msg: Any, topic: str) -> DecodedImage:
+def decode_compressed(msg: Any, topic: str,
+                      max_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> DecodedImage:
     """Decode a sensor_msgs/CompressedImage-like message (JPEG or PNG, as image_transport sends) to bgr8.
 
     ``format`` follows image_transport (``"jpeg"``, ``"rgb8; jpeg compressed bgr8"``); compressedDepth
-    payloads are refused (they are depth, not colour). The header is checked before decoding so a
-    corrupt payload cannot make the decoder allocate more than MAX_COMPRESSED_PIXELS.
+    payloads are refused (they are depth, not colour). The header is read before decoding and more
+    than ``max_pixels`` pixels is refused (:class:`ImageTooLarge`), so a decompression bomb costs
+    microseconds, not gigabytes.
     """
     fmt = _field(msg, "format", topic)
     if not isinstance(fmt, str):
         raise MalformedMessage(f"expected format as a string, got {type(fmt).__name__}", topic)
     if "compresseddepth" in fmt.lower():
-        raise UnsupportedEncoding(f"expected a colour format (jpeg/png), got {fmt!r}", topic)
+        raise UnsupportedEncoding(f"expected a colour format (jpeg/png), got {shown(fmt)}", topic)
     data = _data_bytes(msg, topic)
     if data.size == 0:
         raise EmptyImage("expected a compressed payload, got 0 bytes", topic)
-    _check_compressed_size(data.tobytes(), fmt, topic)
+    _check_compressed_size(data.tobytes(), fmt, topic, max_pixels)
     try:
         bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
     except cv2.error as err:
-        raise CorruptCompressed(f"cannot decode {data.size} bytes of {fmt or 'compressed data'}: {err}",
+        raise CorruptCompressed(f"cannot decode {data.size} bytes of {shown(fmt)}: {err}",
                                 topic) from None
     if bgr is None or bgr.size == 0:
-        raise CorruptCompressed(f"cannot decode {data.size} bytes of {fmt or 'compressed data'}", topic)
+        raise CorruptCompressed(f"cannot decode {data.size} bytes of {shown(fmt)}", topic)
     return DecodedImage(bgr, "bgr8")
 
 
-def decode_metric_depth(msg: Any, topic: str) -> np.ndarray:
+def decode_metric_depth(msg: Any, topic: str,
+                        max_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> np.ndarray:
     """Decode a REP 118 depth image (16UC1 millimetres or 32FC1 metres) to float32 metres.
 
     Zero, negative and non-finite readings become NaN (REP 118: no reading). Always a new array.
     """
-    height, width, encoding, step, bigendian = _image_header(msg, topic, tuple(DEPTH_ENCODINGS))
+    height, width, encoding, step, bigendian = _image_header(msg, topic, tuple(DEPTH_ENCODINGS),
+                                                             max_pixels)
     kind, metres_per_unit = DEPTH_ENCODINGS[encoding]
     itemsize = int(kind[1])
     raw = _rows(_data_bytes(msg, topic), height, width, step, itemsize, encoding, topic)

@@ -3,8 +3,10 @@ import numpy as np
 import pytest
 
 from hcdp_ros.conversions import (
+    DEFAULT_MAX_INPUT_PIXELS,
     CorruptCompressed,
     EmptyImage,
+    ImageTooLarge,
     InputError,
     MalformedMessage,
     SizeMismatch,
@@ -177,7 +179,7 @@ def test_truncated_jpeg_is_reported_as_corrupt():
 
 
 def test_depth_topic_rejects_colour_encodings():
-    with pytest.raises(UnsupportedEncoding, match="expected encoding 16UC1/32FC1, got rgb8 on /d"):
+    with pytest.raises(UnsupportedEncoding, match="expected encoding 16UC1/32FC1, got 'rgb8' on /d"):
         decode_metric_depth(image_msg(RGB, "rgb8"), "/d")
 
 
@@ -206,7 +208,7 @@ def test_jpeg_claiming_a_gigapixel_frame_is_refused_before_decoding():
     payload = bytearray(cv2.imencode(".jpg", RGB)[1].tobytes())
     sof = payload.index(b"\xff\xc0")
     payload[sof + 5:sof + 9] = (30000).to_bytes(2, "big") + (30000).to_bytes(2, "big")
-    with pytest.raises(CorruptCompressed, match="30000×30000"):
+    with pytest.raises(ImageTooLarge, match="30000×30000"):
         decode_compressed(compressed_msg(bytes(payload)), TOPIC)
 
 
