@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("hcdp_training.evaluate", "evaluate a checkpoint on held-out sequences"),
     "ablate": ("hcdp_training.ablation", "train and evaluate the paper's ablation variants at tiny scale"),
     "bag": ("hcdp_ros.bag", "run the model over a rosbag2 without ROS; write predictions and metrics"),
+    "eval-real": ("hcdp_training.real.cli", "score a checkpoint on real photos and videos (no labels)"),
 }
 
 
