@@ -2,10 +2,11 @@
 an output that never looked at the image.
 
 - `all_foreground`: everything is a person, depth constant, every normal facing the camera.
-- `centred_ellipse`: a person-shaped ellipse in the middle of the frame (semi-axes a quarter of the
-  width and 0.4 of the height), depth and normals of a bump (a half ellipsoid, nearest at its centre)
-  on a flat, camera-facing background.
-Normals are in the camera optical frame (x right, y down, z forward): facing the camera is (0, 0, -1).
+- `centred_ellipse`: a person-shaped ellipse in the middle of the frame (semi-axes a quarter of
+  the width and 0.4 of the height), depth and normals of a bump (a half ellipsoid, nearest at its
+  centre) on a flat, camera-facing background.
+Normals are in the camera optical frame (x right, y down, z forward): facing the camera is
+(0, 0, -1).
 """
 from __future__ import annotations
 

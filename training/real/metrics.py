@@ -1,10 +1,11 @@
 """Metrics of a prediction on real footage, where the only reference is a people mask.
 
-Pure numpy functions on one frame: `ramp_share` (how much of a depth map a plane in image coordinates
-explains), `person_instances` and `ring_contrast` (are people nearer than the pixels around them?),
-`normal_spread_deg` (do normals vary inside a person?) and `cross_correlation` (do depth maps of
-different images differ?). Mask IoU and flicker on people are `hcdp_training.metrics`' IoU, OPW and
-TC-Mean with the reference mask as the region, the same functions `hcdp eval` uses.
+Pure numpy functions on one frame: `ramp_share` (how much of a depth map a plane in image
+coordinates explains), `person_instances` and `ring_contrast` (are people nearer than the pixels
+around them?), `normal_spread_deg` (do normals vary inside a person?) and `cross_correlation` (do
+depth maps of different images differ?). Mask IoU and flicker on people are
+`hcdp_training.metrics`' IoU, OPW and TC-Mean with the reference mask as the region, the same
+functions `hcdp eval` uses.
 Depth convention: larger = farther.
 """
 from __future__ import annotations
@@ -16,9 +17,9 @@ import numpy as np
 
 
 def ramp_share(depth: np.ndarray) -> float:
-    """Share of the variance of `depth` [H,W] explained by the least-squares plane a + b x + c y over
-    its finite pixels (the R^2 of that fit, in [0, 1]). A map that ignores the image and draws a
-    ramp scores 1; NaN for fewer than 3 finite pixels or a constant map (no variance to explain)."""
+    """Share of the variance of `depth` [H,W] explained by the least-squares plane a + b x + c y
+    over its finite pixels (the R^2 of that fit, in [0, 1]). A map that ignores the image and draws
+    a ramp scores 1; NaN for fewer than 3 finite pixels or a constant map (nothing to explain)."""
     depth = np.asarray(depth, np.float64)
     if depth.ndim != 2:
         raise ValueError(f"expected a depth map [H,W], got shape {depth.shape}")
@@ -55,10 +56,11 @@ def _disk(radius: int) -> np.ndarray:
 def ring(instance: np.ndarray, people: np.ndarray, width: int | None = None,
          gap: int = 2) -> np.ndarray:
     """The pixels around one person: `instance` (bool [H,W]) dilated by `width` px, minus every
-    person of `people` (bool [H,W]) dilated by `gap` px (reference edges are imprecise). The default
-    width is half the instance's equivalent radius sqrt(area / pi), at least 3 px."""
+    person of `people` (bool [H,W]) dilated by `gap` px (reference edges are imprecise). The
+    default width is half the instance's equivalent radius sqrt(area / pi), at least 3 px."""
     if instance.shape != people.shape:
-        raise ValueError(f"instance {instance.shape} and people {people.shape} must have one shape")
+        raise ValueError(f"instance {instance.shape} and people {people.shape} must have one "
+                         "shape")
     if width is None:
         width = max(3, round(0.5 * math.sqrt(instance.sum() / math.pi)))
     grown = cv2.dilate(instance.astype(np.uint8), _disk(width)) > 0
@@ -95,9 +97,9 @@ def nearer_counts(depth: np.ndarray, reference: np.ndarray, min_area: int) -> tu
 
 
 def normal_spread_deg(normals: np.ndarray, instance: np.ndarray) -> float:
-    """Mean angle (degrees) between the normals [H,W,3] inside `instance` and their normalised mean:
-    0 for a constant normal field, larger the more the surface turns inside the person. NaN for an
-    empty instance or a mean that cancels out."""
+    """Mean angle (degrees) between the normals [H,W,3] inside `instance` and their normalised
+    mean: 0 for a constant normal field, larger the more the surface turns inside the person. NaN
+    for an empty instance or a mean that cancels out."""
     if normals.shape[:2] != instance.shape or normals.shape[-1] != 3:
         raise ValueError(f"expected normals [H,W,3] over the instance {instance.shape}, got "
                          f"{normals.shape}")

@@ -1,10 +1,11 @@
 """Label-free people masks for a static-camera video: background subtraction.
 
 The background is the per-pixel median of frames spread over the whole video (a person who keeps
-moving covers a pixel in fewer than half of them); a pixel is a person where its colour differs from
-the background by more than `threshold` in some channel; an opening removes sensor speckle, a
-closing joins the parts of one body, and components below `min_area` are dropped. Shadows and moving
-objects other than people count as people: the reference is only as good as the scene is simple.
+moving covers a pixel in fewer than half of them); a pixel is a person where its colour differs
+from the background by more than `threshold` in some channel; an opening removes sensor speckle,
+a closing joins the parts of one body, and components below `min_area` are dropped. Shadows and
+moving objects other than people count as people: the reference is only as good as the scene is
+simple.
 """
 from __future__ import annotations
 
@@ -33,12 +34,13 @@ def foreground_mask(frame: np.ndarray, background: np.ndarray, threshold: int = 
                     smallest: int | None = None) -> np.ndarray:
     """People of one uint8 frame [H,W,3] against `background` [H,W,3]: float32 [H,W] in {0, 1}."""
     if frame.shape != background.shape or frame.ndim != 3:
-        raise ValueError(f"expected a frame and a background of one shape [H,W,3], got {frame.shape} "
-                         f"and {background.shape}")
+        raise ValueError(f"expected a frame and a background of one shape [H,W,3], got "
+                         f"{frame.shape} and {background.shape}")
     diff = cv2.absdiff(frame, background).max(axis=2)
     fg = (diff > threshold).astype(np.uint8)
     fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3)))
-    fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7)))
+    close = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (7, 7))
+    fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, close)
     count, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
     smallest = min_area(frame.shape) if smallest is None else smallest
     keep = np.zeros(count, bool)
@@ -47,7 +49,8 @@ def foreground_mask(frame: np.ndarray, background: np.ndarray, threshold: int = 
 
 
 def background_frame_indices(total: int, count: int = BACKGROUND_FRAMES) -> list[int]:
-    """`count` frame indices spread evenly over a video of `total` frames (all when it is shorter)."""
+    """`count` frame indices spread evenly over a video of `total` frames (all when it is
+    shorter)."""
     if total < 1:
         raise ValueError(f"expected a video with at least one frame, got {total}")
     return sorted({round(i) for i in np.linspace(0, total - 1, min(count, total))})
