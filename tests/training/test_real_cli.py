@@ -85,3 +85,19 @@ def test_hcdp_eval_real_without_paths_or_a_missing_one_says_what_it_expected(tmp
     assert "expected PATH" in capsys.readouterr().err
     assert hcdp_main(["eval-real", str(tmp_path / "nothing.mp4")]) == 2
     assert "nothing.mp4: expected an image" in capsys.readouterr().err
+
+
+def test_only_the_development_segmenter_imports_mediapipe():
+    # the reference segmenter is a development extra: no runtime or training module may import it
+    import ast
+
+    root = Path(__file__).resolve().parents[2]
+    importers = []
+    for folder in ("hcdp_model", "hcdp_ros", "training"):
+        for path in sorted((root / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+                if any(n.split(".")[0] == "mediapipe" for n in names):
+                    importers.append(str(path.relative_to(root)))
+    assert importers == ["training/real/segment_photos.py"]
