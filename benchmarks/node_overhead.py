@@ -22,7 +22,7 @@ import torch
 from hcdp_model.config import preset
 from hcdp_model.model import HCDPModel
 from hcdp_model.preprocess import preprocess, to_rgb
-from hcdp_model.streaming import StreamingPredictor, default_checkpoint, load_predictor
+from hcdp_model.predictor import StreamingPredictor, default_checkpoint, load_predictor
 from hcdp_ros.conversions import decode_camera_info
 from hcdp_ros.messages import VizRequest
 from hcdp_ros.pipeline import FrameProcessor, OutputOptions, decode_input

@@ -22,7 +22,7 @@ import torch
 
 from hcdp_model.config import preset
 from hcdp_model.model import HCDPModel
-from hcdp_model.streaming import InPlaceStreamingStep, StreamingStep
+from hcdp_model.backends.step import InPlaceStreamingStep, StreamingStep
 
 
 def _time(fn) -> float:

@@ -19,6 +19,7 @@ from .backends.build import FORMATS, TOLERANCES, ExportSpec, export_artefact
 from .backends.manifest import manifest_path
 from .backends.ort import EXPORTERS
 from .checkpoint import CheckpointError
+from .predictor import default_checkpoint
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -41,8 +42,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .streaming import default_checkpoint
-
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     checkpoint = args.checkpoint or default_checkpoint()
     suffix = FORMATS[args.backend]

@@ -19,7 +19,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .config import PRESETS, preset
 from .model import HCDPModel
 from .preprocess import Letterbox
-from .streaming import StreamingStep
+from .backends.step import StreamingStep
 
 # Paper, Table 17 (params in billions, GFLOPs).
 PAPER_TABLE_17 = {"base": (0.097, 471), "large": (0.337, 753)}

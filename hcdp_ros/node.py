@@ -27,7 +27,7 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField, RegionOfInterest
 
-from hcdp_model.streaming import load_predictor
+from hcdp_model.predictor import load_predictor
 from hcdp_ros.conversions import InputError, MissingDepth, decode_camera_info, decode_metric_depth
 from hcdp_ros.diagnostics import OK, WARN, NodeStats
 from hcdp_ros.log_throttle import CauseThrottle

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hcdp_model.config import ConfigError, ModelConfig, preset
-from hcdp_model.streaming import load_predictor
+from hcdp_model.predictor import load_predictor
 from hcdp_training.config import TrainConfig, load_config
 from hcdp_training.data.format import list_sequences
 from hcdp_training.evaluate import evaluate, json_safe

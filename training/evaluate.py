@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from hcdp_model.checkpoint import CheckpointError, load_checkpoint
 from hcdp_model.model import HCDPModel
-from hcdp_model.streaming import Prediction, StreamingPredictor, default_checkpoint
+from hcdp_model.predictor import Prediction, StreamingPredictor, default_checkpoint
 from hcdp_model.preprocess import preprocess
 from hcdp_model.visualize import colorize_depth, contact_sheet, mask_to_rgb, normals_to_rgb
 from hcdp_training.augment import FrameNuisance

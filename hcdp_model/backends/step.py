@@ -1,9 +1,11 @@
-"""The step graph every backend runs and every exporter compiles.
+"""The step graphs every backend runs and every exporter compiles.
 
-`ExportStep` is `StreamingStep` with the cache's `valid` flags carried as floats (0/1) in the compute
-dtype instead of bools, so that every graph input and output is one floating dtype: TensorRT engines
-and ONNX Runtime IO binding then need no bool tensors. The conversion is exact, so the step still
-equals the offline causal forward.
+`StreamingStep` is the pure step function with the cache as explicit fixed-shape tensors: one static
+graph per resolution and window. `InPlaceStreamingStep` is the same maths over ring buffers updated in
+place (what the eager torch backend runs). `ExportStep` is `StreamingStep` with the cache's `valid`
+flags carried as floats (0/1) in the compute dtype instead of bools, so that every graph input and
+output is one floating dtype: TensorRT engines and ONNX Runtime IO binding then need no bool tensors.
+The conversion is exact, so every step still equals the offline causal forward.
 """
 from __future__ import annotations
 
@@ -11,9 +13,65 @@ import torch
 from torch import nn
 
 from ..model import HCDPModel
-from ..streaming import StreamingStep
 
 OUTPUT_NAMES = ("depth", "normal", "mask_logits")
+
+
+class StreamingStep(nn.Module):
+    """forward(frame [B,3,S,S], *state) -> (depth, normal, mask_logits, *new_state).
+
+    state = (keys, values, valid) for each of the 4 temporal blocks; keys/values [W-1, B, C, h*w]
+    oldest first, valid [W-1] bool. A model without temporal blocks has an empty state."""
+
+    def __init__(self, model: HCDPModel, window: int) -> None:
+        super().__init__()
+        if window < 1:
+            raise ValueError(f"expected a window >= 1, got {window}")
+        if model.temporal_blocks is not None and not model.temporal_blocks[0].causal:
+            raise ValueError("streaming needs a causal model; call model.set_temporal_mode('causal') "
+                             "(a bidirectional model needs future frames)")
+        self.model = model
+        self.window = window
+
+    def init_state(self, batch: int = 1, device: torch.device | str = "cpu",
+                   dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
+        if self.model.temporal_blocks is None:
+            return ()
+        c = self.model.cfg.decoder.features
+        state: list[torch.Tensor] = []
+        for block, side in zip(self.model.temporal_blocks, self.model.scale_sizes()):
+            state.extend(self._empty_cache(block, torch.Size((batch, c, side, side)), device, dtype))
+        return tuple(state)
+
+    def _empty_cache(self, block, shape: torch.Size, device, dtype) -> tuple[torch.Tensor, ...]:
+        return block.empty_cache(shape, self.window, device, dtype)
+
+    def forward(self, frame: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        scales = self.model.encode(frame)
+        new_state: list[torch.Tensor] = []
+        if self.model.temporal_blocks is not None:
+            for i, block in enumerate(self.model.temporal_blocks):
+                scales[i], cache = block(scales[i], cache=tuple(state[3 * i:3 * i + 3]))
+                new_state.extend(cache)
+        out = self.model.decode(frame, scales)
+        return (out["depth"], out["normal"], out["mask_logits"], *new_state)
+
+
+class InPlaceStreamingStep(StreamingStep):
+    """The eager step the torch backend runs: same outputs as `StreamingStep`, but each temporal cache is
+    a ring buffer updated in place (state = keys, values, ages per block; `forward` returns the same,
+    mutated tensors), so a frame costs no copy of the whole cache. Not for export: graphs need the
+    functional `StreamingStep`."""
+
+    def _empty_cache(self, block, shape: torch.Size, device, dtype) -> tuple[torch.Tensor, ...]:
+        return block.empty_ring(shape, self.window, device, dtype)
+
+    def forward(self, frame: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        scales = self.model.encode(frame)
+        for i, block in enumerate(self.model.temporal_blocks or []):
+            scales[i] = block.step_ring(scales[i], tuple(state[3 * i:3 * i + 3]))
+        out = self.model.decode(frame, scales)
+        return (out["depth"], out["normal"], out["mask_logits"], *state)
 
 
 def state_names(count: int) -> list[str]:

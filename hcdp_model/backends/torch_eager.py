@@ -7,8 +7,7 @@ import torch
 
 from ..model import HCDPModel
 from .base import Backend, State, StepOutput, check_precision
-from ..streaming import InPlaceStreamingStep
-from .step import ExportStep
+from .step import ExportStep, InPlaceStreamingStep
 
 
 class TorchBackend(Backend):

@@ -17,7 +17,7 @@ from hcdp_model.backends.cache import cache_key, cache_root, cached_artefact
 from hcdp_model.backends.manifest import Manifest, manifest_path
 from hcdp_model.backends.torch_eager import TorchBackend
 from hcdp_model.model import HCDPModel
-from hcdp_model.streaming import StreamingPredictor, load_predictor
+from hcdp_model.predictor import StreamingPredictor, load_predictor
 from tests.model.helpers import activate_temporal, micro_config, random_clip
 
 WINDOW = 3
@@ -112,7 +112,7 @@ def test_unknown_backend_is_refused(checkpoint):
 
 
 def test_importing_the_backends_loads_neither_onnxruntime_nor_torch_tensorrt():
-    code = ("import sys, hcdp_model.streaming, hcdp_model.export, hcdp_model.backends.build; "
+    code = ("import sys, hcdp_model.predictor, hcdp_model.export, hcdp_model.backends.build; "
             "print(sorted(m for m in ('onnxruntime', 'torch_tensorrt', 'tensorrt') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

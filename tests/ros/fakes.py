@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from hcdp_model.streaming import Prediction
+from hcdp_model.predictor import Prediction
 
 
 def header(sec: int = 10, nanosec: int = 500_000_000, frame_id: str = "camera_optical") -> SimpleNamespace:

@@ -82,7 +82,7 @@ def test_bad_metric_depth_spoils_only_the_metric_output():
 
 def test_the_real_predictor_resets_on_the_header_changes_the_node_passes_through():
     from hcdp_model.model import HCDPModel
-    from hcdp_model.streaming import StreamingPredictor
+    from hcdp_model.predictor import StreamingPredictor
     from tests.model.helpers import micro_config
 
     processor = FrameProcessor(StreamingPredictor(HCDPModel(micro_config(temporal=True)), window=4))

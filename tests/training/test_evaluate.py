@@ -15,7 +15,7 @@ import torch
 from hcdp_model.checkpoint import save_checkpoint
 from hcdp_model.cli import main as hcdp_main
 from hcdp_model.model import HCDPModel
-from hcdp_model.streaming import Prediction
+from hcdp_model.predictor import Prediction
 from hcdp_training.data.format import list_sequences, write_frame, write_meta
 from hcdp_training.evaluate import (EvalResult, Predictions, evaluate, exponential_smoothing, load_sequence,
                                     markdown_table, per_frame_model)

@@ -1,84 +1,23 @@
-"""Streaming inference: one frame in, one prediction out, temporal attention over a cache of the last
-W-1 frames per temporal block.
+"""The streaming predictor: one camera frame in, one `Prediction` at the camera resolution out.
 
-`StreamingStep` is the pure step function with the cache as explicit fixed-shape tensors (what the
-export backends compile: one static graph per resolution and window). `StreamingPredictor` wraps it
-with preprocessing, the reset rules and postprocessing back to the camera resolution.
+`StreamingPredictor` runs any runtime `Backend` (hcdp_model.backends) with preprocessing, the cache
+reset rules and postprocessing; `load_predictor` opens a checkpoint or an exported artefact for it.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from torch import nn
 
+from .backends.base import Backend
+from .backends.build import open_backend
+from .backends.torch_eager import TorchBackend
 from .heads import unit
 from .model import HCDPModel
 from .preprocess import preprocess, to_rgb, unpreprocess
-
-if TYPE_CHECKING:
-    from .backends import Backend
-
-
-class StreamingStep(nn.Module):
-    """forward(frame [B,3,S,S], *state) -> (depth, normal, mask_logits, *new_state).
-
-    state = (keys, values, valid) for each of the 4 temporal blocks; keys/values [W-1, B, C, h*w]
-    oldest first, valid [W-1] bool. A model without temporal blocks has an empty state."""
-
-    def __init__(self, model: HCDPModel, window: int) -> None:
-        super().__init__()
-        if window < 1:
-            raise ValueError(f"expected a window >= 1, got {window}")
-        if model.temporal_blocks is not None and not model.temporal_blocks[0].causal:
-            raise ValueError("streaming needs a causal model; call model.set_temporal_mode('causal') "
-                             "(a bidirectional model needs future frames)")
-        self.model = model
-        self.window = window
-
-    def init_state(self, batch: int = 1, device: torch.device | str = "cpu",
-                   dtype: torch.dtype = torch.float32) -> tuple[torch.Tensor, ...]:
-        if self.model.temporal_blocks is None:
-            return ()
-        c = self.model.cfg.decoder.features
-        state: list[torch.Tensor] = []
-        for block, side in zip(self.model.temporal_blocks, self.model.scale_sizes()):
-            state.extend(self._empty_cache(block, torch.Size((batch, c, side, side)), device, dtype))
-        return tuple(state)
-
-    def _empty_cache(self, block, shape: torch.Size, device, dtype) -> tuple[torch.Tensor, ...]:
-        return block.empty_cache(shape, self.window, device, dtype)
-
-    def forward(self, frame: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        scales = self.model.encode(frame)
-        new_state: list[torch.Tensor] = []
-        if self.model.temporal_blocks is not None:
-            for i, block in enumerate(self.model.temporal_blocks):
-                scales[i], cache = block(scales[i], cache=tuple(state[3 * i:3 * i + 3]))
-                new_state.extend(cache)
-        out = self.model.decode(frame, scales)
-        return (out["depth"], out["normal"], out["mask_logits"], *new_state)
-
-
-class InPlaceStreamingStep(StreamingStep):
-    """The eager step the torch backend runs: same outputs as `StreamingStep`, but each temporal cache is
-    a ring buffer updated in place (state = keys, values, ages per block; `forward` returns the same,
-    mutated tensors), so a frame costs no copy of the whole cache. Not for export: graphs need the
-    functional `StreamingStep`."""
-
-    def _empty_cache(self, block, shape: torch.Size, device, dtype) -> tuple[torch.Tensor, ...]:
-        return block.empty_ring(shape, self.window, device, dtype)
-
-    def forward(self, frame: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        scales = self.model.encode(frame)
-        for i, block in enumerate(self.model.temporal_blocks or []):
-            scales[i] = block.step_ring(scales[i], tuple(state[3 * i:3 * i + 3]))
-        out = self.model.decode(frame, scales)
-        return (out["depth"], out["normal"], out["mask_logits"], *state)
 
 
 @dataclass
@@ -102,9 +41,6 @@ class StreamingPredictor:
 
     def __init__(self, model: HCDPModel | Backend, window: int | None = None, device: str | None = None,
                  precision: str | None = None, max_gap_s: float = 0.5) -> None:
-        from .backends import Backend
-        from .backends.torch_eager import TorchBackend
-
         if isinstance(model, Backend):
             asked = {"window": window, "device": None if device is None else torch.device(device),
                      "precision": precision}
@@ -179,12 +115,13 @@ def default_checkpoint() -> Path:
 
 
 def load_predictor(checkpoint: str | Path | None = None, window: int = 16, device: str = "cpu",
-                   precision: str = "fp32", backend: str = "torch", max_gap_s: float = 0.5) -> StreamingPredictor:
+                   precision: str = "fp32", backend: str = "torch", max_gap_s: float = 0.5,
+                   trust_artefact: bool = False) -> StreamingPredictor:
     """Load a checkpoint (None: the bundled default) into a StreamingPredictor running on `backend`
     (torch, onnxruntime or tensorrt; see hcdp_model.backends.build.open_backend). `checkpoint` may also
-    be an artefact written by `hcdp export` (.onnx, .pt2, .ep) for the matching backend."""
-    from .backends.build import open_backend
-
+    be an artefact written by `hcdp export` (.onnx, .pt2, .ep) for the matching backend; a .pt2/.ep
+    this machine did not build loads only with `trust_artefact` (docs/security.md)."""
     runtime = open_backend(default_checkpoint() if checkpoint is None else checkpoint, backend=backend,
-                           window=window, device=device, precision=precision)
+                           window=window, device=device, precision=precision,
+                           trust_artefact=trust_artefact)
     return StreamingPredictor(runtime, max_gap_s=max_gap_s)
