@@ -2,7 +2,8 @@
 Debian and PyPI packages, with SOURCES.md naming each file's package, path and licence.
 
 Third-party media: DIR belongs outside git (e.g. gen/real/, which .gitignore covers). Nothing is
-downloaded but the Debian package opencv-doc (`apt-get download`, when it is not installed).
+downloaded but the Debian package opencv-doc (`apt-get download`) and the mahotas wheel
+(`pip download --no-deps`), each only when it is not installed.
 The photos' reference masks come from `segment_photos.py` run by a Python with mediapipe (the
 `real-eval` extra); without one, photos have no reference.
 """
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,11 @@ SKIMAGE_MEDIA = (
     Medium("camera.png", "photos", "a man with a camera on a tripod (grey)",
            "CC0 by the photographer, Lav Varshney (skimage.data.camera docstring)"),
 )
+MAHOTAS_VERSION = "1.4.19"
+MAHOTAS_MEDIA = (
+    Medium("luispedro.jpg", "photos", "close-up portrait of a man (mahotas' author)",
+           "MIT: the package's licence (the wheel states none of its own for the image)"),
+)
 
 
 def _opencv_data(scratch: Path) -> tuple[Path, str]:
@@ -67,6 +74,22 @@ def _skimage_data() -> tuple[Path, str] | None:
     if spec is None or spec.origin is None:
         return None
     return Path(spec.origin).parent / "data", importlib.metadata.version("scikit-image")
+
+
+def _mahotas_data(scratch: Path) -> tuple[Path, str]:
+    """(mahotas' demo data folder, version): the installed package, else its wheel unpacked."""
+    spec = importlib.util.find_spec("mahotas")
+    if spec is not None and spec.origin is not None:
+        version = importlib.metadata.version("mahotas")
+        return Path(spec.origin).parent / "demos" / "data", f"{version} (installed)"
+    subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", str(scratch),
+                    f"mahotas=={MAHOTAS_VERSION}"], check=True, capture_output=True)
+    wheel = next(scratch.glob("mahotas-*.whl"))
+    with zipfile.ZipFile(wheel) as archive:
+        for medium in MAHOTAS_MEDIA:
+            archive.extract(f"mahotas/demos/data/{medium.name}", scratch / "mahotas-wheel")
+    return scratch / "mahotas-wheel" / "mahotas" / "demos" / "data", \
+        f"{MAHOTAS_VERSION} (pip download)"
 
 
 def _segment(photos: list[Path], python: str | None) -> str:
@@ -105,6 +128,12 @@ def fetch(out: Path, segmenter_python: str | None = None) -> int:
         else:
             sources += [(m, skimage[0] / m.name, f"PyPI scikit-image {skimage[1]}, "
                          f"skimage/data/{m.name}") for m in SKIMAGE_MEDIA]
+        try:
+            mahotas_dir, mahotas_version = _mahotas_data(Path(tmp))
+            sources += [(m, mahotas_dir / m.name, f"PyPI mahotas {mahotas_version}, "
+                         f"mahotas/demos/data/{m.name}") for m in MAHOTAS_MEDIA]
+        except (subprocess.CalledProcessError, StopIteration, KeyError) as err:
+            print(f"hcdp eval-real --fetch: mahotas' demo photo left out ({err})", file=sys.stderr)
         (out / "licenses").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(opencv_dir.parent.parent / "copyright",
                         out / "licenses" / "opencv-doc.copyright")
