@@ -11,7 +11,7 @@ Topic names are relative to the node's namespace (default ``hcdp``): ``/hcdp/rel
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -109,6 +109,25 @@ class CameraInfoFields:
     binning_y: int
     roi: RoiFields
 
+    def scaled_to(self, height: int, width: int, header: Any) -> "CameraInfoFields":
+        """This calibration for images of ``height × width`` with ``header``: the size, K, P and
+        the ROI scaled (as image_proc's resize does) and binning cleared (K now describes the
+        published pixels); the values unchanged when the size matches."""
+        sx, sy = width / self.width, height / self.height
+        k = self.k.reshape(3, 3).copy()
+        k[0] *= sx
+        k[1] *= sy
+        p = self.p.reshape(3, 4).copy()
+        p[0] *= sx
+        p[1] *= sy
+        if (sx, sy) == (1.0, 1.0):
+            return replace(self, header=header)
+        roi = self.roi
+        roi = RoiFields(int(roi.x_offset * sx), int(roi.y_offset * sy), int(roi.height * sy),
+                        int(roi.width * sx), roi.do_rectify)
+        return replace(self, header=header, height=height, width=width, k=k.reshape(-1),
+                       p=p.reshape(-1), binning_x=0, binning_y=0, roi=roi)
+
     def intrinsics(self, height: int, width: int) -> np.ndarray:
         """3×3 K for an image of ``height × width``, scaled when the calibration has another size."""
         k = self.k.reshape(3, 3).copy()
@@ -148,7 +167,12 @@ def binary_mask(mask: np.ndarray, threshold: float) -> np.ndarray:
 
 def point_cloud_fields(header: Any, points: np.ndarray, colors: np.ndarray | None) -> PointCloudFields:
     """PointCloud2 fields for ``points [N,3] float32`` (x, y, z) and optional ``colors [N,3] uint8``
-    packed as the usual rviz ``rgb`` float32 field (0x00RRGGBB)."""
+    packed as the usual rviz ``rgb`` float32 field (0x00RRGGBB). Points with a non-finite
+    coordinate are dropped; ``is_dense`` says whether every published point is finite."""
+    finite = np.isfinite(points).all(axis=1)
+    if not finite.all():
+        points = points[finite]
+        colors = None if colors is None else colors[finite]
     n = points.shape[0]
     names = ("x", "y", "z") if colors is None else ("x", "y", "z", "rgb")
     record = np.empty((n, len(names)), dtype=np.float32)
@@ -159,7 +183,8 @@ def point_cloud_fields(header: Any, points: np.ndarray, colors: np.ndarray | Non
     point_step = 4 * len(names)
     specs = tuple(PointFieldSpec(name, 4 * i, FLOAT32, 1) for i, name in enumerate(names))
     return PointCloudFields(header, 1, n, specs, False, point_step, point_step * n,
-                            record.reshape(-1).view(np.uint8), True)
+                            record.reshape(-1).view(np.uint8),
+                            bool(np.isfinite(record[:, :3]).all()))
 
 
 @dataclass(frozen=True)
@@ -173,7 +198,8 @@ class VizRequest:
 
 def viz_images(header: Any, depth: np.ndarray, normals: np.ndarray, mask: np.ndarray,
                rgb: np.ndarray | None, want: VizRequest) -> dict[str, ImageFields]:
-    """rgb8 visualisations, computed only for the requested ones (keys from VIZ_KEYS)."""
+    """rgb8 visualisations, computed only for the requested ones (keys from VIZ_KEYS); NaN normals
+    are black, and so are depth colours off the mask."""
     out: dict[str, ImageFields] = {}
     if want.depth:
         out["relative_depth_viz"] = image_fields(header, colorize_depth(depth, mask))

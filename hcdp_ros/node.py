@@ -1,13 +1,17 @@
 """The hcdp lifecycle node: thin rclpy wiring around the ROS-free pipeline (the only rclpy module).
 
-Lifecycle: ``on_configure`` validates the parameters and loads the model (FAILURE with the reason on
-a bad path, backend or value; the process stays up), creates the publishers and the inference
-worker; ``on_activate`` subscribes; ``on_deactivate`` unsubscribes and stops the worker;
-``on_cleanup``/``on_shutdown`` release everything. Topics (relative to the namespace, default
-``/hcdp``) and conventions are in docs/ros.md.
+Lifecycle: ``on_configure`` validates the parameters, sets torch's CPU threads and loads the model
+(FAILURE with the reason on a bad path, backend, value or failed start-up check; the process stays
+up), creates the publishers; ``on_activate`` starts the inference worker and subscribes;
+``on_deactivate`` unsubscribes and stops the worker; ``on_cleanup``/``on_shutdown`` release
+everything. Every name the node creates comes from ``hcdp_ros.topics``; topics, parameters and
+conventions are in docs/ros.md.
 """
 from __future__ import annotations
 
+import math
+import threading
+import time
 import traceback
 from typing import Any
 
@@ -25,11 +29,26 @@ from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValu
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2, PointField, RegionOfInterest
+from sensor_msgs.msg import (
+    CameraInfo,
+    CompressedImage,
+    Image,
+    PointCloud2,
+    PointField,
+    RegionOfInterest,
+)
+from std_srvs.srv import Trigger
 
 from hcdp_model.predictor import load_predictor
-from hcdp_ros.conversions import InputError, MissingDepth, decode_camera_info, decode_metric_depth
-from hcdp_ros.diagnostics import OK, WARN, NodeStats
+from hcdp_model.threads import default_threads, set_threads
+from hcdp_ros.conversions import (
+    InputError,
+    MissingDepth,
+    decode_camera_info,
+    decode_metric_depth,
+)
+from hcdp_ros.diagnostics import OK, WARN, NodeStats, StageTimes
+from hcdp_ros.input_gaps import InputGaps
 from hcdp_ros.log_throttle import CauseThrottle
 from hcdp_ros.messages import (
     NODE_NAME,
@@ -40,19 +59,40 @@ from hcdp_ros.messages import (
     PointCloudFields,
     VizRequest,
 )
-from hcdp_ros.params import DEFAULTS, PARAMETERS, ConfigError, NodeConfig, param_type
-from hcdp_ros.pipeline import FrameOutputs, FrameProcessor, MetricInput, OutputOptions, decode_input, stamp_seconds
+from hcdp_ros.pairing import StampPairing
+from hcdp_ros.params import (
+    DEFAULTS,
+    PARAMETERS,
+    ConfigError,
+    DeclareErrors,
+    NodeConfig,
+    param_type,
+)
+from hcdp_ros.pipeline import (
+    FrameOutputs,
+    FrameProcessor,
+    MetricInput,
+    OutputOptions,
+    decode_input,
+    limit_side,
+    stamp_seconds,
+)
+from hcdp_ros.topics import INPUTS, RESET_SERVICE, node_names
 from hcdp_ros.worker import InferenceWorker
 
 _ROS_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
               float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
 _LEVELS = {OK: DiagnosticStatus.OK, WARN: DiagnosticStatus.WARN}
+_MSG_TYPES = {"sensor_msgs/msg/Image": Image, "sensor_msgs/msg/CompressedImage": CompressedImage,
+              "sensor_msgs/msg/CameraInfo": CameraInfo, "sensor_msgs/msg/PointCloud2": PointCloud2}
+REQUESTED_RESET = "requested through ~/reset"
 
 
 def _descriptor(name: str) -> ParameterDescriptor:
     spec = PARAMETERS[name]
     kind = param_type(name)
-    descriptor = ParameterDescriptor(name=name, type=_ROS_TYPES[kind], description=spec.description,
+    descriptor = ParameterDescriptor(name=name, type=_ROS_TYPES[kind],
+                                     description=spec.description,
                                      read_only=spec.read_only)
     if spec.choices:
         descriptor.additional_constraints = "one of: " + ", ".join(spec.choices)
@@ -74,9 +114,11 @@ def _image_msg(out: ImageFields) -> Image:
 
 def _cloud_msg(out: PointCloudFields) -> PointCloud2:
     msg = PointCloud2(header=out.header, height=out.height, width=out.width,
-                      fields=[PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count)
+                      fields=[PointField(name=f.name, offset=f.offset, datatype=f.datatype,
+                                         count=f.count)
                               for f in out.fields],
-                      is_bigendian=out.is_bigendian, point_step=out.point_step, row_step=out.row_step,
+                      is_bigendian=out.is_bigendian, point_step=out.point_step,
+                      row_step=out.row_step,
                       is_dense=out.is_dense)
     msg.data.frombytes(out.data)
     return msg
@@ -84,9 +126,11 @@ def _cloud_msg(out: PointCloudFields) -> PointCloud2:
 
 def _camera_info_msg(out: CameraInfoFields) -> CameraInfo:
     roi = out.roi
-    return CameraInfo(header=out.header, height=out.height, width=out.width, distortion_model=out.distortion_model,
-                      d=out.d.tolist(), k=out.k, r=out.r, p=out.p, binning_x=out.binning_x, binning_y=out.binning_y,
-                      roi=RegionOfInterest(x_offset=roi.x_offset, y_offset=roi.y_offset, height=roi.height,
+    return CameraInfo(header=out.header, height=out.height, width=out.width,
+                      distortion_model=out.distortion_model, d=out.d.tolist(), k=out.k, r=out.r,
+                      p=out.p, binning_x=out.binning_x, binning_y=out.binning_y,
+                      roi=RegionOfInterest(x_offset=roi.x_offset, y_offset=roi.y_offset,
+                                           height=roi.height,
                                            width=roi.width, do_rectify=roi.do_rectify))
 
 
@@ -95,82 +139,103 @@ class HcdpNode(LifecycleNode):
 
     def __init__(self, **kwargs: Any):
         super().__init__(NODE_NAME, **kwargs)
-        self._declare_errors: list[str] = []
+        self._declare_errors = DeclareErrors()
         for name in PARAMETERS:
             default = getattr(DEFAULTS, name)
             try:
                 self.declare_parameter(name, default, _descriptor(name))
             except (InvalidParameterTypeException, InvalidParameterValueException) as err:
-                # keep the process up: report in on_configure, run nothing with a bad value
-                self._declare_errors.append(f"{name}: {err}")
+                # keep the process up: report in on_configure until a valid value is set
+                self._declare_errors.record(name, str(err))
                 self.declare_parameter(name, default, _descriptor(name), ignore_override=True)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._config = DEFAULTS
         self._throttle = CauseThrottle(DEFAULTS.log_throttle_s)
         self._processor: FrameProcessor | None = None
-        self._worker: InferenceWorker[Any] | None = None  # items: Image or CompressedImage messages
+        self._worker: InferenceWorker[Any] | None = None  # items: (Compressed)Image messages
         self._stats: NodeStats | None = None
+        self._gaps: InputGaps | None = None
+        self._metric: StampPairing[Any] = StampPairing()  # metric depth messages by stamp
+        self._reset_requested = threading.Event()
         self._pubs: dict[str, Any] = {}
         self._subs: list[Any] = []
-        self._topics = {"image": "image", "camera_info": "camera_info", "metric_depth": "metric_depth"}
+        self._topics = dict(INPUTS)  # resolved names once subscribed
         self._camera: Any = None
-        self._metric_msg: Any = None
+        self._reset_service = self.create_service(Trigger, RESET_SERVICE, self._on_reset)
         self._updater = Updater(self)
         self._updater.setHardwareID("hcdp")
-        self._updater.add("hcdp", self._diagnose)
+        # the fully qualified name tells /hcdp/hcdp from /hcdp2/hcdp in /diagnostics
+        self._updater.add(self.get_fully_qualified_name(), self._diagnose)
 
     # --- lifecycle -------------------------------------------------------------------------------
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
-        if self._declare_errors:
-            self.get_logger().error("configure failed: " + "; ".join(self._declare_errors))
+        refused = self._declare_errors.message()
+        if refused:
+            self.get_logger().error(f"configure failed: invalid hcdp parameters: {refused} (set a "
+                                    "valid value with `ros2 param set` and configure again)")
             return TransitionCallbackReturn.FAILURE
         try:
             config = NodeConfig(**{n: self.get_parameter(n).value for n in PARAMETERS}).validate()
         except ConfigError as err:
             self.get_logger().error(f"configure failed: {err}")
             return TransitionCallbackReturn.FAILURE
+        threads = config.num_threads or default_threads()
+        set_threads(threads)
         try:
-            predictor = load_predictor(config.model_path or None, window=config.window, device=config.device,
-                                       precision=config.precision, backend=config.backend,
-                                       max_gap_s=config.max_gap_s)
-        except Exception as err:  # noqa: BLE001 - any load failure is a FAILURE transition, not a crash
+            # the gap rule runs on the input stream (InputGaps), not between processed frames
+            predictor = load_predictor(config.model_path or None, window=config.window,
+                                       device=config.device, precision=config.precision,
+                                       backend=config.backend, max_gap_s=math.inf)
+        except Exception as err:  # noqa: BLE001 - a load failure is a FAILURE, not a crash
             self.get_logger().error(
-                f"configure failed: cannot load model {config.model_path or '(bundled default)'} with "
-                f"backend={config.backend} precision={config.precision} device={config.device}: {err}")
+                f"configure failed: cannot load model {config.model_path or '(bundled default)'} "
+                f"with backend={config.backend} precision={config.precision} "
+                f"device={config.device}: {err}")
             return TransitionCallbackReturn.FAILURE
         self._config = config
         self._throttle = CauseThrottle(config.log_throttle_s)
         self._processor = FrameProcessor(predictor)
-        self._stats = NodeStats(config.backend, config.precision, config.device, config.window)
+        check = getattr(predictor.backend, "startup_check", None)
+        self._stats = NodeStats(config.backend, config.precision, config.device, config.window,
+                                startup_check=check)
         output_qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                                reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
-        types = {"points": PointCloud2, "camera_info": CameraInfo}
-        self._pubs = {key: self.create_lifecycle_publisher(types.get(key, Image), topic, output_qos)
-                      for key, topic in TOPICS.items()
-                      if key != "depth" or config.use_metric_depth}
+                                reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.VOLATILE)
+        names = node_names(config.compressed, config.use_metric_depth).publishers
+        self._pubs = {key: self.create_lifecycle_publisher(_MSG_TYPES[names[topic]], topic,
+                                                           output_qos)
+                      for key, topic in TOPICS.items() if topic in names}
         self.get_logger().info(
-            f"model loaded (backend={config.backend}, precision={config.precision}, device={config.device}, "
-            f"window={config.window})")
+            f"model loaded (backend={config.backend}, precision={config.precision}, "
+            f"device={config.device}, window={config.window}, threads={threads}"
+            f"{'' if check is None else f', start-up check {check}'})")
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         config = self._config
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=config.qos_depth,
-                         reliability=(ReliabilityPolicy.BEST_EFFORT if config.qos_reliability == "best_effort"
+                         reliability=(ReliabilityPolicy.BEST_EFFORT
+                                      if config.qos_reliability == "best_effort"
                                       else ReliabilityPolicy.RELIABLE),
                          durability=DurabilityPolicy.VOLATILE)
+        self._gaps = InputGaps(config.max_gap_s)
+        self._metric.clear()
+        self._reset_requested.clear()
         self._worker = InferenceWorker(self._process, self._on_worker_error)
         self._worker.start()
-        if config.compressed:
-            image_sub = self.create_subscription(CompressedImage, "image/compressed", self._on_image, qos)
-        else:
-            image_sub = self.create_subscription(Image, "image", self._on_image, qos)
-        self._subs = [image_sub, self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos)]
+        image_type, image_key = ((CompressedImage, "compressed") if config.compressed
+                                 else (Image, "image"))
+        subs = {"image": self.create_subscription(image_type, INPUTS[image_key], self._on_image,
+                                                  qos),
+                "camera_info": self.create_subscription(CameraInfo, INPUTS["camera_info"],
+                                                        self._on_camera_info, qos)}
         if config.use_metric_depth:
-            self._subs.append(self.create_subscription(Image, "metric_depth", self._on_metric_depth, qos))
+            subs["metric_depth"] = self.create_subscription(Image, INPUTS["metric_depth"],
+                                                            self._on_metric_depth, qos)
+        self._subs = list(subs.values())
         # resolved names, for log lines that say where a bad message came from
-        self._topics = dict(zip(("image", "camera_info", "metric_depth"), (s.topic_name for s in self._subs)))
+        self._topics = {key: sub.topic_name for key, sub in subs.items()}
         self.get_logger().info(f"listening on {', '.join(self._topics.values())}")
         return super().on_activate(state)
 
@@ -191,9 +256,12 @@ class HcdpNode(LifecycleNode):
             self.destroy_subscription(sub)
         self._subs = []
         if self._worker is not None and not self._worker.stop():
-            self.get_logger().warn("inference thread still busy after 5 s; it exits after this frame")
+            self.get_logger().warn(
+                "inference thread still busy after 5 s; it exits after this frame")
         self._worker = None
-        self._camera = self._metric_msg = None
+        self._gaps = None
+        self._camera = None
+        self._metric.clear()
 
     def release(self) -> None:
         """Stop the worker, drop subscriptions, publishers and the model (idempotent)."""
@@ -212,19 +280,32 @@ class HcdpNode(LifecycleNode):
             self._config = self._config.with_values(ours)
         except ConfigError as err:
             return SetParametersResult(successful=False, reason=str(err))
+        self._declare_errors.resolve(ours)  # a value refused at start-up is fixed now
         self._throttle.period_s = self._config.log_throttle_s
         return SetParametersResult(successful=True)
 
-    # --- callbacks (executor thread) ---------------------------------------------------------------
+    def _on_reset(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        """``~/reset``: clear the temporal cache before the next frame (scene cut, teleport)."""
+        if self._worker is None:
+            response.success = False
+            response.message = "not active: there is no temporal cache to clear"
+            return response
+        self._reset_requested.set()
+        response.success = True
+        response.message = "the temporal cache is cleared before the next frame"
+        return response
+
+    # --- callbacks (executor thread) -------------------------------------------------------
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _on_image(self, msg: Any) -> None:
-        worker, stats = self._worker, self._stats
-        if worker is None or stats is None:
+        worker, stats, gaps = self._worker, self._stats, self._gaps
+        if worker is None or stats is None or gaps is None:
             return
         stats.record_input(self._now())
+        gaps.record(stamp_seconds(msg.header))  # every frame, also those the worker will drop
         worker.submit(msg)
 
     def _on_camera_info(self, msg: CameraInfo) -> None:
@@ -234,41 +315,66 @@ class HcdpNode(LifecycleNode):
             self._report(err)
 
     def _on_metric_depth(self, msg: Image) -> None:
-        self._metric_msg = msg
+        self._metric.add(stamp_seconds(msg.header), msg)
 
-    # --- inference (worker thread) -----------------------------------------------------------------
+    # --- inference (worker thread) ---------------------------------------------------------
 
     def _process(self, msg: Any) -> None:
-        processor, stats, config, pubs = self._processor, self._stats, self._config, self._pubs
-        if processor is None or stats is None:
+        processor, stats, gaps = self._processor, self._stats, self._gaps
+        config, pubs = self._config, self._pubs
+        if processor is None or stats is None or gaps is None:
             return
         header = msg.header
+        start = time.perf_counter()
         try:
-            image = decode_input(msg, config.compressed, self._topics["image"])
+            image = limit_side(decode_input(msg, config.compressed, self._topics["image"],
+                                            config.max_input_pixels), config.max_image_side)
         except InputError as err:
             self._report(err)
             return
+        decoded = time.perf_counter()
         metric, problem = self._paired_metric(header, config)
+        gap = gaps.take(stamp_seconds(header))
+        requested = self._reset_requested.is_set()
+        if requested:
+            self._reset_requested.clear()  # a request arriving from here on is for the next frame
+        reset = REQUESTED_RESET if requested else gap
         want = VizRequest(*(pubs[k].get_subscription_count() > 0 for k in VIZ_KEYS))
         options = OutputOptions(config.mask_threshold, config.publish_points, config.depth_scale,
-                                config.points_stride, config.metric_min_pixels, want)
-        outputs = processor.process(header, image, options, self._camera, metric)
+                                config.points_stride, config.metric_min_pixels, want,
+                                config.mask_outputs)
+        begin = time.perf_counter()
+        outputs = processor.process(header, image, options, self._camera, metric, reset)
+        predicted = time.perf_counter()
         for err in ([problem] if problem else []) + outputs.problems:
             self._report(err)
         self._publish(pubs, outputs)
+        published = time.perf_counter()
         pred = outputs.prediction
-        stats.record_output(self._now(), stamp_seconds(header), pred.inference_ms, pred.window_fill, pred.reset)
+        times = StageTimes(decode=(decoded - start) * 1e3, inference=(predicted - begin) * 1e3,
+                           publish=(published - predicted) * 1e3)
+        stats.record_output(self._now(), stamp_seconds(header), times, pred.window_fill,
+                            pred.reset)
         if pred.reset and pred.reset_reason not in (None, "first frame"):
-            self.get_logger().info(f"temporal cache reset: {pred.reset_reason}")
+            suppressed = self._throttle.allow(("temporal cache reset",))
+            if suppressed is not None:
+                more = f" ({suppressed} more since the last report)" if suppressed else ""
+                self.get_logger().info(f"temporal cache reset: {pred.reset_reason}{more}")
 
-    def _paired_metric(self, header: Any, config: NodeConfig) -> tuple[MetricInput | None, InputError | None]:
+    def _paired_metric(self, header: Any, config: NodeConfig
+                       ) -> tuple[MetricInput | None, InputError | None]:
         if not config.use_metric_depth:
             return None, None
-        msg, topic = self._metric_msg, self._topics["metric_depth"]
-        if msg is None or abs(stamp_seconds(msg.header) - stamp_seconds(header)) > config.metric_max_dt_s:
-            return None, MissingDepth(f"no metric depth within {config.metric_max_dt_s} s of the image", topic)
+        topic = self._topics["metric_depth"]
+        msg, dt = self._metric.match(stamp_seconds(header), config.metric_max_dt_s,
+                                     config.metric_wait_s)
+        if msg is None:
+            nearest = "none received" if dt is None else f"nearest {dt:.3f} s"
+            return None, MissingDepth(f"no metric depth within {config.metric_max_dt_s} s of the "
+                                      f"image ({nearest})", topic)
         try:
-            return MetricInput(decode_metric_depth(msg, topic), topic), None
+            depth = decode_metric_depth(msg, topic, config.max_input_pixels)
+            return MetricInput(depth, topic), None
         except InputError as err:
             return None, err
 
@@ -292,7 +398,8 @@ class HcdpNode(LifecycleNode):
     def _on_worker_error(self, exc: Exception, msg: Any) -> None:
         if self._throttle.allow(("worker", type(exc).__name__)) is not None:
             self.get_logger().error(
-                f"frame skipped, inference failed: {exc}\n{''.join(traceback.format_exception(exc))}")
+                f"frame skipped, inference failed: {exc}\n"
+                f"{''.join(traceback.format_exception(exc))}")
 
     # --- diagnostics -----------------------------------------------------------------------------
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from hcdp_ros.conversions import DEFAULT_MAX_INPUT_PIXELS
+
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "bf16")
 RELIABILITIES = ("best_effort", "reliable")
@@ -51,6 +53,11 @@ class NodeConfig:
     metric_max_dt_s: float = 0.05
     metric_min_pixels: int = 200
     log_throttle_s: float = 5.0
+    num_threads: int = 0
+    max_input_pixels: int = DEFAULT_MAX_INPUT_PIXELS
+    max_image_side: int = 0
+    mask_outputs: bool = True
+    metric_wait_s: float = 0.1
 
     def validate(self) -> "NodeConfig":
         """Return self, or raise ConfigError naming every invalid value."""
@@ -97,11 +104,46 @@ _SPECS = (
               min_value=0.0, max_value=1.0),
     ParamSpec("metric_min_pixels", "fewest valid masked depth pixels for a scale/shift fit",
               min_value=2, max_value=10_000_000),
-    ParamSpec("log_throttle_s", "a given bad-input cause is logged at most once per this period",
-              min_value=0.1, max_value=3600.0),
+    ParamSpec("log_throttle_s", "a given bad-input cause (and cache resets) is logged at most "
+              "once per this period", min_value=0.1, max_value=3600.0),
+    ParamSpec("num_threads", "torch CPU threads; 0 = automatic (OMP_NUM_THREADS when set, else "
+              "half the CPUs, 1 to 4)", read_only=True, min_value=0, max_value=256),
+    ParamSpec("max_input_pixels", "larger input images are skipped, read from the header before "
+              "decoding (decompression bombs)", min_value=1, max_value=1 << 30),
+    ParamSpec("max_image_side", "downscale inputs whose longer side exceeds this before inference "
+              "(outputs and camera_info follow); 0 = never", min_value=0, max_value=1 << 15),
+    ParamSpec("mask_outputs", "NaN in depth and normals where mask <= mask_threshold (the model "
+              "knows people only); false = the raw maps"),
+    ParamSpec("metric_wait_s", "longest the worker waits for a metric depth image that arrives "
+              "after its colour image", min_value=0.0, max_value=1.0),
 )
 PARAMETERS: dict[str, ParamSpec] = {s.name: s for s in _SPECS}
 DEFAULTS = NodeConfig()
+
+
+class DeclareErrors:
+    """Values refused when the parameters were declared (from the YAML or ``-p``), by name.
+
+    The node declares such a parameter with its default instead and fails configure while any
+    error is left; a valid ``ros2 param set`` of that parameter clears its error.
+    """
+
+    def __init__(self) -> None:
+        self._errors: dict[str, str] = {}
+
+    def record(self, name: str, message: str) -> None:
+        self._errors[name] = message
+
+    def resolve(self, names: Any) -> None:
+        """Forget the errors of ``names`` (parameters that now have a valid value)."""
+        for name in names:
+            self._errors.pop(name, None)
+
+    def message(self) -> str | None:
+        """One line naming every refused value, or None when there is none."""
+        if not self._errors:
+            return None
+        return "; ".join(f"{name}: {msg}" for name, msg in sorted(self._errors.items()))
 
 
 def param_type(name: str) -> type:

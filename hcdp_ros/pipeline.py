@@ -3,15 +3,21 @@
 The live node (`node.py`) and the offline bag runner share this class, so both publish the same
 topics with the same encodings, stamps and conventions. Bad metric depth spoils only ``~/depth``
 (reported in ``FrameOutputs.problems``); a bad image raises :class:`~hcdp_ros.conversions.InputError`.
+
+Honest outputs: the model's depth and normals are supervised on people only, so by default
+(``OutputOptions.mask_outputs``) ``relative_depth`` and ``normals`` are NaN where the mask is at or
+below ``mask_threshold`` (REP 117: NaN = no valid value); the mask is always full-frame.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import cv2
 import numpy as np
 
 from hcdp_ros.conversions import (
+    DEFAULT_MAX_INPUT_PIXELS,
     DecodedImage,
     InputError,
     decode_compressed,
@@ -36,9 +42,32 @@ def stamp_seconds(header: Any) -> float:
     return header.stamp.sec + header.stamp.nanosec * 1e-9
 
 
-def decode_input(msg: Any, compressed: bool, topic: str) -> DecodedImage:
-    """The input image of an Image (``compressed=False``) or CompressedImage message."""
-    return decode_compressed(msg, topic) if compressed else decode_image(msg, topic)
+def decode_input(msg: Any, compressed: bool, topic: str,
+                 max_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> DecodedImage:
+    """The input image of an Image (``compressed=False``) or CompressedImage message; more than
+    ``max_pixels`` pixels is refused before decoding (``conversions.ImageTooLarge``)."""
+    if compressed:
+        return decode_compressed(msg, topic, max_pixels)
+    return decode_image(msg, topic, max_pixels)
+
+
+def limit_side(image: DecodedImage, max_side: int) -> DecodedImage:
+    """``image`` downscaled (area averaging) so its longer side is at most ``max_side``; as is when
+    it fits or ``max_side`` is 0. Every output then has the smaller size."""
+    height, width = image.pixels.shape[:2]
+    if max_side <= 0 or max(height, width) <= max_side:
+        return image
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = cv2.resize(np.ascontiguousarray(image.pixels), size, interpolation=cv2.INTER_AREA)
+    return DecodedImage(small, image.encoding)
+
+
+def outside_nan(values: np.ndarray, mask: np.ndarray, threshold: float) -> np.ndarray:
+    """A copy of ``values`` (H×W or H×W×C) with NaN where ``mask <= threshold`` (REP 117)."""
+    out = values.copy()
+    out[~(mask > threshold)] = np.nan
+    return out
 
 
 @dataclass(frozen=True)
@@ -51,6 +80,7 @@ class OutputOptions:
     points_stride: int = 2
     metric_min_pixels: int = 200
     viz: VizRequest = VizRequest()
+    mask_outputs: bool = True  # NaN depth/normals off the person; False: the raw maps
 
 
 @dataclass(frozen=True)
@@ -81,20 +111,34 @@ class FrameProcessor:
         self.predictor = predictor
 
     def process(self, header: Any, image: DecodedImage, options: OutputOptions,
-                camera: CameraInfoFields | None = None, metric: MetricInput | None = None) -> FrameOutputs:
-        """Predict on ``image`` (stamp and frame_id from ``header`` drive the cache reset rules)."""
+                camera: CameraInfoFields | None = None, metric: MetricInput | None = None,
+                reset: str | None = None) -> FrameOutputs:
+        """Predict on ``image`` (stamp and frame_id from ``header`` drive the cache reset rules).
+
+        ``reset``: a reason to clear the temporal cache before this frame (the node's input-gap
+        rule, the ``~/reset`` service); the prediction then reports it as its reset reason.
+        """
+        if reset is not None:
+            self.predictor.reset()
         pred = self.predictor.step(image.pixels, stamp_seconds(header), header.frame_id, image.encoding)
+        if reset is not None:
+            pred = replace(pred, reset=True, reset_reason=reset)
         # pack each map once (the predictor may return strided views); every consumer shares these
         depth, normals, mask = (np.ascontiguousarray(a) for a in (pred.depth, pred.normals, pred.mask))
         threshold = options.mask_threshold
+        if options.mask_outputs:
+            shown_depth = outside_nan(depth, mask, threshold)
+            shown_normals = outside_nan(normals, mask, threshold)
+        else:
+            shown_depth, shown_normals = depth, normals
         images = {
-            "relative_depth": image_fields(header, depth),
-            "normals": image_fields(header, normals),
+            "relative_depth": image_fields(header, shown_depth),
+            "normals": image_fields(header, shown_normals),
             "mask": image_fields(header, mask),
             "mask_binary": image_fields(header, binary_mask(mask, threshold)),
         }
         rgb = image.to_rgb() if options.viz.mask else None
-        images.update(viz_images(header, depth, normals, mask, rgb, options.viz))
+        images.update(viz_images(header, depth, shown_normals, mask, rgb, options.viz))
         out = FrameOutputs(header, pred, images)
 
         metric_depth = None
@@ -110,7 +154,8 @@ class FrameProcessor:
                 images["depth"] = image_fields(header, metric_depth)
 
         if camera is not None:
-            out.camera_info = replace(camera, header=header)  # re-stamped to the output
+            # re-stamped to the output, and re-scaled when the calibration has another size
+            out.camera_info = camera.scaled_to(*depth.shape, header)
             if options.publish_points:
                 z = metric_depth if metric_depth is not None else depth * np.float32(options.depth_scale)
                 colors = image.to_rgb() if rgb is None else rgb

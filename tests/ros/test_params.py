@@ -3,7 +3,15 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hcdp_ros.params import DEFAULTS, PARAMETERS, ConfigError, NodeConfig, param_type, validate_value
+from hcdp_ros.params import (
+    DEFAULTS,
+    PARAMETERS,
+    ConfigError,
+    DeclareErrors,
+    NodeConfig,
+    param_type,
+    validate_value,
+)
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "hcdp.yaml"
 
@@ -72,3 +80,24 @@ def test_every_config_field_has_exactly_one_parameter_spec():
     from dataclasses import fields
 
     assert [f.name for f in fields(NodeConfig)] == list(PARAMETERS)
+
+
+def test_a_declare_error_is_cleared_by_a_valid_set_of_that_parameter_only():
+    # issue 14 item 3: after `ros2 param set … mask_threshold 0.5` configure must succeed
+    errors = DeclareErrors()
+    assert errors.message() is None
+    errors.record("mask_threshold", "expected a value in [0, 1], got 2.0")
+    errors.record("window", "expected a value in [1, 64], got 0")
+    errors.resolve({"depth_scale": 2.0})
+    assert "mask_threshold" in errors.message() and "window" in errors.message()
+    errors.resolve({"mask_threshold": 0.5})
+    assert errors.message() == "window: expected a value in [1, 64], got 0"
+    errors.resolve(["window"])
+    assert errors.message() is None
+
+
+def test_new_parameters_have_safe_defaults():
+    assert DEFAULTS.num_threads == 0 and PARAMETERS["num_threads"].read_only
+    assert DEFAULTS.max_input_pixels == 4096 * 4096
+    assert DEFAULTS.mask_outputs is True and DEFAULTS.max_image_side == 0
+    assert validate_value("max_input_pixels", 0) is not None
