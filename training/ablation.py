@@ -2,7 +2,8 @@
 
 Every variant runs the real pipeline: stage 0 (prior encoder) -> stage 1 (images) -> stage 2 (clips,
 causal), from the stage configs (`configs/<prefix>_stage{0,1,2}.yaml`) with the variant's model-config
-or loss overrides, then `hcdp eval`'s streaming evaluation of its final checkpoint on held-out sequences.
+or loss overrides, then `hcdp eval`'s streaming evaluation of its final checkpoint on held-out sequences,
+at the window W and, with the same weights, at window 1 (what attention over earlier frames adds).
 Runs that variants have in common are trained once: one stage 0 for all (the prior encoder has the same
 shape for the learned and Fourier-UV priors), one stage 1 per network structure (`full`, `tgm`,
 `no_temporal_loss` and `no_temporal` share theirs). `no_temporal` is that stage-1 model itself.
@@ -75,6 +76,7 @@ class AblationConfig:
     max_sequences: int | None = None
     max_frames: int | None = None
     progress: bool = True
+    perturb: int | None = None  # seed of `hcdp eval --perturb`'s per-frame nuisances (None: clean inputs)
 
 
 @dataclass
@@ -151,32 +153,42 @@ class Ablation:
         return runs[-1].checkpoint, runs
 
     def run(self, variants: list[Variant]) -> dict[str, dict[str, Any]]:
-        """Per variant: metrics of its streaming model on the held-out data, training seconds, checkpoint."""
+        """Per variant: metrics of its streaming model on the held-out data at window W and (variants with
+        temporal blocks) at window 1, training seconds, checkpoint."""
         sequences = list_sequences(self.cfg.eval_data)[:self.cfg.max_sequences]
         if not sequences:
             raise FileNotFoundError(f"no held-out sequences (folders with meta.json) under {self.cfg.eval_data}")
         results = {}
         for variant in variants:
             checkpoint, runs = self.checkpoint(variant)
-            predictor = load_predictor(checkpoint, window=self.cfg.window)
-            result, _ = evaluate(sequences, {"streaming": predictor}, smoothing=None,
-                                 max_frames=self.cfg.max_frames, progress=self.cfg.progress)
+            predictors = {"streaming": load_predictor(checkpoint, window=self.cfg.window)}
+            if variant.temporal:
+                predictors["window_1"] = load_predictor(checkpoint, window=1)
+            result, _ = evaluate(sequences, predictors, smoothing=None, max_frames=self.cfg.max_frames,
+                                 progress=self.cfg.progress, perturb=self.cfg.perturb)
             results[variant.name] = {
-                "metrics": result.summary["streaming"], "table": variant.table, "description": variant.description,
+                "metrics": result.summary["streaming"], "metrics_window_1": result.summary.get("window_1"),
+                "table": variant.table, "description": variant.description,
                 "checkpoint": str(checkpoint), "train_s": {f"stage{r.stage}": round(r.seconds, 1) for r in runs},
             }
         return results
 
 
-def markdown_table(results: dict[str, dict[str, Any]]) -> str:
-    """Variants as rows, `METRIC_NAMES` and the training seconds of the variant's stages as columns."""
+def markdown_table(results: dict[str, dict[str, Any]], window: int | None = None) -> str:
+    """Variants as rows (each variant with temporal blocks followed by a row of the same weights at
+    window 1), `METRIC_NAMES` and the training seconds of the variant's stages as columns."""
     header = ["Variant", "Table"] + list(METRIC_NAMES) + ["train s (0/1/2)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    at = f", W={window}" if window else ""
     for name, r in results.items():
-        values = [r["metrics"].get(m, math.nan) for m in METRIC_NAMES]
         seconds = "/".join(f"{r['train_s'][s]:.0f}" if s in r["train_s"] else "–"
                            for s in ("stage0", "stage1", "stage2"))
-        lines.append("| " + " | ".join([name, r["table"], *(_fmt(v) for v in values), seconds]) + " |")
+        rows = [(f"{name}{at}" if r.get("metrics_window_1") else name, r["metrics"], seconds)]
+        if r.get("metrics_window_1"):
+            rows.append((f"{name}, same weights W=1", r["metrics_window_1"], "″"))
+        for label, metrics, train_s in rows:
+            values = [metrics.get(m, math.nan) for m in METRIC_NAMES]
+            lines.append("| " + " | ".join([label, r["table"], *(_fmt(v) for v in values), train_s]) + " |")
     return "\n".join(lines)
 
 
@@ -198,6 +210,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=int, default=8, help="streaming window W of the evaluation")
     parser.add_argument("--max-sequences", type=int, help="evaluate on the first N held-out sequences")
     parser.add_argument("--max-frames", type=int, help="evaluate the first N frames of each sequence")
+    parser.add_argument("--perturb", type=int, metavar="SEED",
+                        help="evaluate on inputs with per-frame nuisances drawn from SEED (hcdp eval --perturb)")
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
     parser.add_argument("--markdown", type=Path, help="write the table here (it is printed anyway)")
     parser.add_argument("--no-progress", action="store_true", help="no evaluation progress bars")
@@ -214,7 +228,7 @@ def run(args: argparse.Namespace, train_fn: TrainFn = train_stage) -> int:
     cfg = AblationConfig(data=args.data, eval_data=args.eval_data, out=args.out, stage_configs=configs,
                          steps=tuple(args.steps) if args.steps else None, overrides=tuple(args.overrides),
                          window=args.window, max_sequences=args.max_sequences, max_frames=args.max_frames,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, perturb=args.perturb)
     chosen = [v for v in VARIANTS if v.name in args.variants]
     try:
         ablation = Ablation(cfg, train_fn)
@@ -222,7 +236,7 @@ def run(args: argparse.Namespace, train_fn: TrainFn = train_stage) -> int:
     except (ConfigError, FileNotFoundError) as err:
         print(f"hcdp ablate: {err}", file=sys.stderr)
         return 2
-    table = markdown_table(results)
+    table = markdown_table(results, cfg.window)
     print(table)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
@@ -232,6 +246,7 @@ def run(args: argparse.Namespace, train_fn: TrainFn = train_stage) -> int:
         runs = [{"stage": r.stage, "key": r.key, "checkpoint": str(r.checkpoint), "seconds": round(r.seconds, 1)}
                 for r in ablation.runs.values()]
         summary = {"variants": results, "runs": runs, "window": cfg.window, "steps": cfg.steps,
+                   "perturb_seed": cfg.perturb,
                    "data": str(cfg.data), "eval_data": str(cfg.eval_data)}
         args.json.write_text(json.dumps(json_safe(summary), indent=1) + "\n")
     return 0

@@ -81,13 +81,19 @@ def test_every_variant_is_trained_once_per_distinct_stage_and_tabled(setup, tmp_
     assert stage2_losses == [("flow", 0.0)] + [("flow", 1.0)] * 5 + [("tgm", 1.0)]
 
     lines = (tmp_path / "a.md").read_text().strip().splitlines()
-    assert lines[0].startswith("| Variant | Table | AbsRel |") and len(lines) == 2 + len(ablation.VARIANTS)
-    assert [line.split(" | ")[0].lstrip("| ") for line in lines[2:]] == list(ablation.VARIANT_NAMES)
+    # every variant with temporal blocks has a row at W=2 and one with the same weights at W=1
+    expected = [label for v in ablation.VARIANTS for label in
+                ((f"{v.name}, W=2", f"{v.name}, same weights W=1") if v.temporal else (v.name,))]
+    assert lines[0].startswith("| Variant | Table | AbsRel |") and len(lines) == 2 + len(expected)
+    assert [line.split(" | ")[0].lstrip("| ") for line in lines[2:]] == expected
     assert lines[-1].endswith("/– |")  # no_temporal trains no stage 2
     assert (tmp_path / "a.md").read_text().strip() in capsys.readouterr().out
     result = json.loads((tmp_path / "a.json").read_text())
     assert list(result["variants"]) == list(ablation.VARIANT_NAMES)
     assert all(list(v["metrics"]) == list(METRIC_NAMES) for v in result["variants"].values())
+    assert all(list(v["metrics_window_1"]) == list(METRIC_NAMES)
+               for name, v in result["variants"].items() if name != "no_temporal")
+    assert result["variants"]["no_temporal"]["metrics_window_1"] is None
     assert len(result["runs"]) == 13
     full, tgm = result["variants"]["full"], result["variants"]["tgm"]
     assert full["checkpoint"] != tgm["checkpoint"]
