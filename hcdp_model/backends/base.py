@@ -29,7 +29,10 @@ class Backend(ABC):
 
     `frame` is the preprocessed [1,3,S,S] tensor on `device` in `input_dtype`; the state is the
     backend's own fixed-shape cache (opaque to callers: pass back what `step` returned). Outputs are
-    tensors on `device` (any float dtype; the predictor casts)."""
+    tensors on `device` (any float dtype; the predictor casts).
+
+    `startup_check` is the parity check an exported artefact passed when it was opened on this
+    machine ({"max_error": float, "tolerance": float, "frames": int}); None for eager PyTorch."""
 
     name: str
     resolution: int
@@ -37,6 +40,7 @@ class Backend(ABC):
     precision: str
     device: torch.device
     input_dtype: torch.dtype
+    startup_check: dict[str, float | int] | None = None
 
     @abstractmethod
     def init_state(self) -> State:

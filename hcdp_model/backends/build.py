@@ -2,24 +2,34 @@
 
 `export_artefact` writes an artefact (ONNX graph, torch.export program or Torch-TensorRT program) with
 its manifest, loads it back from disk and streams random and real frames through it and through eager
-fp32 PyTorch, failing above a tolerance. `open_artefact` loads an artefact, refusing a mismatched one.
+fp32 PyTorch, failing above a tolerance. It also stores a few of those real frames with eager's
+outputs beside the artefact (PATH.check.safetensors), so that wherever the artefact is opened to
+run, `open_artefact` streams them through the runtime of that machine and refuses the artefact when
+it differs from eager by more than the export's tolerance (the result: `backend.startup_check`).
+`open_artefact` also refuses a mismatched artefact, and a torch.export / Torch-TensorRT program
+this machine did not build unless the caller trusts it (loading one can run code:
+docs/security.md).
 `open_backend` is what `load_predictor` calls: an eager model, an explicit artefact, or a cached build.
 """
 from __future__ import annotations
 
 import copy
+import io
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as save_tensors
 
 from ..checkpoint import checkpoint_hash, load_checkpoint
 from ..model import HCDPModel
 from ..preprocess import Letterbox
 from . import trt
 from .base import BACKENDS, PRECISIONS, Backend, BackendError, check_precision
-from .cache import cached_artefact
+from .cache import cached_artefact, content_digest, forget_trusted, is_trusted, record_trusted
 from .frames import random_frames, real_frames
 from .manifest import Manifest, gpu_name, manifest_path, runtime_versions
 from .module import ModuleBackend
@@ -31,6 +41,8 @@ log = logging.getLogger(__name__)
 FORMATS = {"onnx": ".onnx", "torch-export": ".pt2", "tensorrt": trt.SUFFIX}
 # Max |export - eager fp32| over depth, normals and mask logits, per precision of the export.
 TOLERANCES = {"fp32": 1e-3, "fp16": 5e-2, "bf16": 1e-1}
+# Formats loaded with torch.export.load, which unpickles: loaded only if built here or trusted.
+CODE_FORMATS = ("torch-export", "tensorrt")
 
 
 class ExportError(BackendError):
@@ -47,6 +59,7 @@ class ExportSpec:
     onnx_exporter: str = "torchscript"
     tolerance: float | None = None                # None: TOLERANCES[precision]
     verify_frames: int = 4
+    startup_frames: int = 2                       # real frames re-run where the artefact is opened
     extra: dict[str, object] = field(default_factory=dict)
 
     def validate(self) -> "ExportSpec":
@@ -57,6 +70,9 @@ class ExportSpec:
             raise ValueError("ONNX export supports fp32 and fp16 (on CUDA), not bf16")
         if self.window < 1:
             raise ValueError(f"expected a window >= 1, got {self.window}")
+        if not 1 <= self.startup_frames <= self.verify_frames:
+            raise ValueError(f"expected startup_frames in [1, verify_frames="
+                             f"{self.verify_frames}], got {self.startup_frames}")
         return self
 
     @property
@@ -92,6 +108,65 @@ def make_manifest(spec: ExportSpec, step: ExportStep, checkpoint: str | Path, di
         io_dtype=str(spec.io_dtype).removeprefix("torch."), versions=runtime_versions(),
         gpu=gpu_name(spec.device) if torch.device(spec.device).type == "cuda" else None,
         extra=dict(spec.extra))
+
+
+def check_path(artefact: str | Path) -> Path:
+    """model.onnx -> model.onnx.check.safetensors: start-up check frames and eager's outputs."""
+    artefact = Path(artefact)
+    return artefact.with_name(artefact.name + ".check.safetensors")
+
+
+def reference_outputs(reference: ExportStep,
+                      frames: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Eager fp32 outputs of `frames` streamed from an empty cache, with the frames, as one flat
+    dict (frame_i, depth_i, normal_i, mask_logits_i) on the CPU."""
+    device = next(reference.parameters()).device
+    state = reference.init_state(1, device, torch.float32)
+    stored: dict[str, torch.Tensor] = {}
+    with torch.inference_mode():
+        for i, frame in enumerate(frames):
+            depth, normal, mask_logits, *state = reference(frame.to(device), *state)
+            for name, t in (("frame", frame), ("depth", depth), ("normal", normal),
+                            ("mask_logits", mask_logits)):
+                stored[f"{name}_{i}"] = t.detach().float().cpu().contiguous()
+    return stored
+
+
+def startup_check(backend: Backend, path: Path, manifest: Manifest) -> dict[str, float | int]:
+    """Stream the artefact's stored check frames through `backend` from an empty cache; the max
+    |backend - eager fp32| over all outputs. Refuses (BackendError) above the stored tolerance."""
+    record = manifest.extra.get("startup_check")
+    data_path = check_path(path)
+    if not isinstance(record, dict) or not data_path.is_file():
+        raise BackendError(f"{path}: no start-up check data (expected {data_path.name} and a "
+                           "startup_check entry in the manifest); re-export it with `hcdp export`")
+    data = data_path.read_bytes()
+    if content_digest(data) != record.get("sha256"):
+        raise BackendError(f"{data_path}: the check data does not match the sha256 its manifest "
+                           "records; re-export the artefact with `hcdp export`")
+    try:
+        stored = load_tensors(data)
+        frames = int(record["frames"])
+        tolerance = float(record["tolerance"])
+        sequence = [[stored[f"{n}_{i}"] for n in ("frame", "depth", "normal", "mask_logits")]
+                    for i in range(frames)]
+    except (KeyError, TypeError, ValueError, SafetensorError) as err:
+        raise BackendError(f"{data_path}: corrupt start-up check data ({err}); re-export the "
+                           "artefact with `hcdp export`") from err
+    state = backend.init_state()
+    worst = 0.0
+    with torch.inference_mode():
+        for frame, *want in sequence:
+            got, state = backend.step(frame.to(backend.device, backend.input_dtype), state)
+            worst = max(worst, *(float((g.float().cpu() - w).abs().max())
+                                 for g, w in zip(got, want)))
+    if not worst <= tolerance:  # also refuses NaN
+        raise BackendError(f"{path}: start-up check failed on this machine: {backend.describe()} "
+                           f"differs from the eager fp32 outputs stored at export by "
+                           f"{worst:.3g} > tolerance {tolerance:g} (over {frames} frames); the "
+                           "runtime here computes something else than the exported model: "
+                           "re-export on this machine, or use another backend or precision")
+    return {"max_error": worst, "tolerance": tolerance, "frames": frames}
 
 
 def stream_difference(candidate: Backend, reference: ExportStep, frames: list[torch.Tensor]) -> float:
@@ -140,10 +215,16 @@ def export_artefact(checkpoint: str | Path, out: str | Path, spec: ExportSpec) -
     reference = ExportStep(model, spec.window).to(spec.device)
     manifest = make_manifest(spec, reference, checkpoint, checkpoint_hash(checkpoint))
     _write(spec, reference, out)
-    manifest.save(manifest_path(out))
-    candidate = open_artefact(out, spec.device)
+    digest = record_trusted(out) if spec.format in CODE_FORMATS else None
     tolerance = spec.tolerance if spec.tolerance is not None else TOLERANCES[spec.precision]
     real, source = real_frames(model.cfg.resolution, spec.verify_frames, spec.camera_size)
+    check_data = save_tensors(reference_outputs(reference, real[:spec.startup_frames]))
+    check_path(out).write_bytes(check_data)
+    manifest.extra["startup_check"] = {"file": check_path(out).name,
+                                       "sha256": content_digest(check_data),
+                                       "frames": spec.startup_frames, "tolerance": tolerance}
+    manifest.save(manifest_path(out))
+    candidate = open_artefact(out, spec.device, check=False)  # verified below, on more frames
     diffs = {"random": stream_difference(candidate, reference, random_frames(model.cfg.resolution,
                                                                            spec.verify_frames)),
              "real": stream_difference(candidate, reference, real)}
@@ -151,8 +232,10 @@ def export_artefact(checkpoint: str | Path, out: str | Path, spec: ExportSpec) -
                                       "real_frames": source, "passed": max(diffs.values()) <= tolerance}
     manifest.save(manifest_path(out))
     if max(diffs.values()) > tolerance:
-        out.unlink()
-        manifest_path(out).unlink()
+        for file in (out, manifest_path(out), check_path(out)):
+            file.unlink()
+        if digest is not None:
+            forget_trusted(digest)
         raise ExportError(f"{out}: {spec.format} {spec.precision} export differs from eager fp32 PyTorch by "
                           f"{max(diffs.values()):.3g} (random frames {diffs['random']:.3g}, real frames "
                           f"{diffs['real']:.3g}) > tolerance {tolerance:g}; artefact removed")
@@ -165,46 +248,77 @@ def _tensorrt_expected() -> dict[str, object]:
             "versions.torch_tensorrt": api.torch_tensorrt_version}
 
 
+def _read_code_artefact(path: Path, fmt: str, trust_artefact: bool) -> io.BytesIO:
+    """The bytes of a torch.export / Torch-TensorRT program, if this machine built them (or the
+    caller trusts the file). They are hashed and loaded from memory, so the file cannot be swapped
+    between the check and the load."""
+    data = path.read_bytes()
+    if not trust_artefact and not is_trusted(content_digest(data)):
+        raise BackendError(
+            f"{path}: refusing a {fmt} artefact this machine did not build: loading it runs "
+            "torch.export.load, which can execute code stored in the file (pickled weights). "
+            f"Export it here (`hcdp export --backend {fmt}`), use an ONNX artefact, or pass "
+            "trust_artefact=True (hcdp bag --trust-artefact) if you trust where it came from; "
+            "see docs/security.md")
+    return io.BytesIO(data)
+
+
 def open_artefact(path: str | Path, device: str | torch.device = "cpu",
-                  expected: dict[str, object] | None = None) -> Backend:
-    """Load an exported artefact by its manifest's format; refuse it if the manifest differs from
-    `expected` (and, for TensorRT, from this machine's GPU and versions)."""
+                  expected: dict[str, object] | None = None, trust_artefact: bool = False,
+                  check: bool = True) -> Backend:
+    """Load an exported artefact by its manifest's format to run it here.
+
+    Refuses it if the manifest differs from `expected` (and, for TensorRT, from this machine's GPU
+    and versions); a torch.export or TensorRT program unless this machine built it or
+    `trust_artefact`; and, with `check`, when its stored check frames streamed through this
+    machine's runtime differ from eager by more than the export's tolerance (the measured result
+    is `backend.startup_check`)."""
     path = Path(path)
     if not path.is_file():
         raise BackendError(f"{path}: artefact not found")
     manifest = Manifest.load(manifest_path(path))
     expected = dict(expected or {})
     if manifest.format == "onnx":
-        return OnnxRuntimeBackend(path, device, expected=expected)
-    if manifest.format == "tensorrt":
-        expected |= _tensorrt_expected()
-    problems = manifest.mismatches(expected)
-    if problems:
-        raise BackendError(f"{path}: refusing a mismatched {manifest.format} artefact ({'; '.join(problems)}); "
-                           f"rebuild it with `hcdp export --backend {manifest.format}`")
-    if manifest.format == "tensorrt":
-        return ModuleBackend("tensorrt", trt.load_program(path), manifest, device)
-    if manifest.format != "torch-export":
-        raise BackendError(f"{path}: unknown artefact format {manifest.format!r}; expected one of {list(FORMATS)}")
-    try:
-        program = torch.export.load(str(path)).module()
-    except Exception as err:  # a corrupt zip/serialised program: many exception types, one meaning
-        raise BackendError(f"{path}: cannot load the torch.export program ({type(err).__name__}: "
-                           f"{str(err).strip()[:300]}); the file is corrupt, re-export it") from err
-    return ModuleBackend("torch-export", program, manifest, device)
+        backend: Backend = OnnxRuntimeBackend(path, device, expected=expected)
+    else:
+        if manifest.format == "tensorrt":
+            expected |= _tensorrt_expected()
+        problems = manifest.mismatches(expected)
+        if problems:
+            raise BackendError(f"{path}: refusing a mismatched {manifest.format} artefact "
+                               f"({'; '.join(problems)}); rebuild it with "
+                               f"`hcdp export --backend {manifest.format}`")
+        if manifest.format not in CODE_FORMATS:
+            raise BackendError(f"{path}: unknown artefact format {manifest.format!r}; "
+                               f"expected one of {list(FORMATS)}")
+        data = _read_code_artefact(path, manifest.format, trust_artefact)
+        if manifest.format == "tensorrt":
+            backend = ModuleBackend("tensorrt", trt.load_program(path, data), manifest, device)
+        else:
+            try:
+                program = torch.export.load(data).module()
+            except Exception as err:  # a corrupt zip/serialised program: many types, one meaning
+                reason = f"{type(err).__name__}: {str(err).strip()[:300]}"
+                raise BackendError(f"{path}: cannot load the torch.export program ({reason}); "
+                                   "the file is corrupt, re-export it") from err
+            backend = ModuleBackend("torch-export", program, manifest, device)
+    if check:
+        backend.startup_check = startup_check(backend, path, manifest)
+    return backend
 
 
 ARTEFACT_BACKENDS = {".onnx": "onnxruntime", ".pt2": "torch", trt.SUFFIX: "tensorrt"}
 
 
 def open_backend(checkpoint: str | Path, backend: str = "torch", window: int = 16, device: str = "cpu",
-                 precision: str = "fp32") -> Backend:
+                 precision: str = "fp32", trust_artefact: bool = False) -> Backend:
     """A checkpoint (or an exported artefact) as a ready backend.
 
     torch: eager model (or a .pt2 from `hcdp export --backend torch-export`). onnxruntime / tensorrt:
     a .onnx / .ep artefact is loaded as is (refused if its window or precision differ from the ones
     asked for); a checkpoint is exported once into the artefact cache (~/.cache/hcdp/<format>/<key>)
-    and loaded from there afterwards."""
+    and loaded from there afterwards. Every artefact passes its start-up check here first; a .pt2
+    or .ep this machine did not build is refused unless `trust_artefact` (see `open_artefact`)."""
     if backend not in BACKENDS:
         raise ValueError(f"expected backend {'/'.join(BACKENDS)}, got {backend!r}")
     check_precision(precision, torch.device(device))
@@ -213,7 +327,8 @@ def open_backend(checkpoint: str | Path, backend: str = "torch", window: int = 1
         if ARTEFACT_BACKENDS[path.suffix] != backend:
             raise BackendError(f"{path}: a {path.suffix} artefact runs with backend "
                                f"{ARTEFACT_BACKENDS[path.suffix]!r}, not {backend!r}")
-        return open_artefact(path, device, {"window": window, "precision": precision})
+        return open_artefact(path, device, {"window": window, "precision": precision},
+                             trust_artefact=trust_artefact)
     if backend == "torch":
         return TorchBackend(load_streaming_model(path), window, device, precision)
     fmt = "onnx" if backend == "onnxruntime" else "tensorrt"

@@ -1,10 +1,19 @@
-"""On-disk cache of built artefacts (ONNX graphs, TensorRT programs): one directory per key.
+"""On-disk cache of built artefacts (ONNX graphs, TensorRT programs): one directory per key; and
+the record of the artefacts this machine built itself.
 
 The key hashes everything the artefact depends on; the manifest inside repeats those fields and is
 checked again on load, so a stale, mismatched or corrupt entry is rebuilt (with a warning), never used.
+
+Trust: a torch.export program (.pt2) or a Torch-TensorRT program (.ep) is loaded with
+`torch.export.load`, which can unpickle, i.e. run code from the file. Every such artefact that
+`hcdp export` (or a cached build) writes is recorded as `<cache>/trusted/<sha256>.json`; the loader
+hashes the bytes it is about to load and loads them only if that record exists (or the caller says
+it trusts the file). The record lives outside the artefact, its folder and its manifest, so a file
+from elsewhere cannot vouch for itself (docs/security.md).
 """
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import logging
@@ -55,3 +64,31 @@ def cached_artefact(kind: str, fields: dict[str, object], filename: str, expecte
         raise
     manifest.save(manifest_path(artefact))
     return load(artefact)
+
+
+def content_digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _trust_record(digest: str) -> Path:
+    return cache_root() / "trusted" / f"{digest}.json"
+
+
+def record_trusted(artefact: Path) -> str:
+    """Record that this machine built `artefact` (its sha256); returns the digest."""
+    digest = content_digest(Path(artefact).read_bytes())
+    record = _trust_record(digest)
+    record.parent.mkdir(parents=True, exist_ok=True)
+    built = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    record.write_text(json.dumps({"artefact": str(Path(artefact).resolve()),
+                                  "built": built}) + "\n")
+    return digest
+
+
+def forget_trusted(digest: str) -> None:
+    _trust_record(digest).unlink(missing_ok=True)
+
+
+def is_trusted(digest: str) -> bool:
+    """Whether bytes with this sha256 were written by an export on this machine."""
+    return _trust_record(digest).is_file()

@@ -9,10 +9,13 @@ Two APIs are supported, chosen from `torch_tensorrt.__version__`:
 Either way the compiled program takes and returns fp32 tensors, so the cache layout is the same.
 Programs are saved as ExportedPrograms (`torch_tensorrt.save(..., output_format="exported_program")`)
 and loaded with `torch.export.load` after importing torch_tensorrt (which registers the engine op).
+`torch.export.load` can unpickle, so `build.open_artefact` hands this module only the bytes of a
+program this machine built (or one the caller trusts), read once and loaded from memory.
 """
 from __future__ import annotations
 
 import importlib
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,12 +105,13 @@ def save_program(program, path: Path, inputs: list[torch.Tensor]) -> None:
     ttrt.save(program, str(path), output_format="exported_program", inputs=inputs)
 
 
-def load_program(path: str | Path):
-    """A saved Torch-TensorRT program as a callable module; a corrupt file raises BackendError."""
+def load_program(path: str | Path, data: io.BytesIO):
+    """A saved Torch-TensorRT program (`data`: the bytes of `path`, already found trusted) as a
+    callable module; a corrupt file raises BackendError."""
     _import("torch_tensorrt", "see docs/performance.md")  # registers torch.ops.tensorrt.execute_engine
     try:
-        return torch.export.load(str(path)).module()
-    except Exception as err:  # zip, pickle-free deserialisation and engine errors all mean "unusable"
+        return torch.export.load(data).module()
+    except Exception as err:  # zip, deserialisation and engine errors all mean "unusable"
         raise BackendError(f"{path}: cannot load the TensorRT program ({type(err).__name__}: "
                            f"{str(err).strip()[:300]}); it is corrupt or was built by other versions, "
                            "rebuild it") from err
