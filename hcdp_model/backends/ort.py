@@ -2,11 +2,17 @@
 
 The runtime is imported only when a session is built. Inputs and outputs go through IO binding on
 torch tensors (CPU or CUDA memory, no copies through numpy), so the cache stays where the model runs.
+
+An ONNX file runs no Python code, but two of its features reach outside the graph: tensors
+stored as external data (a path ONNX Runtime opens) and EPContext nodes (a compiled TensorRT or
+other engine, i.e. native code, embedded in the model). `hcdp export` writes neither, so a model
+holding one is refused before ONNX Runtime sees it (docs/security.md).
 """
 from __future__ import annotations
 
 import copy
 import importlib
+import logging
 import warnings
 from pathlib import Path
 
@@ -17,6 +23,7 @@ from .base import Backend, BackendError, State, StepOutput
 from .manifest import Manifest, manifest_path
 from .step import OUTPUT_NAMES, ExportStep, state_names
 
+log = logging.getLogger(__name__)
 ONNX_OPSET = 17
 EXPORTERS = ("torchscript", "dynamo")
 OPTIMIZATION_LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
@@ -79,6 +86,47 @@ def providers_for(device: torch.device, available: list[str], fp16: bool, cache_
     return [*gpu, "CPUExecutionProvider"]
 
 
+def _graphs(graph):
+    """`graph` and every subgraph (If/Loop/Scan bodies) inside it."""
+    yield graph
+    for node in graph.node:
+        for attribute in node.attribute:
+            for sub in [attribute.g] if attribute.HasField("g") else []:
+                yield from _graphs(sub)
+            for sub in attribute.graphs:
+                yield from _graphs(sub)
+
+
+def reaching_outside(path: Path) -> list[str]:
+    """What in the ONNX model at `path` reaches outside the graph: external-data tensors and
+    EPContext (embedded engine) nodes; [] for what `hcdp export` writes. Needs the onnx package;
+    without it, [] with a warning (ONNX Runtime itself then refuses external data outside the
+    model's folder)."""
+    try:
+        onnx = importlib.import_module("onnx")
+    except ImportError:
+        log.warning("%s: the onnx package is not installed, so the model is not checked for "
+                    "external data or embedded engines (pip install onnx)", path)
+        return []
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception:  # noqa: BLE001 - not a readable model: ONNX Runtime says so, clearly
+        return []
+    external = onnx.TensorProto.EXTERNAL
+    found = []
+    nodes = [n for g in _graphs(model.graph) for n in g.node]
+    nodes += [n for f in model.functions for n in f.node]
+    for graph in _graphs(model.graph):
+        tensors = [*graph.initializer, *(t for sp in graph.sparse_initializer
+                                        for t in (sp.values, sp.indices))]
+        tensors += [a.t for n in graph.node for a in n.attribute if a.HasField("t")]
+        found += [f"tensor {t.name!r} stored as external data" for t in tensors
+                  if t.data_location == external]
+    found += [f"EPContext node {n.name!r} (an embedded compiled engine)" for n in nodes
+              if n.op_type == "EPContext"]
+    return found
+
+
 def import_onnxruntime():
     try:
         return importlib.import_module("onnxruntime")
@@ -106,6 +154,12 @@ class OnnxRuntimeBackend(Backend):
         problems = self.manifest.mismatches(expected or {})
         if self.manifest.format != "onnx":
             problems.insert(0, f"format: artefact {self.manifest.format!r}, expected 'onnx'")
+        outside = reaching_outside(self.path) if not problems else []
+        if outside:
+            raise BackendError(f"{self.path}: refusing an ONNX model that reaches outside its "
+                               f"graph ({'; '.join(outside[:3])}); `hcdp export` writes "
+                               "neither, so this file was made elsewhere: re-export it with "
+                               "`hcdp export --backend onnx`")
         if problems:
             raise BackendError(f"{self.path}: refusing a mismatched ONNX artefact ({'; '.join(problems)}); "
                                "re-export it with `hcdp export --backend onnx`")

@@ -191,3 +191,32 @@ def test_missing_or_altered_check_data_is_refused(onnx_artefact, tmp_path):
     with pytest.raises(BackendError, match=r"no start-up check data \(expected "
                                            r"step.onnx.check.safetensors"):
         open_artefact(copy)
+
+
+def test_an_onnx_model_reading_a_file_or_embedding_an_engine_is_refused(onnx_artefact, tmp_path):
+    model = onnx.load(str(onnx_artefact))
+    weight = model.graph.initializer[0]
+    weight.ClearField("raw_data")
+    weight.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", "../../../etc/passwd"), ("offset", "0"), ("length", "64")):
+        weight.external_data.add(key=key, value=value)
+    reads_a_file = tmp_path / "reads" / "step.onnx"
+    reads_a_file.parent.mkdir()
+    onnx.save(model, str(reads_a_file))
+    _copy_artefact(onnx_artefact, reads_a_file, reads_a_file.read_bytes())
+    with pytest.raises(BackendError, match=r"refusing an ONNX model that reaches outside its graph "
+                                           rf"\(tensor '{weight.name}' stored as external data\)"):
+        load_predictor(reads_a_file, window=WINDOW, backend="onnxruntime")
+
+    model = onnx.load(str(onnx_artefact))
+    engine = onnx.helper.make_node("EPContext", [model.graph.input[0].name], ["engine_out"],
+                                   name="engine", domain="com.microsoft", embed_mode=1,
+                                   ep_cache_context=b"\x7fELF compiled engine bytes")
+    model.graph.node.append(engine)
+    embeds = tmp_path / "embeds" / "step.onnx"
+    embeds.parent.mkdir()
+    onnx.save(model, str(embeds))
+    _copy_artefact(onnx_artefact, embeds, embeds.read_bytes())
+    with pytest.raises(BackendError, match=r"EPContext node 'engine' \(an embedded compiled "
+                                           r"engine\)"):
+        open_artefact(embeds)
