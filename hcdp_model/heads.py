@@ -27,11 +27,12 @@ DA_HEAD_CHANNELS = 32
 
 
 def _head(cin: int, hidden: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, hidden, 3, padding=1), nn.ReLU(), nn.Conv2d(hidden, cout, 1))
+    return nn.Sequential(nn.Conv2d(cin, hidden, 3, padding=1), nn.ReLU(),
+                         nn.Conv2d(hidden, cout, 1))
 
 
 def unit(v: torch.Tensor, dim: int = 1, eps: float = 1e-6) -> torch.Tensor:
-    """L2-normalise along `dim`. Same as F.normalize, whose norm kernel is far slower on the CPU."""
+    """L2-normalise along `dim`. Same as F.normalize, whose norm kernel is far slower on CPU."""
     return v / (v * v).sum(dim, keepdim=True).sqrt().clamp_min(eps)
 
 

@@ -222,8 +222,8 @@ def map_state(state: dict[str, torch.Tensor], model: HCDPModel, source: Source,
             _check_bias_mask(key, state[key])
         report.ignored[key] = reason
     if problems:
-        shown = "; ".join(problems[:5]) + (f"; ... (+{len(problems) - 5})" if len(problems) > 5
-                                            else "")
+        more = f"; ... (+{len(problems) - 5})" if len(problems) > 5 else ""
+        shown = "; ".join(problems[:5]) + more
         raise InitError(f"{path} looks like {source.name}, but {len(problems)} tensors do not fit "
                         f"the {model.cfg.preset} model: {shown}")
     covered = {k.split(".")[0] for k in mapped}

@@ -239,8 +239,8 @@ def test_a_few_training_steps_run_from_the_converted_init(tmp_path, converted):
 
     data = write_disc_sequences(tmp_path / "data", sequences=1, frames=3)
     final_only = {"every": 1000, "keep": 1}
-    stage1 = train(train_config(1, tmp_path / "s1", data, converted, model={"init": str(converted),
-                                                                           "config": ""},
+    stage1 = train(train_config(1, tmp_path / "s1", data, converted,
+                                model={"init": str(converted), "config": ""},
                                 optim={"steps": 2, "batch_size": 1}, checkpoint=final_only))
     assert len(stage1.losses) == 2 and all(torch.isfinite(torch.tensor(stage1.losses)))
     stage2 = train(train_config(2, tmp_path / "s2", data, converted,
