@@ -23,9 +23,28 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """`--help` names every option's default, except where there is none to name (None, a flag
+    that is off) or the help text already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in help_text.lower():
+            return help_text
+        return super()._get_help_string(action)
+
+
 def _load(name: str):
     module_name, _ = SUBCOMMANDS[name]
     return importlib.import_module(module_name)
+
+
+def command_parser(name: str, module) -> argparse.ArgumentParser:
+    """The parser of `hcdp <name>`, its options added by the sub-command's module."""
+    parser = argparse.ArgumentParser(prog=f"hcdp {name}", description=SUBCOMMANDS[name][1],
+                                     formatter_class=DefaultsHelpFormatter)
+    module.add_arguments(parser)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -46,9 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hcdp {name}: cannot import {SUBCOMMANDS[name][0]} ({err}); "
               "is the matching extra installed (pip install -e '.[training]')?", file=sys.stderr)
         return 2
-    cmd_parser = argparse.ArgumentParser(prog=f"hcdp {name}", description=SUBCOMMANDS[name][1])
-    module.add_arguments(cmd_parser)
-    args = cmd_parser.parse_args(argv[1:])
+    args = command_parser(name, module).parse_args(argv[1:])
     return int(module.run(args) or 0)
 
 

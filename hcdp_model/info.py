@@ -82,13 +82,31 @@ def format_table(info: dict) -> str:
     return "\n".join(lines)
 
 
+MAX_SIDE = 16384  # camera pixels per side
+MAX_WINDOW = 1024  # frames; the node allows 64
+
+
+def _int_in(low: int, high: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer in {low}..{high}, got {value}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in its message
+    return parse
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--preset", choices=PRESETS, default="tiny")
-    parser.add_argument("--family", choices=("dinov2", "dinov3"), default="dinov2")
-    parser.add_argument("--size", nargs=2, type=int, metavar=("H", "W"), default=(480, 640),
-                        help="camera image size (default 480 640)")
-    parser.add_argument("--window", type=int, default=16, help="streaming window (frames)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    parser.add_argument("--preset", choices=PRESETS, default="tiny", help="network size preset")
+    parser.add_argument("--family", choices=("dinov2", "dinov3"), default="dinov2",
+                        help="encoder family: DINOv2 (patch 14) or DINOv3 (patch 16, RoPE)")
+    parser.add_argument("--size", nargs=2, type=_int_in(1, MAX_SIDE), metavar=("H", "W"),
+                        default=(480, 640), help="camera image size")
+    parser.add_argument("--window", type=_int_in(1, MAX_WINDOW), default=16,
+                        help="streaming window (frames)")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object instead of the table")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -611,9 +611,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sensor_msgs/Image or CompressedImage topic (the type is read from the bag)")
     parser.add_argument("--camera-info-topic", help="sensor_msgs/CameraInfo topic; enables points and camera_info")
     parser.add_argument("--checkpoint", help="checkpoint or exported artefact (default: the bundled model)")
-    parser.add_argument("--backend", default=DEFAULTS.backend, choices=BACKENDS)
-    parser.add_argument("--precision", default=DEFAULTS.precision, choices=tuple(PRECISIONS))
-    parser.add_argument("--device", default=DEFAULTS.device, help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--backend", default=DEFAULTS.backend, choices=BACKENDS,
+                        help="inference runtime")
+    parser.add_argument("--precision", default=DEFAULTS.precision, choices=tuple(PRECISIONS),
+                        help="inference precision (fp16/bf16 need a GPU backend)")
+    parser.add_argument("--device", default=DEFAULTS.device, help="cpu, cuda or cuda:N")
     parser.add_argument("--window", type=int, default=DEFAULTS.window, help="frames in the temporal cache")
     parser.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="namespace of the output topics")
     parser.add_argument("--storage", default="sqlite3", choices=tuple(STORAGES), help="output bag storage")

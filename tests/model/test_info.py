@@ -1,4 +1,6 @@
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +37,32 @@ def test_cli_table_prints_the_paper_numbers_beside_ours(capsys):
     main(["info", "--preset", "base"])
     out = capsys.readouterr().out
     assert "paper Table 17" in out and "471 GFLOPs" in out
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--window", "0"], "argument --window: expected an integer in 1..1024, got 0"),
+    (["--window", "100000"], "argument --window: expected an integer in 1..1024, got 100000"),
+    (["--size", "0", "640"], "argument --size: expected an integer in 1..16384, got 0"),
+    (["--size", "-5", "10"], "argument --size: expected an integer in 1..16384, got -5"),
+])
+def test_bad_arguments_are_one_line_usage_errors(capsys, args, expected):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["info", *args])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and expected in err and "Traceback" not in err
+
+
+def _readme_network_sizes() -> dict[str, tuple[float, float]]:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    line = re.search(r"\*\*Network size\*\*.*?(?=\n\n)", readme, re.S).group(0)
+    sizes = {"tiny": re.search(r"tiny (\d+\.\d) M parameters / (\d+\.\d) GMACs", line).groups()}
+    others = re.findall(r"(small|base|large) (\d+\.\d) M / (\d+\.\d)", line)
+    sizes.update({name: (m, g) for name, m, g in others})
+    return {name: (float(m), float(g)) for name, (m, g) in sizes.items()}
+
+
+@pytest.mark.parametrize("name", ["tiny", "small", "base", "large"])
+def test_the_readme_network_sizes_are_what_hcdp_info_prints(name):
+    params_m, gmacs = _readme_network_sizes()[name]
+    info = count(name, 480, 640)
+    assert (params_m, gmacs) == (round(info["params"] / 1e6, 1), round(info["gmacs"], 1))

@@ -138,7 +138,8 @@ def test_same_seed_gives_identical_bytes_and_other_seeds_differ(body, tmp_path):
 
     first, again, other = make(5, "a"), make(5, "b"), make(6, "c")
     digest = _digest(first)
-    assert len(digest) == 2 * (3 * 3 + 1) + 2  # per frame rgb/mask/gt, meta.json; card.json, CARD.md
+    # per frame rgb/mask/gt, meta.json; card.json, CARD.md, synth_config.json
+    assert len(digest) == 2 * (3 * 3 + 1) + 3
     assert digest == _digest(again)
     for seq in ("seq_00000", "seq_00001"):
         meta_a = (first / seq / "meta.json").read_text()
@@ -147,3 +148,70 @@ def test_same_seed_gives_identical_bytes_and_other_seeds_differ(body, tmp_path):
         assert ca["people"][0]["phenotype"] != cc["people"][0]["phenotype"]
         assert ca["motions"] != cc["motions"] or ca["motion_speed"] != cc["motion_speed"]
         assert not np.array_equal(read_frame(first / seq, 0)["rgb"], read_frame(other / seq, 0)["rgb"])
+
+
+# --- the output folder and the command line -----------------------------------------------------
+
+
+def _small(out: Path, **changes) -> SynthConfig:
+    return SynthConfig(out=str(out), **{"sequences": 2, "frames": 2, "width": 48, "height": 48,
+                                        "seed": 3, **changes})
+
+
+def test_a_non_empty_out_is_refused_and_left_alone(tmp_path):
+    stale = tmp_path / "out" / "seq_00000"
+    stale.mkdir(parents=True)
+    (stale / "rgb_0000.png").write_bytes(b"an older run's frame")
+    with pytest.raises(ValueError, match="is not empty .*--resume"):
+        generate_dataset(_small(tmp_path / "out"), progress=False)
+    assert [p.name for p in stale.iterdir()] == ["rgb_0000.png"]
+
+
+def test_resume_finishes_exactly_the_recorded_run_and_refuses_another(body, tmp_path):
+    generate_dataset(_small(tmp_path / "whole"), progress=False)
+    cut = tmp_path / "cut"
+    generate_dataset(_small(cut), progress=False)
+    (cut / "seq_00001" / "meta.json").unlink()  # as if killed while writing sequence 1
+    (cut / "seq_00000" / "meta.json").write_text('{"frames": 2, "contr')  # killed writing it
+    next((cut / "seq_00001").rglob("*.png")).write_bytes(b"truncated")
+    (cut / "CARD.md").unlink()
+    summary = generate_dataset(_small(cut, workers=2), progress=False, resume=True)
+    assert (summary["rendered_sequences"], summary["rendered_frames"]) == (2, 4)
+    assert _digest(cut) == _digest(tmp_path / "whole")
+    with pytest.raises(ValueError, match=r"holds a different run \(height: 48 -> 64"):
+        generate_dataset(_small(cut, height=64), progress=False, resume=True)
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--sequences", "0"], "expected sequences >= 1"),
+    (["--frames", "0"], "expected sequences >= 1 and frames >= 1"),
+    (["--size", "10", "10"], "expected an image size between 16x16"),
+    (["--size", "64", "100000"], "expected an image size between 16x16"),
+    (["--fps", "0"], "expected fps > 0, got 0.0"),
+    (["--fps", "nan"], "expected fps > 0, got nan"),
+    (["--flow-strides", "0"], "expected flow_strides in 1..6, got 0"),
+    (["--workers", "0"], "expected workers >= 1, got 0"),
+    (["--max-people", "4"], "expected max_people in 1..3"),
+])
+def test_bad_arguments_are_one_line_errors_before_anything_is_written(tmp_path, capsys, args,
+                                                                      expected):
+    from hcdp_model.cli import main
+
+    assert main(["synth", "--out", str(tmp_path / "out"), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hcdp synth: ") and expected in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_cli_shows_progress_and_ends_with_a_readable_summary(body, tmp_path, capsys):
+    from hcdp_model.cli import main
+
+    out = tmp_path / "out"
+    assert main(["synth", "--out", str(out), "--sequences", "2", "--frames", "2", "--size", "48",
+                 "64", "--seed", "3"]) == 0
+    captured = capsys.readouterr()
+    assert "hcdp synth: 100%" in captured.err and "4/4" in captured.err  # the tqdm bar, in frames
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 1 and "{" not in lines[0]
+    assert lines[0].startswith(f"hcdp synth: 2 sequences x 2 frames (48x64, seed 3) in {out}; "
+                               "rendered 4 frames in ")

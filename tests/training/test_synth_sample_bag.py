@@ -41,3 +41,23 @@ def test_bag_round_trips_images_ground_truth_camera_info_and_stamps(tmp_path):
     _, info = seen["/camera/color/camera_info"][1]
     np.testing.assert_allclose(info.k.reshape(3, 3), frame["K"])
     assert img.header.frame_id == info.header.frame_id == "camera_color_optical_frame"
+
+
+def test_cli_bad_arguments_are_one_line_errors_and_leave_no_bag(tmp_path, capsys):
+    from hcdp_model.cli import main
+
+    assert main(["make-sample-bag", "--sequence", str(tmp_path / "none"), "--out",
+                 str(tmp_path / "bag")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "expected a generated sequence folder holding meta.json" in err
+    seq = tmp_path / "seq"
+    write_sequence(seq, frames=2, strides=1)
+    next(seq.rglob("*.png")).write_bytes(b"not a png")
+    assert main(["make-sample-bag", "--sequence", str(seq), "--out", str(tmp_path / "bag")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hcdp make-sample-bag: cannot write") and "Traceback" not in err
+    assert not (tmp_path / "bag").exists()
+    (tmp_path / "bag").mkdir()
+    assert main(["make-sample-bag", "--sequence", str(seq), "--out", str(tmp_path / "bag")]) == 2
+    assert "exists" in capsys.readouterr().err

@@ -1,15 +1,26 @@
-"""Generate sequences to disk: one process-local anny body and renderer, worker processes for speed."""
+"""Generate sequences to disk: one process-local anny body and renderer, worker processes for
+speed.
+
+A run records its settings in `synth_config.json` before it renders anything, and each sequence
+folder is complete once its `meta.json` is written (last). A new run needs an empty `out`;
+`resume=True` (`hcdp synth --resume`) finishes exactly the run `synth_config.json` describes,
+rendering only the sequences without a `meta.json`, so stale and new frames never mix.
+"""
 from __future__ import annotations
 
+import json
+import math
 import multiprocessing as mp
 import os
+import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from hcdp_training.data.format import write_frame, write_meta
+from hcdp_training.data.format import read_meta, write_frame, write_meta
 from hcdp_training.synth.appearance import texture_layers
 from hcdp_training.synth.body import CANONICAL_HI, CANONICAL_LO, BodyModel
 from hcdp_training.synth.motion import MOTIONS
@@ -18,6 +29,8 @@ from hcdp_training.synth.scene import (SceneSpec, background_window, build_scene
                                        lighting_for_frame, sample_scene)
 
 FORMAT_VERSION = 1
+RUN_FILE = "synth_config.json"  # the settings of the run that writes `out` (see the docstring)
+MAX_SIZE = 4096  # pixels per side; the renderer keeps a few float images of this size per worker
 
 
 @dataclass(frozen=True)
@@ -39,9 +52,15 @@ class SynthConfig:
 
     def validate(self) -> None:
         if self.sequences < 1 or self.frames < 1:
-            raise ValueError(f"expected sequences >= 1 and frames >= 1, got {self.sequences} and {self.frames}")
-        if min(self.width, self.height) < 16:
-            raise ValueError(f"expected an image size of at least 16x16, got {self.width}x{self.height}")
+            raise ValueError(f"expected sequences >= 1 and frames >= 1, got {self.sequences} and "
+                             f"{self.frames}")
+        if min(self.width, self.height) < 16 or max(self.width, self.height) > MAX_SIZE:
+            raise ValueError(f"expected an image size between 16x16 and {MAX_SIZE}x{MAX_SIZE} "
+                             f"(H W), got {self.height}x{self.width}")
+        if not (math.isfinite(self.fps) and self.fps > 0):
+            raise ValueError(f"expected fps > 0, got {self.fps}")
+        if self.workers < 1:
+            raise ValueError(f"expected workers >= 1, got {self.workers}")
         if not 1 <= self.flow_strides <= 6:
             raise ValueError(f"expected flow_strides in 1..6, got {self.flow_strides}")
         if not 1 <= self.max_people <= 3:
@@ -114,25 +133,99 @@ def _run(index: int) -> dict:
     return _WORKER.write(index)
 
 
-def generate_dataset(config: SynthConfig, progress: bool = True) -> dict:
-    """Render `config.sequences` sequences under `config.out`; write the dataset card; return a summary."""
+def run_settings(config: SynthConfig) -> dict:
+    """What decides the bytes of a run (not where it is written, nor how many workers render)."""
+    settings = asdict(config)
+    del settings["out"], settings["workers"]
+    settings["motions"] = list(settings["motions"])
+    return {"format_version": FORMAT_VERSION, **settings}
+
+
+def _start_or_resume(config: SynthConfig, resume: bool) -> list[int]:
+    """Check `out` against the request; record the run; the sequence indices still to render."""
+    out = Path(config.out)
+    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
+    run_file = out / RUN_FILE
+    if entries and not resume:
+        raise ValueError(f"--out {out} is not empty ({', '.join(entries[:5])}"
+                         f"{', ...' if len(entries) > 5 else ''}); pick an empty folder, or pass "
+                         f"--resume to finish the run its {RUN_FILE} records")
+    wanted = run_settings(config)
+    if entries:
+        try:
+            recorded = json.loads(run_file.read_text())
+        except (OSError, ValueError) as err:
+            raise ValueError(f"--resume: {run_file} cannot be read ({err}); only a run started "
+                             "by this generator can be resumed") from None
+        changed = [f"{k}: {recorded.get(k)!r} -> {v!r}" for k, v in wanted.items()
+                   if recorded.get(k) != v]
+        if changed:
+            raise ValueError(f"--resume: {out} holds a different run ({'; '.join(changed)}); "
+                             "repeat its settings or pick an empty folder")
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        run_file.write_text(json.dumps(wanted, indent=1) + "\n")
+    todo = []
+    for index in range(config.sequences):
+        folder = out / f"seq_{index:05d}"
+        if not _complete(folder, config):
+            if folder.exists():  # a sequence cut short: render it again from its first frame
+                shutil.rmtree(folder)
+            todo.append(index)
+    return todo
+
+
+def _complete(folder: Path, config: SynthConfig) -> bool:
+    """A sequence whose meta.json (written after its frames) is whole and describes this run."""
+    try:
+        meta = read_meta(folder)
+    except (OSError, ValueError):  # absent, or cut short while being written
+        return False
+    return meta.get("frames") == config.frames and "controls" in meta
+
+
+def _record_of(out: Path, index: int) -> dict:
+    """The card record of a sequence written by an earlier invocation of the run."""
+    meta = read_meta(out / f"seq_{index:05d}")
+    return {"index": index, "controls": meta["controls"], "mask_coverage": meta["mask_coverage"]}
+
+
+def generate_dataset(config: SynthConfig, progress: bool = True, resume: bool = False) -> dict:
+    """Render `config.sequences` sequences under `config.out` (an empty folder, or with `resume`
+    the run it records); write the dataset card; return a summary."""
     config.validate()
     out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    todo = _start_or_resume(config, resume)
     BodyModel.load()  # build anny's cache once before forking workers
     start = time.perf_counter()
-    indices = range(config.sequences)
-    if config.workers <= 1:
-        _init_worker(config)
-        records = [_run(i) for i in indices]
-    else:
-        ctx = mp.get_context("spawn")
-        with ctx.Pool(config.workers, initializer=_init_worker, initargs=(config,)) as pool:
-            records = list(pool.imap(_run, indices))
+    done = config.sequences - len(todo)
+    bar = tqdm(total=config.sequences * config.frames, initial=done * config.frames, unit="frame",
+               desc="hcdp synth", disable=not progress, dynamic_ncols=True)
+    fresh: dict[int, dict] = {}
+    with bar:
+        if config.workers <= 1 or len(todo) <= 1:
+            _init_worker(config)
+            results = (_run(i) for i in todo)
+            pool = None
+        else:
+            pool = mp.get_context("spawn").Pool(config.workers, initializer=_init_worker,
+                                                initargs=(config,))
+            results = pool.imap(_run, todo)
+        try:
+            for record in results:
+                fresh[record["index"]] = record
+                bar.update(config.frames)
+        finally:
+            if pool is not None:
+                pool.close()
+                pool.join()
     seconds = time.perf_counter() - start
     from hcdp_training.synth.card import write_card
 
+    records = [fresh[i] if i in fresh else _record_of(out, i) for i in range(config.sequences)]
     write_card(out, config, records)
-    frames = config.sequences * config.frames
-    return {"sequences": config.sequences, "frames": frames, "seconds": seconds,
-            "frames_per_second": frames / seconds, "workers": config.workers, "cpu_count": os.cpu_count()}
+    frames = len(todo) * config.frames
+    return {"sequences": config.sequences, "frames": config.sequences * config.frames,
+            "rendered_sequences": len(todo), "rendered_frames": frames, "seconds": seconds,
+            "frames_per_second": frames / seconds if seconds > 0 else math.nan,
+            "workers": config.workers, "cpu_count": os.cpu_count()}

@@ -12,11 +12,13 @@ Messages are zstd-compressed per message (rosbag2's standard `zstd` compression;
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from hcdp_training.data.format import read_frame, read_meta
+from hcdp_training.data.format import META, read_frame, read_meta
 
 FRAME_ID = "camera_color_optical_frame"
 START_NS = 1_700_000_000 * 10**9
@@ -89,16 +91,29 @@ def write_bag(sequence: Path, out: Path) -> int:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sequence", required=True, help="a generated sequence folder (holding meta.json)")
+    parser.add_argument("--sequence", required=True,
+                        help="a generated sequence folder (holding meta.json)")
     parser.add_argument("--out", required=True, help="bag folder to create (must not exist)")
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
+    out, sequence = Path(args.out), Path(args.sequence)
     if out.exists():
-        print(f"hcdp make-sample-bag: {out} exists; rosbag2 writers only create new bags", flush=True)
+        print(f"hcdp make-sample-bag: {out} exists; rosbag2 writers only create new bags",
+              file=sys.stderr)
         return 2
-    frames = write_bag(Path(args.sequence), out)
+    if not (sequence / META).is_file():
+        print(f"hcdp make-sample-bag: --sequence {sequence}: expected a generated sequence folder "
+              f"holding {META} (e.g. OUT/seq_00000 of `hcdp synth --out OUT`)", file=sys.stderr)
+        return 2
+    try:
+        frames = write_bag(sequence, out)
+    except (OSError, ValueError, KeyError) as err:  # a sequence folder with missing or bad frames
+        print(f"hcdp make-sample-bag: cannot write {out} from {sequence}: "
+              f"{type(err).__name__}: {err}", file=sys.stderr)
+        shutil.rmtree(out, ignore_errors=True)  # the bag is incomplete; it was not there before
+        return 2
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
-    print(f"wrote {frames} frames x {len(TOPICS)} topics to {out} ({size / 1e6:.1f} MB)")
+    print(f"hcdp make-sample-bag: wrote {frames} frames x {len(TOPICS)} topics to {out} "
+          f"({size / 1e6:.1f} MB)")
     return 0
