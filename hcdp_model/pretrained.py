@@ -10,11 +10,13 @@ Our encoder uses the official parameter names, so most keys map one to one. Docu
   * `local_cls_norm.*` (DINOv3 ViT-L SAT-493M and 7B) is used only for training on local crops; ignored.
   * Wrappers and prefixes are removed: {"model": ...}, {"state_dict": ...}, "module.", "backbone.",
     "pretrained." (Depth Anything V2 checkpoints), "encoder.".
-`.pth` files are read with torch.load(weights_only=True): no arbitrary unpickling.
+`.pth` files are read with torch.load(weights_only=True): no arbitrary unpickling (refused under
+torch < 2.6, whose weights-only unpickler could be made to run code: CVE-2025-32434).
 """
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +27,7 @@ from safetensors.torch import load_file
 from .backbone import VisionTransformer
 
 PREFIXES = ("module.", "backbone.", "pretrained.", "encoder.")
+SAFE_WEIGHTS_ONLY_TORCH = (2, 6)  # CVE-2025-32434: weights_only=True could run code before 2.6
 IGNORED_SUFFIXES = (".attn.qkv.bias_mask",)
 IGNORED_PREFIXES = ("local_cls_norm.",)
 
@@ -60,10 +63,21 @@ def _first_line(err: Exception, limit: int = 200) -> str:
     return f"{type(err).__name__}: {line[:limit]}{'...' if len(line) > limit else ''}"
 
 
+def _check_torch_for_pickles(path: Path) -> None:
+    match = re.match(r"(\d+)\.(\d+)", torch.__version__)
+    if match is None or (int(match.group(1)), int(match.group(2))) < SAFE_WEIGHTS_ONLY_TORCH:
+        raise BackboneLoadError(
+            f"{path}: refusing to unpickle a .pth with torch {torch.__version__}: before 2.6 a "
+            "crafted file can run code even with weights_only=True (CVE-2025-32434); update torch "
+            "or convert the file to .safetensors")
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise BackboneLoadError(f"{path}: backbone file not found")
+    if path.suffix != ".safetensors":
+        _check_torch_for_pickles(path)
     try:
         if path.suffix == ".safetensors":
             state = load_file(str(path))

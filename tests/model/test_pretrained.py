@@ -173,3 +173,15 @@ def test_a_junk_pth_file_is_a_one_line_error(tmp_path, kind):
     with pytest.raises(BackboneLoadError, match=message) as info:
         load_backbone(VisionTransformer(backbone_config("dinov2_vits14"), 224), path)
     assert "\n" not in str(info.value) and len(str(info.value)) < 400
+
+
+def test_a_pth_is_not_unpickled_by_a_torch_whose_weights_only_mode_can_run_code(tmp_path,
+                                                                                 monkeypatch):
+    torch.save(official_state("dinov2_vits14"), tmp_path / "backbone.pth")
+    encoder = VisionTransformer(backbone_config("dinov2_vits14"), 224)
+    monkeypatch.setattr(torch, "__version__", "2.5.1")
+    with pytest.raises(BackboneLoadError, match=r"refusing to unpickle a .pth with torch 2.5.1: "
+                                                r"before 2.6 .*CVE-2025-32434"):
+        load_backbone(encoder, tmp_path / "backbone.pth")
+    monkeypatch.setattr(torch, "__version__", "2.6.0+cpu")
+    assert load_backbone(encoder, tmp_path / "backbone.pth").loaded
