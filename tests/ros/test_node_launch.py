@@ -151,11 +151,13 @@ class TestHcdpNode(unittest.TestCase):
             rclpy.spin_once(self.node, timeout_sec=0.08)
 
     def _status(self):
-        """The latest /diagnostics status of /hcdp/hcdp as a dict (named by its full name)."""
+        """The latest /diagnostics status of the configured /hcdp/hcdp as a dict (found by its
+        fully qualified name; "starting up" and "not configured" ones carry no counters)."""
         for array in reversed(self.diagnostics):
             for status in array.status:
-                if status.name.endswith("/hcdp/hcdp"):
-                    return {kv.key: kv.value for kv in status.values}
+                values = {kv.key: kv.value for kv in status.values}
+                if status.name.endswith("/hcdp/hcdp") and "published_frames" in values:
+                    return values
         return None
 
     def _call(self, kind, name, request, timeout_s=30.0):

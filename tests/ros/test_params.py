@@ -101,3 +101,34 @@ def test_new_parameters_have_safe_defaults():
     assert DEFAULTS.max_input_pixels == 4096 * 4096
     assert DEFAULTS.mask_outputs is True and DEFAULTS.max_image_side == 0
     assert validate_value("max_input_pixels", 0) is not None
+
+
+def _docs_parameter_rows() -> dict[str, list[str]]:
+    text = (CONFIG.parents[1] / "docs" / "ros.md").read_text()
+    section = text.split("## Parameters", 1)[1].split("\n## ", 1)[0]
+    rows = [line.split("|")[1:-1] for line in section.splitlines() if line.startswith("| `")]
+    return {cells[0].strip().strip("`"): [c.strip() for c in cells] for cells in rows}
+
+
+def _as_documented(value) -> str | None:
+    """How docs/ros.md writes a bool or string default (numbers are compared as numbers)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return f"`{value}`" if value else '`""`'
+    return None
+
+
+def test_docs_list_every_parameter_with_its_type_default_and_read_only_flag():
+    rows = _docs_parameter_rows()
+    assert set(rows) == set(PARAMETERS)
+    kinds = {bool: "bool", int: "int", float: "double", str: "string"}
+    for name, (_, kind, default, _, read_only, _) in rows.items():
+        value = getattr(DEFAULTS, name)
+        assert kind == kinds[param_type(name)], name
+        expected = _as_documented(value)
+        if expected is None:
+            assert float(default) == value, name
+        else:
+            assert default == expected, name
+        assert (read_only == "yes") == PARAMETERS[name].read_only, name
