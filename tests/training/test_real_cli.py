@@ -12,7 +12,7 @@ import pytest
 from hcdp_model.checkpoint import save_checkpoint
 from hcdp_model.cli import main as hcdp_main
 from hcdp_model.model import HCDPModel
-from hcdp_training.real.cli import METHODS, TILE, find_inputs
+from hcdp_training.real.cli import METHODS, TILE, clip_names, find_inputs
 from tests.model.helpers import activate_temporal, micro_config
 
 H, W, FRAMES = 48, 64, 10
@@ -41,6 +41,11 @@ def test_find_inputs_takes_images_and_videos_but_not_reference_masks(media, tmp_
     assert [p.name for p in find_inputs([media])] == ["person.png", "walk.avi"]
     with pytest.raises(FileNotFoundError, match="expected an image"):
         find_inputs([tmp_path / "missing.png"])
+
+
+def test_inputs_that_share_a_file_name_keep_their_paths_apart():
+    files = [Path("a/x.png"), Path("b/x.png"), Path("b/y.avi")]
+    assert clip_names(files) == [str(Path("a/x.png")), str(Path("b/x.png")), "y.avi"]
 
 
 def test_hcdp_eval_real_end_to_end_writes_the_table_json_and_sheet(media, tmp_path, capsys):

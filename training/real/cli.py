@@ -87,6 +87,14 @@ def find_inputs(paths: list[str | Path]) -> list[Path]:
     return found
 
 
+def clip_names(files: list[Path]) -> list[str]:
+    """One name per input: its file name, or its whole path where two inputs share a file name."""
+    counts: dict[str, int] = {}
+    for f in files:
+        counts[f.name] = counts.get(f.name, 0) + 1
+    return [f.name if counts[f.name] == 1 else str(f) for f in files]
+
+
 def _fit_side(image: np.ndarray, max_side: int | None) -> np.ndarray:
     h, w = image.shape[:2]
     if max_side is None or max(h, w) <= max_side:
@@ -349,6 +357,8 @@ def run(args: argparse.Namespace) -> int:
         clips = [load_video(f, args.max_frames, args.max_side)
                  if f.suffix.lower() in VIDEO_SUFFIXES else load_photo(f, args.max_side)
                  for f in files]
+        for clip, name in zip(clips, clip_names(files)):
+            clip.name = name
         per_frame_net = per_frame_model(load_checkpoint(checkpoint))
         predictors = {"streaming": load_predictor(checkpoint, window=args.window,
                                                   device=args.device),
