@@ -147,7 +147,9 @@ def test_output_bag_has_the_node_topics_encodings_and_input_stamps(tmp_path, che
         assert {(msg.height, msg.width) for _, msg in topics[f"/hcdp/{name}"]} == {(H, W)}
     depth = _float_image(topics["/hcdp/relative_depth"][0][1])
     mask = _float_image(topics["/hcdp/mask"][0][1])
-    assert np.isfinite(depth).all() and (depth >= 0).all() and ((mask >= 0) & (mask <= 1)).all()
+    person = mask > 0.5  # depth is NaN off the person by default (OutputOptions.mask_outputs)
+    assert np.isfinite(depth[person]).all() and np.isnan(depth[~person]).all()
+    assert (depth[person] >= 0).all() and ((mask >= 0) & (mask <= 1)).all()
     cloud = topics["/hcdp/points"][0][1]
     assert [f.name for f in cloud.fields] == ["x", "y", "z", "rgb"] and cloud.height == 1
     assert topics["/hcdp/camera_info"][0][1].k[0] == 30.0
