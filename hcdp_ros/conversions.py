@@ -308,7 +308,8 @@ def _check_compressed_size(payload: bytes, fmt: str, topic: str, max_pixels: int
         width, height = _jpeg_size(payload, topic)
     else:
         raise CorruptCompressed(
-            f"expected a JPEG or PNG payload for format {shown(fmt)}, got {payload[:4]!r}…", topic)
+            f"expected a JPEG or PNG payload for format {shown(fmt)}, got {payload[:4]!r}…",
+            topic)
     if width == 0 or height == 0:
         raise CorruptCompressed(f"expected a non-empty image, the header says {width}×{height}",
                                 topic)

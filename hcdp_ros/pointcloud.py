@@ -35,7 +35,8 @@ def backproject(depth: np.ndarray, mask: np.ndarray, k: np.ndarray, threshold: f
     fx, fy, cx, cy, skew = k[0, 0], k[1, 1], k[0, 2], k[1, 2], k[0, 1]
     y = (v - cy) / fy
     x = (u - cx - skew * y) / fx
-    with np.errstate(over="ignore"):  # a degenerate K overflows float32: point_cloud_fields drops it
+    # a degenerate K overflows float32 here; point_cloud_fields drops those points
+    with np.errstate(over="ignore"):
         points = np.stack([x * zs, y * zs, zs], axis=1).astype(np.float32)
     picked = None if colors is None else np.asarray(colors)[::stride, ::stride][rows, cols]
     return points, picked

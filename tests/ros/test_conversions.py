@@ -179,7 +179,8 @@ def test_truncated_jpeg_is_reported_as_corrupt():
 
 
 def test_depth_topic_rejects_colour_encodings():
-    with pytest.raises(UnsupportedEncoding, match="expected encoding 16UC1/32FC1, got 'rgb8' on /d"):
+    with pytest.raises(UnsupportedEncoding,
+                       match="expected encoding 16UC1/32FC1, got 'rgb8' on /d"):
         decode_metric_depth(image_msg(RGB, "rgb8"), "/d")
 
 

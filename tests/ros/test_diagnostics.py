@@ -74,8 +74,8 @@ def test_each_stage_reports_p50_and_p95_and_a_slow_tail_shows_in_p95_only():
     for i in range(100):
         slow = i % 10 == 0  # every tenth frame decodes slowly
         stats.record_input(i * 0.05)
-        stats.record_output(i * 0.05 + 0.01, i * 0.05, StageTimes(50.0 if slow else 5.0, 30.0, 2.0),
-                            16, False)
+        times = StageTimes(50.0 if slow else 5.0, 30.0, 2.0)
+        stats.record_output(i * 0.05 + 0.01, i * 0.05, times, 16, False)
     values = dict(stats.report(5.0, 0).values)
     assert values["decode_ms_p50"] == "5.0" and values["decode_ms_p95"] == "50.0"
     assert values["inference_ms_p50"] == values["inference_ms_p95"] == "30.0"
@@ -95,7 +95,8 @@ def test_resets_per_second_over_the_last_window():
 
 def test_the_startup_check_of_the_backend_is_reported_when_there_is_one():
     check = {"max_error": 1.5e-4, "tolerance": 1e-3, "frames": 4}
-    values = dict(NodeStats("onnxruntime", "fp32", "cpu", 16, startup_check=check).report(0, 0).values)
+    stats = NodeStats("onnxruntime", "fp32", "cpu", 16, startup_check=check)
+    values = dict(stats.report(0, 0).values)
     assert (values["startup_check.max_error"], values["startup_check.tolerance"],
             values["startup_check.frames"]) == ("0.00015", "0.001", "4")
     assert not any(k.startswith("startup_check") for k, _ in NodeStats("torch", "fp32", "cpu", 16)

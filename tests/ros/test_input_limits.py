@@ -155,8 +155,8 @@ def test_16_bit_images_keep_their_high_byte_in_either_byte_order(encoding, chann
                                                                  bigendian):
     values = np.random.default_rng(2).integers(0, 65536, (4, 6, channels)).astype(np.uint16)
     stored = values.astype(">u2" if bigendian else "<u2")
-    msg = image_msg(stored if channels > 1 else stored[..., 0], encoding, step=6 * 2 * channels + 4,
-                    bigendian=bigendian)
+    msg = image_msg(stored if channels > 1 else stored[..., 0], encoding,
+                    step=6 * 2 * channels + 4, bigendian=bigendian)
     decoded = decode_image(msg, TOPIC)
     assert decoded.encoding == expected
     high = (values >> 8).astype(np.uint8)

@@ -12,7 +12,8 @@ H, W = 8, 12
 K = np.array([[10.0, 0, 6.0], [0, 10.0, 4.0], [0, 0, 1]])
 
 
-def _process(options=OutputOptions(), size=(H, W), info_size=(H, W), k=K, reset=None, predictor=None):
+def _process(options=OutputOptions(), size=(H, W), info_size=(H, W), k=K, reset=None,
+             predictor=None):
     predictor = predictor or FakePredictor()
     msg = image_msg(np.zeros(size + (3,), np.uint8), "rgb8", hdr=header(5, 0, "cam"))
     info = decode_camera_info(camera_info_msg(k, *info_size), "/ci")
@@ -40,7 +41,8 @@ def test_depth_and_normals_are_nan_off_the_person_by_default_and_the_mask_is_ful
 
 def test_mask_outputs_false_publishes_the_raw_maps():
     out, _ = _process(OutputOptions(mask_outputs=False))
-    assert np.isfinite(_image(out, "relative_depth")).all() and np.isfinite(_image(out, "normals")).all()
+    assert np.isfinite(_image(out, "relative_depth")).all()
+    assert np.isfinite(_image(out, "normals")).all()
 
 
 def test_the_mask_threshold_decides_what_is_person():
@@ -63,7 +65,8 @@ def test_camera_info_is_republished_at_the_output_size_with_scaled_intrinsics():
     info = out.camera_info
     assert (info.height, info.width) == (240, 320) and info.header is msg.header
     np.testing.assert_allclose(info.k.reshape(3, 3), [[250, 0, 160], [0, 200, 120], [0, 0, 1]])
-    np.testing.assert_allclose(info.p.reshape(3, 4)[:, :3], [[250, 0, 160], [0, 200, 120], [0, 0, 1]])
+    np.testing.assert_allclose(info.p.reshape(3, 4)[:, :3],
+                               [[250, 0, 160], [0, 200, 120], [0, 0, 1]])
 
 
 def test_camera_info_of_the_output_size_is_republished_unchanged():
@@ -77,8 +80,8 @@ def test_downscaled_inputs_give_smaller_outputs_and_matching_camera_info():
     small = limit_side(decode_input(msg, False, "/img"), 320)
     assert small.pixels.shape == (240, 320, 3) and small.encoding == "rgb8"
     assert limit_side(small, 320) is small and limit_side(small, 0) is small
-    info = decode_camera_info(camera_info_msg(np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]]),
-                                              480, 640), "/ci")
+    k = np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]])
+    info = decode_camera_info(camera_info_msg(k, 480, 640), "/ci")
     out = FrameProcessor(FakePredictor()).process(msg.header, small, OutputOptions(), info)
     assert out.images["relative_depth"].width == 320 and out.camera_info.width == 320
     assert out.camera_info.k[0] == pytest.approx(250.0)
