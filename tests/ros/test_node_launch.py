@@ -13,7 +13,8 @@ runs it (the second through launch_testing's pytest plugin, which on Jazzy needs
 3. a value refused at start-up (mask_threshold 2.0) fails configure until `set_parameters`
    fixes it, then configure succeeds;
 4. metric depth published 20 ms after its colour image is paired (no `no_metric_depth`);
-5. autostart activates once: a later cleanup + configure leaves the node inactive.
+5. autostart activates once: a later cleanup + configure leaves the node inactive;
+6. a 30 Hz stream processed by a slower model (frames dropped) never resets the cache.
 """
 import os
 import tempfile
@@ -67,7 +68,9 @@ def _instance(namespace: str, params: str, topics: tuple[str, str, str]) -> Grou
 
 @pytest.mark.launch_test
 def generate_test_description():
-    main = _instance("hcdp", "    use_metric_depth: true\n", (IMAGE, CAMERA_INFO, DEPTH))
+    # max_gap_s 0.12: a 30 Hz stream is continuous, a CPU model slower than 8 Hz is not
+    main = _instance("hcdp", "    use_metric_depth: true\n    max_gap_s: 0.12\n",
+                     (IMAGE, CAMERA_INFO, DEPTH))
     bad = _instance("hcdp_bad", "    mask_threshold: 2.0\n",
                     ("/hcdp_bad_test/image", "/hcdp_bad_test/camera_info", "/hcdp_bad_test/d"))
     return LaunchDescription([main, bad, launch_testing.actions.ReadyToTest()])
@@ -233,6 +236,37 @@ class TestHcdpNode(unittest.TestCase):
         self.assertGreaterEqual(len(published), 2)
         # only the good frames came out: the bad ones were skipped, not published
         self.assertTrue({(m.header.stamp.sec, m.header.stamp.nanosec) for m in published} <= sent)
+
+    def test_a_model_slower_than_the_camera_keeps_its_temporal_cache(self):
+        frame_id = "test_slow_model_frame"
+        frames = iter([_image(4000.0 + i / 30, frame_id) for i in range(3000)])  # 30 Hz stamps
+
+        def publish_until(done, timeout_s=120.0):
+            start = time.monotonic()
+            while time.monotonic() - start < timeout_s and not done():
+                self.image_pub.publish(next(frames))
+                rclpy.spin_once(self.node, timeout_sec=1 / 30)
+
+        def fresh_status():
+            self.diagnostics.clear()
+            publish_until(lambda: self._status() is not None)
+            return self._status()
+
+        # the first frame of this sequence resets (its stamp jumps): let it be counted first
+        publish_until(lambda: bool(self._mine("/hcdp/relative_depth", frame_id)))
+        before = fresh_status()
+        start = time.monotonic()
+        publish_until(lambda: time.monotonic() - start > 5.0)
+        after = fresh_status()
+        self.assertIsNotNone(before)
+        self.assertIsNotNone(after)
+        published = int(after["published_frames"]) - int(before["published_frames"])
+        dropped = int(after["dropped_frames"]) - int(before["dropped_frames"])
+        self.assertGreater(published, 0)
+        # processed frames lie further apart than max_gap_s whenever frames were dropped; the
+        # input stream never had a gap, so the cache must not reset
+        self.assertEqual(int(after["cache_resets"]), int(before["cache_resets"]),
+                         f"{published} published, {dropped} dropped")
 
     def test_the_reset_service_answers(self):
         response = self._call(Trigger, "/hcdp/hcdp/reset", Trigger.Request())
