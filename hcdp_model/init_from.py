@@ -121,10 +121,11 @@ def model_config(source: Source, preset_name: str, resolution: int = 0) -> Model
     cfg = preset(preset_name, source.backbone)
     b = cfg.backbone
     if (source.embed_dim, source.depth) != (b.embed_dim, b.depth):
-        hint = SIZES.get(source.embed_dim, ("", "no shipped preset"))[1]
+        hint = (f"use --preset {SIZES[source.embed_dim][1]}" if source.embed_dim in SIZES
+                else "no shipped preset has that encoder")
         raise InitError(f"preset {preset_name} has a {b.embed_dim}-d, {b.depth}-block encoder but "
                         f"the file looks like {source.name} ({source.embed_dim}-d, {source.depth} "
-                        f"blocks): use --preset {hint}")
+                        f"blocks): {hint}")
     if source.backbone == "dinov2":
         b.num_register_tokens = source.registers
     if source.family in HEAD_PREFIX:
