@@ -25,6 +25,12 @@ def _slot_loop(asked: bool | None, x: torch.Tensor) -> bool:
     return x.shape[2] * x.shape[3] >= 1024 if asked is None else asked
 
 
+def _softmax_fp32(scores: torch.Tensor) -> torch.Tensor:
+    """Softmax over the slots (dim 0) computed in fp32 whatever the compute dtype: fp16 engines
+    (TensorRT 10.3 on Jetson) then keep the exp/sum exact; a no-op cast in fp32."""
+    return scores.float().softmax(0).to(scores.dtype)
+
+
 class TemporalAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, max_relative_distance: int) -> None:
         super().__init__()
@@ -127,12 +133,12 @@ class TemporalBlock(nn.Module):
         bias = bias[:, None, :, None]
         if slot_loop:
             scores = torch.stack([(k * q).sum(2) for k in keys])  # [S, B, heads, N]
-            p = (scores * hd ** -0.5 + bias).softmax(0)
+            p = _softmax_fp32(scores * hd ** -0.5 + bias)
             out = values[0] * p[0, :, :, None]
             for v, weight in zip(values[1:], p[1:]):
                 out = torch.addcmul(out, v, weight[:, :, None])
         else:
-            p = ((keys * q).sum(3) * hd ** -0.5 + bias).softmax(0)  # [S, B, heads, N]
+            p = _softmax_fp32((keys * q).sum(3) * hd ** -0.5 + bias)  # [S, B, heads, N]
             out = (values * p[:, :, :, None]).sum(0)
         return out.flatten(1, 2)
 
@@ -171,7 +177,9 @@ class TemporalBlock(nn.Module):
         keys, values, ages = cache
         c = x.shape[1]
         seq, qkv = self._frame_qkv(x)
-        slot = torch.where(ages < 0, ages.new_tensor(torch.iinfo(ages.dtype).max), ages).argmax().view(1)
+        # Empty slots first, else the oldest; all on the device (a scalar fill, no host tensor, no
+        # sync), so the step can be captured in a CUDA graph.
+        slot = ages.masked_fill(ages < 0, torch.iinfo(ages.dtype).max).argmax().view(1)
         keys.index_copy_(0, slot, qkv[None, :, c:2 * c])
         values.index_copy_(0, slot, qkv[None, :, 2 * c:])
         ages.add_((ages >= 0).to(ages.dtype)).index_fill_(0, slot, 0)

@@ -1,37 +1,86 @@
-"""The PyTorch backend in fp32/fp16/bf16 on CPU or CUDA: eager runs `InPlaceStreamingStep` (the temporal
-caches are ring buffers updated in place: no per-frame copy of the cache); with `compile=True` the
-functional `ExportStep` is `torch.compile`d (graphs need functional state)."""
+"""The PyTorch backend in fp32/fp16/bf16 on CPU or CUDA.
+
+Modes: eager runs `InPlaceStreamingStep` (the temporal caches are ring buffers updated in place: no
+per-frame copy of the cache); `compile=True` `torch.compile`s the functional `ExportStep` (graphs
+need functional state); `cuda_graph=True` (CUDA only) replays the eager in-place step from a CUDA
+graph captured on the first frame (`CapturedStep`); both together compile the in-place step with
+`torch.compile(mode="reduce-overhead")`, whose CUDA graphs accept the ring updates because the
+rings are static addresses. The step itself never touches the host: no `.item()`, no host tensor.
+"""
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from ..model import HCDPModel
 from .base import Backend, State, StepOutput, check_precision
+from .cuda_graph import CapturedStep, reset_ring, static_ring
 from .step import ExportStep, InPlaceStreamingStep
+
+
+class _RingOutputs(nn.Module):
+    """The in-place step returning only the outputs (the rings are mutated static inputs)."""
+
+    def __init__(self, step: InPlaceStreamingStep) -> None:
+        super().__init__()
+        self.step = step
+
+    def forward(self, frame: torch.Tensor, *state: torch.Tensor) -> StepOutput:
+        depth, normal, mask_logits, *_ = self.step(frame, *state)
+        return depth, normal, mask_logits
 
 
 class TorchBackend(Backend):
     name = "torch"
 
     def __init__(self, model: HCDPModel, window: int = 16, device: str | torch.device = "cpu",
-                 precision: str = "fp32", compile: bool = False) -> None:
+                 precision: str = "fp32", compile: bool = False, cuda_graph: bool = False) -> None:
         self.device = torch.device(device)
         self.input_dtype = check_precision(precision, self.device)
+        if cuda_graph and self.device.type != "cuda":
+            raise ValueError(f"cuda_graph=True needs a CUDA device, got {self.device}")
         self.precision = precision
         self.window = window
         self.resolution = model.cfg.resolution
-        model = model.to(self.device, self.input_dtype).eval()
-        self.module = ExportStep(model, window) if compile else InPlaceStreamingStep(model, window)
-        # fullgraph: a graph break would silently fall back to eager for part of the step.
-        self._forward = torch.compile(self.module, fullgraph=True) if compile else self.module
         self.compiled = compile
-        if compile:
+        self.cuda_graph = cuda_graph
+        model = model.to(self.device, self.input_dtype).eval()
+        self._captured: CapturedStep | None = None
+        self._ring: State | None = None
+        if compile and cuda_graph:
+            self.module: nn.Module = InPlaceStreamingStep(model, window)
+            self._ring = static_ring(self.module, self.device, self.input_dtype)
+            self._forward = torch.compile(_RingOutputs(self.module), mode="reduce-overhead",
+                                          fullgraph=True)
+            self.name = "torch-compile-cudagraphs"
+        elif cuda_graph:
+            self.module = InPlaceStreamingStep(model, window)
+            self._captured = CapturedStep(self.module, self.device, self.input_dtype)
+            self.name = "torch-cudagraph"
+        elif compile:
+            self.module = ExportStep(model, window)
+            # fullgraph: a graph break would silently fall back to eager for part of the step.
+            self._forward = torch.compile(self.module, fullgraph=True)
             self.name = "torch-compile"
+        else:
+            self.module = InPlaceStreamingStep(model, window)
+            self._forward = self.module
 
+    @torch.inference_mode()
     def init_state(self) -> State:
+        if self._captured is not None:
+            return self._captured.reset()
+        if self._ring is not None:
+            reset_ring(self._ring)
+            return self._ring
         return self.module.init_state(1, self.device, self.input_dtype)
 
     @torch.inference_mode()
     def step(self, frame: torch.Tensor, state: State) -> tuple[StepOutput, State]:
+        if self._captured is not None:
+            return self._captured(frame, state), state
+        if self._ring is not None:
+            torch.compiler.cudagraph_mark_step_begin()  # the last outputs were consumed
+            return self._forward(frame, *state), state
         depth, normal, mask_logits, *new = self._forward(frame, *state)
         return (depth, normal, mask_logits), tuple(new)
