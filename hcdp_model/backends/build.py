@@ -257,9 +257,9 @@ def _read_code_artefact(path: Path, fmt: str, trust_artefact: bool) -> io.BytesI
         raise BackendError(
             f"{path}: refusing a {fmt} artefact this machine did not build: loading it runs "
             "torch.export.load, which can execute code stored in the file (pickled weights). "
-            f"Export it here (`hcdp export --backend {fmt}`), use an ONNX artefact, or pass "
-            "trust_artefact=True (hcdp bag --trust-artefact) if you trust where it came from; "
-            "see docs/security.md")
+            f"Export it here (`hcdp export --backend {fmt}`) from its checkpoint, use an ONNX "
+            "artefact, or load it with trust_artefact=True if you trust where it came from "
+            "(docs/security.md)")
     return io.BytesIO(data)
 
 
