@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 from hcdp_ros.conversions import (
-    DEFAULT_MAX_INPUT_PIXELS,
     CorruptCompressed,
     EmptyImage,
     ImageTooLarge,
