@@ -34,12 +34,13 @@ fi
 [ -x .venv/bin/python ] || python3 -m venv .venv
 pip_install=(.venv/bin/python -m pip install -q --disable-pip-version-check)
 
+installed() {  # the version of an installed distribution, without importing it
+  .venv/bin/python -c 'import importlib.metadata as m, sys; print(m.version(sys.argv[1]))' "$1" \
+    2>/dev/null
+}
+
 have_torch() {
-  .venv/bin/python - "$TORCH_VERSION" <<'PY' 2>/dev/null
-import sys
-import torch
-sys.exit(0 if torch.__version__.split("+")[0] == sys.argv[1] else 1)
-PY
+  [ "$(installed torch | cut -d+ -f1)" = "$TORCH_VERSION" ]
 }
 
 nvidia_gpu() {
@@ -62,4 +63,10 @@ else
   "${pip_install[@]}" "torch==$TORCH_VERSION" --index-url "$CPU_INDEX"
 fi
 # torch is installed now, so this only adds its dependencies and hcdp's (never another torch).
-"${pip_install[@]}" "torch==$TORCH_VERSION" -e ".[dev]"
+# Skipped when nothing it depends on changed since the last successful run (a stamp in .venv).
+stamp=.venv/.hcdp-setup
+want="$(cat setup.py scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ] || [ -z "$(installed hcdp_ros)" ]; then
+  "${pip_install[@]}" "torch==$TORCH_VERSION" -e ".[dev]"
+  echo "$want" > "$stamp"
+fi
