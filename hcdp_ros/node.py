@@ -172,8 +172,9 @@ class HcdpNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         refused = self._declare_errors.message()
         if refused:
-            self.get_logger().error(f"configure failed: invalid hcdp parameters: {refused} (set a "
-                                    "valid value with `ros2 param set` and configure again)")
+            self.get_logger().error(
+                f"configure failed: invalid hcdp parameters: {refused} (fix a dynamic one with "
+                "`ros2 param set` and configure again; a read-only one needs a restart)")
             return TransitionCallbackReturn.FAILURE
         try:
             config = NodeConfig(**{n: self.get_parameter(n).value for n in PARAMETERS}).validate()
