@@ -35,7 +35,10 @@ def test_depth_and_normals_are_nan_off_the_person_by_default_and_the_mask_is_ful
     assert np.isnan(depth[~person]).all() and np.isfinite(depth[person]).all()
     assert np.isnan(normals[~person]).all() and np.isfinite(normals[person]).all()
     assert np.isfinite(mask).all() and (mask[~person] == 0).all()
-    # the prediction itself (used by hcdp bag's metrics) stays raw
+    # on the person the values are the prediction's, bit for bit; the prediction (used by
+    # hcdp bag's metrics) stays raw
+    np.testing.assert_array_equal(depth[person], out.prediction.depth[person])
+    np.testing.assert_array_equal(normals[person], out.prediction.normals[person])
     assert np.isfinite(out.prediction.depth).all()
 
 
