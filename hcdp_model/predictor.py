@@ -95,11 +95,30 @@ class StreamingPredictor:
         (depth, normal, mask_logits), self._state = self.backend.step(x, self._state)
         self._fill = min(self._fill + 1, self.window)
         maps = unpreprocess(torch.cat([depth, normal, mask_logits], dim=1).float(), box)[0]  # [5,H,W]
-        normals = unit(maps[1:4], dim=0).permute(1, 2, 0).contiguous()
+        depth_map, normals, mask = host_maps(maps)
         elapsed = (time.perf_counter() - start) * 1e3
-        return Prediction(depth=maps[0].clamp_min(0).cpu().numpy(), normals=normals.cpu().numpy(),
-                          mask=torch.sigmoid(maps[4]).cpu().numpy(), reset=reason is not None,
+        return Prediction(depth=depth_map, normals=normals, mask=mask, reset=reason is not None,
                           window_fill=self._fill, inference_ms=elapsed, reset_reason=reason)
+
+
+def host_maps(maps: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Camera-resolution maps [5,H,W] (depth, normal xyz, mask logit) -> depth [H,W] >= 0, unit
+    normals [H,W,3], mask [H,W] in [0,1] as contiguous float32 arrays. The three are written into one
+    packed buffer on the maps' device, so a GPU needs one device->host copy (into pinned memory);
+    on the CPU the buffer is the result (no extra copy)."""
+    _, h, w = maps.shape
+    n = h * w
+    packed = maps.new_empty(5 * n)
+    torch.clamp_min(maps[0], 0, out=packed[:n].view(h, w))
+    packed[n:4 * n].view(h, w, 3).copy_(unit(maps[1:4], dim=0).permute(1, 2, 0))
+    torch.sigmoid(maps[4], out=packed[4 * n:].view(h, w))
+    if packed.device.type == "cuda":
+        host = torch.empty(packed.shape, dtype=packed.dtype, pin_memory=True)
+        host.copy_(packed, non_blocking=True)
+        torch.cuda.current_stream(packed.device).synchronize()
+        packed = host
+    flat = packed.numpy()
+    return flat[:n].reshape(h, w), flat[n:4 * n].reshape(h, w, 3), flat[4 * n:].reshape(h, w)
 
 
 def default_checkpoint() -> Path:

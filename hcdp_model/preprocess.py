@@ -7,6 +7,7 @@ geometric inverse: crop the padding, resize back to the input size.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -85,29 +86,49 @@ def letterbox_maps(maps: torch.Tensor, box: Letterbox, mode: str = "bilinear", f
     return out
 
 
+def upload(images: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 array (any strides) -> tensor on `device`. To a GPU through one pinned staging buffer
+    (the one host copy also makes it contiguous; the transfer is asynchronous); elsewhere a view of
+    the array when it can be one."""
+    if device.type == "cuda":
+        staging = torch.empty(images.shape, dtype=torch.uint8, pin_memory=True)
+        np.copyto(staging.numpy(), images)
+        return staging.to(device, non_blocking=True)
+    if not images.flags.writeable:  # e.g. a view of an immutable bytes buffer
+        images = images.copy()
+    return torch.from_numpy(np.ascontiguousarray(images))
+
+
+@functools.lru_cache(maxsize=16)
+def _normalisation(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """ImageNet mean and std x 255 as [1,3,1,1] on `device`: made once, not uploaded per frame."""
+    with torch.inference_mode(False), torch.no_grad():
+        mean = torch.tensor(IMAGENET_MEAN, dtype=dtype).view(1, 3, 1, 1) * 255
+        std = torch.tensor(IMAGENET_STD, dtype=dtype).view(1, 3, 1, 1) * 255
+        return mean.to(device), std.to(device)
+
+
 def preprocess(images: np.ndarray | torch.Tensor, size: int, encoding: str = "rgb8",
                device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
                ) -> tuple[torch.Tensor, Letterbox]:
     """uint8 image(s) (H,W,3) / (N,H,W,3) (or mono8 (H,W)) -> normalised [N,3,S,S] and its Letterbox.
 
     The resize runs on `device` after a uint8 upload, so on a GPU the CPU only moves bytes."""
+    device = torch.device(device)
     if isinstance(images, np.ndarray):
         single_ndim = 2 if encoding == "mono8" else 3
         if images.ndim == single_ndim + 1:
             images = np.stack([to_rgb(im, encoding) for im in images])
         else:
             images = to_rgb(images, encoding)[None]  # validates and says what was expected
-        if not images.flags.writeable:  # e.g. a view of an immutable bytes buffer
-            images = images.copy()
-        images = torch.from_numpy(np.ascontiguousarray(images))
+        images = upload(images, device)
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
         raise ValueError(f"expected uint8 images [N,H,W,3], got {images.dtype} {tuple(images.shape)}")
     box = Letterbox.fit(images.shape[1], images.shape[2], size)
     x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).to(dtype)
     # Resizing is linear, so normalising after it gives the same result at model resolution cost.
     x = _resize(x, (box.new_h, box.new_w), "bilinear")
-    mean = torch.tensor(IMAGENET_MEAN, device=device, dtype=dtype).view(1, 3, 1, 1) * 255
-    std = torch.tensor(IMAGENET_STD, device=device, dtype=dtype).view(1, 3, 1, 1) * 255
+    mean, std = _normalisation(device, dtype)
     out = x.new_zeros((x.shape[0], 3, size, size))
     out[..., box.top:box.top + box.new_h, box.left:box.left + box.new_w] = (x - mean) / std
     return out, box

@@ -81,3 +81,54 @@ def test_letterbox_maps_places_ground_truth_like_the_image():
     assert torch.equal(placed[..., 25:75, :], depth)
     assert torch.all(placed[..., :25, :] == -1)
     torch.testing.assert_close(unpreprocess(placed, box, mode="nearest"), depth)
+
+
+def _reference_host_maps(maps):
+    """What the predictor computed before the packed copy (three separate results)."""
+    from hcdp_model.heads import unit
+    return (maps[0].clamp_min(0).numpy(), unit(maps[1:4], dim=0).permute(1, 2, 0).contiguous().numpy(),
+            torch.sigmoid(maps[4]).numpy())
+
+
+def test_host_maps_pack_depth_normals_and_mask_into_one_buffer():
+    from hcdp_model.predictor import host_maps
+    maps = torch.randn(5, 7, 9, generator=torch.Generator().manual_seed(0))
+    got = host_maps(maps)
+    for g, want in zip(got, _reference_host_maps(maps)):
+        assert g.dtype == np.float32 and g.shape == want.shape and g.flags.c_contiguous
+        np.testing.assert_array_equal(g, want)
+    assert got[0].base is got[1].base is got[2].base is not None, "expected views of one buffer"
+    assert got[0].min() >= 0 and np.allclose(np.linalg.norm(got[1], axis=2), 1, atol=1e-5)
+
+
+def test_upload_to_the_cpu_shares_contiguous_memory_and_copies_strided_views():
+    from hcdp_model.preprocess import upload
+    rgb = np.random.default_rng(0).integers(0, 256, (1, 4, 5, 3), dtype=np.uint8)
+    shared = upload(rgb, torch.device("cpu"))
+    assert shared.data_ptr() == rgb.ctypes.data
+    flipped = rgb[..., ::-1]
+    copied = upload(flipped, torch.device("cpu"))
+    assert copied.is_contiguous() and np.array_equal(copied.numpy(), flipped)
+    frozen = np.frombuffer(rgb.tobytes(), np.uint8).reshape(rgb.shape)  # read-only
+    assert np.array_equal(upload(frozen, torch.device("cpu")).numpy(), rgb)
+
+
+def test_normalisation_constants_are_made_once_per_device_and_dtype():
+    from hcdp_model.preprocess import _normalisation
+    first = _normalisation(torch.device("cpu"), torch.float32)
+    assert first is _normalisation(torch.device("cpu"), torch.float32)
+    assert first[0].dtype == torch.float32 and not first[0].is_inference()
+    assert _normalisation(torch.device("cpu"), torch.bfloat16)[1].dtype == torch.bfloat16
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_preprocess_and_host_maps_on_cuda_equal_the_cpu():
+    from hcdp_model.predictor import host_maps
+    image = np.random.default_rng(1).integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    for encoding in ("rgb8", "bgr8"):
+        cpu, box = preprocess(image, 224, encoding)
+        gpu, _ = preprocess(image, 224, encoding, device="cuda")
+        torch.testing.assert_close(gpu.cpu(), cpu, atol=1e-4, rtol=0)
+    maps = unpreprocess(torch.randn(1, 5, 224, 224), box)[0]
+    for g, want in zip(host_maps(maps.cuda()), _reference_host_maps(maps)):
+        np.testing.assert_allclose(g, want, atol=1e-5, rtol=0)
