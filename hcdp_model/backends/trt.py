@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 
 from .base import PRECISIONS, BackendError
+from .cache import cache_root
 from .step import ExportStep
 
 MIN_VERSION = (2, 8)
@@ -96,8 +97,11 @@ def compile_step(step: ExportStep, api: TensorRTApi, precision: str, device: tor
         raise BackendError(f"backend tensorrt needs a CUDA device, got {device}")
     ttrt = _import("torch_tensorrt", "see docs/performance.md")
     inputs = list(step.example_inputs(device, IO_DTYPE))
+    # TensorRT's timing cache in the persistent hcdp cache (Torch-TensorRT's default is under /tmp).
+    timing = cache_root() / "tensorrt" / "timing_cache.bin"
+    timing.parent.mkdir(parents=True, exist_ok=True)
     return ttrt.compile(step.to(device, IO_DTYPE).eval(), ir="dynamo", inputs=inputs,
-                        **api.precision_settings(precision)), inputs
+                        timing_cache_path=str(timing), **api.precision_settings(precision)), inputs
 
 
 def save_program(program, path: Path, inputs: list[torch.Tensor]) -> None:
