@@ -215,7 +215,11 @@ def export_artefact(checkpoint: str | Path, out: str | Path, spec: ExportSpec) -
     reference = ExportStep(model, spec.window).to(spec.device)
     manifest = make_manifest(spec, reference, checkpoint, checkpoint_hash(checkpoint))
     _write(spec, reference, out)
-    digest = record_trusted(out) if spec.format in CODE_FORMATS else None
+    try:
+        digest = record_trusted(out) if spec.format in CODE_FORMATS else None
+    except BackendError:
+        out.unlink()  # a program that could never be loaded here
+        raise
     tolerance = spec.tolerance if spec.tolerance is not None else TOLERANCES[spec.precision]
     real, source = real_frames(model.cfg.resolution, spec.verify_frames, spec.camera_size)
     check_data = save_tensors(reference_outputs(reference, real[:spec.startup_frames]))

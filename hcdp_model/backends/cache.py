@@ -78,10 +78,15 @@ def record_trusted(artefact: Path) -> str:
     """Record that this machine built `artefact` (its sha256); returns the digest."""
     digest = content_digest(Path(artefact).read_bytes())
     record = _trust_record(digest)
-    record.parent.mkdir(parents=True, exist_ok=True)
     built = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    record.write_text(json.dumps({"artefact": str(Path(artefact).resolve()),
-                                  "built": built}) + "\n")
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"artefact": str(Path(artefact).resolve()),
+                                      "built": built}) + "\n")
+    except OSError as err:
+        raise BackendError(f"cannot record {artefact} as built here in {record.parent} ({err}); "
+                           "without that record it cannot be loaded later: set XDG_CACHE_HOME to "
+                           "a writable folder") from err
     return digest
 
 

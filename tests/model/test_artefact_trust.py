@@ -220,3 +220,22 @@ def test_an_onnx_model_reading_a_file_or_embedding_an_engine_is_refused(onnx_art
     with pytest.raises(BackendError, match=r"EPContext node 'engine' \(an embedded compiled "
                                            r"engine\)"):
         open_artefact(embeds)
+
+
+def test_an_export_that_cannot_record_its_program_as_built_here_fails_clearly(checkpoint, tmp_path,
+                                                                              monkeypatch):
+    blocked = tmp_path / "not_a_folder"
+    blocked.write_text("a file where the cache folder would be")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocked))
+    out = tmp_path / "step.pt2"
+    with pytest.raises(BackendError, match=r"cannot record .*step.pt2 as built here .*set "
+                                           r"XDG_CACHE_HOME to a writable folder"):
+        export_artefact(checkpoint, out, ExportSpec("torch-export", window=WINDOW))
+    assert list(tmp_path.iterdir()) == [blocked]  # nothing half-written is left
+
+
+def test_startup_frames_must_be_among_the_verification_frames():
+    for frames in (0, 5):
+        with pytest.raises(ValueError, match=r"expected startup_frames in \[1, verify_frames=4\], "
+                                             rf"got {frames}"):
+            ExportSpec("onnx", startup_frames=frames).validate()
