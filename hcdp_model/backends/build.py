@@ -201,8 +201,11 @@ def _write(spec: ExportSpec, step: ExportStep, out: Path) -> None:
         trt.save_program(program, out, inputs)
 
 
-def export_artefact(checkpoint: str | Path, out: str | Path, spec: ExportSpec) -> Manifest:
-    """Write the step graph of `checkpoint` to `out` (+ `out`.json manifest), verified against eager."""
+def export_artefact(checkpoint: str | Path, out: str | Path, spec: ExportSpec,
+                    frames: tuple[list[torch.Tensor], str] | None = None) -> Manifest:
+    """Write the step graph of `checkpoint` to `out` (+ `out`.json manifest), verified against eager.
+    `frames`: the caller's preprocessed real check frames (any device) and where they came from
+    (default: `frames.real_frames`)."""
     spec.validate()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -221,7 +224,7 @@ def export_artefact(checkpoint: str | Path, out: str | Path, spec: ExportSpec) -
         out.unlink()  # a program that could never be loaded here
         raise
     tolerance = spec.tolerance if spec.tolerance is not None else TOLERANCES[spec.precision]
-    real, source = real_frames(model.cfg.resolution, spec.verify_frames, spec.camera_size)
+    real, source = frames or real_frames(model.cfg.resolution, spec.verify_frames, spec.camera_size)
     check_data = save_tensors(reference_outputs(reference, real[:spec.startup_frames]))
     check_path(out).write_bytes(check_data)
     manifest.extra["startup_check"] = {"file": check_path(out).name,

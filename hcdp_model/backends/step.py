@@ -100,10 +100,13 @@ class ExportStep(nn.Module):
         return (depth, normal, mask_logits,
                 *[s.to(frame.dtype) if i % 3 == 2 else s for i, s in enumerate(new)])
 
-    def example_inputs(self, device: torch.device | str = "cpu",
+    def example_inputs(self, device: torch.device | str | None = None,
                        dtype: torch.dtype = torch.float32, seed: int = 0) -> tuple[torch.Tensor, ...]:
         """A random frame and a partly filled cache: the shapes/dtypes a compiler needs, with values
-        that exercise the attention mask (half the past slots valid)."""
+        that exercise the attention mask (half the past slots valid). On `device`, by default the
+        device of the model's weights (so that running the step on them works on a GPU too)."""
+        if device is None:
+            device = next(self.parameters()).device
         g = torch.Generator().manual_seed(seed)
         frame = torch.randn(1, 3, self.resolution, self.resolution, generator=g)
         state = []

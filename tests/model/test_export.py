@@ -147,3 +147,40 @@ def test_export_cli_rejects_a_wrong_suffix_and_a_missing_checkpoint(tmp_path, ca
     assert hcdp(["export", "--checkpoint", str(tmp_path / "nope"), "--backend", "onnx",
                  "--out", str(tmp_path / "x.onnx")]) == 1
     assert "FAILED" in capsys.readouterr().out
+
+
+def test_example_inputs_follow_the_device_of_the_weights():
+    """`make_manifest` runs the step on `example_inputs()`: on a CUDA model they were made on the
+    CPU ("Input type (torch.FloatTensor) and weight type (torch.cuda.FloatTensor)", issue 19.5)."""
+    from hcdp_model.model import HCDPModel
+    from tests.model.helpers import micro_config
+
+    step = ExportStep(HCDPModel(micro_config(temporal=True)).eval(), WINDOW).to("meta")
+    assert {t.device.type for t in step.example_inputs()} == {"meta"}
+    cpu = ExportStep(HCDPModel(micro_config(temporal=True)).eval(), WINDOW)
+    assert {t.device.type for t in cpu.example_inputs()} == {"cpu"}
+    assert [t.shape for t in step.example_inputs()] == [t.shape for t in cpu.example_inputs()]
+
+
+def test_export_takes_its_check_frames_from_the_caller(checkpoint, tmp_path):
+    frames = [f[None] for f in random_clip(load_checkpoint(checkpoint), 4, seed=7)[0]]
+    out = tmp_path / "step.onnx"
+    manifest = export_artefact(checkpoint, out, ExportSpec("onnx", window=WINDOW),
+                               frames=(frames, "the caller's frames"))
+    assert manifest.extra["verification"]["real_frames"] == "the caller's frames"
+    stored = build_module.load_tensors(build_module.check_path(out).read_bytes())
+    torch.testing.assert_close(stored["frame_0"], frames[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("backend, suffix", [("onnx", ".onnx"), ("torch-export", ".pt2")])
+def test_export_cli_on_cuda(checkpoint, tmp_path, capsys, backend, suffix):
+    if backend == "onnx":
+        ort = pytest.importorskip("onnxruntime")
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            pytest.skip("onnxruntime has no CUDA execution provider")
+    out = tmp_path / f"step{suffix}"
+    code = hcdp(["export", "--checkpoint", str(checkpoint), "--backend", backend,
+                 "--window", str(WINDOW), "--device", "cuda", "--out", str(out)])
+    assert code == 0, capsys.readouterr().out
+    assert json.loads(manifest_path(out).read_text())["gpu"]
