@@ -36,7 +36,7 @@ setup(
     # machines bring their own (e.g. the Jetson wheel).
     install_requires=[
         "numpy",
-        "torch>=2.4",
+        "torch>=2.6",  # weights_only loading is unsafe before 2.6 (CVE-2025-32434)
         "safetensors>=0.4",
         "pyyaml",
         "opencv-python-headless",

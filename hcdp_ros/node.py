@@ -187,7 +187,8 @@ class HcdpNode(LifecycleNode):
             # the gap rule runs on the input stream (InputGaps), not between processed frames
             predictor = load_predictor(config.model_path or None, window=config.window,
                                        device=config.device, precision=config.precision,
-                                       backend=config.backend, max_gap_s=math.inf)
+                                       backend=config.backend, max_gap_s=math.inf,
+                                       trust_artefact=config.trust_artefact)
         except Exception as err:  # noqa: BLE001 - a load failure is a FAILURE, not a crash
             self.get_logger().error(
                 f"configure failed: cannot load model {config.model_path or '(bundled default)'} "
