@@ -632,10 +632,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing output bag (a rosbag2 folder) and existing "
                              "--metrics/--video/--sheet files; never anything in the input bag")
-    parser.add_argument("--threads", type=_positive_int, default=default_threads(),
-                        help="CPU threads for inference and optical flow (default: "
-                             "OMP_NUM_THREADS or half the CPUs, at most 4, so a shared machine is "
-                             "not oversubscribed)")
+    threads = default_threads()
+    parser.add_argument("--threads", type=_positive_int, default=threads,
+                        help=f"CPU threads for inference and optical flow (default: {threads} "
+                             "here: OMP_NUM_THREADS when set, else half the CPUs, 1 to 4, so a "
+                             "shared machine is not oversubscribed)")
 
 
 def _positive_int(text: str) -> int:
