@@ -30,6 +30,8 @@ _CHANNELS_FIRST = {"rgb": "image", "depth": "depth", "normal": "normal", "mask":
 def resize_square(frame: dict, size: int) -> dict:
     """Scale the shorter side to `size` (uniform scale) and centre-crop size x size; K and flow follow."""
     h, w = frame["rgb"].shape[:2]
+    if h == w == size:  # already square at `size`: what the resize and crop would give, exactly
+        return dict(frame, K=np.asarray(frame["K"], np.float32))
     scale = size / min(h, w)
     nh, nw = max(size, round(h * scale)), max(size, round(w * scale))
     y0, x0 = (nh - size) // 2, (nw - size) // 2

@@ -12,6 +12,8 @@ The .npz files are written with fixed zip timestamps so equal inputs give byte-i
 """
 from __future__ import annotations
 
+import copy
+import functools
 import io
 import json
 import zipfile
@@ -47,10 +49,23 @@ def write_meta(sequence_dir: Path, meta: dict) -> None:
 
 
 def read_meta(sequence_dir: str | Path) -> dict:
+    """The sequence's meta.json (a fresh copy: callers may change it). Parsed once per file version
+    (path, size, mtime) per process: `read_frame` needs it for every frame of a long sequence."""
+    return copy.deepcopy(_shared_meta(sequence_dir))
+
+
+def _shared_meta(sequence_dir: str | Path) -> dict:
+    """The cached parse itself: read only, never change it."""
     path = Path(sequence_dir) / META
     if not path.is_file():
         raise FileNotFoundError(f"expected a sequence folder with {META}, found none at {path}")
-    return json.loads(path.read_text())
+    stat = path.stat()
+    return _parsed_meta(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed_meta(path: str, size: int, mtime_ns: int) -> dict:
+    return json.loads(Path(path).read_text())
 
 
 def write_frame(sequence_dir: Path, index: int, rgb: np.ndarray, mask: np.ndarray, depth: np.ndarray,
@@ -72,8 +87,10 @@ def write_frame(sequence_dir: Path, index: int, rgb: np.ndarray, mask: np.ndarra
 
 def _unit(normal: np.ndarray) -> np.ndarray:
     """Renormalise float16-stored normals; zero vectors (no human) stay zero."""
-    norm = np.linalg.norm(normal, axis=-1, keepdims=True)
-    return np.where(norm > 0, normal / np.maximum(norm, 1e-12), 0.0).astype(np.float32)
+    normal = normal.astype(np.float32, copy=False)
+    norm = np.sqrt(np.add.reduce(normal * normal, axis=-1, keepdims=True))  # as np.linalg.norm
+    out = np.zeros(normal.shape, np.float32)
+    return np.divide(normal, np.maximum(norm, 1e-12), out=out, where=norm > 0)
 
 
 def list_sequences(root: str | Path) -> list[Path]:
@@ -98,7 +115,7 @@ def read_frame(sequence_dir: str | Path, index: int, stride: int = 1) -> dict:
     extrinsics [4,4] float32 world-to-camera.
     """
     sequence_dir = Path(sequence_dir)
-    meta = read_meta(sequence_dir)
+    meta = _shared_meta(sequence_dir)
     frames, strides = int(meta["frames"]), int(meta["flow_strides"])
     if not 0 <= index < frames:
         raise IndexError(f"expected a frame index in [0, {frames}) for {sequence_dir}, got {index}")
