@@ -394,9 +394,12 @@ def apply(frame: dict, params: AugmentParams, rng: np.random.Generator,
 class FrameNuisance:
     """What changes from one frame of a real camera to the next while the scene does not: sensor
     noise, codec artefacts, auto-exposure steps, focus/motion blur and a briefly corrupted patch
-    (a glint, a dropped macro-block). Each is drawn independently for every frame with probability
-    `p_* × strength`, so a per-frame model flickers with them and only a model that looks at earlier
-    frames can undo them (issue 17; the flicker the paper's temporal loss fights). Stage-2 clips use
+    (a glint, a dropped macro-block), and now and then a badly degraded frame (a burst of blur and
+    noise that leaves little detail: a missed exposure, a shaken camera). Each is drawn independently
+    for every frame with probability `p_* × strength`, so a per-frame model flickers with them and only
+    a model that looks at earlier frames can undo them (issue 17; the flicker the paper's temporal loss
+    fights). The degraded frame destroys information no per-frame model can recover: there, only the
+    past helps. Stage-2 clips use
     it through `AugmentConfig.frame_nuisance`; `hcdp eval --perturb` applies the same model to
     held-out inputs. Ground truth is left as it is: the target is the scene, not the glitch."""
 
@@ -413,6 +416,9 @@ class FrameNuisance:
     blur_sigma: tuple[float, float] = (0.002, 0.006)  # Gaussian sigma, fraction of the diagonal
     p_patch: float = 0.15
     patch_side: tuple[float, float] = (0.1, 0.3)      # fraction of the shorter image side
+    p_degraded: float = 0.1
+    degraded_sigma: tuple[float, float] = (0.015, 0.03)  # Gaussian sigma, fraction of the diagonal
+    degraded_photons: tuple[float, float] = (8.0, 30.0)  # log-uniform, very few photo-electrons
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.strength <= 1.0:
@@ -429,6 +435,11 @@ class FrameNuisance:
             return float(rng.uniform(bounds[0], bounds[1]))
 
         out = rgb
+        if hit(self.p_degraded):
+            sigma = uniform(self.degraded_sigma) * math.hypot(h, w)
+            photons = math.exp(uniform((math.log(self.degraded_photons[0]),
+                                        math.log(self.degraded_photons[1]))))
+            out = iso_noise(blur(out, gaussian_kernel(sigma)), photons, 0.02, rng)
         if hit(self.p_blur):
             out = blur(out, gaussian_kernel(max(uniform(self.blur_sigma) * math.hypot(h, w), 0.3)))
         if hit(self.p_noise):

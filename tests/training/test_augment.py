@@ -326,12 +326,18 @@ def test_frame_nuisances_vary_per_frame_but_leave_geometry_and_ground_truth_shar
 
 def test_each_frame_nuisance_changes_the_image_and_strength_0_changes_nothing():
     rgb = np.random.default_rng(9).integers(0, 256, (96, 128, 3), dtype=np.uint8)  # texture: blur shows
-    off = {"p_noise": 0, "p_jpeg": 0, "p_exposure": 0, "p_blur": 0, "p_patch": 0}
+    off = {"p_noise": 0, "p_jpeg": 0, "p_exposure": 0, "p_blur": 0, "p_patch": 0, "p_degraded": 0}
     for name in off:
         out = FrameNuisance(**{**off, name: 1.0})(rgb, np.random.default_rng(0))
         assert out.shape == rgb.shape and out.dtype == np.uint8
         assert np.abs(out.astype(int) - rgb).mean() > 0.1, name
     np.testing.assert_array_equal(FrameNuisance(strength=0.0)(rgb, np.random.default_rng(0)), rgb)
+    # a degraded frame keeps little of a textured image; the ordinary blur keeps most of it
+    def kept(**on: float) -> float:
+        out = FrameNuisance(**{**off, **on})(rgb, np.random.default_rng(0)).astype(float).ravel()
+        return float(np.corrcoef(out, rgb.astype(float).ravel())[0, 1])
+
+    assert kept(p_degraded=1.0) < 0.2 < 0.4 < kept(p_blur=1.0)
     before = rgb.copy()
     FrameNuisance(p_patch=1.0)(rgb, np.random.default_rng(1))
     np.testing.assert_array_equal(rgb, before)  # the input is never written
