@@ -33,7 +33,8 @@ def attention_probabilities(block: TemporalBlock, x: torch.Tensor, window: int) 
     return scores.softmax(-1)
 
 
-def _block_inputs(model: HCDPModel, clip: torch.Tensor, window: int) -> list[torch.Tensor]:
+def block_inputs(model: HCDPModel, clip: torch.Tensor, window: int) -> list[torch.Tensor]:
+    """The input [B, T, C, h, w] of every temporal block during the offline forward of `clip`."""
     inputs: list[torch.Tensor] = []
     hooks = [block.register_forward_pre_hook(lambda _m, args: inputs.append(args[0]))
              for block in model.temporal_blocks]
@@ -55,7 +56,7 @@ def attention_report(model: HCDPModel, clip: torch.Tensor, window: int) -> list[
         raise ValueError(f"expected a clip of at least 2 frames, got {clip.shape[1]}")
     model.eval()
     report = []
-    for index, (block, x) in enumerate(zip(model.temporal_blocks, _block_inputs(model, clip, window))):
+    for index, (block, x) in enumerate(zip(model.temporal_blocks, block_inputs(model, clip, window))):
         p = attention_probabilities(block, x, window)[:, :, 1:]  # frames with a past
         t = p.shape[-1]
         diagonal = torch.diagonal(p, offset=1, dim1=-2, dim2=-1)  # p[t, t] for t >= 1 (rows shifted)

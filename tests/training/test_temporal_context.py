@@ -3,11 +3,17 @@ from __future__ import annotations
 
 import math
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
+from hcdp_model.checkpoint import load_checkpoint
 from hcdp_model.model import HCDPModel
-from hcdp_training.temporal_context import attention_probabilities, attention_report, mean_report
+from hcdp_model.predictor import StreamingPredictor, default_checkpoint
+from hcdp_model.preprocess import preprocess
+from hcdp_training.temporal_context import (block_inputs, attention_probabilities, attention_report,
+                                            mean_report)
 from tests.model.helpers import activate_temporal, micro_config, random_clip
 
 
@@ -61,3 +67,46 @@ def test_mean_report_averages_blocks_and_offsets():
     (merged,) = mean_report([a, b])
     assert math.isclose(merged["mass_current"], 0.4) and math.isclose(merged["update"], 2.0)
     assert merged["mass_by_offset"] == pytest.approx([0.4, 0.55])
+
+
+def _frames(seed: int, count: int, size: int = 160) -> list[np.ndarray]:
+    """A smooth random scene with a bright disc moving across it: camera-like uint8 frames."""
+    rng = np.random.default_rng(seed)
+    scene = cv2.GaussianBlur(rng.integers(0, 255, (size, size, 3), dtype=np.uint8), (0, 0), 6)
+    frames = []
+    for k in range(count):
+        frame = scene.copy()
+        cv2.circle(frame, (30 + 8 * k, size // 2), 24, (230, 200, 180), -1)
+        frames.append(frame)
+    return frames
+
+
+def test_the_bundled_model_s_trained_blocks_change_their_output_when_earlier_frames_change():
+    model = load_checkpoint(default_checkpoint())
+    model.set_temporal_mode("causal")
+    current = _frames(0, 9)[-1]
+    clips = [torch.cat([preprocess(f, model.cfg.resolution)[0] for f in past + [current]])[None]
+             for past in (_frames(0, 9)[:-1], _frames(1, 9)[:-1])]
+    outs = []
+    with torch.no_grad():
+        for clip in clips:
+            inputs = block_inputs(model, clip, 16)
+            outs.append([block(x, window=16)[:, -1] - x[:, -1]
+                         for block, x in zip(model.temporal_blocks, inputs)])
+    # the current frame's encoder features are the same in both clips; the blocks' updates are not
+    changed = [float((a - b).norm() / a.norm()) for a, b in zip(*outs)]
+    assert max(changed) > 0.02, changed
+    report = attention_report(model, clips[0], window=16)
+    assert max(r["past_share"] for r in report) > 0.05
+
+
+def test_after_a_reset_the_bundled_model_predicts_as_from_a_fresh_start():
+    model = load_checkpoint(default_checkpoint())
+    model.set_temporal_mode("causal")
+    warm, fresh = StreamingPredictor(model, window=16), StreamingPredictor(model, window=16)
+    for k, frame in enumerate(_frames(1, 6)):
+        warm.step(frame, stamp=0.1 * k, frame_id="a")
+    frame = _frames(0, 1)[0]
+    after = warm.step(frame, stamp=1.0, frame_id="b")  # frame_id changed: reset
+    assert after.reset and after.window_fill == 1
+    np.testing.assert_array_equal(after.depth, fresh.step(frame, stamp=0.0, frame_id="b").depth)
