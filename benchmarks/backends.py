@@ -10,7 +10,8 @@ round by round, so background load on a shared machine hits all alike; medians a
 against torch eager fp32 are printed.
 
 CPU: torch fp32 and bf16 (eager, optional torch.compile), ONNX Runtime fp32 (graph optimisation
-levels `all` and `extended`). CUDA: torch fp32/fp16/bf16 (+ compile), ONNX Runtime fp32/fp16 when a
+levels `all` and `extended`). CUDA: torch fp32/fp16/bf16 (eager, CUDA graphs, + compile), ONNX
+Runtime fp32/fp16 when a
 GPU execution provider is installed, Torch-TensorRT fp32/fp16 when torch_tensorrt is installed.
 Memory: on CPU the resident-set growth while building and warming each backend (built one after the
 other: an upper-bound-ish view, freed pages are not always returned) and the process peak RSS; on CUDA
@@ -61,6 +62,10 @@ def candidates(args, checkpoint: Path, folder: Path) -> dict[str, callable]:
     out = {"torch fp32": lambda: TorchBackend(model(), args.window, args.device, "fp32")}
     for precision in (["fp16", "bf16"] if cuda else ["bf16"]):
         out[f"torch {precision}"] = lambda p=precision: TorchBackend(model(), args.window, args.device, p)
+    if cuda:  # the eager step replayed from a CUDA graph (no launch or host cost per kernel)
+        for precision in ("fp32", "fp16", "bf16"):
+            out[f"torch-cudagraph {precision}"] = lambda p=precision: TorchBackend(
+                model(), args.window, args.device, p, cuda_graph=True)
     if args.compile:
         for precision in (["fp32", "fp16"] if cuda else ["fp32"]):
             out[f"torch-compile {precision}"] = lambda p=precision: TorchBackend(model(), args.window,

@@ -172,3 +172,21 @@ def test_cuda_graph_backends_equal_the_offline_causal_forward(compile):
             for got, key in ((depth, "depth"), (normal, "normal"), (mask_logits, "mask_logits")):
                 torch.testing.assert_close(got.cpu(), offline[key][:, t], atol=2e-4, rtol=0,
                                            msg=f"{key} frame {t} round {round_}")
+
+
+@cuda
+def test_predictor_on_the_cuda_graph_backend_equals_the_cpu_predictor():
+    import numpy as np
+
+    from hcdp_model.predictor import StreamingPredictor
+
+    model = activate_temporal(HCDPModel(micro_config(temporal=True))).eval()
+    cpu = StreamingPredictor(TorchBackend(model, 3, "cpu"))
+    gpu = StreamingPredictor(TorchBackend(model, 3, "cuda", cuda_graph=True))
+    rng = np.random.default_rng(0)
+    for t in range(6):
+        image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
+        want, got = cpu.step(image, 0.03 * t, "c", "bgr8"), gpu.step(image, 0.03 * t, "c", "bgr8")
+        for key in ("depth", "normals", "mask"):
+            np.testing.assert_allclose(getattr(got, key), getattr(want, key), atol=5e-4, rtol=0)
+        assert got.window_fill == want.window_fill
