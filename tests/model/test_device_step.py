@@ -4,6 +4,8 @@ new_tensor, ...) and nothing reads one back (.item(), .cpu(), ...). That is what
 capture needs; the CUDA tests at the end run where a GPU exists."""
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from torch.overrides import TorchFunctionMode
@@ -182,7 +184,7 @@ def test_predictor_on_the_cuda_graph_backend_equals_the_cpu_predictor():
 
     model = activate_temporal(HCDPModel(micro_config(temporal=True))).eval()
     cpu = StreamingPredictor(TorchBackend(model, 3, "cpu"))
-    gpu = StreamingPredictor(TorchBackend(model, 3, "cuda", cuda_graph=True))
+    gpu = StreamingPredictor(TorchBackend(copy.deepcopy(model), 3, "cuda", cuda_graph=True))
     rng = np.random.default_rng(0)
     for t in range(6):
         image = rng.integers(0, 256, (48, 64, 3), dtype=np.uint8)
