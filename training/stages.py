@@ -20,11 +20,10 @@ from hcdp_model.config import ConfigError, ModelConfig, preset
 from hcdp_model.model import HCDPModel
 from hcdp_model.pretrained import load_backbone
 from hcdp_model.preprocess import normalize_float
+from hcdp_training.batch import Batch, TaskOutput, as_clip
 from hcdp_training.config import TrainConfig
 from hcdp_training.losses import LossConfig, seg_loss, stage1_loss, stage2_loss
-
-Batch = dict[str, torch.Tensor]
-TaskOutput = tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]
+from hcdp_training.video import SelfSupervisedTask
 
 
 def build_model(cfg: TrainConfig) -> HCDPModel:
@@ -102,11 +101,6 @@ def param_groups(model: HCDPModel, cfg: TrainConfig) -> list[dict[str, Any]]:
     return [g for g in groups if g["params"]]
 
 
-def as_clip(image: torch.Tensor) -> torch.Tensor:
-    """Dataset images in [0,1], [B,3,H,W] or [B,T,3,H,W] -> the model's normalised clip [B,T,3,H,W]."""
-    return normalize_float(image[:, None] if image.dim() == 4 else image)
-
-
 def prior_loss(canonical: torch.Tensor, mask_logits: torch.Tensor, batch: Batch, cfg: LossConfig) -> tuple[
         torch.Tensor, dict[str, torch.Tensor]]:
     """Stage-0 objective (ours; the paper uses a pretrained CSE): L1 of the canonical body-surface coordinates
@@ -153,7 +147,5 @@ def make_task(model: HCDPModel, cfg: TrainConfig) -> nn.Module:
     if cfg.stage == 0:
         return PriorTask(model, cfg.loss)
     if cfg.self_supervised:
-        from hcdp_training.video import SelfSupervisedTask
-
         return SelfSupervisedTask(model, cfg)
     return SupervisedTask(model, cfg.loss, cfg.stage, cfg.model.window)

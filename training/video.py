@@ -28,11 +28,11 @@ from torch import nn
 
 from hcdp_model.checkpoint import load_checkpoint
 from hcdp_model.model import HCDPModel
+from hcdp_training.batch import Batch, TaskOutput, as_clip
 from hcdp_training.config import TrainConfig
 from hcdp_training.data.datasets import resize_square
 from hcdp_training.losses import stage1_loss, temporal_depth_loss, temporal_masks, temporal_normal_loss
 from hcdp_training.metrics import flow_opencv
-from hcdp_training.stages import Batch, TaskOutput, as_clip
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")

@@ -1,5 +1,6 @@
-"""The import graph of hcdp_model has no cycle (issue 15): every import counts, function-level and
-TYPE_CHECKING ones included, and importlib.import_module("...") with a literal name."""
+"""The import graph of hcdp_model, hcdp_ros and the trainer has no cycle (issue 15): every import
+counts, function-level and TYPE_CHECKING ones included, and importlib.import_module("...") with a
+literal name."""
 from __future__ import annotations
 
 import ast
@@ -58,6 +59,18 @@ def imports_of(module: str, path: Path, known: set[str]) -> set[str]:
 
 def import_graph(package_dir: Path, package: str | None = None) -> dict[str, set[str]]:
     names = module_names(package_dir, package)
+    return {m: imports_of(m, p, set(names)) for m, p in names.items()}
+
+
+# The installed packages and the folders they come from (setup.py's package_dir).
+PACKAGES = {"hcdp_model": "hcdp_model", "hcdp_ros": "hcdp_ros", "hcdp_training": "training"}
+
+
+def repository_graph() -> dict[str, set[str]]:
+    """One graph over every module of the three packages, so that cycles across them count."""
+    names: dict[str, Path] = {}
+    for package, folder in PACKAGES.items():
+        names.update(module_names(ROOT / folder, package))
     return {m: imports_of(m, p, set(names)) for m, p in names.items()}
 
 
@@ -123,6 +136,15 @@ def test_hcdp_model_has_no_import_cycle():
     found = cycles(graph)
     assert not found, "expected no import cycle in hcdp_model, found: " + "; ".join(
         " -> ".join(c) for c in found)
+
+
+def test_the_repository_has_no_import_cycle_across_its_packages():
+    graph = repository_graph()
+    assert {"hcdp_ros.node", "hcdp_training.stages", "hcdp_training.synth.walkcycle"} <= set(graph)
+    assert "hcdp_model.predictor" in graph["hcdp_ros.bag"], "cross-package edges not found"
+    found = cycles(graph)
+    assert not found, "expected no import cycle in hcdp_model, hcdp_ros, hcdp_training, found: " + (
+        "; ".join(" -> ".join(c) for c in found))
 
 
 def test_the_check_finds_function_level_and_type_checking_cycles(tmp_path):

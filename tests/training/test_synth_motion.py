@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 
 from hcdp_training.synth.card import control_values, histogram
-from hcdp_training.synth.motion import JOINT_LIMITS, MOTIONS, clamp_to_limits, euler_to_matrix, pose_deltas, sample_motion
+from hcdp_training.synth.motion import MOTIONS, sample_motion
+from hcdp_training.synth.tracks import JOINT_LIMITS, clamp_to_limits, euler_to_matrix, pose_deltas
 from hcdp_training.synth.scene import sample_scene
 
 LABELS = ["root", "spine05", "spine03", "spine01", "neck01", "head"] + [

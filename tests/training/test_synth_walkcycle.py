@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from hcdp_training.synth.body import PHENOTYPES, BodyModel
-from hcdp_training.synth.motion import JOINT_LIMITS, Motion, clamp_to_limits, pose_deltas, sample_motion
+from hcdp_training.synth.motion import sample_motion
+from hcdp_training.synth.tracks import JOINT_LIMITS, Motion, clamp_to_limits, pose_deltas
 from hcdp_training.synth.walkcycle import (AUTHORED_FPS, CYCLE_FRAMES, FCurve, bezier_fcurve, parse_fcurves,
                                            solved_walk_cycle, walkcycle_file)
 

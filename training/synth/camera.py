@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from hcdp_training.synth.motion import euler_to_matrix
+from hcdp_training.synth.tracks import euler_to_matrix
 
 VIEWS = ("face", "upper_body", "full_body")
 

@@ -13,9 +13,10 @@ from hcdp_training.synth.backgrounds import KINDS, make_background
 from hcdp_training.synth.body import BodyModel
 from hcdp_training.synth.camera import VIEWS, CameraSpec, intrinsics, sample_camera, trajectory
 from hcdp_training.synth.garments import vertex_normals
-from hcdp_training.synth.motion import MOTIONS, pose_deltas, sample_motion
+from hcdp_training.synth.motion import MOTIONS, sample_motion
 from hcdp_training.synth.person import PersonSpec, build_person, sample_person
 from hcdp_training.synth.render import FrameGeometry, Lighting
+from hcdp_training.synth.tracks import pose_deltas
 
 VIDEO_VIEWS = ("upper_body", "full_body")
 

@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from hcdp_training.synth.body import PHENOTYPES, BodyModel
-from hcdp_training.synth.motion import JOINT_LIMITS, Motion, empty_tracks, euler_to_matrix
+from hcdp_training.synth.tracks import JOINT_LIMITS, Motion, empty_tracks, euler_to_matrix
 
 AUTHORED_FPS = 24.0  # Blender's default scene rate; the file stores none
 CYCLE_FRAMES = 40    # the keys span frames 0..40; frame 40 repeats frame 0 one stride further on
