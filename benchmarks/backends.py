@@ -59,9 +59,11 @@ def candidates(args, checkpoint: Path, folder: Path) -> dict[str, callable]:
     """name -> builder; only what this machine can run."""
     cuda = torch.device(args.device).type == "cuda"
     model = lambda: load_streaming_model(checkpoint)  # noqa: E731 - fresh weights per backend
-    out = {"torch fp32": lambda: TorchBackend(model(), args.window, args.device, "fp32")}
+    out = {"torch fp32": lambda: TorchBackend(model(), args.window, args.device, "fp32",
+                                              cuda_graph=False)}
     for precision in (["fp16", "bf16"] if cuda else ["bf16"]):
-        out[f"torch {precision}"] = lambda p=precision: TorchBackend(model(), args.window, args.device, p)
+        out[f"torch {precision}"] = lambda p=precision: TorchBackend(
+            model(), args.window, args.device, p, cuda_graph=False)
     if cuda:  # the eager step replayed from a CUDA graph (no launch or host cost per kernel)
         for precision in ("fp32", "fp16", "bf16"):
             out[f"torch-cudagraph {precision}"] = lambda p=precision: TorchBackend(

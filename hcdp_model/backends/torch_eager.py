@@ -2,12 +2,14 @@
 
 Modes: eager runs `InPlaceStreamingStep` (the temporal caches are ring buffers updated in place: no
 per-frame copy of the cache); `compile=True` `torch.compile`s the functional `ExportStep` (graphs
-need functional state); `cuda_graph=True` (CUDA only) replays the eager in-place step from a CUDA
-graph captured on the first frame (`CapturedStep`); both together compile the in-place step with
+need functional state); `cuda_graph=True` (CUDA only; the default on CUDA) replays the eager in-place
+step from a CUDA graph captured on the first frame (`CapturedStep`); both together compile it with
 `torch.compile(mode="reduce-overhead")`, whose CUDA graphs accept the ring updates because the
 rings are static addresses. The step itself never touches the host: no `.item()`, no host tensor.
 """
 from __future__ import annotations
+
+import logging
 
 import torch
 from torch import nn
@@ -16,6 +18,8 @@ from ..model import HCDPModel
 from .base import Backend, State, StepOutput, check_precision
 from .cuda_graph import CapturedStep, reset_ring, static_ring
 from .step import ExportStep, InPlaceStreamingStep
+
+log = logging.getLogger(__name__)
 
 
 class _RingOutputs(nn.Module):
@@ -34,11 +38,17 @@ class TorchBackend(Backend):
     name = "torch"
 
     def __init__(self, model: HCDPModel, window: int = 16, device: str | torch.device = "cpu",
-                 precision: str = "fp32", compile: bool = False, cuda_graph: bool = False) -> None:
+                 precision: str = "fp32", compile: bool = False,
+                 cuda_graph: bool | None = None) -> None:
+        """`cuda_graph` None (default): CUDA graphs on a CUDA device unless `compile`, falling back
+        to eager with a warning if the capture fails; True: required (CUDA only); False: never."""
         self.device = torch.device(device)
         self.input_dtype = check_precision(precision, self.device)
         if cuda_graph and self.device.type != "cuda":
             raise ValueError(f"cuda_graph=True needs a CUDA device, got {self.device}")
+        self._fallback = cuda_graph is None
+        if cuda_graph is None:
+            cuda_graph = self.device.type == "cuda" and not compile
         self.precision = precision
         self.window = window
         self.resolution = model.cfg.resolution
@@ -78,7 +88,16 @@ class TorchBackend(Backend):
     @torch.inference_mode()
     def step(self, frame: torch.Tensor, state: State) -> tuple[StepOutput, State]:
         if self._captured is not None:
-            return self._captured(frame, state), state
+            try:
+                return self._captured(frame, state), state
+            except RuntimeError as err:
+                if not self._fallback or self._captured.graph is not None:
+                    raise
+                log.warning("CUDA graph capture of the streaming step failed (%s); running it "
+                            "eagerly", str(err).splitlines()[0][:200])
+                self._captured, self._forward = None, self.module
+                self.name, self.cuda_graph = "torch", False
+                reset_ring(state)  # the failed capture's warm-up wrote into the rings
         if self._ring is not None:
             torch.compiler.cudagraph_mark_step_begin()  # the last outputs were consumed
             return self._forward(frame, *state), state

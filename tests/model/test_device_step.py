@@ -192,3 +192,37 @@ def test_predictor_on_the_cuda_graph_backend_equals_the_cpu_predictor():
         for key in ("depth", "normals", "mask"):
             np.testing.assert_allclose(getattr(got, key), getattr(want, key), atol=5e-4, rtol=0)
         assert got.window_fill == want.window_fill
+
+
+def test_default_cuda_graphs_fall_back_to_eager_when_the_capture_fails(caplog):
+    """On CUDA the default backend captures the step; a capture that fails (an op that cannot be
+    captured) must leave a working eager backend, warned about, with the same outputs."""
+    model = activate_temporal(HCDPModel(micro_config(temporal=True))).eval()
+    reference = TorchBackend(copy.deepcopy(model), 3, "cpu")
+    backend = TorchBackend(model, 3, "cpu", cuda_graph=False)
+
+    class FailingCapture:
+        graph = None
+
+        def reset(self):
+            return reference.module.init_state()
+
+        def __call__(self, frame, state):
+            for tensor in state:  # what a warm-up does before the capture fails
+                tensor.fill_(7)
+            raise RuntimeError("operation not permitted when stream is capturing")
+
+    backend._captured, backend._fallback = FailingCapture(), True
+    clip = random_clip(model, 4)
+    state, want_state = backend.init_state(), reference.init_state()
+    for t in range(4):
+        got, state = backend.step(clip[:, t], state)
+        want, want_state = reference.step(clip[:, t], want_state)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, atol=1e-6, rtol=0)
+    assert backend.name == "torch" and backend._captured is None
+    assert "CUDA graph capture of the streaming step failed" in caplog.text
+    required = TorchBackend(copy.deepcopy(model), 3, "cpu", cuda_graph=False)
+    required._captured = FailingCapture()  # cuda_graph=True: no fallback, the error surfaces
+    with pytest.raises(RuntimeError, match="stream is capturing"):
+        required.step(clip[:, 0], required.init_state())
