@@ -16,15 +16,10 @@ from hcdp_training.metrics import (
     evaluate_sequence,
     flow_opencv,
 )
+from hcdp_training.evaluate import ema_step
 
 GT_CHANNELS = {"depth": 1, "normals": 3, "mask": 1, "flow_fwd": 2}  # ground-truth kind -> 32FC<channels>
 ACCURACY_METRICS = DEPTH_METRICS + NORMAL_METRICS + MASK_METRICS  # dtSSD (a pair metric) included
-
-
-
-
-
-
 
 
 @dataclass
@@ -121,3 +116,37 @@ class StreamMetrics:
 def finite_or_none(value: float) -> float | None:
     """JSON has no NaN: a metric without any valid frame is null."""
     return float(value) if math.isfinite(value) else None
+
+
+class Baselines:
+    """The same frames through the baselines of `hcdp eval`, scored like the model (`StreamMetrics`):
+    `window_1` (the same weights with no past: what temporal context adds), `per_frame` (the weights
+    without temporal blocks) and `per_frame_ema` (per_frame smoothed by `ema_step`, alpha `smoothing`).
+    `predictors` holds the ones that could be built; `unavailable` says why the others could not."""
+
+    def __init__(self, predictors: dict[str, Any], unavailable: dict[str, str], smoothing: float = 0.5):
+        self.predictors, self.unavailable, self.smoothing = predictors, unavailable, smoothing
+        methods = list(predictors) + (["per_frame_ema"] if "per_frame" in predictors else [])
+        self.metrics = {m: StreamMetrics() for m in methods}
+        self._ema: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+    def add(self, rgb: np.ndarray, stamp: float, frame_id: str, gt: dict[str, np.ndarray]) -> None:
+        for method, predictor in self.predictors.items():
+            pred = predictor.step(rgb, stamp, frame_id)
+            continues = not pred.reset
+            self.metrics[method].add(FrameRecord(rgb, pred.depth, pred.normals, pred.mask, gt), continues)
+            if method == "per_frame":
+                self._ema = ema_step(None if pred.reset else self._ema, pred.depth, pred.normals,
+                                     pred.mask, self.smoothing)
+                self.metrics["per_frame_ema"].add(FrameRecord(rgb, *self._ema, gt), continues)
+
+    def finish(self) -> None:
+        for metrics in self.metrics.values():
+            metrics.finish()
+
+    def report(self) -> dict[str, Any]:
+        out: dict[str, Any] = {m: metrics.report() for m, metrics in self.metrics.items()}
+        out.update({m: {"unavailable": why} for m, why in self.unavailable.items()})
+        if "per_frame_ema" in out:
+            out["per_frame_ema"]["smoothing_alpha"] = self.smoothing
+        return out

@@ -170,6 +170,18 @@ def run_predictor(predictor: Predictor, sequence: Sequence, progress: tqdm | Non
                        inference_ms=np.array([o.inference_ms for o in outs], np.float64))
 
 
+def ema_step(previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None, depth: np.ndarray,
+             normals: np.ndarray, mask: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One step of `exponential_smoothing`: (depth, normals, mask) blended into the previous smoothed
+    frame (None: the first frame, returned as it is); the normals are renormalised after the blend."""
+    if previous is None:
+        return depth, normals, mask
+    blend = alpha * normals + (1.0 - alpha) * previous[1]
+    return (alpha * depth + (1.0 - alpha) * previous[0],
+            blend / np.maximum(np.linalg.norm(blend, axis=-1, keepdims=True), 1e-6),
+            alpha * mask + (1.0 - alpha) * previous[2])
+
+
 def exponential_smoothing(pred: Predictions, alpha: float) -> Predictions:
     """Causal per-pixel exponential smoothing y_0 = x_0, y_t = alpha x_t + (1 - alpha) y_{t-1} of the raw
     relative depth, the normals (renormalised after each blend) and the soft mask. alpha = 1 changes
@@ -177,11 +189,10 @@ def exponential_smoothing(pred: Predictions, alpha: float) -> Predictions:
     if not 0.0 < alpha <= 1.0:
         raise ValueError(f"expected a smoothing alpha in (0, 1], got {alpha}")
     depth, normals, mask = pred.depth.copy(), pred.normals.copy(), pred.mask.copy()
-    for t in range(1, depth.shape[0]):
-        depth[t] = alpha * depth[t] + (1.0 - alpha) * depth[t - 1]
-        mask[t] = alpha * mask[t] + (1.0 - alpha) * mask[t - 1]
-        blend = alpha * normals[t] + (1.0 - alpha) * normals[t - 1]
-        normals[t] = blend / np.maximum(np.linalg.norm(blend, axis=-1, keepdims=True), 1e-6)
+    state = None
+    for t in range(depth.shape[0]):
+        state = ema_step(state, depth[t], normals[t], mask[t], alpha)
+        depth[t], normals[t], mask[t] = state
     return Predictions(depth=depth, normals=normals, mask=mask, inference_ms=pred.inference_ms)
 
 

@@ -170,6 +170,26 @@ def test_output_bag_has_the_node_topics_encodings_and_input_stamps(tmp_path, che
     assert report["model"]["checkpoint_sha256"] and report["timing"]["inference_ms_mean"] > 0
 
 
+def test_metrics_score_the_same_weights_at_window_1_per_frame_and_ema_beside_the_model(tmp_path, checkpoint):
+    write_bag(tmp_path / "in", frames=5)
+    assert run_bag(tmp_path / "in", tmp_path / "out", checkpoint, "--window", "4",
+                   "--metrics", str(tmp_path / "m.json")) == 0
+    report = json.loads((tmp_path / "m.json").read_text())
+    model, baselines = report["metrics"], report["metrics_baselines"]
+    assert list(baselines) == ["window_1", "per_frame", "per_frame_ema"]
+    for name, section in baselines.items():
+        assert (section["frames_evaluated"], section["pairs_evaluated"]) == (5, 4), name
+        assert set(section["temporal"]["ground_truth_flow"]["mean"]) == {"OPW", "TC-RMSE", "TC-Mean", "TC-Abs"}
+    assert baselines["per_frame_ema"]["smoothing_alpha"] == 0.5
+    opw = {name: s["temporal"]["opencv_dis_flow"]["mean"]["OPW"] for name, s in baselines.items()}
+    # the micro model's temporal blocks are active: the past changes its output, smoothing changes more
+    assert model["temporal"]["opencv_dis_flow"]["mean"]["OPW"] != opw["window_1"]
+    assert opw["per_frame"] != opw["per_frame_ema"]
+    assert run_bag(tmp_path / "in", tmp_path / "out2", checkpoint, "--no-baselines",
+                   "--metrics", str(tmp_path / "m2.json")) == 0
+    assert "metrics_baselines" not in json.loads((tmp_path / "m2.json").read_text())
+
+
 def test_compressed_input_gives_the_raw_input_predictions_and_no_viz_drops_viz_topics(tmp_path, checkpoint):
     write_bag(tmp_path / "raw", frames=3)
     write_bag(tmp_path / "png", frames=3, compressed=True)
