@@ -35,19 +35,21 @@ class StreamingPredictor:
     """Feeds frames one at a time through a causal model. Reset rules: stamp going backwards, a gap
     above `max_gap_s`, a frame_id change, an image size change (and the first frame).
 
-    `model` is an HCDPModel (run eagerly by the torch backend with `window`/`device`/`precision`,
-    default 16/cpu/fp32) or any runtime `Backend` (hcdp_model.backends), which brings its own window,
+    `model` is an HCDPModel (run by the torch backend with `window`/`device`/`precision`, default
+    16/cpu/fp32) or any runtime `Backend` (hcdp_model.backends), which brings its own window,
     device and precision: values given here must then match it."""
 
-    def __init__(self, model: HCDPModel | Backend, window: int | None = None, device: str | None = None,
-                 precision: str | None = None, max_gap_s: float = 0.5) -> None:
+    def __init__(self, model: HCDPModel | Backend, window: int | None = None,
+                 device: str | None = None, precision: str | None = None,
+                 max_gap_s: float = 0.5) -> None:
         if isinstance(model, Backend):
             asked = {"window": window, "device": None if device is None else torch.device(device),
                      "precision": precision}
             wrong = [f"{k} {v} (the backend has {getattr(model, k)})" for k, v in asked.items()
                      if v is not None and v != getattr(model, k)]
             if wrong:
-                raise ValueError(f"backend {model.describe()} does not match the requested {', '.join(wrong)}")
+                raise ValueError(f"backend {model.describe()} does not match the requested "
+                                 f"{', '.join(wrong)}")
             self.backend = model
         else:
             self.backend = TorchBackend(model, 16 if window is None else window, device or "cpu",
@@ -82,7 +84,8 @@ class StreamingPredictor:
         return None
 
     @torch.inference_mode()
-    def step(self, image: np.ndarray, stamp: float, frame_id: str = "", encoding: str = "rgb8") -> Prediction:
+    def step(self, image: np.ndarray, stamp: float, frame_id: str = "",
+             encoding: str = "rgb8") -> Prediction:
         rgb = to_rgb(image, encoding)
         size = rgb.shape[:2]
         reason = self.reset_reason(stamp, frame_id, size)
@@ -94,7 +97,8 @@ class StreamingPredictor:
         x, box = preprocess(rgb, self.resolution, device=self.device, dtype=self.dtype)
         (depth, normal, mask_logits), self._state = self.backend.step(x, self._state)
         self._fill = min(self._fill + 1, self.window)
-        maps = unpreprocess(torch.cat([depth, normal, mask_logits], dim=1).float(), box)[0]  # [5,H,W]
+        outputs = torch.cat([depth, normal, mask_logits], dim=1).float()
+        maps = unpreprocess(outputs, box)[0]  # [5,H,W]
         depth_map, normals, mask = host_maps(maps)
         elapsed = (time.perf_counter() - start) * 1e3
         return Prediction(depth=depth_map, normals=normals, mask=mask, reset=reason is not None,
@@ -103,9 +107,9 @@ class StreamingPredictor:
 
 def host_maps(maps: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Camera-resolution maps [5,H,W] (depth, normal xyz, mask logit) -> depth [H,W] >= 0, unit
-    normals [H,W,3], mask [H,W] in [0,1] as contiguous float32 arrays. The three are written into one
-    packed buffer on the maps' device, so a GPU needs one device->host copy (into pinned memory);
-    on the CPU the buffer is the result (no extra copy)."""
+    normals [H,W,3], mask [H,W] in [0,1] as contiguous float32 arrays. The three are written into
+    one packed buffer on the maps' device, so a GPU needs one device->host copy (into pinned
+    memory); on the CPU the buffer is the result (no extra copy)."""
     _, h, w = maps.shape
     n = h * w
     packed = maps.new_empty(5 * n)
@@ -122,7 +126,8 @@ def host_maps(maps: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def default_checkpoint() -> Path:
-    """The bundled default model: data/models/default in a source checkout, else the ROS share dir."""
+    """The bundled default model: data/models/default in a source checkout, else the ROS share
+    dir."""
     here = Path(__file__).resolve().parent.parent / "data" / "models" / "default"
     if here.is_dir():
         return here

@@ -1,5 +1,5 @@
-"""The streaming step replayed from a CUDA graph: the whole frame (encoder, temporal ring update and
-attention, decoder) is one graph launch, so the step costs no kernel-launch or host time.
+"""The streaming step replayed from a CUDA graph: the whole frame (encoder, temporal ring update
+and attention, decoder) is one graph launch, so the step costs no kernel-launch or host time.
 
 `InPlaceStreamingStep` keeps everything on the device (ring slot and ages are device tensors, no
 `.item()`, no host tensor: tests/model/test_device_step.py), so it can be captured as it is. The
@@ -36,7 +36,8 @@ def static_ring(step: InPlaceStreamingStep, device: torch.device, dtype: torch.d
 class CapturedStep:
     """`InPlaceStreamingStep` captured in a CUDA graph on first use, replayed per frame."""
 
-    def __init__(self, step: InPlaceStreamingStep, device: torch.device, dtype: torch.dtype) -> None:
+    def __init__(self, step: InPlaceStreamingStep, device: torch.device,
+                 dtype: torch.dtype) -> None:
         if device.type != "cuda":
             raise ValueError(f"expected a CUDA device for CUDA graphs, got {device}")
         self.step = step

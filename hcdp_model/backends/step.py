@@ -1,11 +1,12 @@
 """The step graphs every backend runs and every exporter compiles.
 
-`StreamingStep` is the pure step function with the cache as explicit fixed-shape tensors: one static
-graph per resolution and window. `InPlaceStreamingStep` is the same maths over ring buffers updated in
-place (what the eager torch backend runs). `ExportStep` is `StreamingStep` with the cache's `valid`
-flags carried as floats (0/1) in the compute dtype instead of bools, so that every graph input and
-output is one floating dtype: TensorRT engines and ONNX Runtime IO binding then need no bool tensors.
-The conversion is exact, so every step still equals the offline causal forward.
+`StreamingStep` is the pure step function with the cache as explicit fixed-shape tensors: one
+static graph per resolution and window. `InPlaceStreamingStep` is the same maths over ring buffers
+updated in place (what the eager torch backend runs). `ExportStep` is `StreamingStep` with the
+cache's `valid` flags carried as floats (0/1) in the compute dtype instead of bools, so that every
+graph input and output is one floating dtype: TensorRT engines and ONNX Runtime IO binding then
+need no bool tensors. The conversion is exact, so every step still equals the offline causal
+forward.
 """
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ class StreamingStep(nn.Module):
         if window < 1:
             raise ValueError(f"expected a window >= 1, got {window}")
         if model.temporal_blocks is not None and not model.temporal_blocks[0].causal:
-            raise ValueError("streaming needs a causal model; call model.set_temporal_mode('causal') "
-                             "(a bidirectional model needs future frames)")
+            raise ValueError("streaming needs a causal model; call "
+                             "model.set_temporal_mode('causal') (a bidirectional model needs "
+                             "future frames)")
         self.model = model
         self.window = window
 
@@ -40,7 +42,8 @@ class StreamingStep(nn.Module):
         c = self.model.cfg.decoder.features
         state: list[torch.Tensor] = []
         for block, side in zip(self.model.temporal_blocks, self.model.scale_sizes()):
-            state.extend(self._empty_cache(block, torch.Size((batch, c, side, side)), device, dtype))
+            shape = torch.Size((batch, c, side, side))
+            state.extend(self._empty_cache(block, shape, device, dtype))
         return tuple(state)
 
     def _empty_cache(self, block, shape: torch.Size, device, dtype) -> tuple[torch.Tensor, ...]:
@@ -58,10 +61,10 @@ class StreamingStep(nn.Module):
 
 
 class InPlaceStreamingStep(StreamingStep):
-    """The eager step the torch backend runs: same outputs as `StreamingStep`, but each temporal cache is
-    a ring buffer updated in place (state = keys, values, ages per block; `forward` returns the same,
-    mutated tensors), so a frame costs no copy of the whole cache. Not for export: graphs need the
-    functional `StreamingStep`."""
+    """The eager step the torch backend runs: same outputs as `StreamingStep`, but each temporal
+    cache is a ring buffer updated in place (state = keys, values, ages per block; `forward`
+    returns the same, mutated tensors), so a frame costs no copy of the whole cache. Not for
+    export: graphs need the functional `StreamingStep`."""
 
     def _empty_cache(self, block, shape: torch.Size, device, dtype) -> tuple[torch.Tensor, ...]:
         return block.empty_ring(shape, self.window, device, dtype)
@@ -101,10 +104,12 @@ class ExportStep(nn.Module):
                 *[s.to(frame.dtype) if i % 3 == 2 else s for i, s in enumerate(new)])
 
     def example_inputs(self, device: torch.device | str | None = None,
-                       dtype: torch.dtype = torch.float32, seed: int = 0) -> tuple[torch.Tensor, ...]:
-        """A random frame and a partly filled cache: the shapes/dtypes a compiler needs, with values
-        that exercise the attention mask (half the past slots valid). On `device`, by default the
-        device of the model's weights (so that running the step on them works on a GPU too)."""
+                       dtype: torch.dtype = torch.float32,
+                       seed: int = 0) -> tuple[torch.Tensor, ...]:
+        """A random frame and a partly filled cache: the shapes/dtypes a compiler needs, with
+        values that exercise the attention mask (half the past slots valid). On `device`, by
+        default the device of the model's weights (so that running the step on them works on a
+        GPU too)."""
         if device is None:
             device = next(self.parameters()).device
         g = torch.Generator().manual_seed(seed)

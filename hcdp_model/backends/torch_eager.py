@@ -2,8 +2,9 @@
 
 Modes: eager runs `InPlaceStreamingStep` (the temporal caches are ring buffers updated in place: no
 per-frame copy of the cache); `compile=True` `torch.compile`s the functional `ExportStep` (graphs
-need functional state); `cuda_graph=True` (CUDA only; the default on CUDA) replays the eager in-place
-step from a CUDA graph captured on the first frame (`CapturedStep`); both together compile it with
+need functional state); `cuda_graph=True` (CUDA only; the default on CUDA) replays the eager
+in-place step from a CUDA graph captured on the first frame (`CapturedStep`); both together compile
+it with
 `torch.compile(mode="reduce-overhead")`, whose CUDA graphs accept the ring updates because the
 rings are static addresses. The step itself never touches the host: no `.item()`, no host tensor.
 """

@@ -97,4 +97,5 @@ def test_tensorrt_compile_keeps_its_timing_cache_in_the_persistent_hcdp_cache(
     monkeypatch.delenv("XDG_CACHE_HOME")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     trt.compile_step(FakeStep(), api, "fp16", torch.device("cuda"))
-    assert seen["timing_cache_path"] == str(tmp_path / "home/.cache/hcdp/tensorrt/timing_cache.bin")
+    home = tmp_path / "home" / ".cache" / "hcdp"
+    assert seen["timing_cache_path"] == str(home / "tensorrt" / "timing_cache.bin")

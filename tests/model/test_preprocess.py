@@ -86,8 +86,8 @@ def test_letterbox_maps_places_ground_truth_like_the_image():
 def _reference_host_maps(maps):
     """What the predictor computed before the packed copy (three separate results)."""
     from hcdp_model.heads import unit
-    return (maps[0].clamp_min(0).numpy(), unit(maps[1:4], dim=0).permute(1, 2, 0).contiguous().numpy(),
-            torch.sigmoid(maps[4]).numpy())
+    normals = unit(maps[1:4], dim=0).permute(1, 2, 0).contiguous()
+    return maps[0].clamp_min(0).numpy(), normals.numpy(), torch.sigmoid(maps[4]).numpy()
 
 
 def test_host_maps_pack_depth_normals_and_mask_into_one_buffer():
