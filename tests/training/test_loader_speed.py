@@ -3,7 +3,6 @@ per file version, float16 normals renormalised in place of np.linalg.norm, and a
 the training size skips the resize."""
 from __future__ import annotations
 
-import json
 import os
 
 import cv2
