@@ -123,6 +123,7 @@ class BagConfig:
     overwrite: bool = False
     threads: int = 1
     baselines: bool = True  # with --metrics: also score window 1, per frame and per frame + EMA
+    mask_outputs: bool = True  # NaN depth/normals off the person (the node's mask_outputs)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> BagConfig:
@@ -132,7 +133,7 @@ class BagConfig:
                    args.checkpoint, args.backend, args.precision, args.device, args.window, args.namespace,
                    args.storage, gt_prefix=args.gt_prefix.rstrip("/"), viz=not args.no_viz,
                    compression=args.compression, overwrite=args.overwrite, threads=args.threads,
-                   baselines=not args.no_baselines, **optional)
+                   baselines=not args.no_baselines, mask_outputs=not args.raw_maps, **optional)
 
     @property
     def visuals(self) -> bool:
@@ -418,7 +419,8 @@ class BagRunner:
         self.processor = FrameProcessor(predictor)
         self.options = OutputOptions(DEFAULTS.mask_threshold, DEFAULTS.publish_points, DEFAULTS.depth_scale,
                                      DEFAULTS.points_stride, DEFAULTS.metric_min_pixels,
-                                     VizRequest(cfg.visuals, cfg.visuals, cfg.visuals))
+                                     VizRequest(cfg.visuals, cfg.visuals, cfg.visuals),
+                                     mask_outputs=cfg.mask_outputs)
         self.out = out
         self.progress = progress
         self.camera = None
@@ -660,6 +662,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt-prefix", default="/ground_truth",
                         help="ground truth topics <prefix>/depth, /normals, /mask, /flow_fwd (for --metrics)")
     parser.add_argument("--no-viz", action="store_true", help="do not write the three */viz topics")
+    parser.add_argument("--raw-maps", action="store_true",
+                        help="write relative depth and normals everywhere (default: NaN outside the "
+                             "person, as the node's mask_outputs; the model is supervised on people only)")
     parser.add_argument("--compression", choices=("none", "zstd"), default="none",
                         help="zstd: compress each output message (the closing line prints the "
                              "bag's size and its messages' size before compression; ros2 bag play "

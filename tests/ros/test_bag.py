@@ -190,6 +190,17 @@ def test_metrics_score_the_same_weights_at_window_1_per_frame_and_ema_beside_the
     assert "metrics_baselines" not in json.loads((tmp_path / "m2.json").read_text())
 
 
+def test_raw_maps_writes_depth_and_normals_outside_the_person_too(tmp_path, checkpoint):
+    write_bag(tmp_path / "in", frames=2)
+    assert run_bag(tmp_path / "in", tmp_path / "masked", checkpoint, "--no-viz") == 0
+    assert run_bag(tmp_path / "in", tmp_path / "raw", checkpoint, "--no-viz", "--raw-maps") == 0
+    masked = _float_image(read_bag(tmp_path / "masked")["/hcdp/relative_depth"][0][1])
+    raw = _float_image(read_bag(tmp_path / "raw")["/hcdp/relative_depth"][0][1])
+    assert np.isnan(masked).any() and np.isfinite(raw).all()
+    person = np.isfinite(masked)
+    np.testing.assert_array_equal(raw[person], masked[person])
+
+
 def test_compressed_input_gives_the_raw_input_predictions_and_no_viz_drops_viz_topics(tmp_path, checkpoint):
     write_bag(tmp_path / "raw", frames=3)
     write_bag(tmp_path / "png", frames=3, compressed=True)
