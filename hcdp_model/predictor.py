@@ -17,7 +17,7 @@ from .backends.build import open_backend
 from .backends.torch_eager import TorchBackend
 from .heads import unit
 from .model import HCDPModel
-from .preprocess import preprocess, to_rgb, unpreprocess
+from .preprocess import check_image, preprocess, unpreprocess
 
 
 @dataclass
@@ -86,15 +86,15 @@ class StreamingPredictor:
     @torch.inference_mode()
     def step(self, image: np.ndarray, stamp: float, frame_id: str = "",
              encoding: str = "rgb8") -> Prediction:
-        rgb = to_rgb(image, encoding)
-        size = rgb.shape[:2]
+        check_image(image, encoding)
+        size = image.shape[:2]
         reason = self.reset_reason(stamp, frame_id, size)
         if reason is not None:
             self._state = self.backend.init_state()
             self._fill = 0
         self._last = (stamp, frame_id, size)
         start = time.perf_counter()
-        x, box = preprocess(rgb, self.resolution, device=self.device, dtype=self.dtype)
+        x, box = preprocess(image, self.resolution, encoding, device=self.device, dtype=self.dtype)
         (depth, normal, mask_logits), self._state = self.backend.step(x, self._state)
         self._fill = min(self._fill + 1, self.window)
         outputs = torch.cat([depth, normal, mask_logits], dim=1).float()

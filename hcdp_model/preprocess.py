@@ -50,8 +50,9 @@ class Letterbox:
                 (y - self.top + 0.5) * self.in_h / self.new_h - 0.5)
 
 
-def to_rgb(image: np.ndarray, encoding: str = "rgb8") -> np.ndarray:
-    """uint8 rgb8/bgr8 (H,W,3) or mono8 (H,W) -> RGB (H,W,3) uint8; rgb8 is returned without a copy."""
+def check_image(image: np.ndarray, encoding: str = "rgb8") -> None:
+    """Refuse what is not a non-empty uint8 rgb8/bgr8 (H,W,3) or mono8 (H,W) image, saying what
+    was expected."""
     if encoding not in ENCODINGS:
         raise ValueError(f"expected encoding {'/'.join(ENCODINGS)}, got {encoding!r}")
     if image.dtype != np.uint8:
@@ -62,6 +63,12 @@ def to_rgb(image: np.ndarray, encoding: str = "rgb8") -> np.ndarray:
                          f"got shape {image.shape}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise ValueError(f"expected a non-empty image, got shape {image.shape}")
+
+
+def to_rgb(image: np.ndarray, encoding: str = "rgb8") -> np.ndarray:
+    """uint8 rgb8/bgr8 (H,W,3) or mono8 (H,W) -> RGB (H,W,3) uint8; rgb8 is returned without a
+    copy."""
+    check_image(image, encoding)
     if encoding == "bgr8":
         return image[..., ::-1]
     if encoding == "mono8":
@@ -111,23 +118,38 @@ def _normalisation(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tens
 def preprocess(images: np.ndarray | torch.Tensor, size: int, encoding: str = "rgb8",
                device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
                ) -> tuple[torch.Tensor, Letterbox]:
-    """uint8 image(s) (H,W,3) / (N,H,W,3) (or mono8 (H,W)) -> normalised [N,3,S,S] and its Letterbox.
+    """uint8 image(s) (H,W,3) / (N,H,W,3) (or mono8 (H,W) / (N,H,W)) in `encoding` -> normalised
+    RGB [N,3,S,S] and its Letterbox. A tensor must be RGB [N,H,W,3].
 
-    The resize runs on `device` after a uint8 upload, so on a GPU the CPU only moves bytes."""
+    The frame is uploaded as it is (bgr8 and mono8 included: no host-side conversion copy) and
+    converted, resized and normalised on `device`, so on a GPU the CPU only moves bytes. Channel
+    order and grey expansion are applied after the resize, which works per channel, so the result
+    is the same as converting first, at model-resolution cost."""
     device = torch.device(device)
+    channels = 3
     if isinstance(images, np.ndarray):
         single_ndim = 2 if encoding == "mono8" else 3
         if images.ndim == single_ndim + 1:
-            images = np.stack([to_rgb(im, encoding) for im in images])
+            for image in images:
+                check_image(image, encoding)
         else:
-            images = to_rgb(images, encoding)[None]  # validates and says what was expected
+            check_image(images, encoding)  # says what was expected
+            images = images[None]
+        if encoding == "mono8":
+            images, channels = images[..., None], 1
         images = upload(images, device)
-    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+    else:
+        encoding = "rgb8"
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != channels:
         raise ValueError(f"expected uint8 images [N,H,W,3], got {images.dtype} {tuple(images.shape)}")
     box = Letterbox.fit(images.shape[1], images.shape[2], size)
     x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).to(dtype)
     # Resizing is linear, so normalising after it gives the same result at model resolution cost.
     x = _resize(x, (box.new_h, box.new_w), "bilinear")
+    if encoding == "bgr8":
+        x = x.flip(1)
+    elif encoding == "mono8":
+        x = x.expand(-1, 3, -1, -1)
     mean, std = _normalisation(device, dtype)
     out = x.new_zeros((x.shape[0], 3, size, size))
     out[..., box.top:box.top + box.new_h, box.left:box.left + box.new_w] = (x - mean) / std
