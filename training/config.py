@@ -1,19 +1,21 @@
-"""Training configuration: one dataclass per concern, loaded from YAML, validated, unknown keys rejected.
+"""Training configuration: one dataclass per concern, loaded from YAML, validated, unknown keys
+rejected.
 
 A run is described by a `TrainConfig`:
 
-    stage        0 (prior encoder), 1 (static images) or 2 (clips; self-supervised when data.kind = video)
-    model        what network to build or load, and what to initialise it from
+    stage        0 (prior encoder), 1 (static images) or 2 (clips; self-supervised when data.kind =
+video) model        what network to build or load, and what to initialise it from
     data         where the samples are and how they are cut, resized and augmented
-    optim        AdamW, per-group learning rates, the warm-up + polynomial schedule, batch, precision
-    loss         the paper's loss weights and thresholds (`hcdp_training.losses.LossConfig`)
+    optim        AdamW, per-group learning rates, the warm-up + polynomial schedule, batch,
+precision loss         the paper's loss weights and thresholds (`hcdp_training.losses.LossConfig`)
     selfsup      the distillation weight of self-supervised stage 2 on unlabeled video
     log          TensorBoard scalars / image grids and the progress bar
     checkpoint   how often to write a checkpoint and how many to keep
 
-`load_config(path, overrides)` reads the YAML and applies `key.sub=value` overrides (values parsed as
-YAML). Every value is type-checked against the dataclass annotations and range-checked in `validate()`,
-and every error names the key, what was expected and what was found. docs/training.md lists every key.
+`load_config(path, overrides)` reads the YAML and applies `key.sub=value` overrides (values parsed
+as YAML). Every value is type-checked against the dataclass annotations and range-checked in
+`validate()`, and every error names the key, what was expected and what was found. docs/training.md
+lists every key.
 """
 from __future__ import annotations
 
@@ -36,24 +38,28 @@ DEVICES = ("auto", "cpu", "cuda")
 
 @dataclass
 class ModelSection:
-    """The network. Stage 0/1 build `preset` (or the model config file `config`); `init` loads a full
-    checkpoint instead (required in stage 2: the stage-1 model)."""
+    """The network. Stage 0/1 build `preset` (or the model config file `config`); `init` loads a
+    full checkpoint instead (required in stage 2: the stage-1 model)."""
 
     preset: str = "tiny"
     family: str = "dinov2"
-    config: str = ""  # a model config YAML/JSON (hcdp_model.config.ModelConfig); overrides preset/family
+    # a model config YAML/JSON (hcdp_model.config.ModelConfig); overrides preset/family
+    config: str = ""
     init: str = ""  # checkpoint to start from (stage 2: the stage-1 checkpoint)
-    prior_init: str = ""  # stage-0 checkpoint whose prior encoder is copied in (stage 1), then frozen
-    backbone: str = ""  # official DINOv2/DINOv3 weights file for the encoder (stage 1; local path only)
+    # stage-0 checkpoint whose prior encoder is copied in (stage 1), then frozen
+    prior_init: str = ""
+    # official DINOv2/DINOv3 weights file for the encoder (stage 1; local path only)
+    backbone: str = ""
     temporal_mode: str = "causal"  # stage 2: causal (streaming) or bidirectional (offline clips)
-    window: int = 0  # stage 2, causal: attention window in frames during training (0 = the whole clip)
+    # stage 2, causal: attention window in frames during training (0 = the whole clip)
+    window: int = 0
 
 
 @dataclass
 class DataSection:
-    """Training samples. `hcdp`: our generated sequences (training/data/format.py); `synthhuman`: DAViD's
-    release layout (stage 0/1 have no canonical coordinates there, so stage 1 only); `video`: a folder of
-    unlabeled videos or image sequences (stage 2 only, self-supervised)."""
+    """Training samples. `hcdp`: our generated sequences (training/data/format.py); `synthhuman`:
+    DAViD's release layout (stage 0/1 have no canonical coordinates there, so stage 1 only);
+    `video`: a folder of unlabeled videos or image sequences (stage 2 only, self-supervised)."""
 
     kind: str = "hcdp"
     root: str = ""
@@ -63,22 +69,31 @@ class DataSection:
     augment: bool = True  # DAViD augmentations (clip-consistent in stage 2)
     augmentation: AugmentConfig = field(default_factory=AugmentConfig)
     num_workers: int = 0
-    seed: int = 0  # data order, augmentation and clip strides are functions of (seed, epoch, index)
+    # data order, augmentation and clip strides are functions of (seed, epoch, index)
+    seed: int = 0
 
 
 @dataclass
 class OptimSection:
-    """AdamW with per-group learning rates and the paper's schedule (appendix A.6, Tables 18/19)."""
+    """AdamW with per-group learning rates and the paper's schedule (appendix A.6, Tables
+    18/19)."""
 
     steps: int = 1000  # optimizer steps
     batch_size: int = 4  # samples (clips in stage 2) per process and micro-batch
-    accumulation: int = 1  # micro-batches per optimizer step; global batch = batch_size x accumulation x world
+    # micro-batches per optimizer step; global batch = batch_size x accumulation x world
+    accumulation: int = 1
     lr_encoder: float = 1e-4  # Table 18 "Encoder" (stage 1); unused while the encoder is frozen
     lr_temporal: float = 1e-4  # Table 19 "Temporal modules" (stage 2)
-    lr_others: float = 1e-5  # Table 18 "Others" 1e-5; Table 19 "Others" 1e-6; stage 0: the prior encoder
+    # Table 18 "Others" 1e-5; Table 19 "Others" 1e-6; stage 0: the prior encoder
+    lr_others: float = 1e-5
     # Stage 1: the DPT decoder (+ the depth_anything depth head) as its own group, e.g. when it was
     # mapped from a Depth Anything file by `hcdp init-from`; None = part of "others".
     lr_decoder: float | None = None
+    # Stage 2: the temporal blocks' relative time biases as their own group; None = lr_temporal.
+    # AdamW moves a parameter by about its learning rate per step, so at 1e-4 over a few hundred
+    # steps a bias cannot move the ~1 it takes to make attention prefer recent frames
+    # (docs/training.md).
+    lr_time_bias: float | None = None
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = 2000
@@ -94,8 +109,10 @@ class OptimSection:
 class SelfSupSection:
     """Self-supervised stage 2 on unlabeled video (training/video.py)."""
 
-    distill_weight: float = 1.0  # weight of the stage-1 loss against the frozen stage-1 model's predictions
-    teacher_mask_threshold: float = 0.5  # teacher mask > this is the human region of the temporal terms
+    # weight of the stage-1 loss against the frozen stage-1 model's predictions
+    distill_weight: float = 1.0
+    # teacher mask > this is the human region of the temporal terms
+    teacher_mask_threshold: float = 0.5
 
 
 @dataclass
@@ -139,50 +156,63 @@ class TrainConfig:
         _check(m.temporal_mode in TEMPORAL_MODES,
                f"model.temporal_mode: expected one of {TEMPORAL_MODES}, got {m.temporal_mode!r}")
         _check(m.window >= 0, f"model.window: expected >= 0 (0 = whole clip), got {m.window}")
-        _check(self.stage != 2 or m.init, "model.init: stage 2 starts from the stage-1 checkpoint; "
+        _check(self.stage != 2 or m.init, "model.init: stage 2 starts from the stage-1 "
+                                          "checkpoint; "
                "expected its path, got nothing")
         _check(d.kind in DATA_KINDS, f"data.kind: expected one of {DATA_KINDS}, got {d.kind!r}")
         _check(bool(d.root), "data.root: expected the training data folder, got nothing")
         _check(d.kind != "video" or self.stage == 2,
                f"data.kind video (unlabeled) is for stage 2 only, got stage {self.stage}")
         _check(d.kind != "video" or self.loss.temporal == "flow",
-               "loss.temporal: unlabeled video has no ground-truth depth for TGM; expected flow, got tgm")
+               "loss.temporal: unlabeled video has no ground-truth depth for TGM; expected flow, "
+               "got tgm")
         _check(d.kind != "synthhuman" or self.stage == 1,
-               f"data.kind synthhuman has static labelled images for stage 1 only, got stage {self.stage}")
+               "data.kind synthhuman has static labelled images for stage 1 only, got stage "
+               f"{self.stage}")
         if self.stage == 2:
-            _check(d.frames >= 2, f"data.frames: stage 2 needs clips of >= 2 frames, got {d.frames}")
+            _check(d.frames >= 2, "data.frames: stage 2 needs clips of >= 2 frames, got "
+                                  f"{d.frames}")
         else:
-            _check(d.frames == 1, f"data.frames: stage {self.stage} trains on single images; expected 1, "
+            _check(d.frames == 1, f"data.frames: stage {self.stage} trains on single images; "
+                                  "expected 1, "
                    f"got {d.frames}")
-        _check(1 <= d.stride[0] <= d.stride[1], f"data.stride: expected 1 <= min <= max, got {list(d.stride)}")
-        _check(d.size >= 0 and d.num_workers >= 0, f"data.size and data.num_workers: expected >= 0, got "
+        _check(1 <= d.stride[0] <= d.stride[1], "data.stride: expected 1 <= min <= max, got "
+                                                f"{list(d.stride)}")
+        _check(d.size >= 0 and d.num_workers >= 0, "data.size and data.num_workers: expected >= "
+                                                   "0, got "
                f"{d.size} and {d.num_workers}")
         _check(o.steps >= 1 and o.batch_size >= 1 and o.accumulation >= 1,
-               f"optim.steps, batch_size, accumulation: expected >= 1, got {o.steps}, {o.batch_size}, "
-               f"{o.accumulation}")
-        for name in ("lr_encoder", "lr_temporal", "lr_others", "weight_decay", "clip_grad_norm", "drop_grad_norm",
+               f"optim.steps, batch_size, accumulation: expected >= 1, got {o.steps}, "
+               f"{o.batch_size}, {o.accumulation}")
+        for name in ("lr_encoder", "lr_temporal", "lr_others", "weight_decay", "clip_grad_norm",
+                     "drop_grad_norm",
                      "decay_power"):
             _check(getattr(o, name) >= 0, f"optim.{name}: expected >= 0, got {getattr(o, name)}")
         _check(o.lr_decoder is None or o.lr_decoder >= 0,
                f"optim.lr_decoder: expected null or >= 0, got {o.lr_decoder}")
-        _check(all(0 <= b < 1 for b in o.betas), f"optim.betas: expected values in [0, 1), got {list(o.betas)}")
+        _check(o.lr_time_bias is None or o.lr_time_bias >= 0,
+               f"optim.lr_time_bias: expected null or >= 0, got {o.lr_time_bias}")
+        _check(all(0 <= b < 1 for b in o.betas), "optim.betas: expected values in [0, 1), got "
+                                                 f"{list(o.betas)}")
         _check(o.warmup_steps >= 0, f"optim.warmup_steps: expected >= 0, got {o.warmup_steps}")
         _check(0 < o.warmup_start_factor <= 1,
                f"optim.warmup_start_factor: expected in (0, 1], got {o.warmup_start_factor}")
         _check(o.drop_grad_norm == 0 or o.drop_grad_norm > o.clip_grad_norm,
-               f"optim.drop_grad_norm: expected 0 (off) or above clip_grad_norm {o.clip_grad_norm}, "
-               f"got {o.drop_grad_norm}")
-        _check(o.precision in PRECISIONS, f"optim.precision: expected one of {PRECISIONS}, got {o.precision!r}")
+               "optim.drop_grad_norm: expected 0 (off) or above clip_grad_norm "
+               f"{o.clip_grad_norm}, got {o.drop_grad_norm}")
+        _check(o.precision in PRECISIONS, f"optim.precision: expected one of {PRECISIONS}, got "
+                                          f"{o.precision!r}")
         _check(self.selfsup.distill_weight >= 0,
                f"selfsup.distill_weight: expected >= 0, got {self.selfsup.distill_weight}")
-        _check(0 <= self.selfsup.teacher_mask_threshold < 1, "selfsup.teacher_mask_threshold: expected in [0, 1), "
+        _check(0 <= self.selfsup.teacher_mask_threshold < 1, "selfsup.teacher_mask_threshold: "
+                                                             "expected in [0, 1), "
                f"got {self.selfsup.teacher_mask_threshold}")
         _check(self.log.scalars_every >= 1 and self.log.images_every >= 0,
-               f"log.scalars_every >= 1 and log.images_every >= 0 expected, got {self.log.scalars_every}, "
-               f"{self.log.images_every}")
+               "log.scalars_every >= 1 and log.images_every >= 0 expected, got "
+               f"{self.log.scalars_every}, {self.log.images_every}")
         _check(self.checkpoint.every >= 1 and self.checkpoint.keep >= 1,
-               f"checkpoint.every and checkpoint.keep: expected >= 1, got {self.checkpoint.every}, "
-               f"{self.checkpoint.keep}")
+               "checkpoint.every and checkpoint.keep: expected >= 1, got "
+               f"{self.checkpoint.every}, {self.checkpoint.keep}")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -204,14 +234,16 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
         raise ConfigError(f"{path}: cannot read the training config ({err})") from err
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping of training settings, got {type(data).__name__}")
+        raise ConfigError(f"{path}: expected a mapping of training settings, got "
+                          f"{type(data).__name__}")
     for item in overrides:
         apply_override(data, item)
     return TrainConfig.from_dict(data, source=str(path))
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:
-    """Set `data[a][b] = yaml(value)` for the override string `a.b=value`, creating sections as needed."""
+    """Set `data[a][b] = yaml(value)` for the override string `a.b=value`, creating sections as
+    needed."""
     key, sep, text = item.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {item!r}: expected key.sub=value")

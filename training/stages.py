@@ -2,10 +2,11 @@
 learning rates, and the task module that turns a batch into (loss, terms, prediction, target).
 
 Stage 0 (human prior, SPEC 3.4): the prior encoder regresses the generated canonical body-surface
-coordinates and the person mask (`prior_loss`); it is frozen in every later stage, as the paper freezes CSE.
-Stage 1 (sec. 3.3.1): static images, eq. 11; groups "encoder" (lr_encoder) and "others" (lr_others), Table 18.
-Stage 2 (sec. 3.3.2): clips, eq. 14; temporal blocks inserted (zero-initialised: step 0 predicts exactly
-what stage 1 did), encoder frozen; groups "temporal" (lr_temporal) and "others" (lr_others), Table 19.
+coordinates and the person mask (`prior_loss`); it is frozen in every later stage, as the paper
+freezes CSE. Stage 1 (sec. 3.3.1): static images, eq. 11; groups "encoder" (lr_encoder) and
+"others" (lr_others), Table 18. Stage 2 (sec. 3.3.2): clips, eq. 14; temporal blocks inserted
+(zero-initialised: step 0 predicts exactly what stage 1 did), encoder frozen; groups "temporal"
+(lr_temporal) and "others" (lr_others), Table 19.
 """
 from __future__ import annotations
 
@@ -37,15 +38,17 @@ def build_model(cfg: TrainConfig) -> HCDPModel:
     else:
         model = HCDPModel(preset(m.preset, m.family))
     if cfg.stage == 0 and model.human_prior is None:
-        raise ConfigError("stage 0 trains the human prior encoder, but the model has prior.kind 'none'")
+        raise ConfigError("stage 0 trains the human prior encoder, but the model has prior.kind "
+                          "'none'")
     if cfg.stage == 1:
         if m.prior_init:
             load_prior_encoder(model, m.prior_init)
         elif model.human_prior is not None and not m.init:
-            print("hcdp train: stage 1 without model.prior_init: the prior encoder stays at its random "
-                  "initialisation and is frozen (run stage 0 first)", file=sys.stderr)
+            print("hcdp train: stage 1 without model.prior_init: the prior encoder stays at its "
+                  "random initialisation and is frozen (run stage 0 first)", file=sys.stderr)
         if m.backbone:
-            print(f"hcdp train: encoder from {m.backbone}: {load_backbone(model.encoder, m.backbone)}",
+            print(f"hcdp train: encoder from {m.backbone}: "
+                  f"{load_backbone(model.encoder, m.backbone)}",
                   file=sys.stderr)
     if cfg.stage == 2 and model.temporal_blocks is None:
         model.insert_temporal_blocks(m.temporal_mode)
@@ -54,7 +57,8 @@ def build_model(cfg: TrainConfig) -> HCDPModel:
 
 
 def prepare(model: HCDPModel, cfg: TrainConfig) -> HCDPModel:
-    """Set the temporal mode and freeze what the stage does not train (also after loading a checkpoint)."""
+    """Set the temporal mode and freeze what the stage does not train (also after loading a
+    checkpoint)."""
     model.requires_grad_(True)
     if cfg.stage == 0:
         model.requires_grad_(False)
@@ -72,16 +76,18 @@ def load_prior_encoder(model: HCDPModel, path: str) -> None:
     """Copy `human_prior.encoder.*` from a (stage-0) checkpoint into `model`."""
     source = load_checkpoint(path)
     if model.human_prior is None or source.human_prior is None:
-        raise ConfigError(f"model.prior_init {path}: both models need a human prior (prior.kind not 'none')")
+        raise ConfigError(f"model.prior_init {path}: both models need a human prior (prior.kind "
+                          "not 'none')")
     try:
         model.human_prior.encoder.load_state_dict(source.human_prior.encoder.state_dict())
     except RuntimeError as err:
-        raise ConfigError(f"model.prior_init {path}: its prior encoder does not fit this model's prior "
-                          f"config ({err})") from err
+        raise ConfigError(f"model.prior_init {path}: its prior encoder does not fit this model's "
+                          f"prior config ({err})") from err
 
 
 def param_groups(model: HCDPModel, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """Named AdamW groups of the trainable parameters with their base learning rates (empty groups dropped)."""
+    """Named AdamW groups of the trainable parameters with their base learning rates (empty groups
+    dropped)."""
     o = cfg.optim
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     if cfg.stage == 0:
@@ -91,20 +97,29 @@ def param_groups(model: HCDPModel, cfg: TrainConfig) -> list[dict[str, Any]]:
     else:
         special, special_lr, name = list(model.temporal_blocks.parameters()), o.lr_temporal, "temporal"
     special_ids = {id(p) for p in special}
-    groups = [{"name": name, "params": [p for p in special if id(p) in trainable], "lr": special_lr}]
+    groups = [{"name": name, "params": [p for p in special if id(p) in trainable],
+               "lr": special_lr}]
     if cfg.stage == 1 and o.lr_decoder is not None:
         decoder = [p for p in model.decoder_parameters() if id(p) in trainable]
         groups.append({"name": "decoder", "params": decoder, "lr": o.lr_decoder})
         special_ids |= {id(p) for p in decoder}
+    if cfg.stage == 2 and o.lr_time_bias is not None:
+        biases = {id(block.attn.relative_bias) for block in model.temporal_blocks}
+        groups[0]["params"] = [p for p in groups[0]["params"] if id(p) not in biases]
+        groups.append({"name": "time_bias", "lr": o.lr_time_bias,
+                       "params": [b.attn.relative_bias for b in model.temporal_blocks
+                                  if id(b.attn.relative_bias) in trainable]})
     others = [p for p in model.parameters() if id(p) in trainable and id(p) not in special_ids]
     groups.append({"name": "others", "params": others, "lr": o.lr_others})
     return [g for g in groups if g["params"]]
 
 
-def prior_loss(canonical: torch.Tensor, mask_logits: torch.Tensor, batch: Batch, cfg: LossConfig) -> tuple[
+def prior_loss(canonical: torch.Tensor, mask_logits: torch.Tensor, batch: Batch,
+               cfg: LossConfig) -> tuple[
         torch.Tensor, dict[str, torch.Tensor]]:
-    """Stage-0 objective (ours; the paper uses a pretrained CSE): L1 of the canonical body-surface coordinates
-    [B,3,H,W] (summed over x, y, z) over the GT human mask (> mask_threshold), plus the mask term of eq. 10."""
+    """Stage-0 objective (ours; the paper uses a pretrained CSE): L1 of the canonical body-surface
+    coordinates [B,3,H,W] (summed over x, y, z) over the GT human mask (> mask_threshold), plus the
+    mask term of eq. 10."""
     gate = batch["mask"] > cfg.mask_threshold
     err = (canonical.float() - batch["canonical"]).abs().sum(1, keepdim=True)
     l1 = torch.where(gate, err, torch.zeros_like(err)).sum() / gate.sum().clamp_min(1)

@@ -1,4 +1,5 @@
-"""The temporal-context diagnostic: attention mass and how much of a block's update needs the past."""
+"""The temporal-context diagnostic: attention mass and how much of a block's update needs the
+past."""
 from __future__ import annotations
 
 import math
@@ -12,7 +13,8 @@ from hcdp_model.checkpoint import load_checkpoint
 from hcdp_model.model import HCDPModel
 from hcdp_model.predictor import StreamingPredictor, default_checkpoint
 from hcdp_model.preprocess import preprocess
-from hcdp_training.temporal_context import (block_inputs, attention_probabilities, attention_report,
+from hcdp_training.temporal_context import (block_inputs, attention_probabilities,
+                                            attention_report,
                                             mean_report)
 from tests.model.helpers import activate_temporal, micro_config, random_clip
 
@@ -110,3 +112,23 @@ def test_after_a_reset_the_bundled_model_predicts_as_from_a_fresh_start():
     after = warm.step(frame, stamp=1.0, frame_id="b")  # frame_id changed: reset
     assert after.reset and after.window_fill == 1
     np.testing.assert_array_equal(after.depth, fresh.step(frame, stamp=0.0, frame_id="b").depth)
+
+
+def test_lr_time_bias_gives_exactly_the_relative_time_biases_their_own_stage_2_group(tmp_path):
+    from hcdp_model.checkpoint import save_checkpoint
+    from hcdp_training.config import TrainConfig
+    from hcdp_training.stages import build_model, param_groups
+
+    init = save_checkpoint(HCDPModel(micro_config()), tmp_path / "stage1")
+    base = {"stage": 2, "model": {"init": str(init)}, "data": {"root": str(tmp_path), "frames": 4}}
+    cfg = TrainConfig.from_dict({**base, "optim": {"lr_temporal": 1e-4, "lr_time_bias": 1e-2}})
+    model = build_model(cfg)
+    groups = {g["name"]: g for g in param_groups(model, cfg)}
+    biases = {id(b.attn.relative_bias) for b in model.temporal_blocks}
+    assert {id(p)
+            for p in groups["time_bias"]["params"]} == biases and groups["time_bias"]["lr"] == 1e-2
+    assert not biases & {id(p) for p in groups["temporal"]["params"]}
+    every = [id(p) for g in groups.values() for p in g["params"]]
+    assert len(every) == len(set(every)) == sum(p.requires_grad for p in model.parameters())
+    plain = TrainConfig.from_dict(base)
+    assert [g["name"] for g in param_groups(build_model(plain), plain)] == ["temporal", "others"]
