@@ -1,1 +1,2 @@
-"""hcdp_model: the network, preprocessing, checkpoints, the streaming predictor, runtime backends and export. No ROS imports."""
+"""hcdp_model: the network, preprocessing, checkpoints, the streaming predictor, runtime backends
+and export. No ROS imports."""

@@ -4,9 +4,9 @@ State-dict names (so the released `.pth` files load directly; see docs/model.md 
   patch_embed.proj, cls_token, mask_token, pos_embed (DINOv2), register_tokens (DINOv2 `_reg`),
   storage_tokens + rope_embed.periods (DINOv3), blocks.{i}.{norm1,attn.qkv,attn.proj,ls1.gamma,
   norm2,mlp.fc1,mlp.fc2,ls2.gamma}, norm.
-The encoder runs at one fixed square resolution, so DINOv2's absolute positional embedding is stored
-already resized to that grid (`pos_embed` [1, 1 + g*g, D]); `hcdp_model.pretrained` resizes the
-released 37x37 table on load. DINOv3 uses RoPE on normalised patch-centre coordinates instead.
+The encoder runs at one fixed square resolution, so DINOv2's absolute positional embedding is
+stored already resized to that grid (`pos_embed` [1, 1 + g*g, D]); `hcdp_model.pretrained` resizes
+the released 37x37 table on load. DINOv3 uses RoPE on normalised patch-centre coordinates instead.
 """
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ class RopeEmbedding(nn.Module):
     def __init__(self, head_dim: int, base: float) -> None:
         super().__init__()
         n = head_dim // 4
-        self.register_buffer("periods", base ** (2 * torch.arange(n, dtype=torch.float32) / (head_dim // 2)))
+        self.register_buffer("periods",
+                             base ** (2 * torch.arange(n, dtype=torch.float32) / (head_dim // 2)))
 
     def forward(self, grid_h: int, grid_w: int) -> tuple[torch.Tensor, torch.Tensor]:
         device = self.periods.device
@@ -81,12 +82,14 @@ class Attention(nn.Module):
         # DINOv3's qkv is "LinearKMaskedBias": the key slice of the bias is multiplied by zero.
         self.key_bias = key_bias
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         b, n, d = x.shape
         bias = self.qkv.bias
         if not self.key_bias:
             bias = torch.cat([bias[:d], torch.zeros_like(bias[d:2 * d]), bias[2 * d:]])
-        qkv = F.linear(x, self.qkv.weight, bias).reshape(b, n, 3, self.num_heads, d // self.num_heads)
+        qkv = F.linear(x, self.qkv.weight, bias).reshape(b, n, 3, self.num_heads,
+                                                         d // self.num_heads)
         q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each [B, heads, N, head_dim]
         if rope is not None:
             sin, cos = rope
@@ -114,7 +117,8 @@ class Block(nn.Module):
         self.mlp = Mlp(dim, int(dim * cfg.mlp_ratio))
         self.ls2 = LayerScale(dim, cfg.layerscale_init)
 
-    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor,
+                rope: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         x = x + self.ls1(self.attn(self.norm1(x), rope))
         return x + self.ls2(self.mlp(self.norm2(x)))
 
@@ -166,7 +170,8 @@ class VisionTransformer(nn.Module):
         if self.cfg.family == "dinov2":
             seq = torch.cat([cls, patches], dim=1) + self.pos_embed
             if self.cfg.num_register_tokens:
-                seq = torch.cat([seq[:, :1], self.register_tokens.expand(b, -1, -1), seq[:, 1:]], dim=1)
+                seq = torch.cat([seq[:, :1], self.register_tokens.expand(b, -1, -1), seq[:, 1:]],
+                                dim=1)
             return seq
         return torch.cat([cls, self.storage_tokens.expand(b, -1, -1), patches], dim=1)
 

@@ -5,10 +5,10 @@ Layouts accepted by `load_checkpoint` (and written by `save_checkpoint`):
                                                 DIR/model.safetensors; config.json also accepted)
   NAME.safetensors + NAME.yaml                 (a file pair; NAME.json also accepted)
 A checkpoint is untrusted input: safetensors cannot execute code, and every problem (missing file,
-corrupt or truncated data, a config that does not describe the weights) raises CheckpointError naming
-the file and the problem. The config is checked against the weights' names, shapes and dtypes read
-from the safetensors header before any tensor is allocated (so an edited config cannot make the
-loader build a model of many gigabytes), and weights holding NaN or Inf are refused.
+corrupt or truncated data, a config that does not describe the weights) raises CheckpointError
+naming the file and the problem. The config is checked against the weights' names, shapes and
+dtypes read from the safetensors header before any tensor is allocated (so an edited config cannot
+make the loader build a model of many gigabytes), and weights holding NaN or Inf are refused.
 """
 from __future__ import annotations
 
@@ -41,19 +41,21 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
         configs = [path / n for n in CONFIG_NAMES if (path / n).is_file()]
     elif path.suffix == ".safetensors":
         weights = path
-        configs = [path.with_suffix(s) for s in (".yaml", ".json") if path.with_suffix(s).is_file()]
+        configs = [path.with_suffix(s) for s in (".yaml", ".json")
+                   if path.with_suffix(s).is_file()]
         if not configs and path.name == WEIGHTS_NAME:  # the weights file of a directory layout
             configs = [path.parent / n for n in CONFIG_NAMES if (path.parent / n).is_file()]
     elif path.suffix in (".yaml", ".yml", ".json"):
         weights, configs = path.with_suffix(".safetensors"), [path]
     else:
-        raise CheckpointError(f"{path}: expected a checkpoint directory, a .safetensors file or its config "
+        raise CheckpointError(f"{path}: expected a checkpoint directory, a .safetensors file or "
+                              "its config "
                               f"(.yaml/.json){'' if path.exists() else '; the path does not exist'}")
     if not weights.is_file():
         raise CheckpointError(f"{weights}: weights file not found")
     if not configs or not configs[0].is_file():
-        raise CheckpointError(f"{path}: model config not found (expected {' or '.join(CONFIG_NAMES)} "
-                              f"beside the weights)")
+        raise CheckpointError(f"{path}: model config not found (expected "
+                              f"{' or '.join(CONFIG_NAMES)} beside the weights)")
     return weights, configs[0]
 
 
@@ -72,9 +74,9 @@ def _umask() -> int:
 
 def save_checkpoint(model: HCDPModel, path: str | Path, metadata: dict[str, str] | None = None,
                     dtype: torch.dtype | None = None) -> Path:
-    """Write weights + config. `path` ending in .safetensors writes a file pair, otherwise a directory.
-    `dtype` (e.g. torch.float16) stores floating-point weights in that type to halve the file; loading
-    casts them back to the model's type."""
+    """Write weights + config. `path` ending in .safetensors writes a file pair, otherwise a
+    directory. `dtype` (e.g. torch.float16) stores floating-point weights in that type to halve the
+    file; loading casts them back to the model's type."""
     path = Path(path)
     if path.suffix == ".safetensors":
         weights, config = path, path.with_suffix(".yaml")
@@ -160,7 +162,8 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> HCD
 
 
 def checkpoint_hash(path: str | Path) -> str:
-    """sha256 over the weights and the config bytes: the identity used in export caches and manifests."""
+    """sha256 over the weights and the config bytes: the identity used in export caches and
+    manifests."""
     digest = hashlib.sha256()
     for file in resolve_checkpoint(path):
         with open(file, "rb") as fh:

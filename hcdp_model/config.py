@@ -39,7 +39,8 @@ def _bounded(name: str, value: int | float, low: int | float, high: int | float)
 
 @dataclass
 class BackboneConfig:
-    """ViT encoder in the DINOv2 (patch 14, learned absolute positions) or DINOv3 (patch 16, RoPE) family."""
+    """ViT encoder in the DINOv2 (patch 14, learned absolute positions) or DINOv3 (patch 16, RoPE)
+    family."""
 
     family: str = "dinov2"
     embed_dim: int = 384
@@ -49,7 +50,8 @@ class BackboneConfig:
     patch_size: int = 14
     # DINOv2 "register tokens" (0 or 4) / DINOv3 "storage tokens" (4 in every released model).
     num_register_tokens: int = 0
-    # Positional-embedding grid of the released DINOv2 checkpoints (518 / 14 = 37); unused by DINOv3.
+    # Positional-embedding grid of the released DINOv2 checkpoints (518 / 14 = 37); unused by
+    # DINOv3.
     pretrain_img_size: int = 518
     layerscale_init: float = 1.0
     # 0-based indices of the blocks whose (normalised) patch tokens feed the decoder.
@@ -61,7 +63,8 @@ class BackboneConfig:
         return 1e-6 if self.family == "dinov2" else 1e-5
 
     def validate(self) -> None:
-        _check(self.family in FAMILIES, f"backbone.family: expected one of {FAMILIES}, got {self.family!r}")
+        _check(self.family in FAMILIES, f"backbone.family: expected one of {FAMILIES}, got "
+                                        f"{self.family!r}")
         _bounded("backbone.embed_dim", self.embed_dim, 1, MAX_WIDTH)
         _bounded("backbone.depth", self.depth, 1, MAX_DEPTH)
         _bounded("backbone.num_heads", self.num_heads, 1, MAX_HEADS)
@@ -73,9 +76,11 @@ class BackboneConfig:
         _bounded("backbone.layerscale_init", self.layerscale_init, 0.0, 1e3)
         _bounded("backbone.rope_base", self.rope_base, 1e-3, 1e9)
         _check(self.embed_dim % self.num_heads == 0,
-               f"backbone.embed_dim {self.embed_dim} must be divisible by num_heads {self.num_heads}")
+               f"backbone.embed_dim {self.embed_dim} must be divisible by num_heads "
+               f"{self.num_heads}")
         _check(len(self.intermediate_layers) == 4,
-               f"backbone.intermediate_layers: expected 4 block indices, got {list(self.intermediate_layers)}")
+               "backbone.intermediate_layers: expected 4 block indices, got "
+               f"{list(self.intermediate_layers)}")
         _check(all(0 <= i < self.depth for i in self.intermediate_layers)
                and list(self.intermediate_layers) == sorted(set(self.intermediate_layers)),
                f"backbone.intermediate_layers {list(self.intermediate_layers)} must be ascending, "
@@ -115,7 +120,8 @@ class TemporalConfig:
     max_relative_distance: int = 32
 
     def validate(self) -> None:
-        _check(self.mode in TEMPORAL_MODES, f"temporal.mode: expected one of {TEMPORAL_MODES}, got {self.mode!r}")
+        _check(self.mode in TEMPORAL_MODES, f"temporal.mode: expected one of {TEMPORAL_MODES}, "
+                                            f"got {self.mode!r}")
         _check(self.max_relative_distance >= 1, "temporal.max_relative_distance must be >= 1")
         _bounded("temporal.max_relative_distance", self.max_relative_distance, 1, 4096)
         _bounded("temporal.num_heads", self.num_heads, 1, MAX_HEADS)
@@ -124,7 +130,8 @@ class TemporalConfig:
 
 @dataclass
 class PriorConfig:
-    """Human geometric prior (paper eq. 4-5): embedding z -> 1x1 conv + upsample -> added to F_DPT."""
+    """Human geometric prior (paper eq. 4-5): embedding z -> 1x1 conv + upsample -> added to
+    F_DPT."""
 
     kind: str = "learned"
     embed_dim: int = 16
@@ -158,7 +165,8 @@ class FusionConfig:
 @dataclass
 class ModelConfig:
     preset: str = "custom"
-    # Square internal resolution the encoder runs at whatever the camera size (multiple of the patch).
+    # Square internal resolution the encoder runs at whatever the camera size (multiple of the
+    # patch).
     resolution: int = 518
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     decoder: DecoderConfig = field(default_factory=DecoderConfig)
@@ -178,7 +186,8 @@ class ModelConfig:
         self.fusion.validate()
         p = self.backbone.patch_size
         _check(self.resolution % p == 0 and self.resolution >= 4 * p,
-               f"resolution {self.resolution} must be a multiple of the patch size {p} and >= {4 * p}")
+               f"resolution {self.resolution} must be a multiple of the patch size {p} and >= "
+               f"{4 * p}")
         _bounded("resolution", self.resolution, 4 * p, MAX_RESOLUTION)
         _check(self.decoder.features % self.temporal.num_heads == 0,
                f"decoder.features {self.decoder.features} must be divisible by temporal.num_heads "
@@ -207,7 +216,8 @@ class ModelConfig:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError, yaml.YAMLError) as err:
             raise ConfigError(f"{path}: cannot read model config ({err})") from err
         if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of model settings, got {type(data).__name__}")
+            raise ConfigError(f"{path}: expected a mapping of model settings, got "
+                              f"{type(data).__name__}")
         return cls.from_dict(data, source=str(path))
 
 
@@ -218,15 +228,17 @@ def _check(ok: bool, message: str) -> None:
 
 def build(cls: type, data: Any, source: str) -> Any:
     """Build dataclass `cls` from a mapping, checking every value against the field's annotation
-    (bool, int, float, str, fixed and variable tuples, X | None, nested dataclasses); unknown keys and
-    wrong types raise ConfigError naming the key. The dataclass's own __post_init__ checks still run."""
+    (bool, int, float, str, fixed and variable tuples, X | None, nested dataclasses); unknown keys
+    and wrong types raise ConfigError naming the key. The dataclass's own __post_init__ checks
+    still run."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
     known = {f.name for f in dataclasses.fields(cls) if f.init}
     unknown = sorted(set(data) - known)
     if unknown:
-        raise ConfigError(f"{source}: unknown {cls.__name__} keys {unknown}; expected some of {sorted(known)}")
+        raise ConfigError(f"{source}: unknown {cls.__name__} keys {unknown}; expected some of "
+                          f"{sorted(known)}")
     kwargs = {name: _value(hints[name], value, f"{source}:{name}") for name, value in data.items()}
     try:
         return cls(**kwargs)
@@ -263,7 +275,8 @@ def _value(hint: Any, value: Any, where: str) -> Any:
     if hint in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (
                 hint is int and not float(value).is_integer()):
-            raise ConfigError(f"{where}: expected {'an int' if hint is int else 'a number'}, got {value!r}")
+            raise ConfigError(f"{where}: expected {'an int' if hint is int else 'a number'}, got "
+                              f"{value!r}")
         return hint(value)
     if hint is str:
         if value is None:  # `key:` with no value, or key= on the command line
@@ -277,9 +290,12 @@ def _value(hint: Any, value: Any, where: str) -> Any:
 def _vit(family: str, dim: int, depth: int, heads: int, layers: tuple[int, int, int, int],
          registers: int = 0) -> BackboneConfig:
     if family == "dinov3":
-        return BackboneConfig(family="dinov3", embed_dim=dim, depth=depth, num_heads=heads, patch_size=16,
-                              num_register_tokens=4, layerscale_init=1e-5, intermediate_layers=layers)
-    return BackboneConfig(family="dinov2", embed_dim=dim, depth=depth, num_heads=heads, patch_size=14,
+        return BackboneConfig(family="dinov3", embed_dim=dim, depth=depth, num_heads=heads,
+                              patch_size=16,
+                              num_register_tokens=4, layerscale_init=1e-5,
+                              intermediate_layers=layers)
+    return BackboneConfig(family="dinov2", embed_dim=dim, depth=depth, num_heads=heads,
+                          patch_size=14,
                           num_register_tokens=registers, intermediate_layers=layers)
 
 

@@ -1,6 +1,6 @@
-"""DPT decoder D_DPT (Ranftl et al. 2021, in the Depth Anything V2 layout), split in two halves so the
-temporal blocks can sit between them: `Reassemble` (4 token maps -> 4 scales x `features` channels)
-and `Fusion` (RefineNet-style progressive fusion -> F_DPT at 8x the patch grid)."""
+"""DPT decoder D_DPT (Ranftl et al. 2021, in the Depth Anything V2 layout), split in two halves so
+the temporal blocks can sit between them: `Reassemble` (4 token maps -> 4 scales x `features`
+channels) and `Fusion` (RefineNet-style progressive fusion -> F_DPT at 8x the patch grid)."""
 from __future__ import annotations
 
 import torch
@@ -11,8 +11,8 @@ from .config import DecoderConfig
 
 
 class Reassemble(nn.Module):
-    """Project each tapped layer to its width, resample to strides 4, 8, 16, 32 (x4, x2, x1, x0.5 of
-    the patch grid), then a 3x3 conv to the common decoder width."""
+    """Project each tapped layer to its width, resample to strides 4, 8, 16, 32 (x4, x2, x1, x0.5
+    of the patch grid), then a 3x3 conv to the common decoder width."""
 
     def __init__(self, embed_dim: int, cfg: DecoderConfig) -> None:
         super().__init__()
@@ -24,11 +24,13 @@ class Reassemble(nn.Module):
             nn.Identity(),
             nn.Conv2d(c[3], c[3], kernel_size=3, stride=2, padding=1),
         ])
-        self.layers_rn = nn.ModuleList([nn.Conv2d(ch, cfg.features, 3, padding=1, bias=False) for ch in c])
+        self.layers_rn = nn.ModuleList([nn.Conv2d(ch, cfg.features, 3, padding=1, bias=False)
+                                        for ch in c])
 
     def forward(self, tokens: list[torch.Tensor]) -> list[torch.Tensor]:
         return [rn(resize(project(t)))
-                for t, project, resize, rn in zip(tokens, self.projects, self.resize_layers, self.layers_rn)]
+                for t, project, resize,
+                rn in zip(tokens, self.projects, self.resize_layers, self.layers_rn)]
 
 
 class ResidualConvUnit(nn.Module):
@@ -48,7 +50,8 @@ class FusionBlock(nn.Module):
         self.res_out = ResidualConvUnit(features)
         self.out_conv = nn.Conv2d(features, features, 1)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None, size: tuple[int, int]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, skip: torch.Tensor | None,
+                size: tuple[int, int]) -> torch.Tensor:
         if self.res_skip is not None:
             x = x + self.res_skip(skip)
         x = self.res_out(x)
@@ -62,7 +65,8 @@ class Fusion(nn.Module):
     def __init__(self, cfg: DecoderConfig) -> None:
         super().__init__()
         # The coarsest block (index 3) starts the path and has no skip input.
-        self.refinenets = nn.ModuleList([FusionBlock(cfg.features, has_skip=i < 3) for i in range(4)])
+        self.refinenets = nn.ModuleList([FusionBlock(cfg.features, has_skip=i < 3)
+                                         for i in range(4)])
 
     def forward(self, scales: list[torch.Tensor]) -> torch.Tensor:
         s1, s2, s3, s4 = scales

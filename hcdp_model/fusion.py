@@ -40,7 +40,8 @@ class ChannelWeightAdaptation(nn.Module):
     def __init__(self, channels: int, reduction: int) -> None:
         super().__init__()
         hidden = max(channels // reduction, 4)
-        self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(), nn.Linear(hidden, channels))
+        self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         q = x.mean(dim=(-2, -1))

@@ -1,7 +1,9 @@
 """HCDPModel: the paper's Figure 2.
 
-    frames --E_DINO--> 4 token maps --reassemble--> 4 scales --temporal blocks--> --DPT fusion--> F_DPT
-    F_DPT + psi(z_prior) --neck, upsample--> [ . , E_CNN(x)] --phi--> CWA --> depth / normal / mask heads
+    frames --E_DINO--> 4 token maps --reassemble--> 4 scales --temporal blocks-->
+        --DPT fusion--> F_DPT
+    F_DPT + psi(z_prior) --neck, upsample--> [ . , E_CNN(x)] --phi--> CWA
+        --> depth / normal / mask heads
 With `decoder.depth_head: depth_anything` the depth head is Depth Anything V2's, reading F'_DPT
 (plus a zero-initialised input from the CWA features); see heads.py.
 """
@@ -29,17 +31,20 @@ class HCDPModel(nn.Module):
         features, fc = cfg.decoder.features, cfg.fusion
         self.encoder = VisionTransformer(cfg.backbone, cfg.resolution)
         self.reassemble = Reassemble(cfg.backbone.embed_dim, cfg.decoder)
-        self.temporal_blocks = (nn.ModuleList([TemporalBlock(features, cfg.temporal) for _ in range(4)])
+        self.temporal_blocks = (nn.ModuleList([TemporalBlock(features, cfg.temporal)
+                                               for _ in range(4)])
                                 if cfg.temporal.enabled else None)
         self.dpt_fusion = Fusion(cfg.decoder)
         self.human_prior = HumanPrior(cfg.prior, features) if cfg.prior.kind != "none" else None
         self.neck = nn.Conv2d(features, fc.channels, 1)
         self.cnn_branch = CNNBranch(fc.cnn_channels) if fc.cnn_branch else None
-        self.fusion = FeatureFusion(fc.channels + (fc.cnn_channels if fc.cnn_branch else 0), fc.channels)
-        self.cwa = ChannelWeightAdaptation(fc.channels, fc.cwa_reduction) if fc.cwa else nn.Identity()
+        self.fusion = FeatureFusion(fc.channels + (fc.cnn_channels if fc.cnn_branch else 0),
+                                    fc.channels)
+        self.cwa = ChannelWeightAdaptation(fc.channels,
+                                           fc.cwa_reduction) if fc.cwa else nn.Identity()
         self.heads = Heads(fc.channels, fc.head_channels, cfg.decoder.depth_head, features)
 
-    # -- the two per-frame halves; the temporal blocks run between them -------------------------------
+    # -- the two per-frame halves; the temporal blocks run between them ---------------------------
     def encode(self, frames: torch.Tensor) -> list[torch.Tensor]:
         """Normalised frames [N,3,S,S] -> 4 reassembled scales [N, features, 4g|2g|g|g/2, ...]."""
         return self.reassemble(self.encoder(frames))
@@ -48,20 +53,22 @@ class HCDPModel(nn.Module):
         f_dpt = self.dpt_fusion(scales)
         if self.human_prior is not None:
             f_dpt = f_dpt + self.human_prior(frames, f_dpt.shape[-2:])
-        f = F.interpolate(self.neck(f_dpt), size=frames.shape[-2:], mode="bilinear", align_corners=False)
+        f = F.interpolate(self.neck(f_dpt), size=frames.shape[-2:], mode="bilinear",
+                          align_corners=False)
         if self.cnn_branch is not None:
             f = torch.cat([f, self.cnn_branch(frames)], dim=1)
         return self.heads(self.cwa(self.fusion(f)), f_dpt)
 
     def forward(self, clip: torch.Tensor, window: int | None = None) -> Outputs:
-        """clip [B,T,3,S,S] (normalised, see preprocess.py) -> depth [B,T,1,S,S], normal [B,T,3,S,S],
-        mask_logits [B,T,1,S,S]. `window` limits causal temporal attention to the last W frames."""
+        """clip [B,T,3,S,S] (normalised, see preprocess.py) -> depth [B,T,1,S,S], normal
+        [B,T,3,S,S], mask_logits [B,T,1,S,S]. `window` limits causal temporal attention to the last
+        W frames."""
         if clip.ndim != 5 or clip.shape[2] != 3:
             raise ValueError(f"expected a clip [B,T,3,H,W], got shape {tuple(clip.shape)}")
         s = self.cfg.resolution
         if clip.shape[-2:] != (s, s):
-            raise ValueError(f"expected frames of {s}x{s} (the model resolution; use preprocess()), "
-                             f"got {clip.shape[-2]}x{clip.shape[-1]}")
+            raise ValueError(f"expected frames of {s}x{s} (the model resolution; use "
+                             f"preprocess()), got {clip.shape[-2]}x{clip.shape[-1]}")
         b, t = clip.shape[:2]
         frames = clip.flatten(0, 1)
         scales = self.encode(frames)
@@ -75,19 +82,22 @@ class HCDPModel(nn.Module):
         g = self.cfg.grid
         return [4 * g, 2 * g, g, (g + 1) // 2]
 
-    # -- stage transitions -------------------------------------------------------------------------
+    # -- stage transitions ------------------------------------------------------------------------
     def insert_temporal_blocks(self, mode: str | None = None) -> None:
-        """Stage 2: add zero-initialised temporal blocks (predictions are unchanged until trained)."""
+        """Stage 2: add zero-initialised temporal blocks (predictions are unchanged until
+        trained)."""
         if mode is not None:
             self.cfg.temporal.mode = mode
         self.cfg.temporal.enabled = True
         self.cfg.temporal.validate()
         ref = next(self.parameters())
         self.temporal_blocks = nn.ModuleList(
-            [TemporalBlock(self.cfg.decoder.features, self.cfg.temporal) for _ in range(4)]).to(ref.device)
+            [TemporalBlock(self.cfg.decoder.features, self.cfg.temporal)
+             for _ in range(4)]).to(ref.device)
 
     def set_temporal_mode(self, mode: str) -> None:
-        """Switch causal <-> bidirectional (weights are shared; only the attention mask differs)."""
+        """Switch causal <-> bidirectional (weights are shared; only the attention mask
+        differs)."""
         self.cfg.temporal.mode = mode
         self.cfg.temporal.validate()
         for block in self.temporal_blocks or []:
@@ -106,9 +116,11 @@ class HCDPModel(nn.Module):
         return [p for m in modules for p in m.parameters()]
 
     def block_modules(self) -> dict[str, nn.Module]:
-        """The named blocks of Figure 2, for parameter/GMAC reports and per-group learning rates."""
+        """The named blocks of Figure 2, for parameter/GMAC reports and per-group learning
+        rates."""
         blocks = {"encoder": self.encoder, "reassemble": self.reassemble,
                   "temporal_blocks": self.temporal_blocks, "dpt_fusion": self.dpt_fusion,
-                  "human_prior": self.human_prior, "neck": self.neck, "cnn_branch": self.cnn_branch,
+                  "human_prior": self.human_prior, "neck": self.neck,
+                  "cnn_branch": self.cnn_branch,
                   "fusion": self.fusion, "cwa": self.cwa, "heads": self.heads}
         return {name: m for name, m in blocks.items() if m is not None}

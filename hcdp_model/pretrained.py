@@ -5,9 +5,10 @@ Our encoder uses the official parameter names, so most keys map one to one. Docu
   * `pos_embed` (DINOv2) is resized from the released 37x37 grid to the configured resolution with
     DINOv2's own rule: bicubic with scale factor (g + 0.1) / 37 and no antialias for the plain
     models, bicubic to size (g, g) with antialias for the `_reg` models.
-  * `blocks.{i}.attn.qkv.bias_mask` (DINOv3) is not a parameter here: our attention always zeroes the
-    key slice of the qkv bias, which is what the mask does. It is checked, then dropped.
-  * `local_cls_norm.*` (DINOv3 ViT-L SAT-493M and 7B) is used only for training on local crops; ignored.
+  * `blocks.{i}.attn.qkv.bias_mask` (DINOv3) is not a parameter here: our attention always zeroes
+    the key slice of the qkv bias, which is what the mask does. It is checked, then dropped.
+  * `local_cls_norm.*` (DINOv3 ViT-L SAT-493M and 7B) is used only for training on local crops;
+    ignored.
   * Wrappers and prefixes are removed: {"model": ...}, {"state_dict": ...}, "module.", "backbone.",
     "pretrained." (Depth Anything V2 checkpoints), "encoder.".
 `.pth` files are read with torch.load(weights_only=True): no arbitrary unpickling (refused under
@@ -51,7 +52,8 @@ class LoadReport:
         for name in ("resized", "ignored", "missing", "unexpected", "mismatched"):
             items = getattr(self, name)
             if items:
-                shown = ", ".join(items[:6]) + (f", ... (+{len(items) - 6})" if len(items) > 6 else "")
+                shown = ", ".join(items[:6]) + (f", ... (+{len(items) - 6})" if len(items) > 6
+                                                else "")
                 lines.append(f"  {name} ({len(items)}): {shown}")
         return "\n".join(lines)
 
@@ -90,7 +92,8 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise BackboneLoadError(f"{path}: expected a state dict of tensors, got {type(state).__name__}")
+        raise BackboneLoadError(f"{path}: expected a state dict of tensors, got "
+                                f"{type(state).__name__}")
     out = {}
     for key, value in state.items():
         for prefix in PREFIXES:
@@ -105,21 +108,25 @@ def resize_pos_embed(pos_embed: torch.Tensor, grid: int, antialias: bool) -> tor
     cls, patches = pos_embed[:, :1], pos_embed[:, 1:]
     m = int(math.isqrt(patches.shape[1]))
     if m * m != patches.shape[1]:
-        raise BackboneLoadError(f"pos_embed has {patches.shape[1]} patch positions, not a square grid")
+        raise BackboneLoadError(f"pos_embed has {patches.shape[1]} patch positions, not a square "
+                                "grid")
     if m == grid:
         return pos_embed
     d = patches.shape[-1]
     img = patches.reshape(1, m, m, d).permute(0, 3, 1, 2).float()
     if antialias:
-        img = F.interpolate(img, size=(grid, grid), mode="bicubic", align_corners=False, antialias=True)
+        img = F.interpolate(img, size=(grid, grid), mode="bicubic", align_corners=False,
+                            antialias=True)
     else:
         factor = (grid + 0.1) / m
-        img = F.interpolate(img, scale_factor=(factor, factor), mode="bicubic", align_corners=False)
+        img = F.interpolate(img, scale_factor=(factor, factor), mode="bicubic",
+                            align_corners=False)
     patches = img.permute(0, 2, 3, 1).reshape(1, grid * grid, d).to(pos_embed.dtype)
     return torch.cat([cls, patches], dim=1)
 
 
-def load_backbone(encoder: VisionTransformer, path: str | Path, strict: bool = False) -> LoadReport:
+def load_backbone(encoder: VisionTransformer, path: str | Path,
+                  strict: bool = False) -> LoadReport:
     """Copy the official backbone tensors into `encoder`; report what did not fit.
 
     Raises BackboneLoadError if nothing matched (wrong file or family), or with strict=True if
@@ -136,13 +143,16 @@ def load_backbone(encoder: VisionTransformer, path: str | Path, strict: bool = F
             report.unexpected.append(key)
             continue
         if key == "pos_embed" and value.shape != own[key].shape and value.shape[-1] == own[key].shape[-1]:
-            value = resize_pos_embed(value, encoder.grid, antialias=encoder.cfg.num_register_tokens > 0)
+            value = resize_pos_embed(value, encoder.grid,
+                                     antialias=encoder.cfg.num_register_tokens > 0)
             report.resized.append(f"pos_embed {tuple(state[key].shape)} -> {tuple(value.shape)}")
         if value.shape != own[key].shape:
-            report.mismatched.append(f"{key} file {tuple(value.shape)} vs encoder {tuple(own[key].shape)}")
+            report.mismatched.append(f"{key} file {tuple(value.shape)} vs encoder "
+                                     f"{tuple(own[key].shape)}")
             continue
         accepted[key] = value
-    report.missing = sorted(set(own) - set(accepted) - {m.split(" ")[0] for m in report.mismatched})
+    report.missing = sorted(set(own) - set(accepted) - {m.split(" ")[0]
+                                                        for m in report.mismatched})
     report.loaded = sorted(accepted)
     if not accepted and report.mismatched:
         raise BackboneLoadError(

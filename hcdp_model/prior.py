@@ -1,11 +1,12 @@
 """Human geometric prior (paper §3.2, eq. 4-5).
 
-The paper uses CSE (DensePose) embeddings, whose weights we cannot ship. Our prior encoder E_prior is a
-small CNN pretrained (stage 0) to regress the synthetic data's canonical body-surface coordinates and
-a person mask, then frozen, as the paper freezes CSE. Its D-channel embedding z is projected by
-psi = 1x1 conv + bilinear upsampling to F_DPT's width and size (eq. 4) and added to F_DPT (eq. 5).
-Ablation variants: `fourier_uv` feeds a Fourier encoding of the predicted canonical coordinates instead
-of z (the paper's "+ Fourier UV" row of Table 7); `none` removes the prior.
+The paper uses CSE (DensePose) embeddings, whose weights we cannot ship. Our prior encoder E_prior
+is a small CNN pretrained (stage 0) to regress the synthetic data's canonical body-surface
+coordinates and a person mask, then frozen, as the paper freezes CSE. Its D-channel embedding z is
+projected by psi = 1x1 conv + bilinear upsampling to F_DPT's width and size (eq. 4) and added to
+F_DPT (eq. 5).
+Ablation variants: `fourier_uv` feeds a Fourier encoding of the predicted canonical coordinates
+instead of z (the paper's "+ Fourier UV" row of Table 7); `none` removes the prior.
 """
 from __future__ import annotations
 
@@ -19,11 +20,13 @@ from .config import PriorConfig
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1), nn.GroupNorm(8 if cout % 8 == 0 else 1, cout), nn.ReLU())
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride=stride, padding=1),
+                         nn.GroupNorm(8 if cout % 8 == 0 else 1, cout), nn.ReLU())
 
 
 class PriorEncoder(nn.Module):
-    """Image [B,3,H,W] -> embedding z [B,D,H/8,W/8]; `head` reads z as canonical xyz (3) + mask logit (1)."""
+    """Image [B,3,H,W] -> embedding z [B,D,H/8,W/8]; `head` reads z as canonical xyz (3) + mask
+    logit (1)."""
 
     def __init__(self, cfg: PriorConfig) -> None:
         super().__init__()
@@ -37,8 +40,10 @@ class PriorEncoder(nn.Module):
         return self.embed(self.stem(x))
 
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Canonical coordinates [B,3,H,W] and mask logits [B,1,H,W] at the input size (stage-0 targets)."""
-        out = F.interpolate(self.head(self(x)), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        """Canonical coordinates [B,3,H,W] and mask logits [B,1,H,W] at the input size (stage-0
+        targets)."""
+        out = F.interpolate(self.head(self(x)), size=x.shape[-2:], mode="bilinear",
+                            align_corners=False)
         return out[:, :3], out[:, 3:]
 
 
@@ -66,4 +71,5 @@ class HumanPrior(nn.Module):
 
     def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
         """z~ = psi(z) at `size` (eq. 4), to be added to F_DPT (eq. 5)."""
-        return F.interpolate(self.psi(self.embedding(x)), size=size, mode="bilinear", align_corners=False)
+        return F.interpolate(self.psi(self.embedding(x)), size=size, mode="bilinear",
+                             align_corners=False)

@@ -1,7 +1,7 @@
 """The one colour map for every hcdp picture: depth, normals, mask and contact sheets.
 
-Every function takes and returns numpy arrays (uint8 RGB ``H×W×3`` images) and is vectorised, so the
-node can call them per frame. Depth uses a 256-entry Turbo look-up table (Mikhailov 2019, the
+Every function takes and returns numpy arrays (uint8 RGB ``H×W×3`` images) and is vectorised, so
+the node can call them per frame. Depth uses a 256-entry Turbo look-up table (Mikhailov 2019, the
 published polynomial approximation), coloured so that near is warm (red) and far is cool (blue).
 """
 from __future__ import annotations
@@ -68,14 +68,16 @@ def colorize_depth(depth: np.ndarray, mask: np.ndarray | None = None) -> np.ndar
         return np.zeros(depth.shape + (3,), dtype=np.uint8)
     lo, hi = (float(v) for v in np.percentile(values, DEPTH_PERCENTILES))
     gain = 255.0 / max(hi - lo, 1e-12)
-    # index = 255 · (hi − d) / (hi − lo), saturated to [0, 255]: near (small d) -> 255 (red), far -> 0
+    # index = 255 · (hi − d) / (hi − lo), saturated to [0, 255]: near (small d) -> 255 (red), far
+    # -> 0
     index = cv2.convertScaleAbs(cv2.min(depth, hi), alpha=-gain, beta=hi * gain)
     colours = cv2.LUT(cv2.merge([index, index, index]), TURBO_LUT.reshape(256, 1, 3))
     return cv2.copyTo(colours, valid.view(np.uint8))  # black where not valid
 
 
 def normals_to_rgb(normals: np.ndarray) -> np.ndarray:
-    """Map unit normals to colours with ``(n * 0.5 + 0.5) * 255``, rounded; NaN normals are black."""
+    """Map unit normals to colours with ``(n * 0.5 + 0.5) * 255``, rounded; NaN normals are
+    black."""
     normals = np.asarray(normals, dtype=np.float32)
     if normals.ndim != 3 or normals.shape[2] != 3:
         raise ValueError(f"normals: expected an H×W×3 array, got shape {normals.shape}")
@@ -84,8 +86,8 @@ def normals_to_rgb(normals: np.ndarray) -> np.ndarray:
 
 
 def mask_to_rgb(mask: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
-    """Show a soft mask (clipped to [0, 1]): grey levels alone, or a magenta tint over ``image`` with
-    opacity 0.6 × mask."""
+    """Show a soft mask (clipped to [0, 1]): grey levels alone, or a magenta tint over ``image``
+    with opacity 0.6 × mask."""
     mask = np.asarray(mask, dtype=np.float32)
     _check_hw("mask", mask, 2)
     m = np.clip(mask, 0.0, 1.0)
@@ -104,7 +106,8 @@ def mask_to_rgb(mask: np.ndarray, image: np.ndarray | None = None) -> np.ndarray
 
 @functools.lru_cache(maxsize=4)
 def _tint(shape: tuple[int, int]) -> np.ndarray:
-    """A read-only H×W×3 image of the overlay colour (cached: filling it costs more than the blend)."""
+    """A read-only H×W×3 image of the overlay colour (cached: filling it costs more than the
+    blend)."""
     tint = cv2.merge([np.full(shape, c, np.uint8) for c in MASK_OVERLAY_RGB])
     tint.flags.writeable = False
     return tint
@@ -123,7 +126,8 @@ def contact_sheet(rows: list[list[np.ndarray]], labels: list[str] | None = None)
         for c, tile in enumerate(row):
             if tile.dtype != np.uint8 or tile.ndim != 3 or tile.shape[2] != 3:
                 raise ValueError(
-                    f"contact_sheet: tile [{r}][{c}] must be uint8 H×W×3, got {tile.dtype} {tile.shape}"
+                    f"contact_sheet: tile [{r}][{c}] must be uint8 H×W×3, got {tile.dtype} "
+                    f"{tile.shape}"
                 )
     h, w = tiles[0][0].shape[:2]
     n_cols = max(len(row) for row in tiles)

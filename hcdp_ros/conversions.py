@@ -3,8 +3,8 @@
 A message is anything with the ROS fields as attributes: ``height, width, encoding, is_bigendian,
 step, data`` (Image) or ``format, data`` (CompressedImage). ``data`` may be ``bytes``, an
 ``array.array('B')`` (rclpy) or a numpy uint8 array (rosbags). Raw colour images come back as
-zero-copy numpy views of ``data`` whenever the layout allows it (rgb8, bgr8, mono8; rgba8/bgra8 as a
-channel-sliced view), so the caller must keep the message alive while it uses the pixels.
+zero-copy numpy views of ``data`` whenever the layout allows it (rgb8, bgr8, mono8; rgba8/bgra8 as
+a channel-sliced view), so the caller must keep the message alive while it uses the pixels.
 
 Every malformed message raises an :class:`InputError` subclass naming the topic and the cause;
 nothing else escapes this module for a bad message.
@@ -106,7 +106,8 @@ _BAYER_TO_RGB = {
 _BAYER_ALL = frozenset(e for e in COLOR_ENCODINGS if e.startswith("bayer_"))
 _MAX_SIDE = 1 << 15
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame markers (not DHT/JPG/DAC)
+# start-of-frame markers (not DHT/JPG/DAC)
+_JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 
 
 @dataclass(frozen=True)
@@ -155,7 +156,8 @@ def _data_bytes(msg: Any, topic: str) -> np.ndarray:
     if isinstance(data, np.ndarray):
         if data.dtype != np.uint8 or data.ndim != 1:
             raise MalformedMessage(
-                f"expected data as a 1-D uint8 array, got {data.dtype} with shape {data.shape}", topic
+                f"expected data as a 1-D uint8 array, got {data.dtype} with shape "
+                f"{data.shape}", topic
             )
         return data if data.flags.c_contiguous else np.ascontiguousarray(data)
     if isinstance(data, (str, list, tuple)) or data is None:
@@ -163,10 +165,12 @@ def _data_bytes(msg: Any, topic: str) -> np.ndarray:
     try:
         view = memoryview(data)
     except TypeError:
-        raise MalformedMessage(f"expected data as bytes, got {type(data).__name__}", topic) from None
+        raise MalformedMessage("expected data as bytes, got "
+                               f"{type(data).__name__}", topic) from None
     if view.itemsize != 1 or view.ndim != 1:
         raise MalformedMessage(
-            f"expected data as bytes, got a buffer of format {view.format!r} and shape {view.shape}", topic
+            f"expected data as bytes, got a buffer of format {view.format!r} and shape "
+            f"{view.shape}", topic
         )
     return np.frombuffer(view, dtype=np.uint8)
 
@@ -175,13 +179,15 @@ def _image_header(msg: Any, topic: str, accepted: tuple[str, ...],
                   max_pixels: int) -> tuple[int, int, str, int, bool]:
     encoding = _field(msg, "encoding", topic)
     if not isinstance(encoding, str):
-        raise MalformedMessage(f"expected encoding as a string, got {type(encoding).__name__}", topic)
+        raise MalformedMessage("expected encoding as a string, got "
+                               f"{type(encoding).__name__}", topic)
     height = _int_field(msg, "height", topic)
     width = _int_field(msg, "width", topic)
     step = _int_field(msg, "step", topic)
     bigendian = _field(msg, "is_bigendian", topic)
     if not isinstance(bigendian, (bool, int, np.integer, np.bool_)):
-        raise MalformedMessage(f"expected integer is_bigendian, got {type(bigendian).__name__}", topic)
+        raise MalformedMessage("expected integer is_bigendian, got "
+                               f"{type(bigendian).__name__}", topic)
     if encoding not in accepted:
         raise UnsupportedEncoding(
             f"expected encoding {_accepted_text(accepted)}, got "
@@ -189,7 +195,8 @@ def _image_header(msg: Any, topic: str, accepted: tuple[str, ...],
     if height == 0 or width == 0:
         raise EmptyImage(f"expected a non-empty image, got {width}×{height}", topic)
     if height > _MAX_SIDE or width > _MAX_SIDE:
-        raise SizeMismatch(f"expected width and height <= {_MAX_SIDE}, got {width}×{height}", topic)
+        raise SizeMismatch(f"expected width and height <= {_MAX_SIDE}, got "
+                           f"{width}×{height}", topic)
     _check_pixels(width, height, max_pixels, topic)
     return height, width, encoding, step, bool(bigendian)
 
@@ -214,15 +221,17 @@ def _rows(data: np.ndarray, height: int, width: int, step: int, bpp: int, encodi
     """A strided ``[H, W, bpp]`` uint8 view of ``data`` that honours row padding (``step``)."""
     row_bytes = width * bpp
     if step < row_bytes:
-        raise SizeMismatch(f"expected step >= {row_bytes} for {width} px of {encoding}, got {step}", topic)
+        raise SizeMismatch(f"expected step >= {row_bytes} for {width} px of {encoding}, got "
+                           f"{step}", topic)
     needed = step * height
     if data.size < needed:
         raise SizeMismatch(
-            f"expected at least {needed} data bytes for {width}×{height} {encoding} with step {step}, "
-            f"got {data.size} (truncated)", topic
+            f"expected at least {needed} data bytes for {width}×{height} {encoding} with step "
+            f"{step}, got {data.size} (truncated)", topic
         )
     # writeable only if the message's buffer is (rclpy's array('B') and rosbags' arrays are)
-    return np.lib.stride_tricks.as_strided(data, shape=(height, width, bpp), strides=(step, bpp, 1))
+    return np.lib.stride_tricks.as_strided(data, shape=(height, width, bpp),
+                                           strides=(step, bpp, 1))
 
 
 def decode_image(msg: Any, topic: str,
@@ -270,10 +279,11 @@ def _png_size(payload: bytes, topic: str) -> tuple[int, int]:
         length = int.from_bytes(payload[pos:pos + 4], "big")
         kind = payload[pos + 4:pos + 8]
         if pos + 12 + length > len(payload):
-            raise CorruptCompressed(f"PNG chunk {kind!r} claims {length} bytes, beyond the {len(payload)}-byte "
-                                    "payload", topic)
+            raise CorruptCompressed(f"PNG chunk {kind!r} claims {length} bytes, beyond the "
+                                    f"{len(payload)}-byte payload", topic)
         if kind == b"IHDR" and length >= 8:
-            size = (int.from_bytes(payload[pos + 8:pos + 12], "big"), int.from_bytes(payload[pos + 12:pos + 16], "big"))
+            size = (int.from_bytes(payload[pos + 8:pos + 12], "big"),
+                    int.from_bytes(payload[pos + 12:pos + 16], "big"))
         pos += 12 + length
         if kind == b"IEND":
             break
@@ -287,13 +297,15 @@ def _jpeg_size(payload: bytes, topic: str) -> tuple[int, int]:
     pos = 2
     while pos + 4 <= len(payload):
         if payload[pos] != 0xFF:
-            raise CorruptCompressed(f"JPEG marker expected at byte {pos}, got 0x{payload[pos]:02x}", topic)
+            raise CorruptCompressed(f"JPEG marker expected at byte {pos}, got "
+                                    f"0x{payload[pos]:02x}", topic)
         marker = payload[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
         if marker in _JPEG_SOF and pos + 9 <= len(payload):
-            return (int.from_bytes(payload[pos + 7:pos + 9], "big"), int.from_bytes(payload[pos + 5:pos + 7], "big"))
+            return (int.from_bytes(payload[pos + 7:pos + 9], "big"),
+                    int.from_bytes(payload[pos + 5:pos + 7], "big"))
         if marker == 0xDA:  # start of scan before any frame header
             break
         pos += 2 + int.from_bytes(payload[pos + 2:pos + 4], "big")
@@ -318,12 +330,13 @@ def _check_compressed_size(payload: bytes, fmt: str, topic: str, max_pixels: int
 
 def decode_compressed(msg: Any, topic: str,
                       max_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> DecodedImage:
-    """Decode a sensor_msgs/CompressedImage-like message (JPEG or PNG, as image_transport sends) to bgr8.
+    """Decode a sensor_msgs/CompressedImage-like message (JPEG or PNG, as image_transport sends) to
+    bgr8.
 
-    ``format`` follows image_transport (``"jpeg"``, ``"rgb8; jpeg compressed bgr8"``); compressedDepth
-    payloads are refused (they are depth, not colour). The header is read before decoding and more
-    than ``max_pixels`` pixels is refused (:class:`ImageTooLarge`), so a decompression bomb costs
-    microseconds, not gigabytes.
+    ``format`` follows image_transport (``"jpeg"``, ``"rgb8; jpeg compressed bgr8"``);
+    compressedDepth payloads are refused (they are depth, not colour). The header is read before
+    decoding and more than ``max_pixels`` pixels is refused (:class:`ImageTooLarge`), so a
+    decompression bomb costs microseconds, not gigabytes.
     """
     fmt = _field(msg, "format", topic)
     if not isinstance(fmt, str):
@@ -370,7 +383,8 @@ def _float_array(msg: Any, name: str, size: int | None, topic: str) -> np.ndarra
     try:
         array = np.asarray(value, dtype=np.float64).reshape(-1)
     except (TypeError, ValueError):
-        raise MalformedMessage(f"expected {name} as numbers, got {type(value).__name__}", topic) from None
+        raise MalformedMessage(f"expected {name} as numbers, got "
+                               f"{type(value).__name__}", topic) from None
     if size is not None and array.size != size:
         raise MalformedMessage(f"expected {size} values in {name}, got {array.size}", topic)
     return array
@@ -378,25 +392,31 @@ def _float_array(msg: Any, name: str, size: int | None, topic: str) -> np.ndarra
 
 def decode_camera_info(msg: Any, topic: str) -> CameraInfoFields:
     """Validate a sensor_msgs/CameraInfo-like message (fields ``header, height, width,
-    distortion_model, d, k, r, p, binning_x, binning_y, roi``); K must be finite with positive focal
-    lengths. The result keeps the message's header (the node re-stamps it per output frame)."""
+    distortion_model, d, k, r, p, binning_x, binning_y, roi``); K must be finite with positive
+    focal lengths. The result keeps the message's header (the node re-stamps it per output
+    frame)."""
     height = _int_field(msg, "height", topic)
     width = _int_field(msg, "width", topic)
     if height == 0 or width == 0:
         raise EmptyImage(f"expected a calibrated image size, got {width}×{height}", topic)
     model = _field(msg, "distortion_model", topic)
     if not isinstance(model, str):
-        raise MalformedMessage(f"expected distortion_model as a string, got {type(model).__name__}", topic)
+        raise MalformedMessage("expected distortion_model as a string, got "
+                               f"{type(model).__name__}", topic)
     k = _float_array(msg, "k", 9, topic).reshape(3, 3)
     if not np.all(np.isfinite(k)) or k[0, 0] <= 0 or k[1, 1] <= 0:
-        raise MalformedMessage(f"expected finite K with fx, fy > 0, got {k.reshape(-1).tolist()}", topic)
+        raise MalformedMessage("expected finite K with fx, fy > 0, got "
+                               f"{k.reshape(-1).tolist()}", topic)
     roi = _field(msg, "roi", topic)
     x_offset, y_offset, roi_height, roi_width = (_int_field(roi, n, topic)
-                                                 for n in ("x_offset", "y_offset", "height", "width"))
+                                                 for n in ("x_offset", "y_offset", "height",
+                                                           "width"))
     return CameraInfoFields(
         header=_field(msg, "header", topic), height=height, width=width, distortion_model=model,
         d=_float_array(msg, "d", None, topic), k=k.reshape(-1),
         r=_float_array(msg, "r", 9, topic), p=_float_array(msg, "p", 12, topic),
-        binning_x=_int_field(msg, "binning_x", topic), binning_y=_int_field(msg, "binning_y", topic),
-        roi=RoiFields(x_offset, y_offset, roi_height, roi_width, bool(_field(roi, "do_rectify", topic))),
+        binning_x=_int_field(msg, "binning_x", topic),
+        binning_y=_int_field(msg, "binning_y", topic),
+        roi=RoiFields(x_offset, y_offset, roi_height, roi_width,
+                      bool(_field(roi, "do_rectify", topic))),
     )

@@ -167,12 +167,14 @@ class NodeStats:
             if self.startup_check is not None:
                 values += [(f"startup_check.{key}", str(self.startup_check.get(key)))
                            for key in ("max_error", "tolerance", "frames")]
-            values += [(f"bad_input.{cause}", str(n)) for cause, n in sorted(self._bad_inputs.items())]
+            values += [(f"bad_input.{cause}", str(n)) for cause,
+                       n in sorted(self._bad_inputs.items())]
             if self._last_input is None or now - self._last_input > self.stale_after_s:
                 level, message = WARN, "no input images"
             elif output_hz == 0.0:
                 level = WARN
-                message = f"input arrives but nothing is published (last bad input: {self._last_bad or 'none'})"
+                message = ("input arrives but nothing is published (last bad input: "
+                           f"{self._last_bad or 'none'})")
             else:
                 level, message = OK, f"{output_hz:.1f} Hz out of {input_hz:.1f} Hz in"
         return Report(level, message, values)

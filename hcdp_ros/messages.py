@@ -1,11 +1,11 @@
 """The node's output messages as plain dataclasses, built from a Prediction without ROS.
 
-`node.py` turns each dataclass into an rclpy message and the bag runner into a rosbags message, each
-with one small adapter: the field names are those of sensor_msgs (Image, PointCloud2, PointField,
-CameraInfo). ``header`` is passed through untouched (the input message's own header object), so
-every output carries the input's stamp and frame_id. ``data`` is a 1-D uint8 numpy view of one
-contiguous array (no extra copy): rclpy adapters do ``msg.data.frombytes(fields.data)``, rosbags
-adapters pass the array as is.
+`node.py` turns each dataclass into an rclpy message and the bag runner into a rosbags message,
+each with one small adapter: the field names are those of sensor_msgs (Image, PointCloud2,
+PointField, CameraInfo). ``header`` is passed through untouched (the input message's own header
+object), so every output carries the input's stamp and frame_id. ``data`` is a 1-D uint8 numpy view
+of one contiguous array (no extra copy): rclpy adapters do ``msg.data.frombytes(fields.data)``,
+rosbags adapters pass the array as is.
 
 Topic names are relative to the node's namespace (default ``hcdp``): ``/hcdp/relative_depth`` etc.
 """
@@ -129,7 +129,8 @@ class CameraInfoFields:
                        p=p.reshape(-1), binning_x=0, binning_y=0, roi=roi)
 
     def intrinsics(self, height: int, width: int) -> np.ndarray:
-        """3×3 K for an image of ``height × width``, scaled when the calibration has another size."""
+        """3×3 K for an image of ``height × width``, scaled when the calibration has another
+        size."""
         k = self.k.reshape(3, 3).copy()
         k[0] *= width / self.width
         k[1] *= height / self.height
@@ -145,7 +146,8 @@ _ENCODINGS = {  # (numpy dtype, channels) -> ROS encoding
 
 
 def image_fields(header: Any, array: np.ndarray) -> ImageFields:
-    """Image fields for an H×W or H×W×C array: float32 → 32FC1/32FC3, uint8 → mono8/rgb8 (little-endian)."""
+    """Image fields for an H×W or H×W×C array: float32 → 32FC1/32FC3, uint8 → mono8/rgb8
+    (little-endian)."""
     channels = 1 if array.ndim == 2 else array.shape[2]
     encoding = _ENCODINGS.get((array.dtype, channels))
     if encoding is None or array.ndim not in (2, 3):
@@ -165,9 +167,10 @@ def binary_mask(mask: np.ndarray, threshold: float) -> np.ndarray:
     return (mask > threshold).view(np.uint8) * np.uint8(255)
 
 
-def point_cloud_fields(header: Any, points: np.ndarray, colors: np.ndarray | None) -> PointCloudFields:
-    """PointCloud2 fields for ``points [N,3] float32`` (x, y, z) and optional ``colors [N,3] uint8``
-    packed as the usual rviz ``rgb`` float32 field (0x00RRGGBB). Points with a non-finite
+def point_cloud_fields(header: Any, points: np.ndarray,
+                       colors: np.ndarray | None) -> PointCloudFields:
+    """PointCloud2 fields for ``points [N,3] float32`` (x, y, z) and optional ``colors [N,3]
+    uint8`` packed as the usual rviz ``rgb`` float32 field (0x00RRGGBB). Points with a non-finite
     coordinate are dropped; ``is_dense`` says whether every published point is finite."""
     finite = np.isfinite(points).all(axis=1)
     if not finite.all():

@@ -2,9 +2,9 @@
 
 The network's depth d is affine-invariant, so a registered metric depth image D (REP 118: metres,
 NaN where the sensor has no reading) gives ``s, t = argmin Σ_i m_i (s·d_i + t − D_i)²`` over the
-masked pixels with a valid reading — the same alignment the depth loss and metrics use (paper eq. 6,
-:func:`hcdp_model.geometry.align_scale_shift`). The node publishes ``s·d + t`` in metres inside the
-mask and NaN outside it.
+masked pixels with a valid reading — the same alignment the depth loss and metrics use (paper eq.
+6, :func:`hcdp_model.geometry.align_scale_shift`). The node publishes ``s·d + t`` in metres inside
+the mask and NaN outside it.
 """
 from __future__ import annotations
 
@@ -42,33 +42,42 @@ def _as_batch(image: np.ndarray) -> torch.Tensor:
 
 def fit_metric_depth(relative: np.ndarray, metric: np.ndarray, mask: np.ndarray, threshold: float,
                      min_pixels: int, topic: str) -> MetricFit:
-    """Fit scale/shift of ``relative`` to ``metric`` (H×W metres, NaN/0 = no reading) where mask > threshold.
+    """Fit scale/shift of ``relative`` to ``metric`` (H×W metres, NaN/0 = no reading) where mask >
+    threshold.
 
-    Raises :class:`InvalidDepth` when fewer than ``min_pixels`` masked pixels have a finite, positive
-    reading, or when the fit is degenerate (scale <= 0: metric depth must grow with relative depth).
+    Raises :class:`InvalidDepth` when fewer than ``min_pixels`` masked pixels have a finite,
+    positive reading, or when the fit is degenerate (scale <= 0: metric depth must grow with
+    relative depth).
     """
     if not relative.shape == metric.shape == mask.shape:
         raise ValueError(
-            f"expected relative, metric depth and mask of one shape, got {relative.shape}, {metric.shape}, {mask.shape}"
+            f"expected relative, metric depth and mask of one shape, got {relative.shape}, "
+            f"{metric.shape}, {mask.shape}"
         )
     valid = (mask > threshold) & np.isfinite(metric) & (metric > 0) & np.isfinite(relative)
     count = int(valid.sum())
     if count < min_pixels:
         raise InvalidDepth(
-            f"expected at least {min_pixels} masked pixels with a valid metric depth, got {count}", topic
+            f"expected at least {min_pixels} masked pixels with a valid metric depth, got "
+            f"{count}", topic
         )
     # zero the unused pixels: a NaN times weight 0 would still poison the sums
-    s, t = align_scale_shift(_as_batch(np.where(valid, relative, 0.0)), _as_batch(np.where(valid, metric, 0.0)),
+    s, t = align_scale_shift(_as_batch(np.where(valid, relative, 0.0)),
+                             _as_batch(np.where(valid, metric, 0.0)),
                              torch.from_numpy(valid)[None, None])
     fit = MetricFit(float(s[0]), float(t[0]), count)
     if not (np.isfinite(fit.scale) and np.isfinite(fit.shift) and fit.scale > 0):
-        raise InvalidDepth(f"expected a positive finite scale from the fit, got s={fit.scale:g} t={fit.shift:g}",
+        raise InvalidDepth(f"expected a positive finite scale from the fit, got s={fit.scale:g} "
+                           f"t={fit.shift:g}",
                            topic)
     return fit
 
 
-def apply_metric(relative: np.ndarray, fit: MetricFit, mask: np.ndarray, threshold: float) -> np.ndarray:
-    """``scale × relative + shift`` in metres where mask > threshold and the result is > 0, else NaN."""
-    metric = (relative * np.float32(fit.scale) + np.float32(fit.shift)).astype(np.float32, copy=False)
+def apply_metric(relative: np.ndarray, fit: MetricFit, mask: np.ndarray,
+                 threshold: float) -> np.ndarray:
+    """``scale × relative + shift`` in metres where mask > threshold and the result is > 0, else
+    NaN."""
+    metric = (relative * np.float32(fit.scale) + np.float32(fit.shift)).astype(np.float32,
+                                                                               copy=False)
     metric[~((mask > threshold) & (metric > 0))] = np.nan
     return metric

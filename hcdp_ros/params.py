@@ -1,4 +1,5 @@
-"""The node's parameters: one typed dataclass, one spec per parameter, validation with clear messages.
+"""The node's parameters: one typed dataclass, one spec per parameter, validation with clear
+messages.
 
 `node.py` declares every ROS parameter from :data:`PARAMETERS` (type, description, range,
 read-only flag, default) and validates changes with :func:`validate_value`. `config/hcdp.yaml` and
@@ -22,7 +23,8 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """How a parameter is declared: description, range (numbers) or choices (strings), read-only."""
+    """How a parameter is declared: description, range (numbers) or choices (strings),
+    read-only."""
 
     name: str
     description: str
@@ -62,7 +64,8 @@ class NodeConfig:
 
     def validate(self) -> "NodeConfig":
         """Return self, or raise ConfigError naming every invalid value."""
-        problems = [p for f in fields(self) if (p := validate_value(f.name, getattr(self, f.name)))]
+        problems = [p for f in fields(self)
+                    if (p := validate_value(f.name, getattr(self, f.name)))]
         if problems:
             raise ConfigError("invalid hcdp parameters: " + "; ".join(problems))
         return self
@@ -71,14 +74,16 @@ class NodeConfig:
         """A validated copy with ``values`` applied (unknown names are an error)."""
         unknown = sorted(set(values) - set(PARAMETERS))
         if unknown:
-            raise ConfigError(f"unknown hcdp parameters {unknown}; expected names from {sorted(PARAMETERS)}")
+            raise ConfigError(f"unknown hcdp parameters {unknown}; expected names from "
+                              f"{sorted(PARAMETERS)}")
         return replace(self, **values).validate()
 
 
 _SPECS = (
     ParamSpec("model_path", "checkpoint directory or file; empty = the bundled default model",
               read_only=True),
-    ParamSpec("trust_artefact", "load a torch-export/TensorRT program (.pt2/.ep) this machine did not "
+    ParamSpec("trust_artefact", "load a torch-export/TensorRT program (.pt2/.ep) this machine did "
+                                "not "
               "build; loading one can run code (docs/security.md)", read_only=True),
     ParamSpec("backend", "inference backend", read_only=True, choices=BACKENDS),
     ParamSpec("precision", "inference precision (fp16/bf16 need a GPU backend)", read_only=True,
@@ -155,12 +160,14 @@ def param_type(name: str) -> type:
 
 
 def validate_value(name: str, value: Any) -> str | None:
-    """None if ``value`` is valid for parameter ``name``, else a sentence saying what was expected."""
+    """None if ``value`` is valid for parameter ``name``, else a sentence saying what was
+    expected."""
     spec = PARAMETERS.get(name)
     if spec is None:
         return f"unknown parameter {name!r}"
     expected = param_type(name)
-    ok_type = isinstance(value, expected) and not (expected is not bool and isinstance(value, bool))
+    ok_type = isinstance(value,
+                         expected) and not (expected is not bool and isinstance(value, bool))
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         ok_type = True
     if not ok_type:
@@ -168,7 +175,8 @@ def validate_value(name: str, value: Any) -> str | None:
     if spec.choices and value not in spec.choices:
         return f"{name}: expected one of {'/'.join(spec.choices)}, got {value!r}"
     if spec.min_value is not None and not spec.min_value <= value <= spec.max_value:
-        return f"{name}: expected a value in [{spec.min_value:g}, {spec.max_value:g}], got {value!r}"
+        return (f"{name}: expected a value in [{spec.min_value:g}, {spec.max_value:g}], got "
+                f"{value!r}")
     if name == "device" and not (value == "cpu" or value == "cuda" or
                                  (value.startswith("cuda:") and value[5:].isdigit())):
         return f"device: expected cpu, cuda or cuda:N, got {value!r}"

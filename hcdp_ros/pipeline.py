@@ -1,8 +1,10 @@
-"""One frame through the node, without ROS: decode → StreamingPredictor.step → every output message.
+"""One frame through the node, without ROS: decode → StreamingPredictor.step → every output
+message.
 
 The live node (`node.py`) and the offline bag runner share this class, so both publish the same
 topics with the same encodings, stamps and conventions. Bad metric depth spoils only ``~/depth``
-(reported in ``FrameOutputs.problems``); a bad image raises :class:`~hcdp_ros.conversions.InputError`.
+(reported in ``FrameOutputs.problems``); a bad image raises
+:class:`~hcdp_ros.conversions.InputError`.
 
 Honest outputs: the model's depth and normals are supervised on people only, so by default
 (``OutputOptions.mask_outputs``) ``relative_depth`` and ``normals`` are NaN where the mask is at or
@@ -85,7 +87,8 @@ class OutputOptions:
 
 @dataclass(frozen=True)
 class MetricInput:
-    """A decoded metric depth image (float32 metres, NaN = no reading) and the topic it came from."""
+    """A decoded metric depth image (float32 metres, NaN = no reading) and the topic it came
+    from."""
 
     depth: np.ndarray
     topic: str
@@ -120,11 +123,13 @@ class FrameProcessor:
         """
         if reset is not None:
             self.predictor.reset()
-        pred = self.predictor.step(image.pixels, stamp_seconds(header), header.frame_id, image.encoding)
+        pred = self.predictor.step(image.pixels, stamp_seconds(header), header.frame_id,
+                                   image.encoding)
         if reset is not None:
             pred = replace(pred, reset=True, reset_reason=reset)
         # pack each map once (the predictor may return strided views); every consumer shares these
-        depth, normals, mask = (np.ascontiguousarray(a) for a in (pred.depth, pred.normals, pred.mask))
+        depth, normals, mask = (np.ascontiguousarray(a)
+                                for a in (pred.depth, pred.normals, pred.mask))
         threshold = options.mask_threshold
         if options.mask_outputs:
             person = off_person_nan(mask, threshold)
@@ -145,7 +150,8 @@ class FrameProcessor:
         if metric is not None:
             try:
                 target = registered_to(metric.depth, *depth.shape)
-                out.metric_fit = fit_metric_depth(depth, target, mask, threshold, options.metric_min_pixels,
+                out.metric_fit = fit_metric_depth(depth, target, mask, threshold,
+                                                  options.metric_min_pixels,
                                                   metric.topic)
             except InputError as err:
                 out.problems.append(err)

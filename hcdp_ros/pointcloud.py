@@ -1,9 +1,9 @@
 """The masked human as 3-D points in the camera optical frame, from planar depth and the pinhole K.
 
 Depth scale option (documented in docs/ros.md): the network's depth is relative (affine-invariant,
-unit-less), so the node backprojects ``z = depth_scale × relative depth`` by default — a shape up to
-an unknown scale and shift, good for viewing. With metric alignment on, ``z`` is the metric depth
-(metres, REP 118) and the cloud is metric.
+unit-less), so the node backprojects ``z = depth_scale × relative depth`` by default — a shape up
+to an unknown scale and shift, good for viewing. With metric alignment on, ``z`` is the metric
+depth (metres, REP 118) and the cloud is metric.
 """
 from __future__ import annotations
 
@@ -11,16 +11,19 @@ import numpy as np
 
 
 def backproject(depth: np.ndarray, mask: np.ndarray, k: np.ndarray, threshold: float = 0.5,
-                stride: int = 1, colors: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """Points ``X = z · K⁻¹ [u, v, 1]ᵀ`` for every ``stride``-th pixel with mask > threshold and z > 0.
+                stride: int = 1, colors: np.ndarray | None = None) -> tuple[np.ndarray,
+                                                                            np.ndarray | None]:
+    """Points ``X = z · K⁻¹ [u, v, 1]ᵀ`` for every ``stride``-th pixel with mask > threshold and z
+    > 0.
 
     ``depth`` is planar z (H×W), ``k`` the 3×3 intrinsics in pixels (pixel centres at integer
-    coordinates, the ROS convention). Returns ``(points [N,3] float32, colors [N,3] uint8 or None)``
-    in the camera optical frame (x right, y down, z forward), row-major pixel order.
+    coordinates, the ROS convention). Returns ``(points [N,3] float32, colors [N,3] uint8 or
+    None)`` in the camera optical frame (x right, y down, z forward), row-major pixel order.
     """
     depth = np.asarray(depth)
     if depth.ndim != 2 or np.shape(mask) != depth.shape:
-        raise ValueError(f"expected depth and mask of one H×W shape, got {depth.shape} and {np.shape(mask)}")
+        raise ValueError(f"expected depth and mask of one H×W shape, got {depth.shape} and "
+                         f"{np.shape(mask)}")
     if stride < 1:
         raise ValueError(f"stride: expected >= 1, got {stride}")
     k = np.asarray(k, dtype=np.float64)

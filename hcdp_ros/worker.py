@@ -1,8 +1,9 @@
 """Latest-frame-only hand-off between the subscription callback and one inference thread.
 
-The callback calls :meth:`InferenceWorker.submit`, which never blocks: a frame waiting in the slot is
-replaced by the newer one and counted as dropped. So a model slower than the camera drops frames
-instead of queueing them, and the latency from arrival to processing stays bounded by one inference.
+The callback calls :meth:`InferenceWorker.submit`, which never blocks: a frame waiting in the slot
+is replaced by the newer one and counted as dropped. So a model slower than the camera drops frames
+instead of queueing them, and the latency from arrival to processing stays bounded by one
+inference.
 """
 from __future__ import annotations
 
@@ -56,8 +57,8 @@ class LatestSlot(Generic[T]):
 class InferenceWorker(Generic[T]):
     """Runs ``process(item)`` on a background thread for the newest submitted item only.
 
-    ``on_error(exc, item)`` is called (on the worker thread) for any exception ``process`` raises, so
-    one bad frame never stops the worker.
+    ``on_error(exc, item)`` is called (on the worker thread) for any exception ``process`` raises,
+    so one bad frame never stops the worker.
     """
 
     def __init__(self, process: Callable[[T], None],
@@ -97,7 +98,8 @@ class InferenceWorker(Generic[T]):
         while (item := self._slot.take()) is not None:
             try:
                 self._process(item)
-            except Exception as exc:  # noqa: BLE001 - reported through on_error, the worker lives on
+            # noqa: BLE001 - reported through on_error, the worker lives on
+            except Exception as exc:
                 self._on_error(exc, item)
             with self._lock:
                 self.processed += 1

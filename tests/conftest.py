@@ -13,7 +13,8 @@ def _seed():
 
 @pytest.fixture(scope="session")
 def micro_checkpoint(tmp_path_factory):
-    """A saved micro model (every block, causal temporal blocks made active) for end-to-end tests."""
+    """A saved micro model (every block, causal temporal blocks made active) for end-to-end
+    tests."""
     from hcdp_model.checkpoint import save_checkpoint
     from hcdp_model.model import HCDPModel
     from tests.model.helpers import activate_temporal, micro_config

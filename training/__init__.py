@@ -1,1 +1,2 @@
-"""hcdp_training: synthetic data, datasets, losses, metrics, the two-stage trainer and evaluation."""
+"""hcdp_training: synthetic data, datasets, losses, metrics, the two-stage trainer and
+evaluation."""

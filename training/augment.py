@@ -6,15 +6,15 @@ the camera optical frame, `mask` H×W float32 in [0,1], `flow_fwd`/`flow_bwd` H�
 `canonical` H×W×3 rest-pose body-surface coordinates, `K` 3×3 and `extrinsics` 4×4 world→camera.
 Other keys pass through untouched.
 
-Photometric operations touch `rgb` only. Geometric operations (crop/scale, horizontal flip) move every
-map together and update `K`. Pixel centres sit at integer coordinates (OpenCV's convention for K):
-column j is at u = j, so a flip maps u to W-1-u and sends cx to W-1-cx, and resizing a crop of width w
-to width w' maps u' to x0 + (u' + 0.5)·w/w' - 0.5 (what cv2.resize does).
+Photometric operations touch `rgb` only. Geometric operations (crop/scale, horizontal flip) move
+every map together and update `K`. Pixel centres sit at integer coordinates (OpenCV's convention
+for K): column j is at u = j, so a flip maps u to W-1-u and sends cx to W-1-cx, and resizing a crop
+of width w to width w' maps u' to x0 + (u' + 0.5)·w/w' - 0.5 (what cv2.resize does).
 
-Ground-truth maps are resampled with nearest neighbour so that no output pixel blends a human's depth
-or normal with the background's; the soft mask is resampled like the image. Flow is scaled with the
-image, which is exact when the neighbouring frames receive the same transform — `Augment.clip` does
-that for clips.
+Ground-truth maps are resampled with nearest neighbour so that no output pixel blends a human's
+depth or normal with the background's; the soft mask is resampled like the image. Flow is scaled
+with the image, which is exact when the neighbouring frames receive the same transform —
+`Augment.clip` does that for clips.
 
 The photometric chain follows a camera: lens blur, sensor (ISO) noise, then the image processor
 (brightness/contrast, hue/saturation, greyscale) and the codec (JPEG) last.
@@ -32,7 +32,8 @@ import numpy as np
 import torch.utils.data
 
 # Keys whose pixels are geometry: resampled with nearest neighbour, filled when outside the image.
-_NEAREST_FILL = {"depth": np.nan, "normal": 0.0, "flow_fwd": 0.0, "flow_bwd": 0.0, "canonical": 0.0}
+_NEAREST_FILL = {"depth": np.nan, "normal": 0.0, "flow_fwd": 0.0, "flow_bwd": 0.0,
+                 "canonical": 0.0}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -158,7 +159,8 @@ def iso_noise(rgb: np.ndarray, photons: float, read_noise: float,
 # Geometric operations on the whole frame dict.
 # ----------------------------------------------------------------------------------------------
 def _frame_size(frame: dict) -> tuple[int, int]:
-    sizes = {k: v.shape[:2] for k, v in frame.items() if k in _NEAREST_FILL or k in ("rgb", "mask")}
+    sizes = {k: v.shape[:2] for k,
+             v in frame.items() if k in _NEAREST_FILL or k in ("rgb", "mask")}
     if not sizes:
         raise ValueError(f"expected at least one image-like key, got keys {sorted(frame)}")
     if len(set(sizes.values())) != 1:
@@ -171,9 +173,9 @@ def hflip(frame: dict, canonical_mirror_axis: int | None = 0) -> dict:
 
     Maps are mirrored; normals and the camera-frame x axis are negated (a mirrored camera, x → -x);
     flow is mirrored and its dx negated; K gets cx' = W-1-cx and its skew negated; extrinsics get
-    the reflection diag(-1,1,1,1) on the left. The canonical body coordinate `canonical_mirror_axis`
-    (the body's left-right axis in a left-right symmetric rest pose) is negated so that a mirrored
-    left hand reads as a right hand; None keeps canonical values.
+    the reflection diag(-1,1,1,1) on the left. The canonical body coordinate
+    `canonical_mirror_axis` (the body's left-right axis in a left-right symmetric rest pose) is
+    negated so that a mirrored left hand reads as a right hand; None keeps canonical values.
     """
     _, w = _frame_size(frame)
     out = dict(frame)
@@ -293,7 +295,8 @@ class AugmentConfig:
     canonical_mirror_axis: int | None = 0          # see hflip; None keeps canonical on flips
     # Lens blur; strength is a fraction of the image diagonal (DAViD: proportional to image size)
     p_blur: float = 0.3
-    blur_strength: tuple[float, float] = (0.001, 0.006)  # Gaussian σ, disc radius, half motion length
+    # Gaussian σ, disc radius, half motion length
+    blur_strength: tuple[float, float] = (0.001, 0.006)
     # Image processor
     p_brightness_contrast: float = 0.5
     brightness: tuple[float, float] = (-0.1, 0.1)
@@ -319,17 +322,19 @@ class AugmentConfig:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name.startswith("p_") and not 0.0 <= value <= 1.0:
-                raise ValueError(f"AugmentConfig.{f.name}: expected a probability in [0,1], got {value}")
+                raise ValueError(f"AugmentConfig.{f.name}: expected a probability in [0,1], got "
+                                 f"{value}")
             if isinstance(value, (tuple, list)):
                 if len(value) != 2 or value[0] > value[1]:
-                    raise ValueError(f"AugmentConfig.{f.name}: expected (low, high) with low <= high, "
-                                     f"got {value}")
+                    raise ValueError(f"AugmentConfig.{f.name}: expected (low, high) with low <= "
+                                     f"high, got {value}")
                 setattr(self, f.name, (float(value[0]), float(value[1])))
         if self.zoom[0] <= 0 or self.blur_strength[0] < 0 or self.photons[0] <= 0:
             raise ValueError("AugmentConfig: expected zoom > 0, blur_strength >= 0, photons > 0, "
                              f"got {self.zoom}, {self.blur_strength}, {self.photons}")
         if not (1 <= self.jpeg_quality[0] and self.jpeg_quality[1] <= 100):
-            raise ValueError(f"AugmentConfig.jpeg_quality: expected within [1,100], got {self.jpeg_quality}")
+            raise ValueError("AugmentConfig.jpeg_quality: expected within [1,100], got "
+                             f"{self.jpeg_quality}")
         if self.shift < 0 or self.clip_jitter < 0:
             raise ValueError(f"AugmentConfig: expected shift >= 0 and clip_jitter >= 0, "
                              f"got {self.shift}, {self.clip_jitter}")
@@ -343,7 +348,8 @@ class AugmentConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"AugmentConfig: unknown keys {unknown}; expected some of {sorted(known)}")
+            raise ValueError(f"AugmentConfig: unknown keys {unknown}; expected some of "
+                             f"{sorted(known)}")
         return cls(**values)
 
 
@@ -395,11 +401,11 @@ class FrameNuisance:
     """What changes from one frame of a real camera to the next while the scene does not: sensor
     noise, codec artefacts, auto-exposure steps, focus/motion blur and a briefly corrupted patch
     (a glint, a dropped macro-block), and now and then a badly degraded frame (a burst of blur and
-    noise that leaves little detail: a missed exposure, a shaken camera). Each is drawn independently
-    for every frame with probability `p_* × strength`, so a per-frame model flickers with them and only
-    a model that looks at earlier frames can undo them (issue 17; the flicker the paper's temporal loss
-    fights). The degraded frame destroys information no per-frame model can recover: there, only the
-    past helps. Stage-2 clips use
+    noise that leaves little detail: a missed exposure, a shaken camera). Each is drawn
+    independently for every frame with probability `p_* × strength`, so a per-frame model flickers
+    with them and only a model that looks at earlier frames can undo them (issue 17; the flicker
+    the paper's temporal loss fights). The degraded frame destroys information no per-frame model
+    can recover: there, only the past helps. Stage-2 clips use
     it through `AugmentConfig.frame_nuisance`; `hcdp eval --perturb` applies the same model to
     held-out inputs. Ground truth is left as it is: the target is the scene, not the glitch."""
 
@@ -425,7 +431,8 @@ class FrameNuisance:
             raise ValueError(f"FrameNuisance.strength: expected [0,1], got {self.strength}")
 
     def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One frame's nuisances: uint8 H×W×3 RGB in, uint8 H×W×3 RGB out (`rgb` is not changed)."""
+        """One frame's nuisances: uint8 H×W×3 RGB in, uint8 H×W×3 RGB out (`rgb` is not
+        changed)."""
         s, h, w = self.strength, rgb.shape[0], rgb.shape[1]
 
         def hit(p: float) -> bool:
@@ -462,10 +469,10 @@ class FrameNuisance:
 class Augment:
     """Random DAViD augmentations, reproducible from a seed.
 
-    `aug(frame)` draws fresh parameters per call; `aug.clip(frames)` draws once and applies the same
-    geometric transform and photometric parameters to every frame of a clip (sensor noise is drawn
-    anew per frame, as a real sensor's is), with optional per-frame jitter (`clip_jitter`) and
-    per-frame nuisances (`frame_nuisance`, see `FrameNuisance`).
+    `aug(frame)` draws fresh parameters per call; `aug.clip(frames)` draws once and applies the
+    same geometric transform and photometric parameters to every frame of a clip (sensor noise is
+    drawn anew per frame, as a real sensor's is), with optional per-frame jitter (`clip_jitter`)
+    and per-frame nuisances (`frame_nuisance`, see `FrameNuisance`).
 
     Inside a DataLoader worker process the generator is re-derived once from its own state and the
     worker's torch seed, so workers do not repeat each other's draws; reproducibility across runs

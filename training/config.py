@@ -3,11 +3,13 @@ rejected.
 
 A run is described by a `TrainConfig`:
 
-    stage        0 (prior encoder), 1 (static images) or 2 (clips; self-supervised when data.kind =
-video) model        what network to build or load, and what to initialise it from
+    stage        0 (prior encoder), 1 (static images) or 2 (clips; self-supervised when
+                 data.kind = video)
+    model        what network to build or load, and what to initialise it from
     data         where the samples are and how they are cut, resized and augmented
     optim        AdamW, per-group learning rates, the warm-up + polynomial schedule, batch,
-precision loss         the paper's loss weights and thresholds (`hcdp_training.losses.LossConfig`)
+                 precision
+    loss         the paper's loss weights and thresholds (`hcdp_training.losses.LossConfig`)
     selfsup      the distillation weight of self-supervised stage 2 on unlabeled video
     log          TensorBoard scalars / image grids and the progress bar
     checkpoint   how often to write a checkpoint and how many to keep

@@ -1,28 +1,30 @@
-"""`hcdp eval`: a checkpoint streamed causally against its own per-frame model and per-frame + exponential
-smoothing, on held-out sequences in hcdp's on-disk format (docs/evaluation.md).
+"""`hcdp eval`: a checkpoint streamed causally against its own per-frame model and per-frame +
+exponential smoothing, on held-out sequences in hcdp's on-disk format (docs/evaluation.md).
 
 Four methods, one run, the same frames and the same flow:
-- `streaming`: the checkpoint through `StreamingPredictor` with window W, frame by frame, exactly what the
-  node runs (causal temporal attention over the last W-1 frames).
-- `window_1`: the same weights streamed with window 1: every temporal block sees only the current frame.
-  The difference to `streaming` is what attention over earlier frames contributes, and nothing else (the
-  other comparisons change the weights too).
-- `per_frame`: the stage-1 model (`--stage1`), or by default the checkpoint with its temporal blocks
-  removed. Stage 2 freezes the encoder and trains the other non-temporal modules at 1/100 of the temporal
-  learning rate (paper Table 19), so removing the blocks gives the per-frame network the temporal blocks
-  were trained on top of; it is always at hand, and the difference to `streaming` is the temporal blocks
-  alone. `--stage1` evaluates the stage-1 checkpoint file itself.
-- `per_frame_ema`: `per_frame`'s outputs smoothed over time by what a user would bolt on without ground
-  truth or flow (`exponential_smoothing`): y_0 = x_0, y_t = alpha x_t + (1 - alpha) y_{t-1} per pixel, on
-  the raw relative depth as the model outputs it (no alignment: at run time there is nothing to align to),
-  on the normals (renormalised to unit length) and on the soft mask.
+- `streaming`: the checkpoint through `StreamingPredictor` with window W, frame by frame, exactly
+  what the node runs (causal temporal attention over the last W-1 frames).
+- `window_1`: the same weights streamed with window 1: every temporal block sees only the current
+  frame.
+  The difference to `streaming` is what attention over earlier frames contributes, and nothing else
+  (the other comparisons change the weights too).
+- `per_frame`: the stage-1 model (`--stage1`), or by default the checkpoint with its temporal
+  blocks removed. Stage 2 freezes the encoder and trains the other non-temporal modules at 1/100 of
+  the temporal learning rate (paper Table 19), so removing the blocks gives the per-frame network
+  the temporal blocks were trained on top of; it is always at hand, and the difference to
+  `streaming` is the temporal blocks alone. `--stage1` evaluates the stage-1 checkpoint file
+  itself.
+- `per_frame_ema`: `per_frame`'s outputs smoothed over time by what a user would bolt on without
+  ground truth or flow (`exponential_smoothing`): y_0 = x_0, y_t = alpha x_t + (1 - alpha) y_{t-1}
+  per pixel, on the raw relative depth as the model outputs it (no alignment: at run time there is
+  nothing to align to), on the normals (renormalised to unit length) and on the soft mask.
 
-Metrics are `hcdp_training.metrics.evaluate_sequence` per sequence (ground-truth flow, or OpenCV DIS flow
-with `--flow opencv`), aggregated by `MetricAccumulator` (every frame or frame pair weighs the same).
-`--perturb SEED` feeds every method the same inputs with per-frame nuisances (`FrameNuisance`: sensor
-noise, codec, exposure, blur, a corrupted patch, drawn anew for every frame); ground truth and flow stay
-those of the clean scene. `--attention` prints, per temporal block, the attention mass on the current
-frame vs earlier ones (`hcdp_training.temporal_context`).
+Metrics are `hcdp_training.metrics.evaluate_sequence` per sequence (ground-truth flow, or OpenCV
+DIS flow with `--flow opencv`), aggregated by `MetricAccumulator` (every frame or frame pair weighs
+the same). `--perturb SEED` feeds every method the same inputs with per-frame nuisances
+(`FrameNuisance`: sensor noise, codec, exposure, blur, a corrupted patch, drawn anew for every
+frame); ground truth and flow stay those of the clean scene. `--attention` prints, per temporal
+block, the attention mass on the current frame vs earlier ones (`hcdp_training.temporal_context`).
 """
 from __future__ import annotations
 
@@ -61,7 +63,8 @@ SHEET_NAMES = {"streaming": "stream", "window_1": "W=1", "per_frame": "per-frame
 class Predictor(Protocol):
     """What the evaluator drives: `StreamingPredictor`, or anything with the same two methods."""
 
-    def step(self, image: np.ndarray, stamp: float, frame_id: str = "", encoding: str = "rgb8") -> Prediction: ...
+    def step(self, image: np.ndarray, stamp: float, frame_id: str = "",
+             encoding: str = "rgb8") -> Prediction: ...
 
     def reset(self) -> None: ...
 
@@ -93,15 +96,17 @@ class Predictions:
 @dataclass
 class EvalResult:
     summary: dict[str, dict[str, float]]                   # method -> metric -> dataset mean
-    counts: dict[str, dict[str, int]]                      # method -> metric -> frames (pairs) averaged
+    # method -> metric -> frames (pairs) averaged
+    counts: dict[str, dict[str, int]]
     per_sequence: dict[str, dict[str, dict[str, float]]]   # method -> sequence -> metric -> mean
     inference_ms: dict[str, float]                         # method -> mean model time per frame
     metadata: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        """JSON-ready: `methods` (one object per method, `METRIC_NAMES` keys), counts, per-sequence values,
-        timing and metadata; NaN (a metric without a single valid frame) becomes null."""
-        return json_safe({"methods": self.summary, "counts": self.counts, "per_sequence": self.per_sequence,
+        """JSON-ready: `methods` (one object per method, `METRIC_NAMES` keys), counts, per-sequence
+        values, timing and metadata; NaN (a metric without a single valid frame) becomes null."""
+        return json_safe({"methods": self.summary, "counts": self.counts,
+                          "per_sequence": self.per_sequence,
                            "inference_ms": self.inference_ms, "metadata": self.metadata})
 
 
@@ -117,7 +122,8 @@ def json_safe(value):
 
 
 def per_frame_model(model: HCDPModel) -> HCDPModel:
-    """The same weights without temporal blocks: every frame predicted on its own (the stage-1 network).
+    """The same weights without temporal blocks: every frame predicted on its own (the stage-1
+    network).
     Changes `model` in place and returns it."""
     model.temporal_blocks = None
     model.cfg.temporal.enabled = False
@@ -126,15 +132,17 @@ def per_frame_model(model: HCDPModel) -> HCDPModel:
 
 def load_sequence(sequence_dir: Path, max_frames: int | None = None, flow: str = "gt",
                   perturb: int | None = None) -> Sequence:
-    """Read a sequence (the first `max_frames` frames) with stride-1 ground-truth flow, or OpenCV DIS flow
-    between the images when `flow == "opencv"`. With `perturb` (a seed), the images get `FrameNuisance`
-    drawn per frame from (seed, sequence name); ground truth and flow stay the clean scene's."""
+    """Read a sequence (the first `max_frames` frames) with stride-1 ground-truth flow, or OpenCV
+    DIS flow between the images when `flow == "opencv"`. With `perturb` (a seed), the images get
+    `FrameNuisance` drawn per frame from (seed, sequence name); ground truth and flow stay the
+    clean scene's."""
     if flow not in FLOW_SOURCES:
         raise ValueError(f"expected flow source {'/'.join(FLOW_SOURCES)}, got {flow!r}")
     meta = read_meta(sequence_dir)
     count = int(meta["frames"]) if max_frames is None else min(int(meta["frames"]), max_frames)
     frames = [read_frame(sequence_dir, i) for i in range(count)]
-    stack = {key: np.stack([f[key] for f in frames]) for key in ("rgb", "depth", "normal", "mask", "flow_fwd",
+    stack = {key: np.stack([f[key] for f in frames])
+             for key in ("rgb", "depth", "normal", "mask", "flow_fwd",
                                                                    "flow_bwd")}
     if flow == "opencv":
         stack["flow_fwd"], stack["flow_bwd"] = opencv_flows(stack["rgb"])
@@ -157,23 +165,28 @@ def opencv_flows(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return fwd, bwd
 
 
-def run_predictor(predictor: Predictor, sequence: Sequence, progress: tqdm | None = None) -> Predictions:
-    """Feed the sequence frame by frame, as a camera would (stamps from the frame rate, one frame_id)."""
+def run_predictor(predictor: Predictor, sequence: Sequence,
+                  progress: tqdm | None = None) -> Predictions:
+    """Feed the sequence frame by frame, as a camera would (stamps from the frame rate, one
+    frame_id)."""
     predictor.reset()
     outs = []
     for k, image in enumerate(sequence.rgb):
         outs.append(predictor.step(image, stamp=k / sequence.fps, frame_id=sequence.name))
         if progress is not None:
             progress.update(1)
-    return Predictions(depth=np.stack([o.depth for o in outs]), normals=np.stack([o.normals for o in outs]),
+    return Predictions(depth=np.stack([o.depth for o in outs]),
+                       normals=np.stack([o.normals for o in outs]),
                        mask=np.stack([o.mask for o in outs]),
                        inference_ms=np.array([o.inference_ms for o in outs], np.float64))
 
 
 def ema_step(previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None, depth: np.ndarray,
-             normals: np.ndarray, mask: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One step of `exponential_smoothing`: (depth, normals, mask) blended into the previous smoothed
-    frame (None: the first frame, returned as it is); the normals are renormalised after the blend."""
+             normals: np.ndarray, mask: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray,
+                                                                           np.ndarray]:
+    """One step of `exponential_smoothing`: (depth, normals, mask) blended into the previous
+    smoothed frame (None: the first frame, returned as it is); the normals are renormalised after
+    the blend."""
     if previous is None:
         return depth, normals, mask
     blend = alpha * normals + (1.0 - alpha) * previous[1]
@@ -183,9 +196,10 @@ def ema_step(previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None, depth: 
 
 
 def exponential_smoothing(pred: Predictions, alpha: float) -> Predictions:
-    """Causal per-pixel exponential smoothing y_0 = x_0, y_t = alpha x_t + (1 - alpha) y_{t-1} of the raw
-    relative depth, the normals (renormalised after each blend) and the soft mask. alpha = 1 changes
-    nothing; smaller alpha is smoother and lags more behind motion (nothing is motion-compensated)."""
+    """Causal per-pixel exponential smoothing y_0 = x_0, y_t = alpha x_t + (1 - alpha) y_{t-1} of
+    the raw relative depth, the normals (renormalised after each blend) and the soft mask. alpha =
+    1 changes nothing; smaller alpha is smoother and lags more behind motion (nothing is
+    motion-compensated)."""
     if not 0.0 < alpha <= 1.0:
         raise ValueError(f"expected a smoothing alpha in (0, 1], got {alpha}")
     depth, normals, mask = pred.depth.copy(), pred.normals.copy(), pred.mask.copy()
@@ -197,11 +211,14 @@ def exponential_smoothing(pred: Predictions, alpha: float) -> Predictions:
 
 
 def sequence_metrics(pred: Predictions, sequence: Sequence) -> dict[str, np.ndarray]:
-    return evaluate_sequence(pred.depth, pred.normals, pred.mask, sequence.flow_fwd, gt_depth=sequence.depth,
-                             gt_normal=sequence.normal, gt_mask=sequence.mask, flow_bwd=sequence.flow_bwd)
+    return evaluate_sequence(pred.depth, pred.normals, pred.mask, sequence.flow_fwd,
+                             gt_depth=sequence.depth,
+                             gt_normal=sequence.normal, gt_mask=sequence.mask,
+                             flow_bwd=sequence.flow_bwd)
 
 
-def evaluate(sequence_dirs: list[Path], predictors: dict[str, Predictor], smoothing: float | None = 0.5,
+def evaluate(sequence_dirs: list[Path], predictors: dict[str, Predictor],
+             smoothing: float | None = 0.5,
              flow: str = "gt", max_frames: int | None = None, progress: bool = True,
              keep_first: bool = False, perturb: int | None = None
              ) -> tuple[EvalResult, tuple[Sequence, dict[str, Predictions]] | None]:
@@ -209,17 +226,20 @@ def evaluate(sequence_dirs: list[Path], predictors: dict[str, Predictor], smooth
     "per_frame" predictor, add "per_frame_ema" (`exponential_smoothing` of its outputs). With
     `keep_first`, also return the first sequence and its predictions (for the contact sheet)."""
     if not sequence_dirs or not predictors:
-        raise ValueError(f"expected sequences and predictors, got {len(sequence_dirs)} sequences and "
-                         f"{len(predictors)} predictors")
-    methods = list(predictors) + (["per_frame_ema"] if smoothing is not None and "per_frame" in predictors else [])
+        raise ValueError(f"expected sequences and predictors, got {len(sequence_dirs)} sequences "
+                         f"and {len(predictors)} predictors")
+    methods = list(predictors) + (["per_frame_ema"] if smoothing is not None
+                                  and "per_frame" in predictors else [])
     lengths = [min(int(read_meta(d)["frames"]), max_frames or math.inf) for d in sequence_dirs]
     accumulators = {m: MetricAccumulator() for m in methods}
     times: dict[str, list[np.ndarray]] = {m: [] for m in methods}
     kept = None
-    bar = tqdm(total=len(predictors) * sum(lengths), desc="hcdp eval", unit="frame", disable=not progress)
+    bar = tqdm(total=len(predictors) * sum(lengths), desc="hcdp eval", unit="frame",
+               disable=not progress)
     for directory in sequence_dirs:
         sequence = load_sequence(directory, max_frames, flow, perturb)
-        preds = {name: run_predictor(predictor, sequence, bar) for name, predictor in predictors.items()}
+        preds = {name: run_predictor(predictor, sequence, bar) for name,
+                 predictor in predictors.items()}
         if "per_frame_ema" in methods:
             preds["per_frame_ema"] = exponential_smoothing(preds["per_frame"], smoothing)
         for method, pred in preds.items():
@@ -235,13 +255,15 @@ def evaluate(sequence_dirs: list[Path], predictors: dict[str, Predictor], smooth
         per_sequence={m: a.sequence_summary() for m, a in accumulators.items()},
         inference_ms={m: float(np.mean(np.concatenate(t))) for m, t in times.items()},
         metadata={"sequences": len(sequence_dirs), "frames": int(sum(lengths)),
-                  "pairs": int(sum(n - 1 for n in lengths)), "flow": flow, "smoothing_alpha": smoothing,
+                  "pairs": int(sum(n - 1 for n in lengths)), "flow": flow,
+                  "smoothing_alpha": smoothing,
                   "max_frames": max_frames, "perturb_seed": perturb},
     )
     return result, kept
 
 
-COMPARISONS = (("window_1", "streaming vs W=1 (same weights)"), ("per_frame", "streaming vs per-frame"))
+COMPARISONS = (("window_1", "streaming vs W=1 (same weights)"), ("per_frame", "streaming vs "
+                                                                              "per-frame"))
 
 
 def relative_change(new: float, ref: float) -> str:
@@ -251,8 +273,8 @@ def relative_change(new: float, ref: float) -> str:
 
 
 def markdown_table(result: EvalResult, labels: dict[str, str] | None = None) -> str:
-    """Metrics as rows (arrow: which way is better), methods as columns, plus the relative change of
-    `streaming` against each baseline present: the same weights at window 1, and `per_frame`."""
+    """Metrics as rows (arrow: which way is better), methods as columns, plus the relative change
+    of `streaming` against each baseline present: the same weights at window 1, and `per_frame`."""
     methods = list(result.summary)
     labels = labels or {}
     header = ["Metric"] + [labels.get(m, m) for m in methods]
@@ -280,29 +302,34 @@ def _tile(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def _slice_row(mask: np.ndarray) -> int:
-    """The image row that crosses the human in the most (frame, pixel) pairs: the x-t slice's row."""
+    """The image row that crosses the human in the most (frame, pixel) pairs: the x-t slice's
+    row."""
     return int(np.argmax((mask > 0.5).sum(axis=(0, 2))))
 
 
 def sheet_image(sequence: Sequence, preds: dict[str, Predictions], frames: int = 3) -> np.ndarray:
-    """Contact sheet: one row per sampled frame (input, GT depth/normals/mask, then each method's depth,
-    normals and mask), and a last row of x-t time slices: the same columns along one image row (drawn in
-    white on the inputs) stacked over time, top = first frame, so flicker shows as horizontal streaks.
-    Depth is coloured on the GT mask for every method (the region the metrics use; each method's own
-    mask has its column), with robust percentiles per tile."""
+    """Contact sheet: one row per sampled frame (input, GT depth/normals/mask, then each method's
+    depth, normals and mask), and a last row of x-t time slices: the same columns along one image
+    row (drawn in white on the inputs) stacked over time, top = first frame, so flicker shows as
+    horizontal streaks.
+    Depth is coloured on the GT mask for every method (the region the metrics use; each method's
+    own mask has its column), with robust percentiles per tile."""
     t_count, h, w = sequence.mask.shape
     tile_w = max(1, round(SHEET_TILE * w / h))
     row_y = _slice_row(sequence.mask)
-    picks = sorted(set(np.linspace(0, t_count - 1, min(frames, t_count)).round().astype(int).tolist()))
+    picks = sorted(set(np.linspace(0, t_count - 1,
+                                   min(frames, t_count)).round().astype(int).tolist()))
     sources = [("GT", sequence.depth, sequence.normal, sequence.mask)]
     sources += [(SHEET_NAMES.get(m, m), p.depth, p.normals, p.mask) for m, p in preds.items()]
-    column_labels = ["input"] + [f"{name} {kind}" for name, *_ in sources for kind in ("depth", "normals", "mask")]
+    column_labels = ["input"] + [f"{name} {kind}" for name,
+                                 *_ in sources for kind in ("depth", "normals", "mask")]
 
     def columns(rgb, pick) -> list[np.ndarray]:
         out = [rgb]
         region = pick(sequence.mask)
         for _, depth, normals, mask in sources:
-            out += [colorize_depth(pick(depth), region), normals_to_rgb(np.nan_to_num(pick(normals))),
+            out += [colorize_depth(pick(depth), region),
+                    normals_to_rgb(np.nan_to_num(pick(normals))),
                     mask_to_rgb(pick(mask))]
         return out
 
@@ -311,15 +338,18 @@ def sheet_image(sequence: Sequence, preds: dict[str, Predictions], frames: int =
         rgb = sequence.rgb[k].copy()
         rgb[row_y] = 255
         rows.append([_tile(c, tile_w, SHEET_TILE) for c in columns(rgb, lambda a: a[k])])
-    xt = [_tile(c, tile_w, SHEET_TILE) for c in columns(sequence.rgb[:, row_y], lambda a: a[:, row_y])]
-    cv2.putText(xt[0], f"x-t, y={row_y}", (4, SHEET_TILE - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1,
+    xt = [_tile(c, tile_w, SHEET_TILE)
+          for c in columns(sequence.rgb[:, row_y], lambda a: a[:, row_y])]
+    cv2.putText(xt[0], f"x-t, y={row_y}", (4, SHEET_TILE - 8), cv2.FONT_HERSHEY_SIMPLEX, 0.5,
+                (255, 255, 255), 1,
                 cv2.LINE_AA)
     rows.append(xt)
     return contact_sheet(rows, column_labels)
 
 
 def method_labels(window: int, smoothing: float) -> dict[str, str]:
-    return {"streaming": f"streaming W={window}", "window_1": "same weights W=1", "per_frame": "per-frame",
+    return {"streaming": f"streaming W={window}", "window_1": "same weights "
+                                                              "W=1", "per_frame": "per-frame",
             "per_frame_ema": f"per-frame+EMA a={smoothing:g}"}
 
 
@@ -328,7 +358,8 @@ def sequence_clip(sequence: Sequence, resolution: int) -> torch.Tensor:
     return torch.cat([preprocess(image, resolution)[0] for image in sequence.rgb])[None]
 
 
-def attention_summary(model: HCDPModel, sequence_dirs: list[Path], window: int, max_frames: int | None,
+def attention_summary(model: HCDPModel, sequence_dirs: list[Path], window: int,
+                      max_frames: int | None,
                       perturb: int | None) -> list[dict]:
     """`attention_report` of `model` averaged over the sequences (at most `window` frames each)."""
     frames = min(window, max_frames or window)
@@ -336,34 +367,46 @@ def attention_summary(model: HCDPModel, sequence_dirs: list[Path], window: int, 
     for directory in sequence_dirs:
         sequence = load_sequence(directory, frames, "gt", perturb)
         if len(sequence.rgb) >= 2:
-            reports.append(attention_report(model, sequence_clip(sequence, model.cfg.resolution), window))
+            reports.append(attention_report(model, sequence_clip(sequence, model.cfg.resolution),
+                                            window))
     return mean_report(reports)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", help="stage-2 checkpoint (directory or .safetensors); default: the "
+    parser.add_argument("--checkpoint", help="stage-2 checkpoint (directory or .safetensors); "
+                                             "default: the "
                         "bundled model")
-    parser.add_argument("--data", required=True, help="folder of sequences in hcdp's format (hcdp synth)")
-    parser.add_argument("--stage1", help="stage-1 checkpoint for the per-frame baselines; default: --checkpoint "
+    parser.add_argument("--data", required=True, help="folder of sequences in hcdp's format (hcdp "
+                                                      "synth)")
+    parser.add_argument("--stage1", help="stage-1 checkpoint for the per-frame baselines; "
+                                         "default: --checkpoint "
                         "with its temporal blocks removed")
     parser.add_argument("--window", type=int, default=16, help="streaming window W (frames)")
     parser.add_argument("--perturb", type=int, metavar="SEED",
-                        help="feed every method inputs with per-frame nuisances (noise, JPEG, exposure, "
+                        help="feed every method inputs with per-frame nuisances (noise, JPEG, "
+                             "exposure, "
                         "blur, a corrupted patch) drawn from SEED; ground truth stays clean")
     parser.add_argument("--attention", action="store_true",
-                        help="also print, per temporal block, the attention mass on the current frame vs "
+                        help="also print, per temporal block, the attention mass on the current "
+                             "frame vs "
                         "earlier ones (over the first W frames of each sequence)")
     parser.add_argument("--smoothing", type=float, default=0.5,
-                        help="alpha of the per-frame + EMA baseline: y_t = alpha x_t + (1 - alpha) y_{t-1}")
+                        help="alpha of the per-frame + EMA baseline: y_t = alpha x_t + (1 - "
+                             "alpha) y_{t-1}")
     parser.add_argument("--flow", choices=FLOW_SOURCES, default="gt",
-                        help="flow for the temporal metrics: ground truth, or OpenCV DIS between the images")
+                        help="flow for the temporal metrics: ground truth, or OpenCV DIS between "
+                             "the images")
     parser.add_argument("--max-sequences", type=int, help="evaluate only the first N sequences")
-    parser.add_argument("--max-frames", type=int, help="evaluate only the first N frames of each sequence")
+    parser.add_argument("--max-frames", type=int, help="evaluate only the first N frames of each "
+                                                       "sequence")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--json", type=Path, help="write the metrics as JSON here")
-    parser.add_argument("--markdown", type=Path, help="write the markdown table here (it is printed anyway)")
-    parser.add_argument("--sheet", type=Path, help="write a contact sheet PNG of the first sequence here")
-    parser.add_argument("--sheet-frames", type=int, default=3, help="frames shown on the contact sheet")
+    parser.add_argument("--markdown", type=Path, help="write the markdown table here (it is "
+                                                      "printed anyway)")
+    parser.add_argument("--sheet", type=Path, help="write a contact sheet PNG of the first "
+                                                   "sequence here")
+    parser.add_argument("--sheet-frames", type=int, default=3, help="frames shown on the contact "
+                                                                    "sheet")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -374,7 +417,8 @@ def _write(path: Path, text: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.window < 1 or (args.max_frames is not None and args.max_frames < 1):
-        print(f"hcdp eval: expected --window >= 1 and --max-frames >= 1, got {args.window} and {args.max_frames}",
+        print(f"hcdp eval: expected --window >= 1 and --max-frames >= 1, got {args.window} and "
+              f"{args.max_frames}",
               file=sys.stderr)
         return 2
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
@@ -387,10 +431,12 @@ def run(args: argparse.Namespace) -> int:
         print(f"hcdp eval: {err}", file=sys.stderr)
         return 2
     if not sequences:
-        print(f"hcdp eval: no sequences (folders with meta.json) under {args.data}", file=sys.stderr)
+        print("hcdp eval: no sequences (folders with meta.json) under "
+              f"{args.data}", file=sys.stderr)
         return 2
     if model.temporal_blocks is None:
-        print(f"hcdp eval: warning: {checkpoint} has no temporal blocks; 'streaming' is a per-frame model too",
+        print(f"hcdp eval: warning: {checkpoint} has no temporal blocks; 'streaming' is a "
+              "per-frame model too",
               file=sys.stderr)
     else:
         model.set_temporal_mode("causal")  # what the node runs, whatever mode stage 2 trained in
@@ -405,7 +451,8 @@ def run(args: argparse.Namespace) -> int:
     labels = method_labels(args.window, args.smoothing)
     result.metadata.update({
         "checkpoint": str(checkpoint), "data": str(args.data),
-        "per_frame_model": str(args.stage1) if args.stage1 else "checkpoint without temporal blocks",
+        "per_frame_model": str(args.stage1) if args.stage1 else "checkpoint without temporal "
+                                                                "blocks",
         "window": args.window, "device": args.device, "resolution": model.cfg.resolution,
         "method_labels": labels, "elapsed_s": round(time.perf_counter() - start, 2),
     })
@@ -413,7 +460,8 @@ def run(args: argparse.Namespace) -> int:
     if args.attention and model.temporal_blocks is not None:
         attention = attention_summary(model, sequences, args.window, args.max_frames, args.perturb)
         result.metadata["attention"] = attention
-        table += "\n\nTemporal attention (first W frames of each sequence):\n\n" + report_table(attention)
+        table += ("\n\nTemporal attention (first W frames of each "
+                  "sequence):\n\n") + report_table(attention)
     print(table)
     if args.markdown:
         _write(args.markdown, table + "\n")
@@ -421,5 +469,6 @@ def run(args: argparse.Namespace) -> int:
         _write(args.json, json.dumps(result.to_json(), indent=1) + "\n")
     if args.sheet and kept is not None:
         args.sheet.parent.mkdir(parents=True, exist_ok=True)
-        cv2.imwrite(str(args.sheet), cv2.cvtColor(sheet_image(*kept, frames=args.sheet_frames), cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(args.sheet),
+                    cv2.cvtColor(sheet_image(*kept, frames=args.sheet_frames), cv2.COLOR_RGB2BGR))
     return 0

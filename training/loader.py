@@ -1,11 +1,12 @@
-"""Training data: the dataset for a stage, reproducible augmentation, and a resumable sharded sampler.
+"""Training data: the dataset for a stage, reproducible augmentation, and a resumable sharded
+sampler.
 
-Exact resume needs every sample to be a function of (data seed, epoch, index) only, never of the order
-in which a process happened to draw random numbers:
-- order: `ResumableSampler` is torch's DistributedSampler (permutation seeded by seed + epoch, sharded by
-  rank) that can start `start` samples into its shard;
-- augmentation: `SeededAugment` gives the dataset a fresh `Augment` seeded by (seed, epoch, index) for each
-  item, so the draw does not depend on worker count, worker seeds or the resume position;
+Exact resume needs every sample to be a function of (data seed, epoch, index) only, never of the
+order in which a process happened to draw random numbers:
+- order: `ResumableSampler` is torch's DistributedSampler (permutation seeded by seed + epoch,
+  sharded by rank) that can start `start` samples into its shard;
+- augmentation: `SeededAugment` gives the dataset a fresh `Augment` seeded by (seed, epoch, index)
+  for each item, so the draw does not depend on worker count, worker seeds or the resume position;
 - clip strides: `VideoClips` already draws them from (seed, epoch, index) after `set_epoch`.
 """
 from __future__ import annotations
@@ -24,11 +25,12 @@ from hcdp_training.data.synthhuman import SynthHumanFrames
 
 
 class ResumableSampler(DistributedSampler):
-    """DistributedSampler (shuffled, drop_last) whose iteration skips the first `start` indices of this
-    rank's shard: the data position of a resumed run."""
+    """DistributedSampler (shuffled, drop_last) whose iteration skips the first `start` indices of
+    this rank's shard: the data position of a resumed run."""
 
     def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed, drop_last=True)
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed,
+                         drop_last=True)
         self.start = 0
 
     def __iter__(self) -> Iterator[int]:
@@ -61,14 +63,16 @@ class SeededAugment(Dataset):
 
 
 def build_dataset(cfg: TrainConfig, resolution: int) -> SeededAugment:
-    """The stage's dataset at `data.size` (0: the model resolution), wrapped for seeded augmentation."""
+    """The stage's dataset at `data.size` (0: the model resolution), wrapped for seeded
+    augmentation."""
     d = cfg.data
     size = d.size or resolution
     augment = Augment(d.augmentation) if d.augment else None
     if d.kind == "video":
         from hcdp_training.video import VideoFolderClips
 
-        dataset = VideoFolderClips(d.root, frames=d.frames, stride=d.stride, size=size, seed=d.seed)
+        dataset = VideoFolderClips(d.root, frames=d.frames, stride=d.stride, size=size,
+                                   seed=d.seed)
         return SeededAugment(dataset, None, d.seed)
     if d.kind == "synthhuman":
         dataset = SynthHumanFrames(d.root, size=size)
@@ -79,9 +83,11 @@ def build_dataset(cfg: TrainConfig, resolution: int) -> SeededAugment:
     return SeededAugment(dataset, augment, d.seed)
 
 
-def make_loader(dataset: SeededAugment, sampler: ResumableSampler, cfg: TrainConfig, epoch: int) -> DataLoader:
-    """A DataLoader for one epoch (from `sampler.start`). Its own generator keeps the global torch RNG
-    untouched, so creating a loader mid-epoch on resume draws nothing the uninterrupted run did not."""
+def make_loader(dataset: SeededAugment, sampler: ResumableSampler, cfg: TrainConfig,
+                epoch: int) -> DataLoader:
+    """A DataLoader for one epoch (from `sampler.start`). Its own generator keeps the global torch
+    RNG untouched, so creating a loader mid-epoch on resume draws nothing the uninterrupted run did
+    not."""
     dataset.set_epoch(epoch)
     sampler.set_epoch(epoch)
     generator = torch.Generator().manual_seed(cfg.data.seed * 100_003 + epoch)

@@ -1,5 +1,5 @@
-"""Run logging on rank 0: a tqdm bar (loss, it/s, ETA), TensorBoard scalars and image grids drawn with
-the project's one set of colour maps (hcdp_model.visualize)."""
+"""Run logging on rank 0: a tqdm bar (loss, it/s, ETA), TensorBoard scalars and image grids drawn
+with the project's one set of colour maps (hcdp_model.visualize)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -25,8 +25,8 @@ def _mask(m: Mapping[str, torch.Tensor], t: int) -> np.ndarray | None:
 
 
 def image_grid(target: Mapping[str, torch.Tensor], pred: Mapping[str, torch.Tensor]) -> np.ndarray:
-    """Contact sheet of sample 0 (first and last frame of a clip): image, then target | prediction for
-    each of depth, normals, canonical coordinates and mask that both have. HxWx3 uint8."""
+    """Contact sheet of sample 0 (first and last frame of a clip): image, then target | prediction
+    for each of depth, normals, canonical coordinates and mask that both have. HxWx3 uint8."""
     image = target["image"]
     frames = [0, image.shape[1] - 1] if image.dim() == 5 and image.shape[1] > 1 else [0]
     rows, labels = [], ["image"]
@@ -54,14 +54,16 @@ def image_grid(target: Mapping[str, torch.Tensor], pred: Mapping[str, torch.Tens
 class RunLogger:
     """Rank-0 logging; on other ranks (enabled=False) every method does nothing."""
 
-    def __init__(self, out: Path, total: int, initial: int, enabled: bool, tensorboard: bool, progress: bool,
+    def __init__(self, out: Path, total: int, initial: int, enabled: bool, tensorboard: bool,
+                 progress: bool,
                  description: str) -> None:
         self.writer = None
         if enabled and tensorboard:
             from torch.utils.tensorboard import SummaryWriter
 
             self.writer = SummaryWriter(str(out / "tb"))
-        self.bar = tqdm(total=total, initial=initial, desc=description, unit="step", dynamic_ncols=True,
+        self.bar = tqdm(total=total, initial=initial, desc=description, unit="step",
+                        dynamic_ncols=True,
                         disable=not (enabled and progress))
 
     def step(self, loss: float, skipped: int) -> None:
@@ -73,7 +75,8 @@ class RunLogger:
             for name, value in values.items():
                 self.writer.add_scalar(name, value, step)
 
-    def images(self, step: int, target: Mapping[str, torch.Tensor], pred: Mapping[str, torch.Tensor]) -> None:
+    def images(self, step: int, target: Mapping[str, torch.Tensor],
+               pred: Mapping[str, torch.Tensor]) -> None:
         if self.writer is not None:
             self.writer.add_image("samples", image_grid(target, pred), step, dataformats="HWC")
 

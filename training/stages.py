@@ -3,10 +3,12 @@ learning rates, and the task module that turns a batch into (loss, terms, predic
 
 Stage 0 (human prior, SPEC 3.4): the prior encoder regresses the generated canonical body-surface
 coordinates and the person mask (`prior_loss`); it is frozen in every later stage, as the paper
-freezes CSE. Stage 1 (sec. 3.3.1): static images, eq. 11; groups "encoder" (lr_encoder) and
-"others" (lr_others), Table 18. Stage 2 (sec. 3.3.2): clips, eq. 14; temporal blocks inserted
-(zero-initialised: step 0 predicts exactly what stage 1 did), encoder frozen; groups "temporal"
-(lr_temporal) and "others" (lr_others), Table 19.
+freezes CSE.
+Stage 1 (sec. 3.3.1): static images, eq. 11; groups "encoder" (lr_encoder) and "others"
+(lr_others), Table 18.
+Stage 2 (sec. 3.3.2): clips, eq. 14; temporal blocks inserted (zero-initialised: step 0 predicts
+exactly what stage 1 did), encoder frozen; groups "temporal" (lr_temporal) and "others"
+(lr_others), Table 19.
 """
 from __future__ import annotations
 

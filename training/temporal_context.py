@@ -1,7 +1,7 @@
 """How much a model's temporal blocks use earlier frames (issue 17).
 
-`attention_report` runs a clip through the model offline (causal, window W, exactly the function the
-streaming step computes) and, for every temporal block, measures
+`attention_report` runs a clip through the model offline (causal, window W, exactly the function
+the streaming step computes) and, for every temporal block, measures
 - `mass_current` / `mass_past`: the attention probability on the current frame vs on earlier ones,
   averaged over positions, heads and the frames that have a past (t >= 1);
 - `mass_by_offset`: the same mass per offset t - s = 0, 1, 2, ... (how far back it looks);
@@ -21,7 +21,8 @@ from hcdp_model.temporal import TemporalBlock
 
 def attention_probabilities(block: TemporalBlock, x: torch.Tensor, window: int) -> torch.Tensor:
     """Causal attention probabilities of `block` over an input x [B, T, C, h, w] with window W:
-    [B*h*w, heads, T_query, T_key] (zero where masked). Same q, k, bias and mask as the block's forward."""
+    [B*h*w, heads, T_query, T_key] (zero where masked). Same q, k, bias and mask as the block's
+    forward."""
     b, t, c, h, w = x.shape
     seq = x.permute(0, 3, 4, 1, 2).reshape(b * h * w, t, c)
     q, k, _ = block.attn.split(block.norm1(seq))  # [N, heads, T, hd]
@@ -48,18 +49,20 @@ def block_inputs(model: HCDPModel, clip: torch.Tensor, window: int) -> list[torc
 
 @torch.no_grad()
 def attention_report(model: HCDPModel, clip: torch.Tensor, window: int) -> list[dict]:
-    """Per temporal block (in model order) the statistics of the module docstring, for a preprocessed
-    clip [B, T, 3, H, W] with T >= 2. The model must have causal temporal blocks."""
+    """Per temporal block (in model order) the statistics of the module docstring, for a
+    preprocessed clip [B, T, 3, H, W] with T >= 2. The model must have causal temporal blocks."""
     if model.temporal_blocks is None:
         raise ValueError("the model has no temporal blocks")
     if clip.shape[1] < 2:
         raise ValueError(f"expected a clip of at least 2 frames, got {clip.shape[1]}")
     model.eval()
     report = []
-    for index, (block, x) in enumerate(zip(model.temporal_blocks, block_inputs(model, clip, window))):
+    for index, (block,
+                x) in enumerate(zip(model.temporal_blocks, block_inputs(model, clip, window))):
         p = attention_probabilities(block, x, window)[:, :, 1:]  # frames with a past
         t = p.shape[-1]
-        diagonal = torch.diagonal(p, offset=1, dim1=-2, dim2=-1)  # p[t, t] for t >= 1 (rows shifted)
+        # p[t, t] for t >= 1 (rows shifted)
+        diagonal = torch.diagonal(p, offset=1, dim1=-2, dim2=-1)
         by_offset = [float(torch.diagonal(p, offset=1 - d, dim1=-2, dim2=-1).mean())
                      for d in range(min(window, t))]
         full, alone = block(x, window=window), block(x, window=1)
@@ -77,8 +80,8 @@ def attention_report(model: HCDPModel, clip: torch.Tensor, window: int) -> list[
 
 def report_table(report: list[dict]) -> str:
     """A markdown table of `attention_report`'s output."""
-    lines = ["| block | map | mass on current | mass on past | mass at offsets 1, 2, 3 | update / input "
-             "| past share of the update |", "|---|---|---:|---:|---|---:|---:|"]
+    lines = ["| block | map | mass on current | mass on past | mass at offsets 1, 2, 3 | update / "
+             "input | past share of the update |", "|---|---|---:|---:|---|---:|---:|"]
     for r in report:
         offsets = ", ".join(f"{m:.3f}" for m in r["mass_by_offset"][1:4])
         lines.append(f"| {r['block']} | {r['map'][0]}×{r['map'][1]}×{r['features']} "
@@ -97,6 +100,7 @@ def mean_report(reports: list[list[dict]]) -> list[dict]:
         for key in ("mass_current", "mass_past", "update", "past_share"):
             merged[key] = float(np.mean([b[key] for b in blocks]))
         width = min(len(b["mass_by_offset"]) for b in blocks)
-        merged["mass_by_offset"] = np.mean([b["mass_by_offset"][:width] for b in blocks], 0).tolist()
+        merged["mass_by_offset"] = np.mean([b["mass_by_offset"][:width] for b in blocks],
+                                           0).tolist()
         out.append(merged)
     return out

@@ -1,5 +1,5 @@
-"""Runtime backends: one `Backend` interface (init_state / step over the explicit streaming cache) with
-torch (eager, optional torch.compile), ONNX Runtime and Torch-TensorRT implementations.
+"""Runtime backends: one `Backend` interface (init_state / step over the explicit streaming cache)
+with torch (eager, optional torch.compile), ONNX Runtime and Torch-TensorRT implementations.
 
 Optional runtimes (onnxruntime, torch_tensorrt) are imported only when their backend is built, so
 `import hcdp_model.backends` works on a machine that has neither.

@@ -9,7 +9,8 @@ BACKENDS = ("torch", "onnxruntime", "tensorrt")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 State = tuple[torch.Tensor, ...]
-StepOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # depth [1,1,S,S], normal [1,3,S,S], mask logits
+# depth [1,1,S,S], normal [1,3,S,S], mask logits
+StepOutput = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class BackendError(RuntimeError):
@@ -28,8 +29,8 @@ class Backend(ABC):
     """One compiled or eager streaming step at a fixed model resolution and window.
 
     `frame` is the preprocessed [1,3,S,S] tensor on `device` in `input_dtype`; the state is the
-    backend's own fixed-shape cache (opaque to callers: pass back what `step` returned). Outputs are
-    tensors on `device` (any float dtype; the predictor casts).
+    backend's own fixed-shape cache (opaque to callers: pass back what `step` returned). Outputs
+    are tensors on `device` (any float dtype; the predictor casts).
 
     `startup_check` is the parity check an exported artefact passed when it was opened on this
     machine ({"max_error": float, "tolerance": float, "frames": int}); None for eager PyTorch."""
@@ -48,7 +49,9 @@ class Backend(ABC):
 
     @abstractmethod
     def step(self, frame: torch.Tensor, state: State) -> tuple[StepOutput, State]:
-        """One frame through encoder, temporal attention over the cache, decoder -> outputs, new cache."""
+        """One frame through encoder, temporal attention over the cache, decoder -> outputs, new
+        cache."""
 
     def describe(self) -> str:
-        return f"{self.name} {self.precision} on {self.device} (S={self.resolution}, window={self.window})"
+        return (f"{self.name} {self.precision} on {self.device} (S={self.resolution}, "
+                f"window={self.window})")

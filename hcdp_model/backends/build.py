@@ -1,15 +1,16 @@
 """Build, verify and open backends: what `hcdp export` and `load_predictor` share.
 
-`export_artefact` writes an artefact (ONNX graph, torch.export program or Torch-TensorRT program) with
-its manifest, loads it back from disk and streams random and real frames through it and through eager
-fp32 PyTorch, failing above a tolerance. It also stores a few of those real frames with eager's
-outputs beside the artefact (PATH.check.safetensors), so that wherever the artefact is opened to
-run, `open_artefact` streams them through the runtime of that machine and refuses the artefact when
-it differs from eager by more than the export's tolerance (the result: `backend.startup_check`).
-`open_artefact` also refuses a mismatched artefact, and a torch.export / Torch-TensorRT program
-this machine did not build unless the caller trusts it (loading one can run code:
-docs/security.md).
-`open_backend` is what `load_predictor` calls: an eager model, an explicit artefact, or a cached build.
+`export_artefact` writes an artefact (ONNX graph, torch.export program or Torch-TensorRT program)
+with its manifest, loads it back from disk and streams random and real frames through it and
+through eager fp32 PyTorch, failing above a tolerance. It also stores a few of those real frames
+with eager's outputs beside the artefact (PATH.check.safetensors), so that wherever the artefact is
+opened to run, `open_artefact` streams them through the runtime of that machine and refuses the
+artefact when it differs from eager by more than the export's tolerance (the result:
+`backend.startup_check`). `open_artefact` also refuses a mismatched artefact, and a torch.export /
+Torch-TensorRT program this machine did not build unless the caller trusts it (loading one can run
+code: docs/security.md).
+`open_backend` is what `load_predictor` calls: an eager model, an explicit artefact, or a cached
+build.
 """
 from __future__ import annotations
 
@@ -92,7 +93,8 @@ def _shapes(tensors) -> list[list[int]]:
     return [list(t.shape) for t in tensors]
 
 
-def make_manifest(spec: ExportSpec, step: ExportStep, checkpoint: str | Path, digest: str) -> Manifest:
+def make_manifest(spec: ExportSpec, step: ExportStep, checkpoint: str | Path,
+                  digest: str) -> Manifest:
     example = step.example_inputs()
     with torch.inference_mode():
         outputs = step(*example)
@@ -103,8 +105,10 @@ def make_manifest(spec: ExportSpec, step: ExportStep, checkpoint: str | Path, di
         format=spec.format, checkpoint=str(checkpoint), checkpoint_hash=digest,
         preset=step.step.model.cfg.preset, precision=spec.precision, window=spec.window,
         model_resolution=step.resolution, camera_size=[h, w],
-        letterbox={"content_h": box.new_h, "content_w": box.new_w, "top": box.top, "left": box.left},
-        inputs=dict(zip(inputs, _shapes(example))), outputs=dict(zip(output_names, _shapes(outputs))),
+        letterbox={"content_h": box.new_h, "content_w": box.new_w, "top": box.top,
+                   "left": box.left},
+        inputs=dict(zip(inputs, _shapes(example))),
+        outputs=dict(zip(output_names, _shapes(outputs))),
         io_dtype=str(spec.io_dtype).removeprefix("torch."), versions=runtime_versions(),
         gpu=gpu_name(spec.device) if torch.device(spec.device).type == "cuda" else None,
         extra=dict(spec.extra))
@@ -169,9 +173,10 @@ def startup_check(backend: Backend, path: Path, manifest: Manifest) -> dict[str,
     return {"max_error": worst, "tolerance": tolerance, "frames": frames}
 
 
-def stream_difference(candidate: Backend, reference: ExportStep, frames: list[torch.Tensor]) -> float:
-    """Stream `frames` through both from an empty cache; max |candidate - reference| over all outputs
-    of all frames (so errors in the cache path show up in later frames)."""
+def stream_difference(candidate: Backend, reference: ExportStep,
+                      frames: list[torch.Tensor]) -> float:
+    """Stream `frames` through both from an empty cache; max |candidate - reference| over all
+    outputs of all frames (so errors in the cache path show up in later frames)."""
     device = candidate.device
     ref_state = reference.init_state(1, device, torch.float32)
     cand_state = candidate.init_state()
@@ -182,7 +187,8 @@ def stream_difference(candidate: Backend, reference: ExportStep, frames: list[to
             depth, normal, mask_logits, *ref_state = reference(frame, *ref_state)
             want = (depth, normal, mask_logits)
             got, cand_state = candidate.step(frame.to(candidate.input_dtype), cand_state)
-            worst = max(worst, *(float((g.float() - r.float()).abs().max()) for g, r in zip(got, want)))
+            worst = max(worst,
+                        *(float((g.float() - r.float()).abs().max()) for g, r in zip(got, want)))
     return worst
 
 
@@ -197,21 +203,23 @@ def _write(spec: ExportSpec, step: ExportStep, out: Path) -> None:
             program = torch.export.export(module, step.example_inputs(device, dtype))
         torch.export.save(program, str(out))
     else:
-        program, inputs = trt.compile_step(copy.deepcopy(step), trt.detect_api(), spec.precision, device)
+        program, inputs = trt.compile_step(copy.deepcopy(step), trt.detect_api(), spec.precision,
+                                           device)
         trt.save_program(program, out, inputs)
 
 
 def export_artefact(checkpoint: str | Path, out: str | Path, spec: ExportSpec,
                     frames: tuple[list[torch.Tensor], str] | None = None) -> Manifest:
-    """Write the step graph of `checkpoint` to `out` (+ `out`.json manifest), verified against eager.
-    `frames`: the caller's preprocessed real check frames (any device) and where they came from
-    (default: `frames.real_frames`)."""
+    """Write the step graph of `checkpoint` to `out` (+ `out`.json manifest), verified against
+    eager. `frames`: the caller's preprocessed real check frames (any device) and where they came
+    from (default: `frames.real_frames`)."""
     spec.validate()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     if spec.format == "tensorrt":
         api = trt.detect_api()  # fail before minutes of work if the runtime is missing
-        spec.extra |= {"tensorrt_api": "explicit_typing" if api.explicit_typing else "enabled_precisions"}
+        spec.extra |= {"tensorrt_api": "explicit_typing" if api.explicit_typing
+                       else "enabled_precisions"}
     if spec.format == "onnx":
         spec.extra |= {"onnx_exporter": spec.onnx_exporter, "opset": ONNX_OPSET}
     model = load_streaming_model(checkpoint)
@@ -224,7 +232,8 @@ def export_artefact(checkpoint: str | Path, out: str | Path, spec: ExportSpec,
         out.unlink()  # a program that could never be loaded here
         raise
     tolerance = spec.tolerance if spec.tolerance is not None else TOLERANCES[spec.precision]
-    real, source = frames or real_frames(model.cfg.resolution, spec.verify_frames, spec.camera_size)
+    real, source = frames or real_frames(model.cfg.resolution, spec.verify_frames,
+                                         spec.camera_size)
     check_data = save_tensors(reference_outputs(reference, real[:spec.startup_frames]))
     check_path(out).write_bytes(check_data)
     manifest.extra["startup_check"] = {"file": check_path(out).name,
@@ -235,17 +244,20 @@ def export_artefact(checkpoint: str | Path, out: str | Path, spec: ExportSpec,
     diffs = {"random": stream_difference(candidate, reference, random_frames(model.cfg.resolution,
                                                                            spec.verify_frames)),
              "real": stream_difference(candidate, reference, real)}
-    manifest.extra["verification"] = {"max_abs_diff": diffs, "tolerance": tolerance, "frames": spec.verify_frames,
-                                      "real_frames": source, "passed": max(diffs.values()) <= tolerance}
+    manifest.extra["verification"] = {"max_abs_diff": diffs, "tolerance": tolerance,
+                                      "frames": spec.verify_frames,
+                                      "real_frames": source,
+                                      "passed": max(diffs.values()) <= tolerance}
     manifest.save(manifest_path(out))
     if max(diffs.values()) > tolerance:
         for file in (out, manifest_path(out), check_path(out)):
             file.unlink()
         if digest is not None:
             forget_trusted(digest)
-        raise ExportError(f"{out}: {spec.format} {spec.precision} export differs from eager fp32 PyTorch by "
-                          f"{max(diffs.values()):.3g} (random frames {diffs['random']:.3g}, real frames "
-                          f"{diffs['real']:.3g}) > tolerance {tolerance:g}; artefact removed")
+        raise ExportError(f"{out}: {spec.format} {spec.precision} export differs from eager fp32 "
+                          f"PyTorch by {max(diffs.values()):.3g} (random frames "
+                          f"{diffs['random']:.3g}, real frames {diffs['real']:.3g}) > tolerance "
+                          f"{tolerance:g}; artefact removed")
     return manifest
 
 
@@ -317,15 +329,17 @@ def open_artefact(path: str | Path, device: str | torch.device = "cpu",
 ARTEFACT_BACKENDS = {".onnx": "onnxruntime", ".pt2": "torch", trt.SUFFIX: "tensorrt"}
 
 
-def open_backend(checkpoint: str | Path, backend: str = "torch", window: int = 16, device: str = "cpu",
+def open_backend(checkpoint: str | Path, backend: str = "torch", window: int = 16,
+                 device: str = "cpu",
                  precision: str = "fp32", trust_artefact: bool = False) -> Backend:
     """A checkpoint (or an exported artefact) as a ready backend.
 
-    torch: eager model (or a .pt2 from `hcdp export --backend torch-export`). onnxruntime / tensorrt:
-    a .onnx / .ep artefact is loaded as is (refused if its window or precision differ from the ones
-    asked for); a checkpoint is exported once into the artefact cache (~/.cache/hcdp/<format>/<key>)
-    and loaded from there afterwards. Every artefact passes its start-up check here first; a .pt2
-    or .ep this machine did not build is refused unless `trust_artefact` (see `open_artefact`)."""
+    torch: eager model (or a .pt2 from `hcdp export --backend torch-export`). onnxruntime /
+    tensorrt: a .onnx / .ep artefact is loaded as is (refused if its window or precision differ
+    from the ones asked for); a checkpoint is exported once into the artefact cache
+    (~/.cache/hcdp/<format>/<key>) and loaded from there afterwards. Every artefact passes its
+    start-up check here first; a .pt2 or .ep this machine did not build is refused unless
+    `trust_artefact` (see `open_artefact`)."""
     if backend not in BACKENDS:
         raise ValueError(f"expected backend {'/'.join(BACKENDS)}, got {backend!r}")
     check_precision(precision, torch.device(device))
@@ -341,10 +355,12 @@ def open_backend(checkpoint: str | Path, backend: str = "torch", window: int = 1
     fmt = "onnx" if backend == "onnxruntime" else "tensorrt"
     spec = ExportSpec(format=fmt, precision=precision, window=window, device=device).validate()
     digest = checkpoint_hash(path)
-    expected: dict[str, object] = {"format": fmt, "checkpoint_hash": digest, "precision": precision,
+    expected: dict[str, object] = {"format": fmt, "checkpoint_hash": digest,
+                                   "precision": precision,
                                    "window": window}
     if fmt == "onnx":
-        fields = {**expected, "torch": torch.__version__, "exporter": spec.onnx_exporter, "opset": ONNX_OPSET}
+        fields = {**expected, "torch": torch.__version__, "exporter": spec.onnx_exporter,
+                  "opset": ONNX_OPSET}
     else:
         api = trt.detect_api()
         step = ExportStep(load_streaming_model(path), window)
@@ -356,8 +372,9 @@ def open_backend(checkpoint: str | Path, backend: str = "torch", window: int = 1
 
     def build(out: Path) -> Manifest:
         if fmt == "tensorrt":
-            log.warning("building the TensorRT program for %s (%s, window %d) on %s: this takes minutes, "
-                        "once per GPU, TensorRT version, precision and window; it is cached under %s",
+            log.warning("building the TensorRT program for %s (%s, window %d) on %s: this takes "
+                        "minutes, once per GPU, TensorRT version, precision and window; it is "
+                        "cached under %s",
                         path, precision, window, gpu, out.parent)
         return export_artefact(path, out, spec)
 

@@ -2,7 +2,8 @@
 the record of the artefacts this machine built itself.
 
 The key hashes everything the artefact depends on; the manifest inside repeats those fields and is
-checked again on load, so a stale, mismatched or corrupt entry is rebuilt (with a warning), never used.
+checked again on load, so a stale, mismatched or corrupt entry is rebuilt (with a warning), never
+used.
 
 Trust: a torch.export program (.pt2) or a Torch-TensorRT program (.ep) is loaded with
 `torch.export.load`, which can unpickle, i.e. run code from the file. Every such artefact that
@@ -40,10 +41,12 @@ def cache_key(fields: dict[str, object]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
-def cached_artefact(kind: str, fields: dict[str, object], filename: str, expected: dict[str, object],
+def cached_artefact(kind: str, fields: dict[str, object], filename: str,
+                    expected: dict[str, object],
                     build: Callable[[Path], Manifest], load: Callable[[Path], T]) -> T:
     """Load `<cache>/<kind>/<key>/<filename>` if its manifest matches `expected` and it loads, else
-    (re)build it with `build(path)` (which writes the artefact and returns its manifest) and load that."""
+    (re)build it with `build(path)` (which writes the artefact and returns its manifest) and load
+    that."""
     folder = cache_root() / kind / cache_key(fields)
     artefact = folder / filename
     if artefact.exists():

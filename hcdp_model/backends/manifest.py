@@ -1,9 +1,10 @@
-"""The manifest written beside every exported or compiled artefact, and the runtime versions it records.
+"""The manifest written beside every exported or compiled artefact, and the runtime versions it
+records.
 
-A manifest says what the artefact is (format, checkpoint hash, shapes, precision, window), what built
-it (versions of torch / onnxruntime / TensorRT / torch_tensorrt, GPU name, date) and how well it
-matched eager PyTorch. Loaders compare the identity fields against what they expect and refuse (or
-rebuild, for a cache) on any difference, so a stale artefact is never used silently.
+A manifest says what the artefact is (format, checkpoint hash, shapes, precision, window), what
+built it (versions of torch / onnxruntime / TensorRT / torch_tensorrt, GPU name, date) and how well
+it matched eager PyTorch. Loaders compare the identity fields against what they expect and refuse
+(or rebuild, for a cache) on any difference, so a stale artefact is never used silently.
 """
 from __future__ import annotations
 
@@ -66,10 +67,12 @@ class Manifest:
     gpu: str | None = None
     export_date: str = field(default_factory=lambda: datetime.datetime.now(datetime.timezone.utc)
                              .isoformat(timespec="seconds"))
-    extra: dict[str, object] = field(default_factory=dict)  # exporter options, verification results
+    # exporter options, verification results
+    extra: dict[str, object] = field(default_factory=dict)
 
     # The fields an artefact's identity depends on: any difference means "not this artefact".
-    IDENTITY = ("format", "checkpoint_hash", "precision", "window", "model_resolution", "inputs", "io_dtype")
+    IDENTITY = ("format", "checkpoint_hash", "precision", "window", "model_resolution", "inputs",
+                "io_dtype")
 
     def identity(self) -> dict[str, object]:
         return {k: getattr(self, k) for k in self.IDENTITY}
@@ -95,8 +98,8 @@ class Manifest:
     def load(cls, path: str | Path) -> "Manifest":
         path = Path(path)
         if not path.is_file():
-            raise BackendError(f"{path}: manifest not found (every exported artefact has one beside it; "
-                               "re-export with `hcdp export`)")
+            raise BackendError(f"{path}: manifest not found (every exported artefact has one "
+                               "beside it; re-export with `hcdp export`)")
         try:
             data = json.loads(path.read_text())
             return cls(**data)

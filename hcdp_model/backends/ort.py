@@ -1,7 +1,8 @@
 """ONNX export of the step graph and the ONNX Runtime backend.
 
 The runtime is imported only when a session is built. Inputs and outputs go through IO binding on
-torch tensors (CPU or CUDA memory, no copies through numpy), so the cache stays where the model runs.
+torch tensors (CPU or CUDA memory, no copies through numpy), so the cache stays where the model
+runs.
 
 An ONNX file runs no Python code, but two of its features reach outside the graph: tensors
 stored as external data (a path ONNX Runtime opens) and EPContext nodes (a compiled TensorRT or
@@ -26,7 +27,8 @@ from .step import OUTPUT_NAMES, ExportStep, state_names
 log = logging.getLogger(__name__)
 ONNX_OPSET = 17
 EXPORTERS = ("torchscript", "dynamo")
-OPTIMIZATION_LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+OPTIMIZATION_LEVELS = {"basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+                       "all": "ORT_ENABLE_ALL"}
 NUMPY_DTYPES = {"float32": np.float32, "float16": np.float16}
 
 
@@ -39,13 +41,14 @@ def export_onnx(step: ExportStep, path: str | Path, dtype: torch.dtype = torch.f
                 exporter: str = "torchscript", opset: int = ONNX_OPSET) -> Path:
     """Write the static step graph (frame and cache in, outputs and new cache out) to `path`.
 
-    torch 2.13 has two exporters: the TorchScript one (`dynamo=False`: fast, no extra dependency, marked
-    deprecated) and the torch.export-based one (`dynamo=True`, needs the onnxscript package)."""
+    torch 2.13 has two exporters: the TorchScript one (`dynamo=False`: fast, no extra dependency,
+    marked deprecated) and the torch.export-based one (`dynamo=True`, needs the onnxscript
+    package)."""
     if exporter not in EXPORTERS:
         raise ValueError(f"expected exporter {'/'.join(EXPORTERS)}, got {exporter!r}")
     if dtype not in (torch.float32, torch.float16):
-        raise ValueError(f"ONNX export supports fp32 and fp16, got {dtype} (ONNX Runtime has no bf16 kernels "
-                         "for most of this graph)")
+        raise ValueError(f"ONNX export supports fp32 and fp16, got {dtype} (ONNX Runtime has no "
+                         "bf16 kernels for most of this graph)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     inputs, outputs = io_names(step)
@@ -53,22 +56,24 @@ def export_onnx(step: ExportStep, path: str | Path, dtype: torch.dtype = torch.f
     module = (step if dtype == torch.float32 else copy.deepcopy(step).to(dtype)).eval()
     with torch.inference_mode(False), torch.no_grad():
         if exporter == "dynamo":
-            torch.onnx.export(module, example, str(path), dynamo=True, opset_version=max(opset, 18),
+            torch.onnx.export(module, example, str(path), dynamo=True,
+                              opset_version=max(opset, 18),
                               input_names=inputs, output_names=outputs, external_data=False)
         else:
             with warnings.catch_warnings():
-                # Tracer warnings flag Python-level shape logic; the shapes are static per artefact and
-                # the export is verified against eager afterwards.
+                # Tracer warnings flag Python-level shape logic; the shapes are static per artefact
+                # and the export is verified against eager afterwards.
                 warnings.simplefilter("ignore", torch.jit.TracerWarning)
                 torch.onnx.export(module, example, str(path), dynamo=False, opset_version=opset,
                                   input_names=inputs, output_names=outputs)
     return path
 
 
-def providers_for(device: torch.device, available: list[str], fp16: bool, cache_dir: Path | None = None
+def providers_for(device: torch.device, available: list[str], fp16: bool,
+                  cache_dir: Path | None = None
                   ) -> list[str | tuple[str, dict[str, object]]]:
-    """CPU: the CPU provider. CUDA: TensorRT then CUDA execution providers (whichever are installed),
-    with the CPU provider last for the few nodes a GPU provider may not take."""
+    """CPU: the CPU provider. CUDA: TensorRT then CUDA execution providers (whichever are
+    installed), with the CPU provider last for the few nodes a GPU provider may not take."""
     if device.type == "cpu":
         return ["CPUExecutionProvider"]
     gpu: list[str | tuple[str, dict[str, object]]] = []
@@ -81,8 +86,9 @@ def providers_for(device: torch.device, available: list[str], fp16: bool, cache_
     if "CUDAExecutionProvider" in available:
         gpu.append(("CUDAExecutionProvider", {"device_id": index}))
     if not gpu:
-        raise BackendError(f"device {device} needs onnxruntime's CUDA or TensorRT execution provider; this "
-                           f"onnxruntime has {available} (install onnxruntime-gpu, or use device cpu)")
+        raise BackendError(f"device {device} needs onnxruntime's CUDA or TensorRT execution "
+                           f"provider; this onnxruntime has {available} (install onnxruntime-gpu, "
+                           "or use device cpu)")
     return [*gpu, "CPUExecutionProvider"]
 
 
@@ -138,16 +144,17 @@ def import_onnxruntime():
 class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
 
-    def __init__(self, path: str | Path, device: str | torch.device = "cpu", threads: int | None = None,
+    def __init__(self, path: str | Path, device: str | torch.device = "cpu",
+                 threads: int | None = None,
                  expected: dict[str, object] | None = None, trt_cache_dir: Path | None = None,
                  optimization: str = "extended") -> None:
         """Load `path` (an .onnx written by `hcdp export`, with its manifest beside it). `expected`
-        identity fields that differ from the manifest refuse the file; `threads` sets ONNX Runtime's
-        intra-op threads (default: torch's thread count, so both backends use the same cores);
-        `optimization` is ONNX Runtime's graph optimisation level (basic, extended or all). The default
-        is `extended`: `all` adds the blocked NCHWc conv layout, which pads this model's 24-channel
-        full-resolution convolutions to 32 and measured no faster for ~100 MB more memory
-        (docs/performance.md)."""
+        identity fields that differ from the manifest refuse the file; `threads` sets ONNX
+        Runtime's intra-op threads (default: torch's thread count, so both backends use the same
+        cores); `optimization` is ONNX Runtime's graph optimisation level (basic, extended or all).
+        The default is `extended`: `all` adds the blocked NCHWc conv layout, which pads this
+        model's 24-channel full-resolution convolutions to 32 and measured no faster for ~100 MB
+        more memory (docs/performance.md)."""
         ort = import_onnxruntime()
         self.path = Path(path)
         self.manifest = Manifest.load(manifest_path(self.path))
@@ -161,8 +168,9 @@ class OnnxRuntimeBackend(Backend):
                                "neither, so this file was made elsewhere: re-export it with "
                                "`hcdp export --backend onnx`")
         if problems:
-            raise BackendError(f"{self.path}: refusing a mismatched ONNX artefact ({'; '.join(problems)}); "
-                               "re-export it with `hcdp export --backend onnx`")
+            raise BackendError(f"{self.path}: refusing a mismatched ONNX artefact "
+                               f"({'; '.join(problems)}); re-export it with `hcdp export "
+                               "--backend onnx`")
         self.device = torch.device(device)
         self.precision = self.manifest.precision
         self.window = self.manifest.window
@@ -172,16 +180,21 @@ class OnnxRuntimeBackend(Backend):
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.inter_op_num_threads = 1
         if optimization not in OPTIMIZATION_LEVELS:
-            raise ValueError(f"expected optimization {'/'.join(OPTIMIZATION_LEVELS)}, got {optimization!r}")
-        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[optimization])
-        providers = providers_for(self.device, ort.get_available_providers(), self.precision == "fp16",
+            raise ValueError(f"expected optimization {'/'.join(OPTIMIZATION_LEVELS)}, got "
+                             f"{optimization!r}")
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
+                                                   OPTIMIZATION_LEVELS[optimization])
+        providers = providers_for(self.device, ort.get_available_providers(),
+                                  self.precision == "fp16",
                                   trt_cache_dir)
         try:
             self.session = ort.InferenceSession(str(self.path), options, providers=providers)
-        except Exception as err:  # onnxruntime raises its own untyped errors (InvalidProtobuf, Fail, ...)
-            raise BackendError(f"{self.path}: ONNX Runtime cannot load this model ({type(err).__name__}: "
-                               f"{str(err).strip()[:300]}); the file is corrupt or not an ONNX model, "
-                               "re-export it with `hcdp export --backend onnx`") from err
+        # onnxruntime raises its own untyped errors (InvalidProtobuf, Fail, ...)
+        except Exception as err:
+            raise BackendError(f"{self.path}: ONNX Runtime cannot load this model "
+                               f"({type(err).__name__}: {str(err).strip()[:300]}); the file is "
+                               "corrupt or not an ONNX model, re-export it with `hcdp export "
+                               "--backend onnx`") from err
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
         self.input_shapes = [list(self.manifest.inputs[n]) for n in self.input_names]
@@ -195,12 +208,15 @@ class OnnxRuntimeBackend(Backend):
                      for shape in self.input_shapes[1:])
 
     def _bind(self, bind, name: str, tensor: torch.Tensor) -> None:
-        bind(name, self._device_type, self._device_id, self._element_type, list(tensor.shape), tensor.data_ptr())
+        bind(name, self._device_type, self._device_id, self._element_type, list(tensor.shape),
+             tensor.data_ptr())
 
     def step(self, frame: torch.Tensor, state: State) -> tuple[StepOutput, State]:
-        inputs = [frame.to(self.device, self.input_dtype).contiguous(), *(s.contiguous() for s in state)]
+        inputs = [frame.to(self.device, self.input_dtype).contiguous(),
+                  *(s.contiguous() for s in state)]
         # Fresh outputs every step: a state handed out earlier is never overwritten.
-        outputs = [torch.empty(shape, dtype=self.input_dtype, device=self.device) for shape in self.output_shapes]
+        outputs = [torch.empty(shape, dtype=self.input_dtype, device=self.device)
+                   for shape in self.output_shapes]
         binding = self.session.io_binding()
         for name, tensor in zip(self.input_names, inputs):
             self._bind(binding.bind_input, name, tensor)

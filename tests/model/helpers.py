@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import torch
 
-from hcdp_model.config import (BackboneConfig, DecoderConfig, FusionConfig, ModelConfig, PriorConfig,
+from hcdp_model.config import (BackboneConfig, DecoderConfig, FusionConfig, ModelConfig,
+                               PriorConfig,
                                TemporalConfig)
 from hcdp_model.model import HCDPModel
 
@@ -14,7 +15,8 @@ def micro_config(temporal: bool = False, mode: str = "causal", family: str = "di
     return ModelConfig(
         preset="micro",
         resolution=4 * patch,
-        backbone=BackboneConfig(family=family, embed_dim=32, depth=4, num_heads=2, patch_size=patch,
+        backbone=BackboneConfig(family=family, embed_dim=32, depth=4, num_heads=2,
+                                patch_size=patch,
                                 num_register_tokens=4 if family == "dinov3" else 0,
                                 intermediate_layers=(0, 1, 2, 3)),
         decoder=DecoderConfig(features=16, out_channels=(8, 16, 16, 32)),
@@ -30,8 +32,10 @@ def activate_temporal(model: HCDPModel, scale: float = 0.5) -> HCDPModel:
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for block in model.temporal_blocks:
-            block.proj_out.weight.copy_(torch.randn(block.proj_out.weight.shape, generator=g) * scale)
-            block.attn.relative_bias.copy_(torch.randn(block.attn.relative_bias.shape, generator=g))
+            block.proj_out.weight.copy_(torch.randn(block.proj_out.weight.shape,
+                                                    generator=g) * scale)
+            block.attn.relative_bias.copy_(torch.randn(block.attn.relative_bias.shape,
+                                                       generator=g))
     return model
 
 

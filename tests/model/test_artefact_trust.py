@@ -204,8 +204,9 @@ def test_an_onnx_model_reading_a_file_or_embedding_an_engine_is_refused(onnx_art
     reads_a_file.parent.mkdir()
     onnx.save(model, str(reads_a_file))
     _copy_artefact(onnx_artefact, reads_a_file, reads_a_file.read_bytes())
-    with pytest.raises(BackendError, match=r"refusing an ONNX model that reaches outside its graph "
-                                           rf"\(tensor '{weight.name}' stored as external data\)"):
+    with pytest.raises(BackendError, match=r"refusing an ONNX model that reaches outside its "
+                                           fr"graph \(tensor '{weight.name}' stored as external "
+                                           r"data\)"):
         load_predictor(reads_a_file, window=WINDOW, backend="onnxruntime")
 
     model = onnx.load(str(onnx_artefact))

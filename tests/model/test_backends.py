@@ -1,6 +1,7 @@
-"""Backends: the onnxruntime backend drives StreamingPredictor exactly like the torch one; the artefact
-cache reuses, rebuilds stale or corrupt entries; the Torch-TensorRT logic (API detection, compile
-settings, cache keys, manifest checks) works with torch_tensorrt absent, against fake modules."""
+"""Backends: the onnxruntime backend drives StreamingPredictor exactly like the torch one; the
+artefact cache reuses, rebuilds stale or corrupt entries; the Torch-TensorRT logic (API detection,
+compile settings, cache keys, manifest checks) works with torch_tensorrt absent, against fake
+modules."""
 import logging
 import subprocess
 import sys
@@ -45,7 +46,8 @@ def test_onnxruntime_predictor_equals_torch_predictor_through_resets(checkpoint)
     stamps = [0.0, 0.1, 0.2, 0.3, 0.4, 2.0, 2.1]  # a gap before the 6th frame resets both
     fills = []
     for stamp, image in zip(stamps, _frames(len(stamps))):
-        a, b = torch_pred.step(image, stamp, "cam", "bgr8"), ort_pred.step(image, stamp, "cam", "bgr8")
+        a, b = torch_pred.step(image, stamp, "cam", "bgr8"), ort_pred.step(image, stamp, "cam",
+                                                                           "bgr8")
         np.testing.assert_allclose(b.depth, a.depth, atol=1e-4)
         np.testing.assert_allclose(b.normals, a.normals, atol=1e-4)
         np.testing.assert_allclose(b.mask, a.mask, atol=1e-5)
@@ -54,12 +56,14 @@ def test_onnxruntime_predictor_equals_torch_predictor_through_resets(checkpoint)
     assert fills == [1, 2, 3, 3, 3, 1, 2]
 
 
-def test_onnx_build_is_cached_and_a_corrupt_cached_file_is_rebuilt(checkpoint, monkeypatch, caplog):
+def test_onnx_build_is_cached_and_a_corrupt_cached_file_is_rebuilt(checkpoint, monkeypatch,
+                                                                   caplog):
     load_predictor(checkpoint, window=WINDOW, backend="onnxruntime")
     [cached] = list((cache_root() / "onnx").glob("*/step.onnx"))
     calls = []
     real_export = build_module.export_artefact
-    monkeypatch.setattr(build_module, "export_artefact", lambda *a, **k: calls.append(a) or real_export(*a, **k))
+    monkeypatch.setattr(build_module, "export_artefact", lambda *a,
+                        **k: calls.append(a) or real_export(*a, **k))
     load_predictor(checkpoint, window=WINDOW, backend="onnxruntime")
     assert calls == []  # reused
     cached.write_bytes(b"\x00garbage")
@@ -102,28 +106,34 @@ def test_torch_backend_ring_buffer_equals_the_offline_causal_forward_without_cop
 def test_predictor_refuses_a_backend_built_for_another_window():
     backend = TorchBackend(HCDPModel(micro_config(temporal=True)), WINDOW)
     assert StreamingPredictor(backend).window == WINDOW
-    with pytest.raises(ValueError, match=r"does not match the requested window 8 \(the backend has 3\)"):
+    with pytest.raises(ValueError, match=r"does not match the requested window 8 \(the backend "
+                                         r"has 3\)"):
         StreamingPredictor(backend, window=8)
 
 
 def test_unknown_backend_is_refused(checkpoint):
-    with pytest.raises(ValueError, match="expected backend torch/onnxruntime/tensorrt, got 'openvino'"):
+    with pytest.raises(ValueError, match="expected backend torch/onnxruntime/tensorrt, got "
+                                         "'openvino'"):
         load_predictor(checkpoint, backend="openvino")
 
 
 def test_importing_the_backends_loads_neither_onnxruntime_nor_torch_tensorrt():
     code = ("import sys, hcdp_model.predictor, hcdp_model.export, hcdp_model.backends.build; "
-            "print(sorted(m for m in ('onnxruntime', 'torch_tensorrt', 'tensorrt') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+            "print(sorted(m for m in ('onnxruntime', 'torch_tensorrt', 'tensorrt') if m in "
+            "sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
     assert out.strip() == "[]"
 
 
-# --- the generic artefact cache (what the TensorRT path relies on) -----------------------------------
+# --- the generic artefact cache (what the TensorRT path relies on) -------------------------------
 
 def _manifest(**changes) -> Manifest:
-    fields = dict(format="tensorrt", checkpoint="c", checkpoint_hash="abc", preset="micro", precision="fp16",
+    fields = dict(format="tensorrt", checkpoint="c", checkpoint_hash="abc", preset="micro",
+                  precision="fp16",
                   window=WINDOW, model_resolution=56, camera_size=[480, 640], letterbox={},
-                  inputs={"frame": [1, 3, 56, 56]}, outputs={}, io_dtype="float32", gpu="NVIDIA H100")
+                  inputs={"frame": [1, 3, 56, 56]}, outputs={}, io_dtype="float32", gpu="NVIDIA "
+                                                                                        "H100")
     return Manifest(**{**fields, **changes})
 
 
@@ -147,8 +157,10 @@ class _FakeBuilds:
 def test_cache_builds_once_then_loads():
     fake = _FakeBuilds()
     expected = {"precision": "fp16", "gpu": "NVIDIA H100"}
-    assert cached_artefact("trt", {"k": 1}, "step.ep", expected, fake.build, fake.load) == "engine 1"
-    assert cached_artefact("trt", {"k": 1}, "step.ep", expected, fake.build, fake.load) == "engine 1"
+    assert cached_artefact("trt", {"k": 1}, "step.ep", expected, fake.build,
+                           fake.load) == "engine 1"
+    assert cached_artefact("trt", {"k": 1}, "step.ep", expected, fake.build,
+                           fake.load) == "engine 1"
     assert fake.built == 1
 
 
@@ -158,7 +170,9 @@ def test_cache_rebuilds_an_entry_whose_manifest_does_not_match(caplog):
     [entry] = list((cache_root() / "trt").glob("*/step.ep"))
     _manifest(gpu="Orin").save(manifest_path(entry))  # e.g. a cache directory copied from a Jetson
     with caplog.at_level(logging.WARNING):
-        assert cached_artefact("trt", {"k": 1}, "step.ep", {"gpu": "NVIDIA H100"}, fake.build, fake.load) == "engine 2"
+        assert cached_artefact("trt", {"k": 1}, "step.ep", {"gpu": "NVIDIA "
+                                                                   "H100"}, fake.build,
+                               fake.load) == "engine 2"
     assert "gpu: artefact 'Orin', expected 'NVIDIA H100'" in caplog.text
 
 
@@ -180,15 +194,17 @@ def test_cache_rebuilds_a_corrupt_entry_and_keeps_no_half_built_one(caplog):
     assert not (cache_root() / "trt" / cache_key({"k": 2})).exists()
 
 
-# --- Torch-TensorRT without torch_tensorrt ----------------------------------------------------------
+# --- Torch-TensorRT without torch_tensorrt -------------------------------------------------------
 
 def _fake_tensorrt(monkeypatch, version, trt_version="10.3.0"):
     monkeypatch.setitem(sys.modules, "torch_tensorrt", types.SimpleNamespace(__version__=version))
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__=trt_version))
 
 
-@pytest.mark.parametrize("version, explicit", [("2.8.0", False), ("2.8.0+cu126", False), ("2.9.0", False),
-                                               ("2.10.0", True), ("2.10.0.dev20251001+cu130", True),
+@pytest.mark.parametrize("version, explicit",
+                         [("2.8.0", False), ("2.8.0+cu126", False), ("2.9.0", False),
+                                               ("2.10.0", True),
+                          ("2.10.0.dev20251001+cu130", True),
                                                ("2.11.0a0", True), ("3.0.0", True)])
 def test_detection_picks_the_compile_api_by_torch_tensorrt_version(monkeypatch, version, explicit):
     _fake_tensorrt(monkeypatch, version)
@@ -222,9 +238,11 @@ def test_missing_or_too_old_torch_tensorrt_is_a_clear_error(monkeypatch):
 
 def test_tensorrt_cache_key_changes_with_every_field():
     api = trt.TensorRTApi("2.8.0", "10.3.0")
-    base = dict(api=api, gpu="Orin", precision="fp16", window=16, resolution=518, checkpoint_hash="abc",
+    base = dict(api=api, gpu="Orin", precision="fp16", window=16, resolution=518,
+                checkpoint_hash="abc",
                 inputs={"frame": [1, 3, 518, 518]})
-    variants = [{}, {"api": trt.TensorRTApi("2.10.0", "10.3.0")}, {"api": trt.TensorRTApi("2.8.0", "10.7.0")},
+    variants = [{}, {"api": trt.TensorRTApi("2.10.0", "10.3.0")},
+                {"api": trt.TensorRTApi("2.8.0", "10.7.0")},
                 {"gpu": "NVIDIA H100"}, {"precision": "fp32"}, {"window": 8}, {"resolution": 224},
                 {"checkpoint_hash": "abd"}, {"inputs": {"frame": [1, 3, 224, 224]}}]
     keys = {cache_key(trt.cache_fields(**{**base, **v})) for v in variants}
@@ -237,12 +255,16 @@ def test_tensorrt_artefact_from_another_gpu_or_version_is_refused(monkeypatch, t
     monkeypatch.setattr(build_module, "gpu_name", lambda device=None: "NVIDIA H100")
     artefact = tmp_path / "step.ep"
     artefact.write_bytes(b"engine")
-    _manifest(gpu="Orin", versions={"tensorrt": "10.3.0", "torch_tensorrt": "2.8.0"}).save(manifest_path(artefact))
-    with pytest.raises(BackendError, match=r"refusing a mismatched tensorrt artefact \(gpu: artefact 'Orin', "
-                                           r"expected 'NVIDIA H100'\)"):
+    _manifest(gpu="Orin",
+              versions={"tensorrt": "10.3.0",
+                        "torch_tensorrt": "2.8.0"}).save(manifest_path(artefact))
+    with pytest.raises(BackendError, match=r"refusing a mismatched tensorrt artefact \(gpu: "
+                                           r"artefact 'Orin', expected 'NVIDIA H100'\)"):
         build_module.open_artefact(artefact, "cuda")
-    _manifest(versions={"tensorrt": "10.7.0", "torch_tensorrt": "2.8.0"}).save(manifest_path(artefact))
-    with pytest.raises(BackendError, match="versions.tensorrt: artefact '10.7.0', expected '10.3.0'"):
+    _manifest(versions={"tensorrt": "10.7.0",
+                        "torch_tensorrt": "2.8.0"}).save(manifest_path(artefact))
+    with pytest.raises(BackendError, match="versions.tensorrt: artefact '10.7.0', expected "
+                                           "'10.3.0'"):
         build_module.open_artefact(artefact, "cuda")
 
 

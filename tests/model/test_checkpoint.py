@@ -53,7 +53,8 @@ def test_weights_that_do_not_match_the_config_are_reported(tmp_path):
     other = micro_config(temporal=True)
     other.decoder.features = 24
     other.save(path / "config.yaml")
-    with pytest.raises(CheckpointError, match=r"do not match the config config\.yaml: \d+ missing .*other shapes"):
+    with pytest.raises(CheckpointError, match=r"do not match the config config\.yaml: \d+ missing "
+                                              r".*other shapes"):
         load_checkpoint(path)
 
 

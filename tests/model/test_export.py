@@ -1,5 +1,6 @@
-"""hcdp export: ONNX and torch.export artefacts reproduce eager PyTorch over a streaming sequence (so
-the cache path is exercised), manifests say what was exported, and bad artefacts fail clearly."""
+"""hcdp export: ONNX and torch.export artefacts reproduce eager PyTorch over a streaming sequence
+(so the cache path is exercised), manifests say what was exported, and bad artefacts fail
+clearly."""
 import json
 
 import pytest
@@ -7,7 +8,8 @@ import torch
 
 from hcdp_model.backends import BackendError
 from hcdp_model.backends import build as build_module
-from hcdp_model.backends.build import ExportError, ExportSpec, export_artefact, open_artefact, open_backend
+from hcdp_model.backends.build import (ExportError, ExportSpec, export_artefact, open_artefact,
+                                       open_backend)
 from hcdp_model.backends.manifest import Manifest, manifest_path
 from hcdp_model.backends.step import ExportStep
 from hcdp_model.checkpoint import checkpoint_hash, load_checkpoint
@@ -59,7 +61,8 @@ def test_onnx_manifest_records_identity_shapes_versions_and_verification(checkpo
     assert manifest["checkpoint_hash"] == checkpoint_hash(checkpoint)
     assert manifest["camera_size"] == [40, 60] and manifest["model_resolution"] == 56
     assert manifest["letterbox"] == {"content_h": 37, "content_w": 56, "top": 9, "left": 0}
-    assert list(manifest["inputs"])[:4] == ["frame", "block0_keys", "block0_values", "block0_valid"]
+    assert list(manifest["inputs"])[:4] == ["frame", "block0_keys", "block0_values",
+                                            "block0_valid"]
     assert manifest["inputs"]["frame"] == [1, 3, 56, 56] and manifest["inputs"]["block0_valid"] == [WINDOW - 1]
     assert manifest["outputs"]["normal"] == [1, 3, 56, 56]
     assert manifest["versions"]["torch"] == torch.__version__ and manifest["versions"]["onnxruntime"]
@@ -84,17 +87,20 @@ def test_dynamo_onnx_exporter_also_equals_eager(checkpoint, tmp_path):
     assert max(manifest.extra["verification"]["max_abs_diff"].values()) < 1e-4
 
 
-def test_export_that_differs_from_eager_fails_loudly_and_leaves_no_artefact(checkpoint, tmp_path, monkeypatch):
+def test_export_that_differs_from_eager_fails_loudly_and_leaves_no_artefact(checkpoint, tmp_path,
+                                                                            monkeypatch):
     real_export = build_module.export_onnx
 
     def export_wrong_weights(step, path, *args, **kwargs):
         with torch.no_grad():
-            step.step.model.heads.mask[-1].bias.add_(0.5)  # an exporter bug: the graph is not the model
+            # an exporter bug: the graph is not the model
+            step.step.model.heads.mask[-1].bias.add_(0.5)
         return real_export(step, path, *args, **kwargs)
 
     monkeypatch.setattr(build_module, "export_onnx", export_wrong_weights)
     out = tmp_path / "step.onnx"
-    with pytest.raises(ExportError, match=r"differs from eager fp32 PyTorch by .* > tolerance 0.001"):
+    with pytest.raises(ExportError, match=r"differs from eager fp32 PyTorch by .* > tolerance "
+                                          r"0.001"):
         export_artefact(checkpoint, out, ExportSpec("onnx", window=WINDOW))
     assert not out.exists() and not manifest_path(out).exists()
 
@@ -113,7 +119,8 @@ def test_corrupt_torch_export_file_gives_a_clear_error(onnx_file, tmp_path):
     manifest = Manifest.load(manifest_path(onnx_file))
     manifest.format = "torch-export"
     manifest.save(manifest_path(bad))
-    with pytest.raises(BackendError, match=r"step.pt2: cannot load the torch.export program .* corrupt"):
+    with pytest.raises(BackendError, match=r"step.pt2: cannot load the torch.export program .* "
+                                           r"corrupt"):
         open_artefact(bad, trust_artefact=True)  # untrusted, it is refused before loading
 
 
@@ -125,7 +132,8 @@ def test_artefact_without_manifest_is_refused(onnx_file, tmp_path):
 
 
 def test_onnx_artefact_for_another_window_is_refused(onnx_file):
-    with pytest.raises(BackendError, match=r"refusing a mismatched ONNX artefact \(window: artefact 3, expected 5"):
+    with pytest.raises(BackendError, match=r"refusing a mismatched ONNX artefact \(window: "
+                                           r"artefact 3, expected 5"):
         open_backend(onnx_file, backend="onnxruntime", window=5)
     with pytest.raises(BackendError, match="runs with backend 'onnxruntime', not 'torch'"):
         open_backend(onnx_file, backend="torch", window=WINDOW)
@@ -133,7 +141,8 @@ def test_onnx_artefact_for_another_window_is_refused(onnx_file):
 
 def test_export_cli_prints_the_difference_and_writes_the_manifest(checkpoint, tmp_path, capsys):
     out = tmp_path / "cli.onnx"
-    code = hcdp(["export", "--checkpoint", str(checkpoint), "--backend", "onnx", "--window", str(WINDOW),
+    code = hcdp(["export", "--checkpoint", str(checkpoint), "--backend", "onnx", "--window",
+                 str(WINDOW),
                  "--size", "48", "64", "--frames", "2", "--out", str(out)])
     printed = capsys.readouterr().out
     assert code == 0, printed

@@ -14,7 +14,8 @@ from hcdp_model.geometry import (
 
 
 def _coords(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
-    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32),
+                            torch.arange(w, dtype=torch.float32), indexing="ij")
     return xs, ys
 
 
@@ -79,7 +80,8 @@ def test_align_scale_shift_ignores_pixels_off_the_mask():
     mask[..., 2:6, 1:7] = True
     target[~mask] = 100.0  # garbage off the mask
     s, t = align_scale_shift(pred, target, mask)
-    assert torch.allclose(s, torch.tensor([3.0]), atol=1e-4) and torch.allclose(t, torch.tensor([-1.0]), atol=1e-4)
+    assert torch.allclose(s, torch.tensor([3.0]),
+                          atol=1e-4) and torch.allclose(t, torch.tensor([-1.0]), atol=1e-4)
 
 
 def test_align_scale_shift_is_finite_for_empty_mask_and_constant_prediction():
@@ -111,7 +113,8 @@ def test_sobel_of_a_ramp_is_its_slope():
     gx, gy = sobel(torch.stack([2.0 * xs - 3.0 * ys, 0.5 * ys])[None])
     assert torch.allclose(gx[0, 0, 1:-1, 1:-1], torch.full((5, 7), 2.0))
     assert torch.allclose(gy[0, 0, 1:-1, 1:-1], torch.full((5, 7), -3.0))
-    assert torch.allclose(gx[0, 1], torch.zeros(7, 9)) and torch.allclose(gy[0, 1, 1:-1, 1:-1], torch.full((5, 7), 0.5))
+    assert torch.allclose(gx[0, 1], torch.zeros(7, 9)) and torch.allclose(gy[0, 1, 1:-1, 1:-1],
+                                                                          torch.full((5, 7), 0.5))
 
 
 def test_laplacian_of_parabolas_is_their_constant_second_derivative():

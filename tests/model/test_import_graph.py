@@ -50,7 +50,8 @@ def imports_of(module: str, path: Path, known: set[str]) -> set[str]:
             for alias in node.names:
                 child = f"{source}.{alias.name}"
                 add(child if child in known else source)
-        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None))
+        elif (isinstance(node, ast.Call)
+              and getattr(node.func, "attr", getattr(node.func, "id", None))
               == "import_module" and node.args and isinstance(node.args[0], ast.Constant)
               and isinstance(node.args[0].value, str)):
             add(node.args[0].value)
@@ -132,7 +133,8 @@ def _example_cycle(graph: dict[str, set[str]], component: set[str]) -> list[str]
 
 def test_hcdp_model_has_no_import_cycle():
     graph = import_graph(ROOT / "hcdp_model")
-    assert "hcdp_model.predictor" in graph and graph["hcdp_model.backends.build"], "graph not built"
+    assert "hcdp_model.predictor" in graph and graph["hcdp_model.backends.build"], ("graph not "
+                                                                                    "built")
     found = cycles(graph)
     assert not found, "expected no import cycle in hcdp_model, found: " + "; ".join(
         " -> ".join(c) for c in found)

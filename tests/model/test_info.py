@@ -17,7 +17,8 @@ def test_base_and_large_parameter_counts_are_within_25_percent_of_table_17(name,
 def test_block_counts_add_up_to_the_totals():
     info = count("tiny", 480, 640, window=8)
     assert sum(b["params"] for b in info["blocks"].values()) == info["params"]
-    assert sum(b["gmacs"] for b in info["blocks"].values()) == pytest.approx(info["gmacs"], rel=1e-6)
+    assert sum(b["gmacs"] for b in info["blocks"].values()) == pytest.approx(info["gmacs"],
+                                                                             rel=1e-6)
     assert all(b["gmacs"] > 0 for name, b in info["blocks"].items() if name != "cwa")
 
 

@@ -16,7 +16,8 @@ def test_outputs_have_frame_shapes_and_valid_ranges():
     assert out["normal"].shape == (2, 2, 3, s, s)
     assert out["mask_logits"].shape == (2, 2, 1, s, s)
     assert (out["depth"] >= 0).all()
-    torch.testing.assert_close(out["normal"].norm(dim=2), torch.ones(2, 2, s, s), atol=1e-5, rtol=0)
+    torch.testing.assert_close(out["normal"].norm(dim=2), torch.ones(2, 2, s, s), atol=1e-5,
+                               rtol=0)
 
 
 @pytest.mark.parametrize("family", ["dinov2", "dinov3"])
@@ -81,7 +82,8 @@ def test_causal_window_limits_how_far_back_a_frame_looks():
 
 
 def test_time_enters_only_as_a_relative_position():
-    """Shifting a clip in time (prepending frames that are masked out by the window) changes nothing."""
+    """Shifting a clip in time (prepending frames that are masked out by the window) changes
+    nothing."""
     model = activate_temporal(HCDPModel(micro_config(temporal=True))).eval()
     clip = random_clip(model, frames=6)
     with torch.no_grad():
@@ -95,7 +97,8 @@ def test_gradients_reach_every_trainable_block():
     out = model(random_clip(model, frames=3))
     (out["depth"].mean() + out["normal"][:, :, 0].mean() + out["mask_logits"].mean()).backward()
     # mask_token is kept only so official checkpoints load; the prior's head is trained in stage 0.
-    unused = {"encoder.mask_token", "human_prior.encoder.head.weight", "human_prior.encoder.head.bias"}
+    unused = {"encoder.mask_token", "human_prior.encoder.head.weight",
+              "human_prior.encoder.head.bias"}
     without = [n for n, p in model.named_parameters()
                if n not in unused and (p.grad is None or p.grad.abs().sum() == 0)]
     assert without == []

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from hcdp_model.preprocess import Letterbox, denormalize, letterbox_maps, preprocess, to_rgb, unpreprocess
+from hcdp_model.preprocess import (Letterbox, denormalize, letterbox_maps, preprocess, to_rgb,
+                                   unpreprocess)
 
 
 @pytest.mark.parametrize("h, w, content, top, left", [
@@ -144,7 +145,8 @@ def test_bgr8_and_mono8_converted_after_the_resize_equal_converting_first(h, w, 
     mono = np.ascontiguousarray(rgb[..., 1])
     for image, encoding in ((bgr[0], "bgr8"), (mono[0], "mono8"), (bgr, "bgr8"), (mono, "mono8")):
         got, box = preprocess(image, size, encoding)
-        converted = (to_rgb(image, encoding)[None] if image.ndim == (2 if encoding == "mono8" else 3)
+        converted = (to_rgb(image, encoding)[None]
+                     if image.ndim == (2 if encoding == "mono8" else 3)
                      else np.stack([to_rgb(im, encoding) for im in image]))
         want, want_box = preprocess(np.ascontiguousarray(converted), size, "rgb8")
         assert box == want_box and got.shape == want.shape

@@ -1,5 +1,6 @@
-"""Loading official DINOv2/DINOv3 backbone files: state dicts built with the official names and shapes
-(tests/fixtures/dino_official_keys.json, taken from the hub models instantiated without weights)."""
+"""Loading official DINOv2/DINOv3 backbone files: state dicts built with the official names and
+shapes (tests/fixtures/dino_official_keys.json, taken from the hub models instantiated without
+weights)."""
 import collections
 import io
 import json
@@ -22,7 +23,8 @@ DROPPED = (".attn.qkv.bias_mask", "local_cls_norm.")
 def backbone_config(name: str) -> BackboneConfig:
     m = OFFICIAL[name]
     v3 = m["family"] == "dinov3"
-    return BackboneConfig(family=m["family"], embed_dim=m["embed_dim"], depth=m["depth"], num_heads=m["num_heads"],
+    return BackboneConfig(family=m["family"], embed_dim=m["embed_dim"], depth=m["depth"],
+                          num_heads=m["num_heads"],
                           patch_size=m["patch_size"], num_register_tokens=m["num_register_tokens"],
                           layerscale_init=1e-5 if v3 else 1.0,
                           intermediate_layers=tuple(range(m["depth"] - 4, m["depth"])))
@@ -30,9 +32,11 @@ def backbone_config(name: str) -> BackboneConfig:
 
 def official_state(name: str, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    state = {k: torch.randn(shape, generator=g) * 0.02 for k, shape in OFFICIAL[name]["state_dict"]}
+    state = {k: torch.randn(shape, generator=g) * 0.02 for k,
+             shape in OFFICIAL[name]["state_dict"]}
     if "rope_embed.periods" in state:
-        state["rope_embed.periods"] = torch.rand(state["rope_embed.periods"].shape, generator=g) + 1
+        state["rope_embed.periods"] = torch.rand(state["rope_embed.periods"].shape,
+                                                 generator=g) + 1
     for k in state:
         if k.endswith("bias_mask"):
             d = state[k].shape[0] // 3
@@ -47,7 +51,8 @@ def test_encoder_names_and_shapes_equal_the_official_release(name):
     with torch.device("meta"):
         encoder = VisionTransformer(cfg, resolution)
     ours = {k: list(v.shape) for k, v in encoder.state_dict().items()}
-    official = {k: shape for k, shape in OFFICIAL[name]["state_dict"] if not any(d in k for d in DROPPED)}
+    official = {k: shape for k,
+                shape in OFFICIAL[name]["state_dict"] if not any(d in k for d in DROPPED)}
     assert ours == official
 
 
@@ -64,7 +69,8 @@ def test_official_file_loads_every_tensor_and_resizes_positions(tmp_path, name):
         if key != "pos_embed":
             assert torch.equal(own[key], state[key]), key
     if cfg.family == "dinov2":
-        assert own["pos_embed"].shape == (1, 1 + 16 * 16, cfg.embed_dim) and len(report.resized) == 1
+        assert own["pos_embed"].shape == (1, 1 + 16 * 16,
+                                          cfg.embed_dim) and len(report.resized) == 1
         torch.testing.assert_close(own["pos_embed"][:, 0], state["pos_embed"][:, 0])
     else:
         assert sum(k.endswith("bias_mask") for k in report.ignored) == cfg.depth
@@ -83,15 +89,19 @@ def test_depth_anything_prefix_and_wrappers_are_stripped(tmp_path):
 
 
 def test_a_file_of_another_model_is_an_error_not_a_warning(tmp_path):
-    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.bias": torch.zeros(10)}, tmp_path / "resnet.pth")
+    torch.save({"conv1.weight": torch.zeros(64, 3, 7, 7), "fc.bias": torch.zeros(10)},
+               tmp_path / "resnet.pth")
     with pytest.raises(BackboneLoadError, match="no tensor matched the dinov2 encoder"):
-        load_backbone(VisionTransformer(backbone_config("dinov2_vits14"), 224), tmp_path / "resnet.pth")
+        load_backbone(VisionTransformer(backbone_config("dinov2_vits14"), 224),
+                      tmp_path / "resnet.pth")
 
 
 def test_a_backbone_of_another_size_is_an_error_naming_a_shape(tmp_path):
     torch.save(official_state("dinov2_vitb14"), tmp_path / "b.pth")
     small = VisionTransformer(backbone_config("dinov2_vits14"), 224)
-    with pytest.raises(BackboneLoadError, match=r"175 have other shapes \(e\.g\. cls_token file \(1, 1, 768\) vs encoder \(1, 1, 384\)\).*different size"):
+    with pytest.raises(BackboneLoadError, match=r"175 have other shapes \(e\.g\. cls_token file "
+                                                r"\(1, 1, 768\) vs encoder \(1, 1, "
+                                                r"384\)\).*different size"):
         load_backbone(small, tmp_path / "b.pth")
 
 
@@ -116,7 +126,8 @@ def test_pickled_code_in_a_pth_file_is_refused(tmp_path):
 
     (tmp_path / "evil.pth").write_bytes(pickle.dumps({"cls_token": Boom()}))
     with pytest.raises(BackboneLoadError, match="evil.pth: cannot read backbone weights"):
-        load_backbone(VisionTransformer(backbone_config("dinov2_vits14"), 224), tmp_path / "evil.pth")
+        load_backbone(VisionTransformer(backbone_config("dinov2_vits14"), 224),
+                      tmp_path / "evil.pth")
 
 
 def test_pos_embed_resize_is_identity_on_the_release_grid_and_keeps_a_ramp_a_ramp():

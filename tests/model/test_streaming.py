@@ -25,7 +25,8 @@ def test_streaming_step_equals_offline_causal_forward_over_a_sliding_window(wind
             depth, normal, mask_logits, *state = step(clip[:, t], *state)
             torch.testing.assert_close(depth, offline["depth"][:, t], atol=1e-4, rtol=0)
             torch.testing.assert_close(normal, offline["normal"][:, t], atol=1e-4, rtol=0)
-            torch.testing.assert_close(mask_logits, offline["mask_logits"][:, t], atol=1e-4, rtol=0)
+            torch.testing.assert_close(mask_logits, offline["mask_logits"][:, t], atol=1e-4,
+                                       rtol=0)
 
 
 def test_streaming_state_has_fixed_shapes():
@@ -70,7 +71,9 @@ def test_prediction_is_at_input_resolution_with_valid_ranges():
     predictor = StreamingPredictor(HCDPModel(micro_config(temporal=True)), window=4)
     for h, w in [(48, 64), (72, 128), (108, 72)]:
         pred = predictor.step(_images(1, h, w)[0], stamp=0.0)
-        assert pred.depth.shape == (h, w) and pred.normals.shape == (h, w, 3) and pred.mask.shape == (h, w)
+        assert pred.depth.shape == (h,
+                                    w) and pred.normals.shape == (h, w,
+                                                                  3) and pred.mask.shape == (h, w)
         assert pred.depth.dtype == np.float32 and (pred.depth >= 0).all()
         np.testing.assert_allclose(np.linalg.norm(pred.normals, axis=-1), 1.0, atol=1e-5)
         assert ((pred.mask >= 0) & (pred.mask <= 1)).all()
@@ -113,12 +116,16 @@ def test_fp16_on_cpu_is_refused_with_a_hint():
 
 @pytest.mark.parametrize("slot_loop", [False, True])
 @pytest.mark.parametrize("ring", [False, True])
-def test_streaming_step_of_one_block_equals_its_offline_causal_forward_for_a_batch(ring, slot_loop):
-    """The functional step and the in-place ring, each with both attention paths (all slots at once, and
-    slot by slot as on large maps), batch 2, a non-square map, the window sliding twice over."""
+def test_streaming_step_of_one_block_equals_its_offline_causal_forward_for_a_batch(ring,
+                                                                                   slot_loop):
+    """The functional step and the in-place ring, each with both attention paths (all slots at
+    once, and slot by slot as on large maps), batch 2, a non-square map, the window sliding twice
+    over."""
     torch.manual_seed(0)
     window, frames = 3, 8
-    block = TemporalBlock(8, TemporalConfig(num_heads=2, mode="causal", max_relative_distance=4)).eval()
+    block = TemporalBlock(8,
+                          TemporalConfig(num_heads=2, mode="causal",
+                                         max_relative_distance=4)).eval()
     for p in block.parameters():
         torch.nn.init.normal_(p, std=0.3)
     x = torch.randn(2, frames, 8, 3, 5)

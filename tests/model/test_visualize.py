@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from hcdp_model.visualize import TURBO_LUT, colorize_depth, contact_sheet, mask_to_rgb, normals_to_rgb
+from hcdp_model.visualize import (TURBO_LUT, colorize_depth, contact_sheet, mask_to_rgb,
+                                  normals_to_rgb)
 
 
 def test_turbo_lut_runs_from_blue_through_green_to_red():
@@ -44,7 +45,8 @@ def test_nan_depth_and_empty_masks_are_black():
 
 def test_normals_map_with_half_offset():
     normals = np.array([[[0, 0, -1], [1, 0, 0], [0, -1, 0]]], np.float32)
-    np.testing.assert_array_equal(normals_to_rgb(normals), [[[128, 128, 0], [255, 128, 128], [128, 0, 128]]])
+    np.testing.assert_array_equal(normals_to_rgb(normals),
+                                  [[[128, 128, 0], [255, 128, 128], [128, 0, 128]]])
 
 
 def test_mask_alone_is_grey_and_over_an_image_is_a_tint_weighted_by_the_mask():

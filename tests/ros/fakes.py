@@ -10,14 +10,15 @@ import numpy as np
 from hcdp_model.predictor import Prediction
 
 
-def header(sec: int = 10, nanosec: int = 500_000_000, frame_id: str = "camera_optical") -> SimpleNamespace:
+def header(sec: int = 10, nanosec: int = 500_000_000,
+           frame_id: str = "camera_optical") -> SimpleNamespace:
     return SimpleNamespace(stamp=SimpleNamespace(sec=sec, nanosec=nanosec), frame_id=frame_id)
 
 
 def image_msg(pixels: np.ndarray, encoding: str, step: int | None = None, hdr=None,
               bigendian: bool = False) -> SimpleNamespace:
-    """An Image-like message whose rows are padded to ``step`` bytes (default: no padding); its data
-    is a writable buffer, like rclpy's array('B')."""
+    """An Image-like message whose rows are padded to ``step`` bytes (default: no padding); its
+    data is a writable buffer, like rclpy's array('B')."""
     h, w = pixels.shape[:2]
     row = pixels.reshape(h, -1).view(np.uint8)
     step = row.shape[1] if step is None else step
@@ -33,7 +34,8 @@ def compressed_msg(data: bytes, fmt: str = "jpeg", hdr=None) -> SimpleNamespace:
 
 def camera_info_msg(k: np.ndarray, height: int, width: int) -> SimpleNamespace:
     roi = SimpleNamespace(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
-    return SimpleNamespace(header=header(), height=height, width=width, distortion_model="plumb_bob",
+    return SimpleNamespace(header=header(), height=height, width=width,
+                           distortion_model="plumb_bob",
                            d=[0.0] * 5, k=np.asarray(k, dtype=np.float64).reshape(-1),
                            r=np.eye(3).reshape(-1), p=np.hstack([k, np.zeros((3, 1))]).reshape(-1),
                            binning_x=0, binning_y=0, roi=roi)
@@ -50,7 +52,8 @@ class FakePredictor:
     delay_s: float = 0.0
     calls: list[tuple[float, str, str, tuple[int, ...]]] = field(default_factory=list)
 
-    def step(self, image: np.ndarray, stamp: float, frame_id: str = "", encoding: str = "rgb8") -> Prediction:
+    def step(self, image: np.ndarray, stamp: float, frame_id: str = "",
+             encoding: str = "rgb8") -> Prediction:
         self.calls.append((stamp, frame_id, encoding, image.shape))
         if self.delay_s:
             time.sleep(self.delay_s)

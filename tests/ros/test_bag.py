@@ -21,9 +21,11 @@ IMAGE_TOPIC, INFO_TOPIC = "/camera/image_raw", "/camera/camera_info"
 START_NS = 1_700_000_000 * 10**9
 PERIOD_NS = 100_000_000   # 10 Hz
 RECORD_DELAY_NS = 5_000_000  # bag time = header stamp + 5 ms, so the two are checked separately
-NODE_TOPICS = ("relative_depth", "normals", "mask", "mask/binary", "relative_depth/viz", "normals/viz",
+NODE_TOPICS = ("relative_depth", "normals", "mask", "mask/binary", "relative_depth/viz",
+               "normals/viz",
                "mask/viz", "points", "camera_info")
-ENCODINGS = {"relative_depth": "32FC1", "normals": "32FC3", "mask": "32FC1", "mask/binary": "mono8",
+ENCODINGS = {"relative_depth": "32FC1", "normals": "32FC3", "mask": "32FC1",
+             "mask/binary": "mono8",
              "relative_depth/viz": "rgb8", "normals/viz": "rgb8", "mask/viz": "rgb8"}
 
 
@@ -32,7 +34,7 @@ def checkpoint(micro_checkpoint):
     return str(micro_checkpoint)
 
 
-# --- a synthetic sequence: a bright box moving 1 px/frame to the right over a gradient ---------------
+# --- a synthetic sequence: a bright box moving 1 px/frame to the right over a gradient -----------
 
 
 def _frame(k: int) -> dict[str, np.ndarray]:
@@ -45,42 +47,53 @@ def _frame(k: int) -> dict[str, np.ndarray]:
     normals[..., 2] = -1.0
     flow = np.zeros((H, W, 2), np.float32)
     flow[inside, 0] = 1.0
-    return {"rgb": rgb, "depth": depth, "normals": normals, "mask": inside.astype(np.float32), "flow_fwd": flow}
+    return {"rgb": rgb, "depth": depth, "normals": normals, "mask": inside.astype(np.float32),
+            "flow_fwd": flow}
 
 
 def _header(stamp: int, frame_id: str = "camera_optical"):
-    return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=stamp // 10**9, nanosec=stamp % 10**9),
+    return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=stamp // 10**9,
+                                                                           nanosec=stamp % 10**9),
                                     frame_id=frame_id)
 
 
 def _image(header, array: np.ndarray, encoding: str, truncate: bool = False):
     data = np.ascontiguousarray(array).reshape(-1).view(np.uint8)
     step = data.size // array.shape[0]
-    return T["sensor_msgs/msg/Image"](header=header, height=array.shape[0], width=array.shape[1], encoding=encoding,
-                                      is_bigendian=0, step=step, data=data[: data.size // 2] if truncate else data)
+    return T["sensor_msgs/msg/Image"](header=header, height=array.shape[0], width=array.shape[1],
+                                      encoding=encoding,
+                                      is_bigendian=0, step=step,
+                                      data=data[: data.size // 2] if truncate else data)
 
 
 def _camera_info(header):
     k = np.array([[30.0, 0, W / 2], [0, 30.0, H / 2], [0, 0, 1]])
-    roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
+                                                do_rectify=False)
     return T["sensor_msgs/msg/CameraInfo"](
-        header=header, height=H, width=W, distortion_model="plumb_bob", d=np.zeros(5), k=k.reshape(-1),
-        r=np.eye(3).reshape(-1), p=np.hstack([k, np.zeros((3, 1))]).reshape(-1), binning_x=0, binning_y=0, roi=roi)
+        header=header, height=H, width=W, distortion_model="plumb_bob", d=np.zeros(5),
+        k=k.reshape(-1),
+        r=np.eye(3).reshape(-1), p=np.hstack([k, np.zeros((3, 1))]).reshape(-1), binning_x=0,
+        binning_y=0, roi=roi)
 
 
-def write_bag(path, frames: int = 5, storage: str = "sqlite3", compressed: bool = False, corrupt=None,
+def write_bag(path, frames: int = 5, storage: str = "sqlite3", compressed: bool = False,
+              corrupt=None,
               frame_ids=None) -> list[tuple[int, int]]:
-    """The sequence as a rosbag2: image (first), camera_info and ground truth at the same bag time per frame.
-    ``corrupt``: {frame: "truncated" | "garbage"}. Returns (bag time, header stamp) of every image."""
+    """The sequence as a rosbag2: image (first), camera_info and ground truth at the same bag time
+    per frame. ``corrupt``: {frame: "truncated" | "garbage"}. Returns (bag time, header stamp) of
+    every image."""
     corrupt = corrupt or {}
     plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}[storage]
     image_type = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
     times = []
     with Writer(path, version=9, storage_plugin=plugin) as writer:
         conns = {IMAGE_TOPIC: writer.add_connection(IMAGE_TOPIC, image_type, typestore=STORE),
-                 INFO_TOPIC: writer.add_connection(INFO_TOPIC, "sensor_msgs/msg/CameraInfo", typestore=STORE)}
+                 INFO_TOPIC: writer.add_connection(INFO_TOPIC, "sensor_msgs/msg/CameraInfo",
+                                                   typestore=STORE)}
         for kind in ("depth", "normals", "mask", "flow_fwd"):
-            conns[kind] = writer.add_connection(f"/ground_truth/{kind}", "sensor_msgs/msg/Image", typestore=STORE)
+            conns[kind] = writer.add_connection(f"/ground_truth/{kind}", "sensor_msgs/msg/Image",
+                                                typestore=STORE)
         for k in range(frames):
             f = _frame(k)
             stamp = START_NS + k * PERIOD_NS
@@ -89,7 +102,8 @@ def write_bag(path, frames: int = 5, storage: str = "sqlite3", compressed: bool 
             if corrupt.get(k) == "garbage":
                 raw = b"\x00\x01\x00\x00\xff\xff\xff\x7fnot a message"
             elif compressed:
-                png = cv2.imencode(".png", cv2.cvtColor(f["rgb"], cv2.COLOR_RGB2BGR))[1].reshape(-1)
+                png = cv2.imencode(".png",
+                                   cv2.cvtColor(f["rgb"], cv2.COLOR_RGB2BGR))[1].reshape(-1)
                 msg = T["sensor_msgs/msg/CompressedImage"](header=header, format="png", data=png)
                 raw = STORE.serialize_cdr(msg, image_type)
             else:
@@ -101,7 +115,8 @@ def write_bag(path, frames: int = 5, storage: str = "sqlite3", compressed: bool 
             for kind in ("depth", "normals", "mask", "flow_fwd"):
                 encoding = f"32FC{1 if f[kind].ndim == 2 else f[kind].shape[2]}"
                 writer.write(conns[kind], bag_time,
-                             STORE.serialize_cdr(_image(header, f[kind], encoding), "sensor_msgs/msg/Image"))
+                             STORE.serialize_cdr(_image(header, f[kind], encoding),
+                                                 "sensor_msgs/msg/Image"))
             times.append((bag_time, stamp))
     return times
 
@@ -110,12 +125,14 @@ def read_bag(path) -> dict[str, list[tuple[int, object]]]:
     out: dict[str, list[tuple[int, object]]] = {}
     with Reader(path) as reader:
         for conn, bag_time, raw in reader.messages():
-            out.setdefault(conn.topic, []).append((bag_time, STORE.deserialize_cdr(raw, conn.msgtype)))
+            out.setdefault(conn.topic,
+                           []).append((bag_time, STORE.deserialize_cdr(raw, conn.msgtype)))
     return out
 
 
 def run_bag(inp, out, checkpoint, *extra: str) -> int:
-    return main(["bag", str(inp), str(out), "--image-topic", IMAGE_TOPIC, "--checkpoint", checkpoint, *extra])
+    return main(["bag", str(inp), str(out), "--image-topic", IMAGE_TOPIC, "--checkpoint",
+                 checkpoint, *extra])
 
 
 def _stamp(msg) -> int:
@@ -126,7 +143,7 @@ def _float_image(msg) -> np.ndarray:
     return decode_float_image(msg, int(msg.encoding[-1]), "test")
 
 
-# --- end to end --------------------------------------------------------------------------------------
+# --- end to end ----------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
@@ -156,14 +173,18 @@ def test_output_bag_has_the_node_topics_encodings_and_input_stamps(tmp_path, che
 
     report = json.loads((tmp_path / "m.json").read_text())
     counts = report["counts"]
-    assert (counts["frames_read"], counts["frames_written"], counts["frames_skipped"], counts["resets"]) == (5, 5, 0, 1)
+    assert (counts["frames_read"], counts["frames_written"], counts["frames_skipped"],
+            counts["resets"]) == (5, 5, 0, 1)
     assert counts["messages_written"] == {f"/hcdp/{t}": 5 for t in NODE_TOPICS}
     metrics = report["metrics"]
     assert (metrics["frames_evaluated"], metrics["pairs_evaluated"]) == (5, 4)
-    sections = {"dis": metrics["temporal"]["opencv_dis_flow"], "gt": metrics["temporal"]["ground_truth_flow"],
+    sections = {"dis": metrics["temporal"]["opencv_dis_flow"],
+                "gt": metrics["temporal"]["ground_truth_flow"],
                 "accuracy": metrics["accuracy"]}
-    assert set(sections["dis"]["mean"]) == set(sections["gt"]["mean"]) == {"OPW", "TC-RMSE", "TC-Mean", "TC-Abs"}
-    assert {"AbsRel", "RMSE", "AngleMean", "IoU", "SAD", "MSE", "dtSSD"} <= set(sections["accuracy"]["mean"])
+    assert set(sections["dis"]["mean"]) == set(sections["gt"]["mean"]) == {"OPW", "TC-RMSE",
+                                                                           "TC-Mean", "TC-Abs"}
+    assert {"AbsRel", "RMSE", "AngleMean", "IoU", "SAD", "MSE",
+            "dtSSD"} <= set(sections["accuracy"]["mean"])
     for name, section in sections.items():
         assert all(v is not None and math.isfinite(v) for v in section["mean"].values()), name
     assert sections["accuracy"]["count"]["AbsRel"] == 5 and sections["dis"]["count"]["OPW"] == 4
@@ -179,10 +200,12 @@ def test_metrics_score_the_same_weights_at_window_1_per_frame_and_ema_beside_the
     assert list(baselines) == ["window_1", "per_frame", "per_frame_ema"]
     for name, section in baselines.items():
         assert (section["frames_evaluated"], section["pairs_evaluated"]) == (5, 4), name
-        assert set(section["temporal"]["ground_truth_flow"]["mean"]) == {"OPW", "TC-RMSE", "TC-Mean", "TC-Abs"}
+        assert set(section["temporal"]["ground_truth_flow"]["mean"]) == {"OPW", "TC-RMSE",
+                                                                         "TC-Mean", "TC-Abs"}
     assert baselines["per_frame_ema"]["smoothing_alpha"] == 0.5
     opw = {name: s["temporal"]["opencv_dis_flow"]["mean"]["OPW"] for name, s in baselines.items()}
-    # the micro model's temporal blocks are active: the past changes its output, smoothing changes more
+    # the micro model's temporal blocks are active: the past changes its output, smoothing changes
+    # more
     assert model["temporal"]["opencv_dis_flow"]["mean"]["OPW"] != opw["window_1"]
     assert opw["per_frame"] != opw["per_frame_ema"]
     assert run_bag(tmp_path / "in", tmp_path / "out2", checkpoint, "--no-baselines",
@@ -201,15 +224,19 @@ def test_raw_maps_writes_depth_and_normals_outside_the_person_too(tmp_path, chec
     np.testing.assert_array_equal(raw[person], masked[person])
 
 
-def test_compressed_input_gives_the_raw_input_predictions_and_no_viz_drops_viz_topics(tmp_path, checkpoint):
+def test_compressed_input_gives_the_raw_input_predictions_and_no_viz_drops_viz_topics(tmp_path,
+                                                                                      checkpoint):
     write_bag(tmp_path / "raw", frames=3)
     write_bag(tmp_path / "png", frames=3, compressed=True)
     assert run_bag(tmp_path / "raw", tmp_path / "out_raw", checkpoint, "--no-viz") == 0
-    assert run_bag(tmp_path / "png", tmp_path / "out_png", checkpoint, "--no-viz", "--namespace", "robot/hcdp") == 0
+    assert run_bag(tmp_path / "png", tmp_path / "out_png", checkpoint, "--no-viz", "--namespace",
+                   "robot/hcdp") == 0
     raw, png = read_bag(tmp_path / "out_raw"), read_bag(tmp_path / "out_png")
-    assert set(png) == {f"/robot/hcdp/{t}" for t in ("relative_depth", "normals", "mask", "mask/binary")}
+    assert set(png) == {f"/robot/hcdp/{t}"
+                        for t in ("relative_depth", "normals", "mask", "mask/binary")}
     assert set(raw) == {f"/hcdp/{t}" for t in ("relative_depth", "normals", "mask", "mask/binary")}
-    for (_, a), (_, b) in zip(raw["/hcdp/relative_depth"], png["/robot/hcdp/relative_depth"], strict=True):
+    for (_, a), (_, b) in zip(raw["/hcdp/relative_depth"], png["/robot/hcdp/relative_depth"],
+                              strict=True):
         np.testing.assert_allclose(_float_image(a), _float_image(b), atol=1e-5)  # PNG is lossless
 
 
@@ -222,7 +249,8 @@ def test_zstd_output_holds_the_same_messages_in_a_smaller_bag(tmp_path, checkpoi
     for topic in plain:
         for (ta, a), (tb, b) in zip(plain[topic], packed[topic], strict=True):
             assert ta == tb and _stamp(a) == _stamp(b) and bytes(a.data) == bytes(b.data)
-    size = {name: sum(f.stat().st_size for f in (tmp_path / name).iterdir()) for name in ("plain", "zstd")}
+    size = {name: sum(f.stat().st_size for f in (tmp_path / name).iterdir())
+            for name in ("plain", "zstd")}
     assert size["zstd"] < size["plain"]
 
 
@@ -243,9 +271,11 @@ def test_the_closing_line_prints_the_bag_size_and_the_size_before_compression(tm
     assert f"({on_disk / 1e6:.1f} MB for {before:.1f} MB of messages before compression;" in line
 
 
-def test_corrupt_frames_are_skipped_counted_and_break_the_metric_pairs(tmp_path, checkpoint, capsys):
+def test_corrupt_frames_are_skipped_counted_and_break_the_metric_pairs(tmp_path, checkpoint,
+                                                                       capsys):
     times = write_bag(tmp_path / "in", frames=6, corrupt={2: "truncated", 4: "garbage"})
-    assert run_bag(tmp_path / "in", tmp_path / "out", checkpoint, "--metrics", str(tmp_path / "m.json")) == 0
+    assert run_bag(tmp_path / "in", tmp_path / "out", checkpoint, "--metrics",
+                   str(tmp_path / "m.json")) == 0
     topics = read_bag(tmp_path / "out")
     good = [times[k] for k in (0, 1, 3, 5)]
     assert [(t, _stamp(m)) for t, m in topics["/hcdp/relative_depth"]] == good
@@ -261,7 +291,8 @@ def test_corrupt_frames_are_skipped_counted_and_break_the_metric_pairs(tmp_path,
 
 def test_frame_id_change_resets_the_cache_and_starts_a_new_metric_segment(tmp_path, checkpoint):
     write_bag(tmp_path / "in", frames=4, frame_ids=["a", "a", "b", "b"])
-    assert run_bag(tmp_path / "in", tmp_path / "out", checkpoint, "--metrics", str(tmp_path / "m.json")) == 0
+    assert run_bag(tmp_path / "in", tmp_path / "out", checkpoint, "--metrics",
+                   str(tmp_path / "m.json")) == 0
     report = json.loads((tmp_path / "m.json").read_text())
     assert report["counts"]["resets"] == 2
     assert [r["frame"] for r in report["counts"]["reset_log"]] == [0, 2]
@@ -269,18 +300,22 @@ def test_frame_id_change_resets_the_cache_and_starts_a_new_metric_segment(tmp_pa
     assert (report["metrics"]["pairs_evaluated"], report["metrics"]["frames_evaluated"]) == (2, 4)
 
 
-def test_video_has_one_side_by_side_frame_per_input_and_sheet_has_frames_plus_slice(tmp_path, checkpoint):
+def test_video_has_one_side_by_side_frame_per_input_and_sheet_has_frames_plus_slice(tmp_path,
+                                                                                    checkpoint):
     write_bag(tmp_path / "in", frames=5)
     video, sheet = tmp_path / "pics" / "v.mp4", tmp_path / "pics" / "s.png"
-    assert run_bag(tmp_path / "in", tmp_path / "out", checkpoint, "--video", str(video), "--sheet", str(sheet)) == 0
+    assert run_bag(tmp_path / "in", tmp_path / "out", checkpoint, "--video", str(video), "--sheet",
+                   str(sheet)) == 0
     capture = cv2.VideoCapture(str(video))
     assert capture.get(cv2.CAP_PROP_FRAME_COUNT) == 5
-    assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH), capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (4 * W, H)
+    assert (capture.get(cv2.CAP_PROP_FRAME_WIDTH),
+            capture.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (4 * W, H)
     capture.release()
     image = cv2.imread(str(sheet))
     label_strip = max(18, H // 12)  # visualize.contact_sheet's header
     assert image.shape == (label_strip + 5 * H, 4 * W, 3)  # 4 frames + the x-t slice, 4 columns
-    # the x-t slice's input column: the box's middle row moves right by 1 px per frame, time running down
+    # the x-t slice's input column: the box's middle row moves right by 1 px per frame, time
+    # running down
     slice_rgb = cv2.cvtColor(image[label_strip + 4 * H:, :W], cv2.COLOR_BGR2RGB)
     box = np.all(np.abs(slice_rgb.astype(int) - (230, 200, 40)) < 30, axis=-1)
     starts = [int(np.argmax(row)) for row in box[H // 2:] if row.any()]
@@ -293,16 +328,19 @@ def test_onnxruntime_backend_runs_end_to_end(tmp_path, checkpoint, monkeypatch):
     from hcdp_model.backends.base import BACKENDS
     if "onnxruntime" not in BACKENDS:
         pytest.skip("hcdp_model.backends has no onnxruntime backend")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the exported graph is cached here
+    # the exported graph is cached here
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     write_bag(tmp_path / "in", frames=3)
-    assert run_bag(tmp_path / "in", tmp_path / "ort", checkpoint, "--backend", "onnxruntime", "--no-viz") == 0
+    assert run_bag(tmp_path / "in", tmp_path / "ort", checkpoint, "--backend", "onnxruntime",
+                   "--no-viz") == 0
     assert run_bag(tmp_path / "in", tmp_path / "torch", checkpoint, "--no-viz") == 0
     ort, eager = read_bag(tmp_path / "ort"), read_bag(tmp_path / "torch")
-    for (_, a), (_, b) in zip(ort["/hcdp/relative_depth"], eager["/hcdp/relative_depth"], strict=True):
+    for (_, a), (_, b) in zip(ort["/hcdp/relative_depth"], eager["/hcdp/relative_depth"],
+                              strict=True):
         np.testing.assert_allclose(_float_image(a), _float_image(b), atol=1e-3)
 
 
-# --- clear errors --------------------------------------------------------------------------------------
+# --- clear errors --------------------------------------------------------------------------------
 
 
 def test_missing_topic_error_lists_the_topics_of_the_bag(tmp_path, checkpoint, capsys):
@@ -318,9 +356,11 @@ def test_missing_topic_error_lists_the_topics_of_the_bag(tmp_path, checkpoint, c
 
 def test_camera_info_topic_of_the_wrong_type_is_refused(tmp_path, checkpoint, capsys):
     write_bag(tmp_path / "in", frames=1)
-    rc = run_bag(tmp_path / "in", tmp_path / "out", checkpoint, "--camera-info-topic", "/ground_truth/depth")
+    rc = run_bag(tmp_path / "in", tmp_path / "out", checkpoint, "--camera-info-topic",
+                 "/ground_truth/depth")
     err = capsys.readouterr().err
-    assert rc == 2 and "expected sensor_msgs/msg/CameraInfo on /ground_truth/depth, got sensor_msgs/msg/Image" in err
+    assert rc == 2 and ("expected sensor_msgs/msg/CameraInfo on /ground_truth/depth, got "
+                        "sensor_msgs/msg/Image") in err
 
 
 def test_existing_output_path_is_refused_and_left_alone(tmp_path, checkpoint, capsys):
@@ -430,7 +470,7 @@ def test_bad_checkpoint_is_reported_not_raised(tmp_path, capsys):
     assert "cannot load model" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
-# --- pieces ----------------------------------------------------------------------------------------------
+# --- pieces --------------------------------------------------------------------------------------
 
 
 class _Conn:
@@ -440,9 +480,11 @@ class _Conn:
 
 def test_synchronised_moves_each_image_after_the_messages_of_its_bag_time():
     img, info, gt = _Conn("/img"), _Conn("/info"), _Conn("/gt")
-    stream = [(img, 1, "i1"), (info, 1, "c1"), (gt, 1, "g1"), (img, 2, "i2"), (img, 2, "i2b"), (info, 3, "c3"),
+    stream = [(img, 1, "i1"), (info, 1, "c1"), (gt, 1, "g1"), (img, 2, "i2"), (img, 2, "i2b"),
+              (info, 3, "c3"),
               (img, 4, "i4")]
-    assert [raw for _, _, raw in synchronised(stream, "/img")] == ["c1", "g1", "i1", "i2", "i2b", "c3", "i4"]
+    assert [raw for _, _, raw in synchronised(stream, "/img")] == ["c1", "g1", "i1", "i2", "i2b",
+                                                                   "c3", "i4"]
 
 
 def test_synchronised_holds_at_most_one_image_when_every_message_shares_one_timestamp():
@@ -478,7 +520,8 @@ def test_decode_float_image_honours_row_padding_and_byte_order():
     big = values.astype(">f4").reshape(2, -1).view(np.uint8)
     padded = np.zeros((2, big.shape[1] + 4), np.uint8)
     padded[:, : big.shape[1]] = big
-    msg = T["sensor_msgs/msg/Image"](header=_header(0), height=2, width=3, encoding="32FC2", is_bigendian=1,
+    msg = T["sensor_msgs/msg/Image"](header=_header(0), height=2, width=3, encoding="32FC2",
+                                     is_bigendian=1,
                                      step=padded.shape[1], data=padded.reshape(-1))
     np.testing.assert_array_equal(decode_float_image(msg, 2, "/gt"), values)
     msg.data = msg.data[:-5]

@@ -51,8 +51,10 @@ def test_four_channel_encodings_drop_alpha_without_copying(encoding, order):
     assert np.shares_memory(decoded.pixels, np.frombuffer(msg.data, np.uint8))
 
 
-@pytest.mark.parametrize("encoding, to_yuv", [("yuv422", cv2.COLOR_YUV2RGB_UYVY), ("uyvy", cv2.COLOR_YUV2RGB_UYVY),
-                                              ("yuv422_yuy2", cv2.COLOR_YUV2RGB_YUY2), ("yuyv", cv2.COLOR_YUV2RGB_YUY2)])
+@pytest.mark.parametrize("encoding, to_yuv",
+                         [("yuv422", cv2.COLOR_YUV2RGB_UYVY), ("uyvy", cv2.COLOR_YUV2RGB_UYVY),
+                                              ("yuv422_yuy2", cv2.COLOR_YUV2RGB_YUY2),
+                          ("yuyv", cv2.COLOR_YUV2RGB_YUY2)])
 def test_yuv422_variants_convert_like_opencv(encoding, to_yuv):
     packed = RNG.integers(16, 235, (4, 6, 2), dtype=np.uint8)
     decoded = decode_image(image_msg(packed, encoding), TOPIC)
@@ -73,7 +75,8 @@ def test_bytes_bytearray_array_module_and_numpy_data_are_all_accepted():
     import array
 
     msg = image_msg(RGB, "rgb8")
-    for data in (bytes(msg.data), np.frombuffer(msg.data, np.uint8), array.array("B", msg.data), bytearray(msg.data)):
+    for data in (bytes(msg.data), np.frombuffer(msg.data, np.uint8), array.array("B", msg.data),
+                 bytearray(msg.data)):
         msg.data = data
         np.testing.assert_array_equal(decode_image(msg, TOPIC).pixels, RGB)
 

@@ -1,5 +1,5 @@
-"""Fuzz the conversion layer: malformed messages may only ever raise InputError (with the topic), and
-whatever decodes must be consistent with the message's own fields."""
+"""Fuzz the conversion layer: malformed messages may only ever raise InputError (with the topic),
+and whatever decodes must be consistent with the message's own fields."""
 from types import SimpleNamespace
 
 import cv2
@@ -19,9 +19,12 @@ TOPIC = "/fuzz/image"
 BYTES_PER_PIXEL = {**COLOR_ENCODINGS, "16UC1": 2, "32FC1": 4}
 
 junk = st.one_of(st.none(), st.text(max_size=4), st.floats(allow_nan=True), st.booleans(),
-                 st.integers(min_value=-(2**70), max_value=2**70), st.lists(st.integers(0, 255), max_size=4))
-IMAGE_DEFECTS = ("unknown_encoding", "junk_encoding", "zero_size", "negative_size", "huge_size", "junk_size",
-                 "short_step", "junk_step", "truncated", "junk_data", "wrong_dtype", "junk_bigendian",
+                 st.integers(min_value=-(2**70), max_value=2**70),
+                 st.lists(st.integers(0, 255), max_size=4))
+IMAGE_DEFECTS = ("unknown_encoding", "junk_encoding", "zero_size", "negative_size", "huge_size",
+                 "junk_size",
+                 "short_step", "junk_step", "truncated", "junk_data", "wrong_dtype",
+                 "junk_bigendian",
                  "missing_field")
 
 
@@ -33,12 +36,14 @@ def image_messages(draw, encodings=tuple(BYTES_PER_PIXEL)):
     height, width = draw(st.integers(1, 9)), 2 * draw(st.integers(1, 5))
     step = width * bpp + draw(st.integers(0, 6))
     data = draw(st.binary(min_size=step * height, max_size=step * height + 8))
-    msg = SimpleNamespace(height=height, width=width, encoding=encoding, is_bigendian=draw(st.integers(0, 1)),
+    msg = SimpleNamespace(height=height, width=width, encoding=encoding,
+                          is_bigendian=draw(st.integers(0, 1)),
                           step=step, data=data)
     dim = st.sampled_from(["height", "width"])
     for defect in draw(st.lists(st.sampled_from(IMAGE_DEFECTS), max_size=3, unique=True)):
         if defect == "unknown_encoding":
-            msg.encoding = draw(st.sampled_from(["", "8UC3", "rgb16", "RGB8", "bayer_rggb8"]) | st.text(max_size=6))
+            msg.encoding = draw(st.sampled_from(["", "8UC3", "rgb16", "RGB8",
+                                                 "bayer_rggb8"]) | st.text(max_size=6))
         elif defect == "junk_encoding":
             msg.encoding = draw(junk)
         elif defect == "zero_size":
@@ -58,12 +63,15 @@ def image_messages(draw, encodings=tuple(BYTES_PER_PIXEL)):
         elif defect == "junk_data":
             msg.data = draw(junk)
         elif defect == "wrong_dtype":
-            msg.data = draw(st.sampled_from([np.zeros(len(data), np.uint16), np.zeros((2, len(data)), np.uint8),
+            msg.data = draw(st.sampled_from([np.zeros(len(data), np.uint16),
+                                             np.zeros((2, len(data)), np.uint8),
                                              np.zeros(len(data), np.float32)]))
         elif defect == "junk_bigendian":
             msg.is_bigendian = draw(junk)
         else:
-            delattr(msg, draw(st.sampled_from(["height", "width", "encoding", "step", "data", "is_bigendian"])))
+            delattr(msg,
+                    draw(st.sampled_from(["height", "width", "encoding", "step", "data",
+                                          "is_bigendian"])))
     return msg
 
 
@@ -73,14 +81,17 @@ def _valid_payload(kind: str) -> bytes:
 
 
 PAYLOADS = {".jpg": _valid_payload(".jpg"), ".png": _valid_payload(".png")}
-COMPRESSED_DEFECTS = ("truncated", "flipped", "random", "empty", "junk_data", "junk_format", "depth_format")
+COMPRESSED_DEFECTS = ("truncated", "flipped", "random", "empty", "junk_data", "junk_format",
+                      "depth_format")
 
 
 @st.composite
 def compressed_messages(draw):
-    """A real JPEG/PNG CompressedImage with zero to two defects (truncation, byte flips, junk, …)."""
+    """A real JPEG/PNG CompressedImage with zero to two defects (truncation, byte flips, junk,
+    …)."""
     data = bytearray(PAYLOADS[draw(st.sampled_from(sorted(PAYLOADS)))])
-    msg = SimpleNamespace(format=draw(st.sampled_from(["jpeg", "png", "", "rgb8; jpeg compressed bgr8"])), data=None)
+    msg = SimpleNamespace(format=draw(st.sampled_from(["jpeg", "png", "", "rgb8; jpeg compressed "
+                                                                          "bgr8"])), data=None)
     for defect in draw(st.lists(st.sampled_from(COMPRESSED_DEFECTS), max_size=2, unique=True)):
         if defect == "truncated":
             data = data[: draw(st.integers(0, max(0, len(data) - 1)))]

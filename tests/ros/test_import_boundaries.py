@@ -5,8 +5,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ROS_MODULES = ("rclpy", "launch", "launch_ros", "launch_testing", "sensor_msgs", "std_msgs", "diagnostic_msgs",
-               "diagnostic_updater", "rcl_interfaces", "lifecycle_msgs", "cv_bridge", "sensor_msgs_py")
+ROS_MODULES = ("rclpy", "launch", "launch_ros", "launch_testing", "sensor_msgs", "std_msgs",
+               "diagnostic_msgs",
+               "diagnostic_updater", "rcl_interfaces", "lifecycle_msgs", "cv_bridge",
+               "sensor_msgs_py")
 
 
 def _imported_roots(path: Path) -> set[str]:

@@ -16,7 +16,8 @@ HDR = header()
 ])
 def test_image_fields_have_ros_encoding_step_and_little_endian_bytes(array, encoding, step):
     out = image_fields(HDR, array)
-    assert (out.height, out.width, out.encoding, out.step, out.is_bigendian) == (3, 4, encoding, step, 0)
+    assert (out.height, out.width, out.encoding, out.step, out.is_bigendian) == (3, 4, encoding,
+                                                                                 step, 0)
     assert out.header is HDR and out.data.dtype == np.uint8 and out.data.size == step * 3
     assert out.data.tobytes() == array.astype(array.dtype.newbyteorder("<")).tobytes()
 

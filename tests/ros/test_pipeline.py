@@ -3,7 +3,8 @@ import pytest
 
 from hcdp_ros.conversions import InvalidDepth, decode_camera_info
 from hcdp_ros.messages import TOPICS, VIZ_KEYS, VizRequest
-from hcdp_ros.pipeline import FrameProcessor, MetricInput, OutputOptions, decode_input, stamp_seconds
+from hcdp_ros.pipeline import (FrameProcessor, MetricInput, OutputOptions, decode_input,
+                               stamp_seconds)
 from tests.ros.fakes import FakePredictor, camera_info_msg, header, image_msg
 
 H, W = 8, 12
@@ -12,9 +13,11 @@ K = np.array([[10.0, 0, 6.0], [0, 10.0, 4.0], [0, 0, 1]])
 
 def _run(options=OutputOptions(), camera=True, metric=None, encoding="bgr8", hdr=None):
     predictor = FakePredictor()
-    msg = image_msg(np.zeros((H, W, 3), np.uint8), encoding, hdr=hdr or header(12, 250_000_000, "cam"))
+    msg = image_msg(np.zeros((H, W, 3), np.uint8), encoding,
+                    hdr=hdr or header(12, 250_000_000, "cam"))
     info = decode_camera_info(camera_info_msg(K, H, W), "/ci") if camera else None
-    out = FrameProcessor(predictor).process(msg.header, decode_input(msg, False, "/img"), options, info, metric)
+    out = FrameProcessor(predictor).process(msg.header, decode_input(msg, False, "/img"), options,
+                                            info, metric)
     return out, predictor, msg
 
 
@@ -26,7 +29,8 @@ def test_stamp_frame_id_and_encoding_reach_the_predictor_unchanged():
 
 def test_every_output_carries_the_input_header_object():
     everything = OutputOptions(metric_min_pixels=4, viz=VizRequest(True, True, True))
-    metric = MetricInput(np.full((H, W), 2.0, np.float32) + np.arange(W, dtype=np.float32) / W, "/d")
+    metric = MetricInput(np.full((H, W), 2.0, np.float32) + np.arange(W, dtype=np.float32) / W,
+                         "/d")
     out, _, msg = _run(everything, metric=metric)
     assert set(out.images) == set(TOPICS) - {"points", "camera_info"}
     assert all(image.header is msg.header for image in out.images.values())
@@ -40,7 +44,8 @@ def test_core_outputs_have_the_node_encodings_at_input_resolution():
                          "mask": ("32FC1", H, W), "mask_binary": ("mono8", H, W)}
 
 
-@pytest.mark.parametrize("want", [VizRequest(), VizRequest(depth=True), VizRequest(False, True, True)])
+@pytest.mark.parametrize("want",
+                         [VizRequest(), VizRequest(depth=True), VizRequest(False, True, True)])
 def test_visualisations_are_built_only_when_requested(want):
     out, _, _ = _run(OutputOptions(viz=want))
     built = {k for k in VIZ_KEYS if k in out.images}
@@ -68,7 +73,8 @@ def test_metric_depth_recovers_the_scale_and_points_become_metric():
     out, _, _ = _run(OutputOptions(points_stride=1, metric_min_pixels=4), metric=metric)
     assert out.metric_fit.scale == pytest.approx(0.5, rel=1e-4)
     depth = out.images["depth"].data.view(np.float32).reshape(H, W)
-    assert np.isnan(depth[0, 0]) and depth[H // 2, W // 2] == pytest.approx(0.5 * relative[W // 2] + 2.0)
+    assert np.isnan(depth[0, 0]) and depth[H // 2,
+                                           W // 2] == pytest.approx(0.5 * relative[W // 2] + 2.0)
     z = out.points.data.view(np.float32).reshape(-1, 4)[:, 2]
     assert z.min() > 2.0
 
@@ -85,11 +91,13 @@ def test_the_real_predictor_resets_on_the_header_changes_the_node_passes_through
     from hcdp_model.predictor import StreamingPredictor
     from tests.model.helpers import micro_config
 
-    processor = FrameProcessor(StreamingPredictor(HCDPModel(micro_config(temporal=True)), window=4))
+    processor = FrameProcessor(StreamingPredictor(HCDPModel(micro_config(temporal=True)),
+                                                  window=4))
     pixels = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
     frames = [(header(1, 0, "cam"), None), (header(1, 100_000_000, "cam"), None),  # continues
               (header(1, 50_000_000, "cam"), "backwards"), (header(3, 0, "cam"), "gap"),
-              (header(3, 100_000_000, "other"), "frame_id"), (header(3, 200_000_000, "other"), None)]
+              (header(3, 100_000_000, "other"), "frame_id"),
+              (header(3, 200_000_000, "other"), None)]
     resets = []
     for hdr, _ in frames:
         msg = image_msg(pixels, "rgb8", hdr=hdr)

@@ -1,5 +1,5 @@
-"""The output dataclasses use sensor_msgs field names, so rosbags message classes take them as they are
-(what the offline bag runner does), and the messages survive CDR serialisation unchanged."""
+"""The output dataclasses use sensor_msgs field names, so rosbags message classes take them as they
+are (what the offline bag runner does), and the messages survive CDR serialisation unchanged."""
 import dataclasses
 
 import numpy as np
@@ -24,16 +24,19 @@ def _roundtrip(msg):
 
 
 def test_pipeline_outputs_become_rosbags_messages_that_round_trip():
-    header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=7, nanosec=9), frame_id="cam")
+    header = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=7, nanosec=9),
+                                      frame_id="cam")
     rgb = np.random.default_rng(0).integers(0, 256, (H, W, 3), dtype=np.uint8)
-    image = T["sensor_msgs/msg/Image"](header=header, height=H, width=W, encoding="rgb8", is_bigendian=0,
+    image = T["sensor_msgs/msg/Image"](header=header, height=H, width=W, encoding="rgb8",
+                                       is_bigendian=0,
                                        step=W * 3, data=rgb.reshape(-1))
     k = np.array([[10.0, 0, 4], [0, 10.0, 3], [0, 0, 1]])
     info_msg = camera_info_msg(k, H, W)
     info_msg.roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
                                                            do_rectify=False)
     out = FrameProcessor(FakePredictor()).process(
-        image.header, decode_image(image, "/img"), OutputOptions(points_stride=1, viz=VizRequest(True, True, True)),
+        image.header, decode_image(image, "/img"),
+        OutputOptions(points_stride=1, viz=VizRequest(True, True, True)),
         decode_camera_info(info_msg, "/ci"))
 
     for key, fields in out.images.items():

@@ -50,7 +50,8 @@ def test_a_slow_model_fed_faster_than_it_runs_drops_frames_instead_of_queueing()
     assert worker.submitted == frames
     # every frame was processed, dropped, or (at most one) discarded by stop()
     assert worker.submitted - worker.dropped - worker.processed in (0, 1)
-    # bounded latency: a frame starts at most one inference (plus scheduling slack) after it arrived
+    # bounded latency: a frame starts at most one inference (plus scheduling slack) after it
+    # arrived
     waits = [t - submitted_at[i] for i, t in started]
     assert max(waits) < inference_s + 0.1
     # a queue would process every frame and finish ~frames × inference after the start
@@ -67,7 +68,8 @@ def test_an_exception_in_one_frame_is_reported_and_the_worker_keeps_going():
         done.append(i)
         gate.set()
 
-    worker: InferenceWorker[int] = InferenceWorker(process, on_error=lambda e, i: errors.append((str(e), i)))
+    worker: InferenceWorker[int] = InferenceWorker(process, on_error=lambda e,
+                                                   i: errors.append((str(e), i)))
     worker.start()
     worker.submit(0)
     time.sleep(0.05)

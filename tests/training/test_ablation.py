@@ -1,5 +1,6 @@
-"""hcdp ablate: the plan (which stages each variant trains and shares), the configs it hands the trainer,
-and the table; once with a stub trainer over every variant, once with the real trainer for one variant."""
+"""hcdp ablate: the plan (which stages each variant trains and shares), the configs it hands the
+trainer, and the table; once with a stub trainer over every variant, once with the real trainer for
+one variant."""
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,8 @@ from hcdp_training.metrics import METRIC_NAMES
 from tests.model.helpers import micro_config
 from tests.training.test_evaluate import write_sequence
 
-COMMON = ("optim:\n  batch_size: 2\n  warmup_steps: 1\nlog:\n  tensorboard: false\n  progress: false\n"
-          "checkpoint:\n  every: 100\ndata:\n  augment: false\n")
+COMMON = ("optim:\n  batch_size: 2\n  warmup_steps: 1\nlog:\n  tensorboard: false\n  progress: "
+          "false\ncheckpoint:\n  every: 100\ndata:\n  augment: false\n")
 
 
 @pytest.fixture(scope="module")
@@ -38,13 +39,15 @@ def setup(tmp_path_factory) -> dict[str, Path]:
 def _args(setup: dict[str, Path], out: Path, *extra: str) -> argparse.Namespace:
     parser = argparse.ArgumentParser()
     ablation.add_arguments(parser)
-    return parser.parse_args(["--data", str(setup["data"]), "--eval-data", str(setup["data"]), "--out", str(out),
+    return parser.parse_args(["--data", str(setup["data"]), "--eval-data", str(setup["data"]),
+                              "--out", str(out),
                               "--configs", str(setup["configs"]), "--prefix", "t", "--window", "2",
                               "--max-frames", "3", "--no-progress", *extra])
 
 
 class StubTrainer:
-    """Records every stage config and writes an untrained micro checkpoint of the right structure."""
+    """Records every stage config and writes an untrained micro checkpoint of the right
+    structure."""
 
     def __init__(self) -> None:
         self.configs: list[TrainConfig] = []
@@ -61,7 +64,8 @@ class StubTrainer:
 
 def test_every_variant_is_trained_once_per_distinct_stage_and_tabled(setup, tmp_path, capsys):
     trainer = StubTrainer()
-    args = _args(setup, tmp_path / "run", "--steps", "3", "4", "5", "--json", str(tmp_path / "a.json"),
+    args = _args(setup, tmp_path / "run", "--steps", "3", "4", "5", "--json",
+                 str(tmp_path / "a.json"),
                  "--markdown", str(tmp_path / "a.md"), "optim.batch_size=1")
     assert ablation.run(args, train_fn=trainer) == 0
 
@@ -69,15 +73,21 @@ def test_every_variant_is_trained_once_per_distinct_stage_and_tabled(setup, tmp_
     # one shared stage 0; stage 1 per structure (full, no_prior, fourier_uv, no_cwa, no_cnn);
     # stage 2 for every variant but no_temporal
     assert stages.count(0) == 1 and stages.count(1) == 5 and stages.count(2) == 7
-    assert all(c.optim.steps == (3, 4, 5)[c.stage] and c.optim.batch_size == 1 for c in trainer.configs)
+    assert all(c.optim.steps == (3, 4, 5)[c.stage] and c.optim.batch_size == 1
+               for c in trainer.configs)
     assert all(c.data.root == str(setup["data"]) for c in trainer.configs)
-    stage1 = {ModelConfig.load(c.model.config).to_dict()["prior"]["kind"]: c for c in trainer.configs if c.stage == 1
-              and ModelConfig.load(c.model.config).fusion.cwa and ModelConfig.load(c.model.config).fusion.cnn_branch}
+    stage1 = {ModelConfig.load(c.model.config).to_dict()["prior"]["kind"]: c
+              for c in trainer.configs if c.stage == 1
+              and ModelConfig.load(c.model.config).fusion.cwa
+              and ModelConfig.load(c.model.config).fusion.cnn_branch}
     assert set(stage1) == {"learned", "none", "fourier_uv"}
     assert stage1["none"].model.prior_init == "" and stage1["learned"].model.prior_init.endswith("final")
-    assert any(not ModelConfig.load(c.model.config).fusion.cwa for c in trainer.configs if c.stage == 1)
-    assert any(not ModelConfig.load(c.model.config).fusion.cnn_branch for c in trainer.configs if c.stage == 1)
-    stage2_losses = sorted((c.loss.temporal, c.loss.lambda_temp_depth) for c in trainer.configs if c.stage == 2)
+    assert any(not ModelConfig.load(c.model.config).fusion.cwa for c in trainer.configs
+               if c.stage == 1)
+    assert any(not ModelConfig.load(c.model.config).fusion.cnn_branch for c in trainer.configs
+               if c.stage == 1)
+    stage2_losses = sorted((c.loss.temporal, c.loss.lambda_temp_depth) for c in trainer.configs
+                           if c.stage == 2)
     assert stage2_losses == [("flow", 0.0)] + [("flow", 1.0)] * 5 + [("tgm", 1.0)]
 
     lines = (tmp_path / "a.md").read_text().strip().splitlines()
@@ -110,7 +120,8 @@ def test_structure_keys_name_the_overrides_and_merge_is_nested():
     assert ablation.structure_key({}) == "base"
     assert ablation.structure_key({"fusion": {"cwa": False}, "prior": {"kind": "none"}}) == \
         "fusion.cwa-false_prior.kind-none"
-    assert ablation.merge({"a": {"x": 1, "y": 2}, "b": 3}, {"a": {"y": 5}}) == {"a": {"x": 1, "y": 5}, "b": 3}
+    assert ablation.merge({"a": {"x": 1, "y": 2}, "b": 3},
+                          {"a": {"y": 5}}) == {"a": {"x": 1, "y": 5}, "b": 3}
 
 
 def test_one_variant_through_the_real_trainer(setup, tmp_path):

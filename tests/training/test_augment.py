@@ -152,7 +152,8 @@ def _translated_pair(shift: tuple[int, int]) -> tuple[dict, dict]:
 def _warp_back(image: np.ndarray, flow: np.ndarray, margin: int = 2
                ) -> tuple[np.ndarray, np.ndarray]:
     """image(p + flow(p)) through the project's backward_warp, and where both p and p + flow lie
-    at least `margin` pixels inside the image (resizing treats the outermost pixels differently)."""
+    at least `margin` pixels inside the image (resizing treats the outermost pixels
+    differently)."""
     x = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)[None]
     f = torch.from_numpy(flow).permute(2, 0, 1)[None]
     warped, inside = backward_warp(x, f)
@@ -325,7 +326,8 @@ def test_frame_nuisances_vary_per_frame_but_leave_geometry_and_ground_truth_shar
 
 
 def test_each_frame_nuisance_changes_the_image_and_strength_0_changes_nothing():
-    rgb = np.random.default_rng(9).integers(0, 256, (96, 128, 3), dtype=np.uint8)  # texture: blur shows
+    # texture: blur shows
+    rgb = np.random.default_rng(9).integers(0, 256, (96, 128, 3), dtype=np.uint8)
     off = {"p_noise": 0, "p_jpeg": 0, "p_exposure": 0, "p_blur": 0, "p_patch": 0, "p_degraded": 0}
     for name in off:
         out = FrameNuisance(**{**off, name: 1.0})(rgb, np.random.default_rng(0))

@@ -1,4 +1,5 @@
-"""The on-disk format: lossless-enough round trips, deterministic bytes, the read_frame contract."""
+"""The on-disk format: lossless-enough round trips, deterministic bytes, the read_frame
+contract."""
 import time
 
 import numpy as np
@@ -19,12 +20,16 @@ def write_sequence(path, frames: int = 3, strides: int = 2, seed: int = 0) -> li
         depth[:, :3] = np.nan
         normal = rng.normal(size=(H, W, 3))
         normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
-        frame = {"rgb": rng.integers(0, 256, (H, W, 3), dtype=np.uint8), "mask": rng.uniform(0, 1, (H, W)),
+        frame = {"rgb": rng.integers(0, 256, (H, W, 3), dtype=np.uint8),
+                 "mask": rng.uniform(0, 1, (H, W)),
                  "depth": depth, "normal": normal.astype(np.float32),
                  "canonical": rng.uniform(-1, 1, (H, W, 3)).astype(np.float32),
-                 "flow_fwd": [rng.normal(0, 5, (H, W, 2)).astype(np.float32) for _ in range(strides)],
-                 "flow_bwd": [rng.normal(0, 5, (H, W, 2)).astype(np.float32) for _ in range(strides)]}
-        write_frame(path, t, frame["rgb"], frame["mask"], frame["depth"], frame["normal"], frame["canonical"],
+                 "flow_fwd": [rng.normal(0, 5, (H, W, 2)).astype(np.float32)
+                              for _ in range(strides)],
+                 "flow_bwd": [rng.normal(0, 5, (H, W, 2)).astype(np.float32)
+                              for _ in range(strides)]}
+        write_frame(path, t, frame["rgb"], frame["mask"], frame["depth"], frame["normal"],
+                    frame["canonical"],
                     frame["flow_fwd"], frame["flow_bwd"])
         written.append(frame)
     K = [[[20.0, 0, (W - 1) / 2], [0, 20.0, (H - 1) / 2], [0, 0, 1]]] * frames
@@ -36,7 +41,8 @@ def write_sequence(path, frames: int = 3, strides: int = 2, seed: int = 0) -> li
 def test_read_frame_returns_the_contract_keys_dtypes_and_the_written_values(tmp_path):
     written = write_sequence(tmp_path / "seq")
     frame = read_frame(tmp_path / "seq", 1, stride=2)
-    assert set(frame) == {"rgb", "depth", "normal", "mask", "flow_fwd", "flow_bwd", "canonical", "K", "extrinsics"}
+    assert set(frame) == {"rgb", "depth", "normal", "mask", "flow_fwd", "flow_bwd", "canonical",
+                          "K", "extrinsics"}
     w = written[1]
     assert frame["rgb"].dtype == np.uint8 and np.array_equal(frame["rgb"], w["rgb"])
     assert frame["depth"].dtype == np.float32
@@ -45,7 +51,8 @@ def test_read_frame_returns_the_contract_keys_dtypes_and_the_written_values(tmp_
     np.testing.assert_allclose(frame["mask"], w["mask"], atol=0.5 / 255 + 1e-6)
     np.testing.assert_allclose(frame["normal"], w["normal"], atol=2e-3)
     np.testing.assert_allclose(np.linalg.norm(frame["normal"], axis=-1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(frame["flow_fwd"], w["flow_fwd"][1], atol=0.01)  # float16 at |flow| < 32 px
+    # float16 at |flow| < 32 px
+    np.testing.assert_allclose(frame["flow_fwd"], w["flow_fwd"][1], atol=0.01)
     np.testing.assert_allclose(frame["flow_bwd"], w["flow_bwd"][1], atol=0.01)
     np.testing.assert_allclose(frame["canonical"], w["canonical"], atol=1e-3)
     assert frame["K"].shape == (3, 3) and frame["K"][0, 0] == 20.0

@@ -1,4 +1,5 @@
-"""StaticFrames and VideoClips: tensor contract, strided clips with the matching rendered flow, resizing."""
+"""StaticFrames and VideoClips: tensor contract, strided clips with the matching rendered flow,
+resizing."""
 import numpy as np
 import pytest
 import torch
@@ -21,8 +22,10 @@ def test_static_frames_yield_every_frame_as_channel_first_float_tensors(root):
     assert len(ds) == 10
     item = ds[0]
     shapes = {k: tuple(v.shape) for k, v in item.items()}
-    assert shapes == {"image": (3, H, W), "depth": (1, H, W), "normal": (3, H, W), "mask": (1, H, W),
-                      "flow_fwd": (2, H, W), "flow_bwd": (2, H, W), "canonical": (3, H, W), "K": (3, 3)}
+    assert shapes == {"image": (3, H, W), "depth": (1, H, W), "normal": (3, H, W),
+                      "mask": (1, H, W),
+                      "flow_fwd": (2, H, W), "flow_bwd": (2, H, W), "canonical": (3, H, W),
+                      "K": (3, 3)}
     assert all(v.dtype == torch.float32 for v in item.values())
     assert item["image"].max() <= 1.0 and item["image"].min() >= 0.0
     assert torch.isfinite(item["depth"]).all() and (item["depth"][0, :, :3] == 0).all()  # NaN -> 0

@@ -1,5 +1,5 @@
-"""hcdp eval: end to end on a hand-written dataset in the on-disk format with a micro model, plus the
-baselines' behaviour on constructed predictions."""
+"""hcdp eval: end to end on a hand-written dataset in the on-disk format with a micro model, plus
+the baselines' behaviour on constructed predictions."""
 from __future__ import annotations
 
 import copy
@@ -17,7 +17,8 @@ from hcdp_model.cli import main as hcdp_main
 from hcdp_model.model import HCDPModel
 from hcdp_model.predictor import Prediction
 from hcdp_training.data.format import list_sequences, write_frame, write_meta
-from hcdp_training.evaluate import (EvalResult, Predictions, evaluate, exponential_smoothing, load_sequence,
+from hcdp_training.evaluate import (EvalResult, Predictions, evaluate, exponential_smoothing,
+                                    load_sequence,
                                     markdown_table, per_frame_model)
 from hcdp_training.metrics import METRIC_NAMES
 from tests.model.helpers import activate_temporal, micro_config
@@ -33,20 +34,25 @@ def _ellipse(k: int) -> dict[str, np.ndarray]:
     bulge = np.sqrt(np.clip(1.0 - u * u - v * v, 0.0, None))
     normal = np.stack([u, v, -np.maximum(bulge, 1e-3)], axis=-1)
     normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
-    return {"inside": inside, "depth": np.where(inside, 2.0 - 0.3 * bulge, np.nan).astype(np.float32),
+    return {"inside": inside,
+            "depth": np.where(inside, 2.0 - 0.3 * bulge, np.nan).astype(np.float32),
             "normal": np.where(inside[..., None], normal, 0.0).astype(np.float32)}
 
 
 def write_sequence(directory: Path, seed: int) -> None:
     rng = np.random.default_rng(seed)
     background = rng.integers(0, 255, (H, W, 3), dtype=np.uint8)
-    texture = cv2.GaussianBlur(rng.integers(0, 255, (H, W + SPEED * T, 3), dtype=np.uint8), (3, 3), 0)
+    texture = cv2.GaussianBlur(rng.integers(0, 255, (H, W + SPEED * T, 3), dtype=np.uint8), (3, 3),
+                               0)
     for k in range(T):
         gt = _ellipse(k)
-        moved = texture[:, SPEED * (T - k):SPEED * (T - k) + W]  # the object's texture moves with it
+        # the object's texture moves with it
+        moved = texture[:, SPEED * (T - k):SPEED * (T - k) + W]
         rgb = np.where(gt["inside"][..., None], moved, background)
-        fwd = np.where(gt["inside"][..., None] & (k < T - 1), np.float32([SPEED, 0]), 0.0).astype(np.float32)
-        bwd = np.where(gt["inside"][..., None] & (k > 0), np.float32([-SPEED, 0]), 0.0).astype(np.float32)
+        fwd = np.where(gt["inside"][..., None] & (k < T - 1), np.float32([SPEED, 0]),
+                       0.0).astype(np.float32)
+        bwd = np.where(gt["inside"][..., None] & (k > 0), np.float32([-SPEED, 0]),
+                       0.0).astype(np.float32)
         write_frame(directory, k, rgb, gt["inside"].astype(np.float32), gt["depth"], gt["normal"],
                     np.zeros((H, W, 3), np.float32), [fwd], [bwd])
     K = [[50.0, 0.0, W / 2], [0.0, 50.0, H / 2], [0.0, 0.0, 1.0]]
@@ -74,12 +80,14 @@ class ReplayPredictor:
 
     def step(self, image, stamp, frame_id="", encoding="rgb8") -> Prediction:
         k, self.k = self.k, self.k + 1
-        return Prediction(depth=self.depth[k], normals=self.normals[k], mask=self.mask[k], reset=k == 0,
+        return Prediction(depth=self.depth[k], normals=self.normals[k], mask=self.mask[k],
+                          reset=k == 0,
                           window_fill=1, inference_ms=0.0)
 
 
 def _gt_replay(sequence, depth_noise=0.0, seed=0) -> ReplayPredictor:
-    """The GT as a prediction; each frame's depth scaled by its own random factor (per-frame flicker)."""
+    """The GT as a prediction; each frame's depth scaled by its own random factor (per-frame
+    flicker)."""
     gain = 1.0 + depth_noise * np.random.default_rng(seed).standard_normal(T).astype(np.float32)
     depth = np.nan_to_num(sequence.depth, nan=2.0) * gain[:, None, None]
     normals = np.where(sequence.mask[..., None] > 0.5, sequence.normal, np.float32([0, 0, -1]))
@@ -109,7 +117,8 @@ def test_perfect_prediction_scores_perfect_accuracy_and_zero_flicker(dataset):
     m = result.summary["per_frame"]
     assert m["AbsRel"] < 1e-5 and m["RMSE"] < 1e-5 and m["IoU"] == 1.0
     assert m["AngleMean"] < 0.1 and m["Within11.25"] == 100.0
-    # the GT itself moves rigidly with the flow: the warped next frame matches up to bilinear sampling
+    # the GT itself moves rigidly with the flow: the warped next frame matches up to bilinear
+    # sampling
     assert m["OPW"] < 0.02 and m["TC-Abs"] < 0.5 and m["dtSSD"] == 0.0
     assert list(result.summary) == ["per_frame"]
 
@@ -132,7 +141,8 @@ def test_exponential_smoothing_hand_values_and_unit_normals():
     out = exponential_smoothing(Predictions(depth, normals, mask, np.zeros(3)), alpha=0.5)
     np.testing.assert_allclose(out.depth.ravel(), [1.0, 2.0, 2.5])
     np.testing.assert_allclose(out.mask.ravel(), [0.0, 0.5, 0.75])
-    np.testing.assert_allclose(out.normals[1].ravel(), [math.sqrt(0.5), math.sqrt(0.5), 0.0], rtol=1e-6)
+    np.testing.assert_allclose(out.normals[1].ravel(), [math.sqrt(0.5), math.sqrt(0.5), 0.0],
+                               rtol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(out.normals, axis=-1), 1.0, rtol=1e-6)
     same = exponential_smoothing(Predictions(depth, normals, mask, np.zeros(3)), alpha=1.0)
     np.testing.assert_array_equal(same.depth, depth)
@@ -170,7 +180,8 @@ def test_hcdp_eval_end_to_end_writes_json_markdown_and_sheet(dataset, tmp_path, 
     model = activate_temporal(HCDPModel(micro_config(temporal=True)))
     checkpoint = save_checkpoint(model, tmp_path / "ckpt")
     out_json, out_md, out_png = tmp_path / "m.json", tmp_path / "m.md", tmp_path / "sheet.png"
-    code = hcdp_main(["eval", "--checkpoint", str(checkpoint), "--data", str(dataset), "--window", "4",
+    code = hcdp_main(["eval", "--checkpoint", str(checkpoint), "--data", str(dataset), "--window",
+                      "4",
                       "--json", str(out_json), "--markdown", str(out_md), "--sheet", str(out_png),
                       "--no-progress", "--max-frames", "5"])
     assert code == 0
@@ -194,11 +205,13 @@ def test_hcdp_eval_end_to_end_writes_json_markdown_and_sheet(dataset, tmp_path, 
     assert out_md.read_text().count("\n") == 2 + len(METRIC_NAMES)
     sheet = cv2.imread(str(out_png))
     tile = 192
-    assert sheet.shape[0] > 4 * tile and sheet.shape[1] == 16 * round(tile * W / H)  # 3 frames + x-t row
+    # 3 frames + x-t row
+    assert sheet.shape[0] > 4 * tile and sheet.shape[1] == 16 * round(tile * W / H)
 
 
 def test_hcdp_eval_reports_a_missing_checkpoint(dataset, tmp_path, capsys):
-    code = hcdp_main(["eval", "--checkpoint", str(tmp_path / "nope"), "--data", str(dataset), "--no-progress"])
+    code = hcdp_main(["eval", "--checkpoint", str(tmp_path / "nope"), "--data", str(dataset),
+                      "--no-progress"])
     assert code == 2 and "nope" in capsys.readouterr().err
 
 
@@ -206,8 +219,8 @@ def test_markdown_table_compares_streaming_with_the_same_weights_at_window_1():
     summary = {m: {n: 1.0 for n in METRIC_NAMES} for m in ("streaming", "window_1", "per_frame")}
     summary["streaming"]["OPW"], summary["window_1"]["OPW"], summary["per_frame"]["OPW"] = 0.6, 0.8, 1.2
     lines = markdown_table(EvalResult(summary, {}, {}, {})).splitlines()
-    assert lines[0] == ("| Metric | streaming | window_1 | per_frame | streaming vs W=1 (same weights) "
-                        "| streaming vs per-frame |")
+    assert lines[0] == ("| Metric | streaming | window_1 | per_frame | streaming vs W=1 (same "
+                        "weights) | streaming vs per-frame |")
     assert "| OPW ↓ | 0.6 | 0.8 | 1.2 | -25.0% | -50.0% |" in lines
 
 
@@ -228,7 +241,8 @@ def test_hcdp_eval_perturb_and_attention_report(dataset, tmp_path, capsys):
     model = activate_temporal(HCDPModel(micro_config(temporal=True)))
     checkpoint = save_checkpoint(model, tmp_path / "ckpt")
     out_json = tmp_path / "m.json"
-    code = hcdp_main(["eval", "--checkpoint", str(checkpoint), "--data", str(dataset), "--window", "4",
+    code = hcdp_main(["eval", "--checkpoint", str(checkpoint), "--data", str(dataset), "--window",
+                      "4",
                       "--perturb", "5", "--attention", "--json", str(out_json), "--no-progress"])
     assert code == 0
     meta = json.loads(out_json.read_text())["metadata"]

@@ -25,7 +25,8 @@ T = 3
 
 
 def _grid(shift: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
-    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32), torch.arange(W, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float32),
+                            torch.arange(W, dtype=torch.float32), indexing="ij")
     return xs - shift, ys
 
 
@@ -38,7 +39,8 @@ def _depth_field(shift: float = 0.0) -> torch.Tensor:
 def _normal_field(shift: float = 0.0) -> torch.Tensor:
     """A smooth unit normal field facing the camera, moved `shift` px to the right. [3,H,W]"""
     xs, ys = _grid(shift)
-    return F.normalize(torch.stack([0.3 * torch.sin(xs / 5.0), 0.2 * torch.cos(ys / 6.0), -torch.ones_like(xs)]), dim=0)
+    return F.normalize(torch.stack([0.3 * torch.sin(xs / 5.0), 0.2 * torch.cos(ys / 6.0),
+                                    -torch.ones_like(xs)]), dim=0)
 
 
 def _region(shift: int = 0) -> torch.Tensor:
@@ -65,14 +67,16 @@ def _clip() -> dict[str, torch.Tensor]:
     fwd = torch.zeros(T, 2, H, W)
     fwd[:, 0] = 1.0
     bwd = -fwd
-    return {k: v[None] for k, v in dict(depth=depth, normal=normal, mask=masks, flow_fwd=fwd, flow_bwd=bwd).items()}
+    return {k: v[None] for k,
+            v in dict(depth=depth, normal=normal, mask=masks, flow_fwd=fwd, flow_bwd=bwd).items()}
 
 
 def _perfect_prediction(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Depth an affine map of the GT (far background), normals the GT, logits = logit(mask)."""
     inside = batch["mask"] > 0.5
     depth = torch.where(inside, 3.0 * batch["depth"] + 0.5, torch.full_like(batch["depth"], 20.0))
-    normal = torch.where(inside, batch["normal"], torch.tensor([0.0, 0.0, -1.0]).view(3, 1, 1).expand_as(batch["normal"]))
+    normal = torch.where(inside, batch["normal"],
+                         torch.tensor([0.0, 0.0, -1.0]).view(3, 1, 1).expand_as(batch["normal"]))
     logits = torch.where(inside, 30.0, -30.0)
     return {"depth": depth, "normal": normal, "mask_logits": logits}
 
@@ -86,7 +90,7 @@ def _gates(batch):
     return region & (batch["depth"] > 0), region
 
 
-# --- eq. 6 -----------------------------------------------------------------------------------------
+# --- eq. 6 ---------------------------------------------------------------------------------------
 
 def test_depth_loss_is_zero_for_any_affine_map_of_the_gt_and_positive_otherwise():
     batch = _frame()
@@ -117,7 +121,7 @@ def test_depth_loss_ignores_pixels_outside_the_gate():
     )
 
 
-# --- eqs. 7-9 --------------------------------------------------------------------------------------
+# --- eqs. 7-9 ------------------------------------------------------------------------------------
 
 def test_normal_loss_is_zero_for_the_gt_and_each_term_positive_for_a_perturbation():
     batch = _frame()
@@ -125,7 +129,9 @@ def test_normal_loss_is_zero_for_the_gt_and_each_term_positive_for_a_perturbatio
     total, _ = normal_loss(batch["normal"], batch["normal"], gate, CFG)
     assert total.item() == pytest.approx(0.0, abs=1e-6)
     wrong = batch["normal"].clone()
-    wrong[:, :, 10:18, 10:18] = F.normalize(wrong[:, :, 10:18, 10:18] + torch.tensor([0.5, 0.0, 0.0]).view(3, 1, 1), dim=1)
+    wrong[:, :, 10:18,
+          10:18] = F.normalize(wrong[:, :, 10:18,
+                                     10:18] + torch.tensor([0.5, 0.0, 0.0]).view(3, 1, 1), dim=1)
     _, terms = normal_loss(wrong, batch["normal"], gate, CFG)
     assert terms["normal_base"] > 0 and terms["normal_grad"] > 0 and terms["normal_lap"] > 0
 
@@ -141,15 +147,18 @@ def test_normal_base_term_of_a_perpendicular_prediction_is_l1_plus_one_minus_cos
 
 def test_normal_gradient_term_weighs_errors_at_gt_normal_edges_up_to_one_plus_eta():
     gt = torch.tensor([0.0, 0.0, -1.0]).view(1, 3, 1, 1).repeat(1, 1, 12, 12)
-    gt[:, :, :, 6:] = F.normalize(torch.tensor([1.0, 0.0, -1.0]), dim=0).view(1, 3, 1, 1)  # a crease at x = 6
+    # a crease at x = 6
+    gt[:, :, :, 6:] = F.normalize(torch.tensor([1.0, 0.0, -1.0]), dim=0).view(1, 3, 1, 1)
     gate = torch.ones(1, 1, 12, 12, dtype=torch.bool)
-    pred = torch.tensor([0.0, 0.0, -1.0]).view(1, 3, 1, 1).expand(1, 3, 12, 12)  # misses the crease
-    grads = [normal_loss(pred, gt, gate, LossConfig(eta=eta))[1]["normal_grad"].item() for eta in (0.0, 1.0)]
+    # misses the crease
+    pred = torch.tensor([0.0, 0.0, -1.0]).view(1, 3, 1, 1).expand(1, 3, 12, 12)
+    grads = [normal_loss(pred, gt, gate, LossConfig(eta=eta))[1]["normal_grad"].item()
+             for eta in (0.0, 1.0)]
     # the whole error sits on the crease, where w_edge = 1 + eta
     assert grads[1] == pytest.approx(2.0 * grads[0], rel=1e-5)
 
 
-# --- eq. 10 ----------------------------------------------------------------------------------------
+# --- eq. 10 --------------------------------------------------------------------------------------
 
 def test_seg_loss_is_zero_when_sigmoid_of_logits_equals_the_soft_mask():
     target = torch.rand(2, 1, 8, 8) * 0.98 + 0.01
@@ -158,11 +167,12 @@ def test_seg_loss_is_zero_when_sigmoid_of_logits_equals_the_soft_mask():
 
 def test_seg_loss_is_bce_for_hard_targets():
     target = torch.ones(1, 1, 4, 4)
-    assert seg_loss(torch.zeros(1, 1, 4, 4), target).item() == pytest.approx(math.log(2.0), rel=1e-6)
+    assert seg_loss(torch.zeros(1, 1, 4, 4), target).item() == pytest.approx(math.log(2.0),
+                                                                             rel=1e-6)
     assert seg_loss(torch.full((1, 1, 4, 4), 30.0), target).item() == pytest.approx(0.0, abs=1e-6)
 
 
-# --- eq. 11 ----------------------------------------------------------------------------------------
+# --- eq. 11 --------------------------------------------------------------------------------------
 
 def test_stage1_loss_is_zero_for_a_perfect_prediction_and_the_weighted_sum_of_its_terms():
     batch = _frame()
@@ -177,7 +187,7 @@ def test_stage1_loss_is_zero_for_a_perfect_prediction_and_the_weighted_sum_of_it
     assert terms["total"] == terms["stage1"]
 
 
-# --- eqs. 12-14 ------------------------------------------------------------------------------------
+# --- eqs. 12-14 ----------------------------------------------------------------------------------
 
 def test_depth_edge_mask_marks_a_step_and_its_dilated_neighbourhood_only():
     depth = torch.ones(1, 1, 16, 16)
@@ -190,7 +200,8 @@ def test_depth_edge_mask_marks_a_step_and_its_dilated_neighbourhood_only():
 def test_temporal_masks_exclude_pixels_that_leave_the_image_and_silhouette_edges():
     batch = _clip()
     pred = _perfect_prediction(batch)
-    masks = temporal_masks(pred["depth"], batch["flow_fwd"], batch["flow_bwd"], CFG, batch["mask"] > 0.5)
+    masks = temporal_masks(pred["depth"], batch["flow_fwd"], batch["flow_bwd"], CFG,
+                           batch["mask"] > 0.5)
     assert masks.k.shape == (1, T - 1, 1, H, W) and masks.k1.shape == (1, T - 1, 1, H, W)
     assert masks.k.any() and masks.k1.any()
     inside = batch["mask"] > 0.5
@@ -227,8 +238,8 @@ def test_temporal_depth_loss_is_invariant_to_the_scale_of_the_relative_depth():
 
 
 def test_temporal_depth_loss_gives_no_gradient_to_pixels_outside_the_valid_set():
-    """A pixel outside M (here the clip's deepest pixel) cannot lower the loss by moving, so the network is
-    not paid to stretch the depth range with pixels the loss does not compare."""
+    """A pixel outside M (here the clip's deepest pixel) cannot lower the loss by moving, so the
+    network is not paid to stretch the depth range with pixels the loss does not compare."""
     batch = _clip()
     region = batch["mask"] > 0.5
     depth = _perfect_prediction(batch)["depth"] + 0.05 * torch.rand(1, T, 1, H, W)
@@ -244,7 +255,8 @@ def test_temporal_depth_loss_gives_no_gradient_to_pixels_outside_the_valid_set()
 
 
 def test_temporal_depth_loss_gives_no_gradient_along_a_global_scale_or_shift_of_the_depth():
-    """Shrinking the contrast of the whole map must not lower the loss (relative depth has a free scale)."""
+    """Shrinking the contrast of the whole map must not lower the loss (relative depth has a free
+    scale)."""
     batch = _clip()
     region = batch["mask"] > 0.5
     depth = _perfect_prediction(batch)["depth"] + 0.05 * torch.rand(1, T, 1, H, W)
@@ -252,17 +264,19 @@ def test_temporal_depth_loss_gives_no_gradient_along_a_global_scale_or_shift_of_
     # float64, so round-off stays far below the tolerance (the analytic gradient is 0)
     scale = torch.tensor(1.0, dtype=torch.float64, requires_grad=True)
     shift = torch.tensor(0.0, dtype=torch.float64, requires_grad=True)
-    loss = temporal_depth_loss(scale * depth.double() + shift, batch["flow_fwd"].double(), batch["flow_bwd"].double(), masks)
+    loss = temporal_depth_loss(scale * depth.double() + shift, batch["flow_fwd"].double(),
+                               batch["flow_bwd"].double(), masks)
     loss.backward()
     assert loss > 0.01
     assert abs(scale.grad.item()) < 1e-5 * loss.item() and abs(shift.grad.item()) < 1e-5 * loss.item()
 
 
 def test_temporal_depth_loss_with_a_reference_is_eq_12_in_units_of_the_references_range():
-    """Prediction = 3 g + 0.5 for a flickering reference g, flow 1 px to the right, M a hand-set block: the
-    term is eq. 12 on g / (max g - min g over the compared pixels), computed here by indexing, not warping.
-    The reference's own scale and shift do not matter, a NaN pixel of it is ignored, and the depth's scale
-    still does not matter."""
+    """Prediction = 3 g + 0.5 for a flickering reference g, flow 1 px to the right, M a hand-set
+    block: the term is eq. 12 on g / (max g - min g over the compared pixels), computed here by
+    indexing, not warping.
+    The reference's own scale and shift do not matter, a NaN pixel of it is ignored, and the
+    depth's scale still does not matter."""
     g = 1.0 + torch.rand(1, T, 1, H, W, dtype=torch.float64)
     pred = 3.0 * g + 0.5
     fwd = torch.zeros(1, T, 2, H, W, dtype=torch.float64)
@@ -276,14 +290,17 @@ def test_temporal_depth_loss_with_a_reference_is_eq_12_in_units_of_the_reference
     u = g[0, :, 0] / span
     rows, cols = slice(8, 14), slice(10, 16)
     expected = sum(
-        (u[k, rows, cols] - u[k + 1, rows, 11:17]).abs().mean() + (u[k + 1, rows, cols] - u[k, rows, 9:15]).abs().mean()
+        (u[k, rows, cols] - u[k + 1, rows,
+                              11:17]).abs().mean() + (u[k + 1, rows, cols] - u[k, rows,
+                                                                               9:15]).abs().mean()
         for k in range(T - 1)
     ) / (T - 1)
     loss = temporal_depth_loss(pred, fwd, -fwd, masks, reference=g)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6) and expected > 0.05
     with_nan = (7.0 * g - 2.0).clone()
     with_nan[0, 0, 0, 0, 0] = torch.nan  # outside M: ignored
-    assert temporal_depth_loss(5.0 * pred, fwd, -fwd, masks, reference=with_nan).item() == pytest.approx(loss.item(), rel=1e-6)
+    assert temporal_depth_loss(5.0 * pred, fwd, -fwd, masks,
+                               reference=with_nan).item() == pytest.approx(loss.item(), rel=1e-6)
     assert temporal_depth_loss(pred, fwd, -fwd, masks).item() == pytest.approx(
         loss.item() * (span / (g[compared] - g[compared].mean()).abs().mean()).item(), rel=1e-6
     )
@@ -316,7 +333,7 @@ def test_stage2_loss_is_zero_for_a_perfect_clip_and_adds_the_weighted_temporal_t
     assert temporal_part > 0
 
 
-# --- gradients and numerics ------------------------------------------------------------------------
+# --- gradients and numerics ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("temporal", ["flow", "tgm"])
 def test_gradients_reach_every_prediction_through_the_stage2_loss(temporal):
@@ -338,7 +355,8 @@ def test_each_temporal_loss_passes_gradients_to_its_input():
     region = batch["mask"] > 0.5
     pred = _perfect_prediction(batch)
     depth = (pred["depth"] + 0.05 * torch.rand_like(pred["depth"])).requires_grad_(True)
-    normal = F.normalize(pred["normal"] + 0.1 * torch.rand_like(pred["normal"]), dim=2).requires_grad_(True)
+    normal = F.normalize(pred["normal"] + 0.1 * torch.rand_like(pred["normal"]),
+                         dim=2).requires_grad_(True)
     masks = temporal_masks(depth, batch["flow_fwd"], batch["flow_bwd"], CFG, region)
     temporal_depth_loss(depth, batch["flow_fwd"], batch["flow_bwd"], masks).backward()
     temporal_normal_loss(normal, batch["flow_fwd"], batch["flow_bwd"], masks).backward()
@@ -350,7 +368,8 @@ def test_losses_are_finite_with_zero_and_gradients_when_every_mask_is_empty():
     batch["mask"] = torch.zeros_like(batch["mask"])
     batch["depth"] = torch.zeros_like(batch["depth"])
     pred = _requires_grad({
-        "depth": torch.rand(1, T, 1, H, W), "normal": F.normalize(torch.rand(1, T, 3, H, W), dim=2),
+        "depth": torch.rand(1, T, 1, H, W),
+        "normal": F.normalize(torch.rand(1, T, 3, H, W), dim=2),
         "mask_logits": torch.randn(1, T, 1, H, W),
     })
     for temporal in ("flow", "tgm"):
@@ -379,7 +398,8 @@ def test_stage2_loss_rejects_single_frames_with_a_clear_error():
 
 @pytest.mark.parametrize("kwargs, field", [
     (dict(temporal="optical"), "temporal"), (dict(edge_dilation=4), "edge_dilation"),
-    (dict(lambda_normal=-1.0), "lambda_normal"), (dict(laplacian_scales=[0, 2]), "laplacian_scales"),
+    (dict(lambda_normal=-1.0), "lambda_normal"),
+    (dict(laplacian_scales=[0, 2]), "laplacian_scales"),
 ])
 def test_loss_config_rejects_invalid_values_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
@@ -388,6 +408,7 @@ def test_loss_config_rejects_invalid_values_naming_the_field(kwargs, field):
 
 def test_loss_config_has_the_paper_weights():
     cfg = LossConfig(laplacian_scales=[1, 2])
-    assert (cfg.lambda_depth, cfg.lambda_normal, cfg.lambda_seg, cfg.lambda_temp_depth, cfg.lambda_temp_normal) == (
+    assert (cfg.lambda_depth, cfg.lambda_normal, cfg.lambda_seg, cfg.lambda_temp_depth,
+            cfg.lambda_temp_normal) == (
         1.0, 0.1, 0.05, 1.0, 0.1)
     assert cfg.laplacian_scales == (1, 2)

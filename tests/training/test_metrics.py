@@ -28,7 +28,7 @@ def _shift_right(x: torch.Tensor, by: int) -> torch.Tensor:
     return torch.cat([x[..., :1].expand(*x.shape[:-1], by), x[..., :-by]], dim=-1)
 
 
-# --- depth (eqs. 15-16) ------------------------------------------------------------------------------
+# --- depth (eqs. 15-16) --------------------------------------------------------------------------
 
 def test_depth_errors_are_zero_for_an_affine_map_of_the_gt():
     gt = torch.rand(2, 1, 6, 6) + 1.0
@@ -57,7 +57,7 @@ def test_depth_errors_skip_invalid_gt_and_are_nan_for_an_empty_mask():
     assert math.isnan(out["RMSE"][1].item()) and math.isnan(out["AbsRel"][1].item())
 
 
-# --- normals (eqs. 17-19) ----------------------------------------------------------------------------
+# --- normals (eqs. 17-19) ------------------------------------------------------------------------
 
 def test_normal_errors_of_perpendicular_normals_are_ninety_degrees():
     mask = torch.ones(1, 1, 4, 4, dtype=torch.bool)
@@ -79,7 +79,7 @@ def test_normal_errors_mix_of_angles_gives_hand_computed_mean_median_and_percent
     assert out["Within30"].item() == pytest.approx(75.0)
 
 
-# --- temporal (eqs. 20-24) ---------------------------------------------------------------------------
+# --- temporal (eqs. 20-24) -----------------------------------------------------------------------
 
 def _translation_flow(h: int, w: int, dx: float) -> tuple[torch.Tensor, torch.Tensor]:
     fwd = torch.zeros(1, 2, h, w)
@@ -101,7 +101,9 @@ def test_a_constant_offset_between_frames_gives_opw_and_tc_rmse_of_that_offset()
     d0 = torch.rand(1, 1, 10, 12)
     d1 = _shift_right(d0, 2) + 0.1
     fwd, bwd = _translation_flow(10, 12, 2.0)
-    out = temporal_depth_errors(d0, d1, fwd, temporal_valid_mask(torch.ones_like(d0, dtype=torch.bool), fwd, bwd))
+    out = temporal_depth_errors(d0, d1, fwd,
+                                temporal_valid_mask(torch.ones_like(d0, dtype=torch.bool), fwd,
+                                                    bwd))
     assert out["OPW"].item() == pytest.approx(0.1, abs=1e-5)
     assert out["TC-RMSE"].item() == pytest.approx(0.1, abs=1e-5)
 
@@ -115,7 +117,8 @@ def test_temporal_valid_mask_drops_occluded_pixels_and_pixels_off_the_object():
     human[..., :, :8] = True
     m = temporal_valid_mask(human, fwd, bwd, tau_c=1.0)[0, 0]
     assert m[2:6, 1:4].all() and not m[2:6, 4:7].any() and not m[:, 8:].any()
-    assert temporal_valid_mask(human, fwd)[0, 0, 2:6, 4:7].all(), "without backward flow there is no cycle check"
+    assert temporal_valid_mask(human, fwd)[0, 0, 2:6, 4:7].all(), ("without backward flow there "
+                                                                   "is no cycle check")
 
 
 def test_normal_temporal_errors_hand_computed():
@@ -130,7 +133,7 @@ def test_normal_temporal_errors_hand_computed():
     assert out["TC-Abs"].item() == pytest.approx(45.0, abs=1e-3)
 
 
-# --- masks -------------------------------------------------------------------------------------------
+# --- masks ---------------------------------------------------------------------------------------
 
 def test_mask_errors_and_dtssd_hand_computed():
     gt = torch.zeros(1, 1, 10, 10)
@@ -141,11 +144,13 @@ def test_mask_errors_and_dtssd_hand_computed():
     assert out["IoU"].item() == pytest.approx(30 / 70)
     sad = 20 * 1.0 + 30 * 0.1 + 20 * 0.9
     assert out["SAD"].item() == pytest.approx(sad / 1e3, rel=1e-5)
-    assert out["MSE"].item() == pytest.approx((20 * 1.0 + 30 * 0.01 + 20 * 0.81) / 100 * 1e3, rel=1e-5)
+    assert out["MSE"].item() == pytest.approx((20 * 1.0 + 30 * 0.01 + 20 * 0.81) / 100 * 1e3,
+                                              rel=1e-5)
     # the prediction flickers by 0.2 on 25 pixels while the GT is still
     pred_next = pred.clone()
     pred_next[..., :5, :5] += 0.2
-    assert dtssd(pred, pred_next, gt, gt).item() == pytest.approx(math.sqrt(25 * 0.04 / 100) * 100, rel=1e-5)
+    assert dtssd(pred, pred_next, gt, gt).item() == pytest.approx(math.sqrt(25 * 0.04 / 100) * 100,
+                                                                  rel=1e-5)
     assert dtssd(pred, pred, gt, gt).item() == 0.0
 
 
@@ -153,7 +158,7 @@ def test_iou_of_two_empty_masks_is_one():
     assert mask_errors(torch.zeros(1, 1, 3, 3), torch.zeros(1, 1, 3, 3))["IoU"].item() == 1.0
 
 
-# --- sequences and aggregation -----------------------------------------------------------------------
+# --- sequences and aggregation -------------------------------------------------------------------
 
 def _sequence(t: int = 4, h: int = 16, w: int = 20, flicker: float = 0.0) -> dict[str, np.ndarray]:
     """A human moving 1 px/frame right; prediction = 2 * GT + 1 (+ flicker on odd frames)."""
@@ -168,7 +173,8 @@ def _sequence(t: int = 4, h: int = 16, w: int = 20, flicker: float = 0.0) -> dic
     fwd = np.zeros((t, h, w, 2), np.float32)
     fwd[..., 0] = 1.0
     pred = 2.0 * depth + 1.0 + flicker * (np.arange(t) % 2)[:, None, None]
-    return dict(pred_depth=pred, pred_normal=normal, pred_mask=mask, flow_fwd=fwd, gt_depth=np.where(mask > 0.5, depth, np.nan),
+    return dict(pred_depth=pred, pred_normal=normal, pred_mask=mask, flow_fwd=fwd,
+                gt_depth=np.where(mask > 0.5, depth, np.nan),
                 gt_normal=normal, gt_mask=mask, flow_bwd=-fwd)
 
 
@@ -176,7 +182,8 @@ def test_evaluate_sequence_of_a_perfect_prediction():
     out = evaluate_sequence(**_sequence())
     assert list(out) == list(METRIC_NAMES)
     assert out["RMSE"].shape == (4,) and out["OPW"].shape == (3,)
-    for name in ("AbsRel", "RMSE", "AngleMean", "OPW", "TC-RMSE", "TC-Mean", "TC-Abs", "SAD", "MSE", "dtSSD"):
+    for name in ("AbsRel", "RMSE", "AngleMean", "OPW", "TC-RMSE", "TC-Mean", "TC-Abs", "SAD",
+                 "MSE", "dtSSD"):
         assert np.allclose(out[name], 0.0, atol=1e-4), name
     assert np.allclose(out["IoU"], 1.0) and np.allclose(out["Within11.25"], 100.0)
 
@@ -189,7 +196,8 @@ def test_evaluate_sequence_counts_per_frame_shift_as_flicker_in_the_temporal_met
 
 def test_evaluate_sequence_without_ground_truth_reports_only_temporal_metrics():
     seq = _sequence()
-    out = evaluate_sequence(seq["pred_depth"], seq["pred_normal"], seq["pred_mask"], seq["flow_fwd"])
+    out = evaluate_sequence(seq["pred_depth"], seq["pred_normal"], seq["pred_mask"],
+                            seq["flow_fwd"])
     assert set(out) == {"OPW", "TC-RMSE", "TC-Mean"}
     assert np.allclose(out["OPW"], 0.0, atol=1e-5)
 
@@ -211,14 +219,15 @@ def test_accumulator_averages_over_frames_skipping_nan_and_per_sequence():
     assert list(acc.summary())[:2] == ["RMSE", "OPW"]
 
 
-# --- OpenCV flow -------------------------------------------------------------------------------------
+# --- OpenCV flow ---------------------------------------------------------------------------------
 
 def test_flow_opencv_recovers_a_translation_in_the_forward_convention():
     rng = np.random.default_rng(1)
     texture = (rng.random((20, 24)) * 255).astype(np.uint8)
     texture = np.kron(texture, np.ones((4, 4), np.uint8))  # 80 x 96, blocky texture DIS can track
     prev = np.repeat(texture[:, 10:74, None], 3, axis=2)
-    nxt = np.repeat(texture[:, 7:71, None], 3, axis=2)  # content moved 3 px right: prev(p) = next(p + 3)
+    # content moved 3 px right: prev(p) = next(p + 3)
+    nxt = np.repeat(texture[:, 7:71, None], 3, axis=2)
     flow = flow_opencv(prev, nxt)
     assert flow.shape == (80, 64, 2) and flow.dtype == np.float32
     inner = flow[10:-10, 10:-10]

@@ -18,7 +18,8 @@ from hcdp_training.schedule import build_scheduler, lr_factor
     (12000, 0.0),              # past the end stays at 0
 ])
 def test_lr_factor_matches_hand_values_for_the_paper_recipe(step, expected):
-    assert lr_factor(step, total_steps=10000, warmup_steps=2000) == pytest.approx(expected, abs=1e-12)
+    assert lr_factor(step, total_steps=10000, warmup_steps=2000) == pytest.approx(expected,
+                                                                                  abs=1e-12)
 
 
 def test_lr_factor_without_warmup_starts_at_one_and_decays_with_power():
@@ -29,7 +30,8 @@ def test_lr_factor_without_warmup_starts_at_one_and_decays_with_power():
 
 def test_scheduler_scales_every_group_by_the_same_factor_of_its_own_base_lr():
     params = [torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))]
-    opt = torch.optim.AdamW([{"params": [params[0]], "lr": 1e-4}, {"params": [params[1]], "lr": 1e-6}])
+    opt = torch.optim.AdamW([{"params": [params[0]], "lr": 1e-4},
+                             {"params": [params[1]], "lr": 1e-6}])
     sched = build_scheduler(opt, total_steps=10, warmup_steps=4)
     seen = []
     for _ in range(10):
@@ -38,5 +40,6 @@ def test_scheduler_scales_every_group_by_the_same_factor_of_its_own_base_lr():
         sched.step()
     for step, (a, b) in enumerate(seen):
         f = lr_factor(step, 10, 4)
-        assert math.isclose(a, 1e-4 * f, rel_tol=1e-12) and math.isclose(b, 1e-6 * f, rel_tol=1e-12)
+        assert math.isclose(a, 1e-4 * f, rel_tol=1e-12) and math.isclose(b, 1e-6 * f,
+                                                                         rel_tol=1e-12)
     assert seen[0][0] == pytest.approx(1e-6) and seen[4][0] == pytest.approx(1e-4)

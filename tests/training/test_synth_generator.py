@@ -1,6 +1,8 @@
-"""Ground truth of generated anny sequences: normals vs depth, flow vs warping, determinism, diversity.
+"""Ground truth of generated anny sequences: normals vs depth, flow vs warping, determinism,
+diversity.
 
-The anny model is built once per machine into ~/.cache/hcdp/anny (60-80 s the first time, then ~1 s).
+The anny model is built once per machine into ~/.cache/hcdp/anny (60-80 s the first time, then ~1
+s).
 """
 import dataclasses
 import hashlib
@@ -14,7 +16,8 @@ import torch
 from hcdp_model.geometry import backward_warp
 from hcdp_training.data import read_frame
 from hcdp_training.synth.body import BodyModel
-from hcdp_training.synth.generate import SequenceWriter, SynthConfig, generate_dataset, sequence_seed
+from hcdp_training.synth.generate import (SequenceWriter, SynthConfig, generate_dataset,
+                                          sequence_seed)
 from hcdp_training.synth.scene import sample_scene
 
 
@@ -26,9 +29,12 @@ def body():
 @pytest.fixture(scope="module")
 def upper_body_frames(body, tmp_path_factory):
     """Four 128x128 frames of one person framed from the waist up, with strides 1 and 2."""
-    config = SynthConfig(out=str(tmp_path_factory.mktemp("gt")), frames=4, width=128, height=128, flow_strides=2)
-    spec = sample_scene(sequence_seed(11, 0), 4, 15.0, static=False, max_people=1, motions=("walk",))
-    camera = dataclasses.replace(spec.camera, view="upper_body", extent_m=0.9, offset=(0.0, 0.0), shake_deg=0.0)
+    config = SynthConfig(out=str(tmp_path_factory.mktemp("gt")), frames=4, width=128, height=128,
+                         flow_strides=2)
+    spec = sample_scene(sequence_seed(11, 0), 4, 15.0, static=False, max_people=1,
+                        motions=("walk",))
+    camera = dataclasses.replace(spec.camera, view="upper_body", extent_m=0.9, offset=(0.0, 0.0),
+                                 shake_deg=0.0)
     spec = dataclasses.replace(spec, camera=camera)
     writer = SequenceWriter(config, body)
     rendered = list(writer.render(spec))
@@ -75,7 +81,8 @@ def _warp(x: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _visible_both(a, b, fwd: np.ndarray) -> np.ndarray:
-    """Pixels of frame a on the human whose forward-flow target lands on frame b's human, not occluded."""
+    """Pixels of frame a on the human whose forward-flow target lands on frame b's human, not
+    occluded."""
     warped_depth, valid = _warp(np.nan_to_num(b.depth, nan=-1.0)[..., None], fwd)
     return np.isfinite(a.depth) & valid & (warped_depth[..., 0] > 0) & (a.mask > 0.99)
 
@@ -84,7 +91,8 @@ def test_backward_warping_frame_t_plus_1_with_forward_flow_reproduces_frame_t(up
     frames, _ = upper_body_frames
     for a, b in zip(frames[:-1], frames[1:]):
         fwd = a.flow_fwd[0]
-        # Canonical coordinates name the surface point: they must match where the point stays visible.
+        # Canonical coordinates name the surface point: they must match where the point stays
+        # visible.
         warped, valid = _warp(b.canonical, fwd)
         back, _ = _warp(b.flow_bwd[0], fwd)
         visible = _visible_both(a, b, fwd) & (np.linalg.norm(fwd + back, axis=-1) < 0.5)
@@ -132,7 +140,8 @@ def _digest(root: Path) -> dict[str, str]:
 
 def test_same_seed_gives_identical_bytes_and_other_seeds_differ(body, tmp_path):
     def make(seed: int, name: str) -> Path:
-        config = SynthConfig(out=str(tmp_path / name), sequences=2, frames=3, width=48, height=48, seed=seed)
+        config = SynthConfig(out=str(tmp_path / name), sequences=2, frames=3, width=48, height=48,
+                             seed=seed)
         generate_dataset(config)
         return tmp_path / name
 
@@ -147,7 +156,8 @@ def test_same_seed_gives_identical_bytes_and_other_seeds_differ(body, tmp_path):
         ca, cc = json.loads(meta_a)["controls"], json.loads(meta_c)["controls"]
         assert ca["people"][0]["phenotype"] != cc["people"][0]["phenotype"]
         assert ca["motions"] != cc["motions"] or ca["motion_speed"] != cc["motion_speed"]
-        assert not np.array_equal(read_frame(first / seq, 0)["rgb"], read_frame(other / seq, 0)["rgb"])
+        assert not np.array_equal(read_frame(first / seq, 0)["rgb"],
+                                  read_frame(other / seq, 0)["rgb"])
 
 
 # --- the output folder and the command line -----------------------------------------------------

@@ -1,4 +1,5 @@
-"""Motion library: joint limits, mirroring, determinism, root motion; the dataset card's histograms."""
+"""Motion library: joint limits, mirroring, determinism, root motion; the dataset card's
+histograms."""
 import numpy as np
 import pytest
 
@@ -8,7 +9,8 @@ from hcdp_training.synth.tracks import JOINT_LIMITS, clamp_to_limits, euler_to_m
 from hcdp_training.synth.scene import sample_scene
 
 LABELS = ["root", "spine05", "spine03", "spine01", "neck01", "head"] + [
-    f"{j}.{s}" for j in ("upperleg01", "lowerleg01", "foot", "clavicle", "upperarm01", "lowerarm01", "wrist")
+    f"{j}.{s}"
+    for j in ("upperleg01", "lowerleg01", "foot", "clavicle", "upperarm01", "lowerarm01", "wrist")
     for s in "LR"]
 
 
@@ -40,7 +42,8 @@ def test_speed_scale_plays_the_same_motion_faster():
     slow = sample_motion("walk", 31, 30.0, np.random.default_rng(2), speed_scale=1.0)
     fast = sample_motion("walk", 16, 15.0, np.random.default_rng(2), speed_scale=2.0)
     # 2x speed at 15 fps samples the times 0, 2/15, ... = every 4th frame of 1x speed at 30 fps.
-    np.testing.assert_allclose(fast.tracks["upperleg01.L"][:8], slow.tracks["upperleg01.L"][::4][:8])
+    np.testing.assert_allclose(fast.tracks["upperleg01.L"][:8],
+                               slow.tracks["upperleg01.L"][::4][:8])
     np.testing.assert_allclose(fast.speed, 2 * slow.speed[0])
 
 
@@ -49,7 +52,8 @@ def test_right_side_bones_get_the_mirrored_rotation():
     for k in m.tracks:
         m.tracks[k][:] = [0.3, 0.2, 0.1] if k.split(".")[0] in ("upperarm01",) else 0.0
     deltas = pose_deltas(m, LABELS).numpy()
-    left, right = deltas[0, LABELS.index("upperarm01.L"), :3, :3], deltas[0, LABELS.index("upperarm01.R"), :3, :3]
+    left, right = deltas[0, LABELS.index("upperarm01.L"), :3,
+                         :3], deltas[0, LABELS.index("upperarm01.R"), :3, :3]
     mirror = np.diag([-1.0, 1.0, 1.0])
     np.testing.assert_allclose(right, mirror @ left @ mirror, atol=1e-6)
     np.testing.assert_allclose(deltas[0, LABELS.index("root")], np.eye(4))
@@ -57,7 +61,8 @@ def test_right_side_bones_get_the_mirrored_rotation():
 
 def test_euler_matrices_are_rotations():
     r = euler_to_matrix(np.random.default_rng(0).uniform(-3, 3, (50, 3)))
-    np.testing.assert_allclose(r @ r.transpose(0, 2, 1), np.broadcast_to(np.eye(3), r.shape), atol=1e-12)
+    np.testing.assert_allclose(r @ r.transpose(0, 2, 1), np.broadcast_to(np.eye(3), r.shape),
+                               atol=1e-12)
     np.testing.assert_allclose(np.linalg.det(r), 1.0)
 
 
@@ -72,7 +77,8 @@ def test_scene_sampling_is_deterministic_per_seed_and_differs_across_seeds():
 
 
 def test_card_histograms_count_every_sequence_and_person():
-    records = [{"controls": sample_scene(s, 8, 15.0, static=True).to_json(), "mask_coverage": [0.2]} for s in range(20)]
+    records = [{"controls": sample_scene(s, 8, 15.0, static=True).to_json(),
+                "mask_coverage": [0.2]} for s in range(20)]
     values = control_values(records)
     people = sum(len(r["controls"]["people"]) for r in records)
     assert len(values["camera.view"]) == 20 and len(values["person.skin_tone"]) == people
@@ -85,6 +91,8 @@ def test_card_histograms_count_every_sequence_and_person():
 
 def test_mix_cross_fades_two_of_the_requested_motions():
     names = {name for seed in range(40)
-             for name in sample_scene(seed, 4, 15.0, static=False, motions=("wave", "squat", "mix")).motions}
-    assert {"mix:wave+squat", "mix:squat+wave"} & names and names <= {"wave", "squat", "mix:wave+squat",
+             for name in sample_scene(seed, 4, 15.0, static=False,
+                                      motions=("wave", "squat", "mix")).motions}
+    assert {"mix:wave+squat", "mix:squat+wave"} & names and names <= {"wave", "squat",
+                                                                      "mix:wave+squat",
                                                                        "mix:squat+wave"}

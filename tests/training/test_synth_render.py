@@ -1,4 +1,5 @@
-"""The renderer's ground truth on analytic scenes (no anny): planar depth, normals, exact flow, soft mask."""
+"""The renderer's ground truth on analytic scenes (no anny): planar depth, normals, exact flow,
+soft mask."""
 import numpy as np
 import pytest
 
@@ -23,13 +24,15 @@ def _render(renderer, cur, nxt=None, prv=None, normal=None, facing=True):
     if (outward @ cur[0] < 0) != facing:
         faces = faces[:, ::-1].copy()
     n = len(cur)
-    renderer.set_scene(faces, np.zeros((n, 3), np.float32), np.zeros(n, np.int32), material(np.full(3, 0.5))[None],
+    renderer.set_scene(faces, np.zeros((n, 3), np.float32), np.zeros(n, np.int32),
+                       material(np.full(3, 0.5))[None],
                        np.full(3, -1.0), np.full(3, 1.0), np.full((8, 8, 3), 40, np.uint8))
     if normal is None:
         normal = np.tile(np.cross(cur[1] - cur[0], cur[2] - cur[0]), (n, 1))
         normal /= np.linalg.norm(normal, axis=1, keepdims=True)
     geometry = FrameGeometry(cur=cur, normals=normal, nxt=[nxt, None], prv=[prv, None])
-    light = Lighting(np.array([0, 0, -1.0]), np.ones(3), np.array([0, 0, -1.0]), np.zeros(3), np.full(3, 0.2))
+    light = Lighting(np.array([0, 0, -1.0]), np.ones(3), np.array([0, 0, -1.0]), np.zeros(3),
+                     np.full(3, 0.2))
     return renderer.render(geometry, K, light, (0.0, 0.0, 1.0, 1.0))
 
 
@@ -56,11 +59,13 @@ def test_depth_of_a_tilted_plane_is_the_analytic_planar_depth(renderer):
 
 def test_plane_normals_are_unit_and_face_the_camera(renderer):
     cur = np.array([[-6, -6, 2.0], [6, -6, 14.0], [6, 6, 14.0], [-6, 6, 2.0]])
-    facing = np.array([-1.0, 0.0, 1.0]) / np.sqrt(2)  # the geometric normal of this winding points away
+    # the geometric normal of this winding points away
+    facing = np.array([-1.0, 0.0, 1.0]) / np.sqrt(2)
     out = _render(renderer, cur, normal=np.tile(facing, (4, 1)))
     covered = np.isfinite(out.depth)
     assert covered.mean() > 0.5
-    np.testing.assert_allclose(out.normal[covered], np.broadcast_to(-facing, (covered.sum(), 3)), atol=1e-5)
+    np.testing.assert_allclose(out.normal[covered], np.broadcast_to(-facing, (covered.sum(), 3)),
+                               atol=1e-5)
 
 
 def test_flow_of_a_translated_plane_is_the_exact_reprojection(renderer):
@@ -74,11 +79,13 @@ def test_flow_of_a_translated_plane_is_the_exact_reprojection(renderer):
     v, u = np.mgrid[0:H, 0:W].astype(np.float64)
     for sign, flow in ((1, out.flow_fwd[0]), (-1, out.flow_bwd[0])):
         moved = (points + sign * shift) @ K.T
-        expected = np.stack([moved[..., 0] / moved[..., 2] - u, moved[..., 1] / moved[..., 2] - v], -1)
+        expected = np.stack([moved[..., 0] / moved[..., 2] - u, moved[..., 1] / moved[..., 2] - v],
+                            -1)
         covered = np.isfinite(out.depth)
         assert covered.all()
         np.testing.assert_allclose(flow, expected, atol=2e-3)
-    assert not out.flow_fwd[1].any() and not out.flow_bwd[1].any()  # stride 2 has no neighbour: zeros
+    # stride 2 has no neighbour: zeros
+    assert not out.flow_fwd[1].any() and not out.flow_bwd[1].any()
 
 
 def test_a_renderer_with_one_flow_stride_renders_its_flow():
@@ -89,18 +96,22 @@ def test_a_renderer_with_one_flow_stride_renders_its_flow():
         single.set_scene(faces, np.zeros((4, 3), np.float32), np.zeros(4, np.int32),
                          material(np.full(3, 0.5))[None], np.full(3, -1.0), np.full(3, 1.0),
                          np.full((8, 8, 3), 40, np.uint8))
-        light = Lighting(np.array([0, 0, -1.0]), np.ones(3), np.array([0, 0, -1.0]), np.zeros(3), np.full(3, 0.2))
-        geometry = FrameGeometry(cur=cur, normals=np.tile([0, 0, -1.0], (4, 1)), nxt=[cur + [0.3, 0, 0]], prv=[None])
+        light = Lighting(np.array([0, 0, -1.0]), np.ones(3), np.array([0, 0, -1.0]), np.zeros(3),
+                         np.full(3, 0.2))
+        geometry = FrameGeometry(cur=cur, normals=np.tile([0, 0, -1.0], (4, 1)),
+                                 nxt=[cur + [0.3, 0, 0]], prv=[None])
         out = single.render(geometry, K, light, (0.0, 0.0, 1.0, 1.0))
     finally:
         single.release()
     assert len(out.flow_fwd) == 1 and len(out.flow_bwd) == 1
-    np.testing.assert_allclose(out.flow_fwd[0][..., 0], 0.3 / 3.0 * K[0, 0], atol=2e-3)  # fx * dx / z
+    # fx * dx / z
+    np.testing.assert_allclose(out.flow_fwd[0][..., 0], 0.3 / 3.0 * K[0, 0], atol=2e-3)
     assert not out.flow_bwd[0].any()  # no previous frame: zeros
 
 
 def test_mask_is_soft_at_the_border_and_depth_is_nan_off_the_surface(renderer):
-    cur = np.array([[-0.31, -0.23, 2.0], [0.27, -0.23, 2.0], [0.27, 0.29, 2.0], [-0.31, 0.29, 2.0]])
+    cur = np.array([[-0.31, -0.23, 2.0], [0.27, -0.23, 2.0], [0.27, 0.29, 2.0],
+                    [-0.31, 0.29, 2.0]])
     out = _render(renderer, cur)
     inside, outside = out.mask > 0.999, out.mask < 0.001
     assert inside.any() and outside.any()

@@ -1,4 +1,5 @@
-"""make-sample-bag: a rosbag2 (rosbags) whose topics carry the sequence's frames and ground truth exactly."""
+"""make-sample-bag: a rosbag2 (rosbags) whose topics carry the sequence's frames and ground truth
+exactly."""
 import json
 
 import numpy as np

@@ -114,7 +114,8 @@ def test_dataset_finds_samples_in_chunk_folders_and_returns_tensors(tmp_path):
     assert len(data) == 2
     item = data[1]
     assert {k: tuple(v.shape) for k, v in item.items()} == {
-        "image": (3, H, W), "depth": (1, H, W), "normal": (3, H, W), "mask": (1, H, W), "K": (3, 3)}
+        "image": (3, H, W), "depth": (1, H, W), "normal": (3, H, W), "mask": (1, H, W),
+        "K": (3, 3)}
     assert all(v.dtype.is_floating_point and v.isfinite().all() for v in item.values())
     assert 0.0 <= item["image"].min() and item["image"].max() <= 1.0
     assert (item["depth"][item["mask"] == 0] == 0).all()

@@ -1,8 +1,8 @@
-"""The trainer: each stage lowers its loss on generated data, freezes what the paper freezes, stage 2 starts
-from the stage-1 predictions, gradient dropping skips steps, resume is bitwise exact, the CLI writes the
-final checkpoint with its metadata, and torchrun runs two gloo processes. The output folder never
-loses or mixes up a run: used folders are refused, checkpoints are atomic, resume falls back and
-checks the config."""
+"""The trainer: each stage lowers its loss on generated data, freezes what the paper freezes, stage
+2 starts from the stage-1 predictions, gradient dropping skips steps, resume is bitwise exact, the
+CLI writes the final checkpoint with its metadata, and torchrun runs two gloo processes. The output
+folder never loses or mixes up a run: used folders are refused, checkpoints are atomic, resume
+falls back and checks the config."""
 import copy
 import os
 import subprocess
@@ -31,11 +31,14 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
     data = write_disc_sequences(root / "data", sequences=2, frames=4)
     model_config = write_micro_config(root / "micro.yaml")
-    stage0 = train(train_config(0, root / "s0", data, model_config, optim={"steps": 4, "lr_others": 3e-3}))
-    stage1_cfg = train_config(1, root / "s1", data, model_config, model={"prior_init": str(stage0.final)},
+    stage0 = train(train_config(0, root / "s0", data, model_config,
+                                optim={"steps": 4, "lr_others": 3e-3}))
+    stage1_cfg = train_config(1, root / "s1", data, model_config,
+                              model={"prior_init": str(stage0.final)},
                               optim={"steps": 4})
     stage1 = train(stage1_cfg)
-    return {"root": root, "data": data, "model_config": model_config, "stage0": stage0, "stage1": stage1,
+    return {"root": root, "data": data, "model_config": model_config, "stage0": stage0,
+            "stage1": stage1,
             "stage1_cfg": stage1_cfg}
 
 
@@ -60,7 +63,8 @@ def test_stage0_trains_only_the_prior_encoder_and_lowers_its_loss(setup):
     batch = _batch(cfg)
     after = setup["stage0"].model
     assert _loss(after, cfg, batch) < _loss(before, cfg, batch)
-    changed = {k for k, v in before.state_dict().items() if not torch.equal(v, after.state_dict()[k])}
+    changed = {k for k,
+               v in before.state_dict().items() if not torch.equal(v, after.state_dict()[k])}
     assert changed and all(k.startswith("human_prior.encoder.") for k in changed)
 
 
@@ -72,12 +76,14 @@ def test_stage1_lowers_the_loss_and_keeps_the_stage0_prior_encoder_frozen(setup)
     prior = setup["stage0"].model.human_prior.encoder.state_dict()
     for k, v in after.human_prior.encoder.state_dict().items():
         assert torch.equal(v, prior[k]), k
-    assert not torch.equal(before.encoder.blocks[0].attn.qkv.weight, after.encoder.blocks[0].attn.qkv.weight)
+    assert not torch.equal(before.encoder.blocks[0].attn.qkv.weight,
+                           after.encoder.blocks[0].attn.qkv.weight)
 
 
 def test_stage2_starts_from_the_stage1_predictions_then_lowers_the_loss_with_the_encoder_frozen(setup):
     cfg = train_config(2, setup["root"] / "s2", setup["data"], setup["model_config"],
-                       model={"init": str(setup["stage1"].final)}, optim={"steps": 4, "batch_size": 1})
+                       model={"init": str(setup["stage1"].final)},
+                       optim={"steps": 4, "batch_size": 1})
     stage1 = load_checkpoint(setup["stage1"].final)
     start = build_model(cfg)
     assert start.temporal_blocks is not None and start.cfg.temporal.mode == "causal"
@@ -92,7 +98,8 @@ def test_stage2_starts_from_the_stage1_predictions_then_lowers_the_loss_with_the
     assert _loss(result.model, cfg, batch) < _loss(start, cfg, batch)
     for k, v in start.encoder.state_dict().items():
         assert torch.equal(v, result.model.encoder.state_dict()[k]), k
-    assert not torch.equal(start.temporal_blocks[0].proj_out.weight, result.model.temporal_blocks[0].proj_out.weight)
+    assert not torch.equal(start.temporal_blocks[0].proj_out.weight,
+                           result.model.temporal_blocks[0].proj_out.weight)
 
 
 def test_a_step_whose_gradient_norm_exceeds_drop_grad_norm_is_skipped_and_counted(setup):
@@ -107,14 +114,17 @@ def test_a_step_whose_gradient_norm_exceeds_drop_grad_norm_is_skipped_and_counte
 
 @pytest.mark.parametrize("stage", [1, 2])
 def test_resume_after_an_interruption_gives_bitwise_identical_weights(setup, tmp_path, stage):
-    extra = {"model": {"init": str(setup["stage1"].final)}, "optim": {"batch_size": 1}} if stage == 2 else {}
-    sections = {"data": {"augment": True}, "optim": {"steps": 5, "accumulation": 2, "warmup_steps": 2,
+    extra = {"model": {"init": str(setup["stage1"].final)},
+             "optim": {"batch_size": 1}} if stage == 2 else {}
+    sections = {"data": {"augment": True},
+                "optim": {"steps": 5, "accumulation": 2, "warmup_steps": 2,
                                                      **extra.get("optim", {})}}
     if "model" in extra:
         sections["model"] = extra["model"]
 
     def cfg(out):
-        return train_config(stage, tmp_path / out, setup["data"], setup["model_config"], **copy.deepcopy(sections))
+        return train_config(stage, tmp_path / out, setup["data"], setup["model_config"],
+                            **copy.deepcopy(sections))
 
     whole = train(cfg("whole"))
     first = train(cfg("parts"), stop_at=2)
@@ -122,28 +132,35 @@ def test_resume_after_an_interruption_gives_bitwise_identical_weights(setup, tmp
     state = load_trainer_state(list_checkpoints(tmp_path / "parts")[-1])  # weights_only=True
     assert state["progress"]["step"] == 2 and isinstance(state["rng"]["torch"], torch.Tensor)
     resumed = train(cfg("parts"), resume=True)
-    assert resumed.progress == whole.progress and whole.progress.epoch >= 1  # crossed an epoch boundary
+    # crossed an epoch boundary
+    assert resumed.progress == whole.progress and whole.progress.epoch >= 1
     assert resumed.losses == whole.losses[2:]
     for k, v in whole.model.state_dict().items():
         assert torch.equal(v, resumed.model.state_dict()[k]), k
 
 
-def test_cli_writes_the_final_checkpoint_with_stage_steps_seed_and_commit_metadata(setup, tmp_path):
+def test_cli_writes_the_final_checkpoint_with_stage_steps_seed_and_commit_metadata(setup,
+                                                                                   tmp_path):
     cfg = setup["stage1_cfg"]
     path = tmp_path / "c.yaml"
     path.write_text(cfg.to_yaml())
-    assert hcdp_main(["train", "--config", str(path), "--out", str(tmp_path / "run"), "optim.steps=1"]) == 0
+    assert hcdp_main(["train", "--config", str(path), "--out", str(tmp_path / "run"),
+                      "optim.steps=1"]) == 0
     with safe_open(str(tmp_path / "run" / "final" / "model.safetensors"), "pt") as f:
         meta = f.metadata()
-    assert (meta["stage"], meta["steps"], meta["data_seed"]) == ("1", "1", "0") and "git_commit" in meta
+    assert (meta["stage"], meta["steps"], meta["data_seed"]) == ("1", "1",
+                                                                 "0") and "git_commit" in meta
     assert (tmp_path / "run" / "checkpoints" / "step_0000001" / STATE_NAME).is_file()
-    assert hcdp_main(["train", "--config", str(path), "--out", str(tmp_path / "run2"), "optim.nope=1"]) == 2
-    assert hcdp_main(["train", "--config", str(path), "--out", str(tmp_path / "run3"), "--resume"]) == 2
+    assert hcdp_main(["train", "--config", str(path), "--out", str(tmp_path / "run2"),
+                      "optim.nope=1"]) == 2
+    assert hcdp_main(["train", "--config", str(path), "--out", str(tmp_path / "run3"),
+                      "--resume"]) == 2
 
 
 def test_git_commit_is_marked_dirty_when_tracked_files_differ_from_it(tmp_path):
     def git(*args):
-        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                              cwd=tmp_path,
                               capture_output=True, text=True, check=True).stdout.strip()
 
     assert git_commit(tmp_path) == ""  # not a checkout
@@ -163,8 +180,10 @@ def test_torchrun_runs_two_gloo_processes_for_two_steps(setup, tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(cfg.to_yaml())
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m",
-           "hcdp_model.cli", "train", "--config", str(path), "--out", str(tmp_path / "ddp"), "optim.steps=2",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+           "-m",
+           "hcdp_model.cli", "train", "--config", str(path), "--out", str(tmp_path / "ddp"),
+           "optim.steps=2",
            "optim.batch_size=1", "device=cpu"]
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -1,6 +1,6 @@
-"""Self-supervised stage 2 on unlabeled video: folders of videos or image sequences are read into clips
-with DIS flows, and fine-tuning with the temporal terms + distillation starts at zero distillation and
-lowers its loss."""
+"""Self-supervised stage 2 on unlabeled video: folders of videos or image sequences are read into
+clips with DIS flows, and fine-tuning with the temporal terms + distillation starts at zero
+distillation and lowers its loss."""
 import cv2
 import numpy as np
 import pytest
@@ -28,8 +28,10 @@ def videos(tmp_path_factory):
     frames = _frames(6)
     (root / "walk_png").mkdir()
     for t, f in enumerate(frames):
-        cv2.imwrite(str(root / "walk_png" / f"{t:04d}.png"), cv2.cvtColor(f["rgb"], cv2.COLOR_RGB2BGR))
-    writer = cv2.VideoWriter(str(root / "walk.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10, (SIZE, SIZE))
+        cv2.imwrite(str(root / "walk_png" / f"{t:04d}.png"),
+                    cv2.cvtColor(f["rgb"], cv2.COLOR_RGB2BGR))
+    writer = cv2.VideoWriter(str(root / "walk.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 10,
+                             (SIZE, SIZE))
     for f in frames:
         writer.write(cv2.cvtColor(f["rgb"], cv2.COLOR_RGB2BGR))
     writer.release()
@@ -42,7 +44,8 @@ def test_sources_are_videos_and_image_folders_and_frames_read_back_in_order(vide
     assert find_sources(root / "walk_png") == [root / "walk_png"]
     png = read_frames(root / "walk_png", [1, 3])
     assert np.array_equal(png[0], frames[1]["rgb"]) and np.array_equal(png[1], frames[3]["rgb"])
-    avi = read_frames(root / "walk.avi", [2, 4, 5])  # lossy codec: each read frame is nearest to its original
+    # lossy codec: each read frame is nearest to its original
+    avi = read_frames(root / "walk.avi", [2, 4, 5])
     for got, t in zip(avi, [2, 4, 5]):
         errors = [np.abs(got.astype(float) - f["rgb"]).mean() for f in frames]
         assert int(np.argmin(errors)) == t
@@ -68,7 +71,8 @@ def test_video_clips_have_the_model_size_the_drawn_stride_and_flows(videos):
     assert len(ds) == 2 * 4  # two sources of 6 frames, 4 starts each at stride 1
     item = ds[0]
     s = int(item["stride"])
-    assert item["image"].shape == (3, 3, SIZE, SIZE) and item["flow_fwd"].shape == (3, 2, SIZE, SIZE)
+    assert item["image"].shape == (3, 3, SIZE, SIZE) and item["flow_fwd"].shape == (3, 2, SIZE,
+                                                                                    SIZE)
     assert item["frame_index"].tolist() == [0, s, 2 * s] and 0.0 <= item["image"].min() <= item["image"].max() <= 1.0
     with pytest.raises(ValueError, match="no video has the"):
         VideoFolderClips(root, frames=7, stride=(1, 1), size=SIZE)
@@ -80,15 +84,18 @@ def test_selfsupervised_stage2_starts_from_the_teacher_lowers_the_temporal_term_
     clip_dir = tmp_path / "clip"  # one 3-frame clip, so every step sees the clip we measure on
     clip_dir.mkdir()
     for t in range(3):
-        cv2.imwrite(str(clip_dir / f"{t:04d}.png"), cv2.cvtColor(frames[t]["rgb"], cv2.COLOR_RGB2BGR))
+        cv2.imwrite(str(clip_dir / f"{t:04d}.png"),
+                    cv2.cvtColor(frames[t]["rgb"], cv2.COLOR_RGB2BGR))
     model_config = write_micro_config(tmp_path / "micro.yaml")
     data = write_disc_sequences(tmp_path / "data", sequences=1, frames=4)
     stage1 = train(train_config(1, tmp_path / "s1", data, model_config, optim={"steps": 3}))
 
     def cfg(distill_weight):
         return train_config(2, tmp_path / f"s2_{distill_weight}", clip_dir, model_config,
-                            model={"init": str(stage1.final)}, data={"kind": "video", "stride": [1, 1]},
-                            optim={"steps": 4, "batch_size": 1, "lr_temporal": 1e-3, "lr_others": 1e-4},
+                            model={"init": str(stage1.final)},
+                            data={"kind": "video", "stride": [1, 1]},
+                            optim={"steps": 4, "batch_size": 1, "lr_temporal": 1e-3,
+                                   "lr_others": 1e-4},
                             selfsup={"distill_weight": distill_weight})
 
     batch = default_collate([VideoFolderClips(clip_dir, 3, (1, 1), SIZE)[0]])
@@ -98,7 +105,8 @@ def test_selfsupervised_stage2_starts_from_the_teacher_lowers_the_temporal_term_
     # the zero-initialised temporal blocks leave the student equal to its frozen stage-1 teacher
     torch.testing.assert_close(pred["depth"], target["depth"], rtol=1e-6, atol=1e-7)
     torch.testing.assert_close(pred["normal"], target["normal"], rtol=1e-6, atol=1e-7)
-    torch.testing.assert_close(torch.sigmoid(pred["mask_logits"]), target["mask"], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(torch.sigmoid(pred["mask_logits"]), target["mask"], rtol=1e-6,
+                               atol=1e-7)
     assert abs(float(before["distill_normal"])) < 1e-6 and abs(float(before["distill_seg"])) < 1e-6
 
     after = {}
@@ -107,5 +115,6 @@ def test_selfsupervised_stage2_starts_from_the_teacher_lowers_the_temporal_term_
         with torch.no_grad():
             after[weight] = make_task(result.model, cfg(1.0))(batch)[1]
     assert float(after[1.0]["temp_depth"]) < float(before["temp_depth"])
-    assert float(after[1.0]["distill"]) < float(after[0.0]["distill"])  # distillation keeps it near the teacher
+    # distillation keeps it near the teacher
+    assert float(after[1.0]["distill"]) < float(after[0.0]["distill"])
     assert (tmp_path / "s2_1.0" / "final" / "model.safetensors").is_file()

@@ -23,7 +23,8 @@ def _photo(name: str) -> np.ndarray:
         img = img[0]
     if img.ndim == 2:
         img = np.dstack([img] * 3)
-    return cv2.resize(np.ascontiguousarray(img[..., :3]), (SIZE, SIZE), interpolation=cv2.INTER_AREA)
+    return cv2.resize(np.ascontiguousarray(img[..., :3]), (SIZE, SIZE),
+                      interpolation=cv2.INTER_AREA)
 
 
 def _procedural(name: str, rng: np.random.Generator) -> np.ndarray:
@@ -34,7 +35,8 @@ def _procedural(name: str, rng: np.random.Generator) -> np.ndarray:
         w = np.clip((np.cos(a) * x + np.sin(a) * y + 1) / 2, 0, 1)[..., None]
     elif name == "stripes":
         a, f = rng.uniform(0, np.pi), rng.uniform(4, 30)
-        w = (np.sin(2 * np.pi * f * (np.cos(a) * x + np.sin(a) * y)) > 0)[..., None].astype(np.float64)
+        w = (np.sin(2 * np.pi * f * (np.cos(a) * x + np.sin(a) * y)) > 0)[...,
+                                                                          None].astype(np.float64)
     elif name == "checker":
         f = int(rng.integers(3, 20))
         w = ((np.floor(x * f) + np.floor(y * f)) % 2)[..., None]

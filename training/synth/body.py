@@ -17,8 +17,8 @@ DEFAULT_CACHE_DIR = Path.home() / ".cache" / "hcdp" / "anny"
 PHENOTYPES = ("gender", "age", "muscle", "weight", "height", "proportions")
 # Build-time intermediates of anny's cache; the compact model file is all that is read afterwards.
 _INTERMEDIATE_PREFIXES = ("load_data_", "build_model_data_")
-# Fixed box (template metres) that maps the neutral template's rest pose to canonical coordinates in
-# [-1, 1]^3; it is centred on x = 0, so mirroring the body left-right negates canonical x.
+# Fixed box (template metres) that maps the neutral template's rest pose to canonical coordinates
+# in [-1, 1]^3; it is centred on x = 0, so mirroring the body left-right negates canonical x.
 CANONICAL_LO = np.array([-0.56, -0.36, -0.90], np.float32)
 CANONICAL_HI = np.array([0.56, 0.16, 0.80], np.float32)
 
@@ -29,7 +29,8 @@ def cache_dir() -> Path:
 
 
 def prune_cache(directory: Path) -> int:
-    """Delete anny's build intermediates (~750 MB) once the compact model exists; returns bytes freed."""
+    """Delete anny's build intermediates (~750 MB) once the compact model exists; returns bytes
+    freed."""
     freed = 0
     for path in directory.glob("v*/*.safetensors"):
         if path.name.startswith(_INTERMEDIATE_PREFIXES):
@@ -103,8 +104,10 @@ class BodyModel:
 
     @staticmethod
     @torch.no_grad()
-    def skin(rest_vertices: torch.Tensor, weights: torch.Tensor, transforms: torch.Tensor) -> torch.Tensor:
+    def skin(rest_vertices: torch.Tensor, weights: torch.Tensor,
+             transforms: torch.Tensor) -> torch.Tensor:
         """Linear blend skinning: [V,3] rest points, [V,J] weights, [T,J,4,4] -> [T,V,3]."""
         frames, joints = transforms.shape[:2]
-        blended = (weights @ transforms[:, :, :3, :].reshape(frames, joints, 12)).reshape(frames, -1, 3, 4)
+        blended = (weights @ transforms[:, :, :3, :].reshape(frames, joints,
+                                                             12)).reshape(frames, -1, 3, 4)
         return torch.einsum("tvab,vb->tva", blended[..., :3], rest_vertices) + blended[..., 3]

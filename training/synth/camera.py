@@ -1,6 +1,7 @@
 """Pinhole cameras: intrinsics from a field of view, look-at extrinsics, Sapiens-style framings and
-per-frame trajectories (orbit, subject tracking, hand-held shake, framing offsets that cut people at
-the image border). World frame: metres, Z up. Camera frame: OpenCV optical (x right, y down, z forward).
+per-frame trajectories (orbit, subject tracking, hand-held shake, framing offsets that cut people
+at the image border). World frame: metres, Z up. Camera frame: OpenCV optical (x right, y down, z
+forward).
 """
 from __future__ import annotations
 
@@ -53,45 +54,53 @@ class CameraSpec:
         return asdict(self)
 
 
-def sample_camera(rng: np.random.Generator, view: str, body_height: float, video: bool) -> CameraSpec:
+def sample_camera(rng: np.random.Generator, view: str, body_height: float,
+                  video: bool) -> CameraSpec:
     if view not in VIEWS:
         raise ValueError(f"expected a view among {VIEWS}, got {view!r}")
     extent = {"face": rng.uniform(0.3, 0.5), "upper_body": rng.uniform(0.75, 1.1),
               "full_body": body_height * rng.uniform(1.15, 1.6)}[view]
     cut = rng.random() < 0.25
-    offset = tuple(float(x) for x in (rng.uniform(-0.45, 0.45, 2) if cut else rng.uniform(-0.08, 0.08, 2)))
+    offset = tuple(float(x)
+                   for x in (rng.uniform(-0.45, 0.45, 2) if cut else rng.uniform(-0.08, 0.08, 2)))
     azimuth = rng.uniform(-100, 100) if rng.random() < 0.85 else rng.uniform(100, 260)
     return CameraSpec(view=view, vfov_deg=float(rng.uniform(25, 70)), azimuth_deg=float(azimuth),
                       elevation_deg=float(rng.uniform(-15, 30)), extent_m=float(extent),
                       orbit_deg_s=float(rng.choice([0.0, rng.uniform(-40, 40)])) if video else 0.0,
                       tracking=bool(rng.random() < 0.7) if video else True,
-                      shake_deg=float(rng.choice([0.0, rng.uniform(0.1, 1.0)])) if video else 0.0, offset=offset)
+                      shake_deg=float(rng.choice([0.0, rng.uniform(0.1, 1.0)])) if video else 0.0,
+                      offset=offset)
 
 
 def trajectory(spec: CameraSpec, anchor: np.ndarray, facing_yaw: float, fps: float,
                rng: np.random.Generator) -> np.ndarray:
-    """World-to-camera [T,4,4] following (or not) `anchor` [T,3], the framed point of the subject."""
+    """World-to-camera [T,4,4] following (or not) `anchor` [T,3], the framed point of the
+    subject."""
     frames = len(anchor)
     t = np.arange(frames) / fps
     distance = 0.5 * spec.extent_m / np.tan(np.radians(spec.vfov_deg) / 2)
     if spec.tracking:
         kernel = np.exp(-0.5 * (np.arange(-6, 7) / 3.0) ** 2)
         padded = np.pad(anchor, ((6, 6), (0, 0)), mode="edge")
-        target = np.stack([np.convolve(padded[:, i], kernel / kernel.sum(), "valid") for i in range(3)], 1)
+        target = np.stack([np.convolve(padded[:, i], kernel / kernel.sum(), "valid")
+                           for i in range(3)], 1)
     else:
         target = np.repeat(anchor[:1], frames, 0)
     az = np.radians(spec.azimuth_deg + spec.orbit_deg_s * t) + facing_yaw - np.pi / 2
     el = np.radians(spec.elevation_deg)
-    direction = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.full(frames, np.sin(el))], 1)
+    direction = np.stack([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az),
+                          np.full(frames, np.sin(el))], 1)
     shake = np.cumsum(rng.normal(0, 1, (frames, 3)), 0)
     shake = (shake - shake.mean(0)) / max(np.abs(shake).max(), 1e-6) * np.radians(spec.shake_deg)
     out = np.empty((frames, 4, 4))
     for i in range(frames):
         pose = look_at(target[i] + distance * direction[i], target[i])
-        # Framing offset: shift the look-at point in the image plane so the subject moves off-centre.
+        # Framing offset: shift the look-at point in the image plane so the subject moves
+        # off-centre.
         right, down = pose[0, :3], pose[1, :3]
         shifted = target[i] + spec.extent_m * (spec.offset[0] * right + spec.offset[1] * down)
         pose = look_at(shifted + distance * direction[i], shifted)
-        pose[:3] = euler_to_matrix(shake[i]) @ pose[:3]  # small (pitch, yaw, roll) about camera axes
+        # small (pitch, yaw, roll) about camera axes
+        pose[:3] = euler_to_matrix(shake[i]) @ pose[:3]
         out[i] = pose
     return out

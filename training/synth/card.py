@@ -1,4 +1,5 @@
-"""Dataset card: the histogram of every generator control, as JSON and markdown (`card.json`, `CARD.md`)."""
+"""Dataset card: the histogram of every generator control, as JSON and markdown (`card.json`,
+`CARD.md`)."""
 from __future__ import annotations
 
 import json
@@ -39,7 +40,8 @@ def control_values(records: list[dict]) -> dict[str, list]:
             add("person.motion_speed", speed)
         cam = c["camera"]
         add("camera.view", cam["view"])
-        for k in ("vfov_deg", "azimuth_deg", "elevation_deg", "extent_m", "orbit_deg_s", "shake_deg"):
+        for k in ("vfov_deg", "azimuth_deg", "elevation_deg", "extent_m", "orbit_deg_s",
+                  "shake_deg"):
             add(f"camera.{k}", cam[k])
         add("camera.tracking", str(cam["tracking"]))
         add("camera.border_cut", str(bool(max(abs(x) for x in cam["offset"]) > 0.08)))
@@ -56,7 +58,8 @@ def histogram(values: list) -> dict:
         return {"kind": "categorical", "counts": dict(sorted(Counter(values).items()))}
     arr = np.asarray(values, np.float64)
     counts, edges = np.histogram(arr, bins=BINS)
-    return {"kind": "numeric", "min": float(arr.min()), "max": float(arr.max()), "mean": float(arr.mean()),
+    return {"kind": "numeric", "min": float(arr.min()), "max": float(arr.max()),
+            "mean": float(arr.mean()),
             "edges": [round(float(e), 4) for e in edges], "counts": counts.tolist()}
 
 
@@ -65,9 +68,11 @@ def _bar(count: int, total: int, width: int = 20) -> str:
 
 
 def to_markdown(card: dict) -> str:
-    lines = ["# Synthetic dataset card", "", f"{card['sequences']} sequences x {card['frames_per_sequence']} frames "
-             f"({card['width']}x{card['height']}, {card['fps']} fps, flow strides 1..{card['flow_strides']}, "
-             f"{'static samples' if card['static'] else 'video'}), master seed {card['seed']}.", ""]
+    lines = ["# Synthetic dataset card", "", f"{card['sequences']} sequences x "
+                                             f"{card['frames_per_sequence']} frames "
+             f"({card['width']}x{card['height']}, {card['fps']} fps, flow strides "
+             f"1..{card['flow_strides']}, {'static samples' if card['static'] else 'video'}), "
+             f"master seed {card['seed']}.", ""]
     for name, h in card["controls"].items():
         lines.append(f"## {name}")
         lines.append("")
@@ -90,8 +95,10 @@ def write_card(out: Path, config, records: list[dict]) -> dict:
     """Write card.json and CARD.md under `out` (deterministic for a given config and seed)."""
     cfg = asdict(config)
     card = {"sequences": len(records), "frames_per_sequence": cfg["frames"], "width": cfg["width"],
-            "height": cfg["height"], "fps": cfg["fps"], "flow_strides": cfg["flow_strides"], "static": cfg["static"],
-            "seed": cfg["seed"], "motions_enabled": list(cfg["motions"]), "max_people": cfg["max_people"],
+            "height": cfg["height"], "fps": cfg["fps"], "flow_strides": cfg["flow_strides"],
+            "static": cfg["static"],
+            "seed": cfg["seed"], "motions_enabled": list(cfg["motions"]),
+            "max_people": cfg["max_people"],
             "controls": {k: histogram(v) for k, v in sorted(control_values(records).items())}}
     (out / "card.json").write_text(json.dumps(card, indent=1, sort_keys=True) + "\n")
     (out / "CARD.md").write_text(to_markdown(card))

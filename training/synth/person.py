@@ -1,4 +1,5 @@
-"""One clothed person: phenotype, skin tone, outfit (texture regions, prints, garments) -> skinned parts."""
+"""One clothed person: phenotype, skin tone, outfit (texture regions, prints, garments) -> skinned
+parts."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
@@ -6,10 +7,12 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from hcdp_training.synth.appearance import (HAIR_SRGB, SLOTS, Decal, material, random_clothing, random_colour,
+from hcdp_training.synth.appearance import (HAIR_SRGB, SLOTS, Decal, material, random_clothing,
+                                            random_colour,
                                             random_pattern, skin_albedo, srgb_to_linear)
 from hcdp_training.synth.body import PHENOTYPES, BodyModel, RestBody
-from hcdp_training.synth.garments import (GARMENTS, Landmarks, Part, dominant_bones, is_arm, scalp_margin, scalp_mask,
+from hcdp_training.synth.garments import (GARMENTS, Landmarks, Part, dominant_bones, is_arm,
+                                          scalp_margin, scalp_mask,
                                           shell, skirt, taper, vertex_normals)
 
 
@@ -34,7 +37,8 @@ class PersonSpec:
 
 
 def sample_person(rng: np.random.Generator, adults_only: bool = False) -> PersonSpec:
-    """Phenotypes over all ages, genders and shapes; garments and prints with fixed probabilities."""
+    """Phenotypes over all ages, genders and shapes; garments and prints with fixed
+    probabilities."""
     age = rng.uniform(0.67, 1.0) if adults_only or rng.random() < 0.75 else rng.uniform(0.05, 0.67)
     phenotype = {k: float(rng.uniform(0, 1)) for k in PHENOTYPES}
     phenotype["age"] = float(age)
@@ -44,9 +48,11 @@ def sample_person(rng: np.random.Generator, adults_only: bool = False) -> Person
     prints = [p for p, prob in (("logo", 0.35), ("tattoo", 0.2)) if rng.random() < prob]
     return PersonSpec(phenotype=phenotype, skin_tone=float(rng.beta(1.2, 1.2)),
                       hair_colour=int(rng.integers(len(HAIR_SRGB))), garments=garments,
-                      sleeve_length=float(rng.choice([0.0, 0.12, 0.3, 0.6])), leg_cover=float(rng.uniform(0, 1)),
+                      sleeve_length=float(rng.choice([0.0, 0.12, 0.3, 0.6])),
+                      leg_cover=float(rng.uniform(0, 1)),
                       top_pattern=random_pattern(rng), bottom_pattern=random_pattern(rng),
-                      outer_pattern=random_pattern(rng), prints=prints, seed=int(rng.integers(2**31)))
+                      outer_pattern=random_pattern(rng), prints=prints,
+                      seed=int(rng.integers(2**31)))
 
 
 @dataclass
@@ -57,11 +63,13 @@ class Person:
     materials: np.ndarray  # [len(SLOTS),4,4]
 
 
-def _body_slots(rest: np.ndarray, dominant: np.ndarray, lm: Landmarks, spec: PersonSpec) -> np.ndarray:
+def _body_slots(rest: np.ndarray, dominant: np.ndarray, lm: Landmarks,
+                spec: PersonSpec) -> np.ndarray:
     slot = np.zeros(len(rest), np.int32)
     arm = is_arm(dominant)
     torso = (~arm) & (rest[:, 2] >= lm.waist[2] - 0.06) & (rest[:, 2] < lm.neck[2] - 0.02)
-    arm_dist = np.minimum(np.linalg.norm(rest - lm.shoulder_l, axis=1), np.linalg.norm(rest - lm.shoulder_r, axis=1))
+    arm_dist = np.minimum(np.linalg.norm(rest - lm.shoulder_l, axis=1),
+                          np.linalg.norm(rest - lm.shoulder_r, axis=1))
     slot[torso | (arm & (arm_dist < spec.sleeve_length))] = SLOTS.index("top")
     hem = lm.hip_l[2] - 0.08 + spec.leg_cover * (lm.ankle_l[2] + 0.04 - lm.hip_l[2] + 0.08)
     slot[(~arm) & (rest[:, 2] < lm.waist[2] - 0.06) & (rest[:, 2] > hem)] = SLOTS.index("bottom")
@@ -93,7 +101,8 @@ def build_person(body: BodyModel, spec: PersonSpec) -> Person:
                 "hood": (0.11, -0.16, rng.uniform(0.04, 0.07), "top")}[name]
             margin = scalp_margin(pts, dominant, lm, hairline, nape)
             back = np.clip((pts[:, 1] - lm.head[1]) * 4, 0, 1) if name == "hair" else 1.0
-            part = shell(name, *args, margin > 0, thickness * (0.5 + back) * taper(margin), SLOTS.index(slot))
+            part = shell(name, *args, margin > 0, thickness * (0.5 + back) * taper(margin),
+                         SLOTS.index(slot))
         elif name == "loose_sleeves":
             arm_dist = np.minimum(np.linalg.norm(pts - lm.shoulder_l, axis=1),
                                   np.linalg.norm(pts - lm.shoulder_r, axis=1))
@@ -103,12 +112,14 @@ def build_person(body: BodyModel, spec: PersonSpec) -> Person:
             part = shell("loose_sleeves", *args, select, flare, SLOTS.index("top"))
         else:
             part = skirt(rest.vertices, body.dense_weights, body.bone_labels, body.canonical, lm,
-                         length=rng.uniform(0.3, 0.75), flare=rng.uniform(0.1, 0.6), slot=SLOTS.index("outer"))
+                         length=rng.uniform(0.3, 0.75), flare=rng.uniform(0.1, 0.6),
+                         slot=SLOTS.index("outer"))
         if part is not None:
             parts.append(part)
     logo = Decal(1, (rng.uniform(-0.05, 0.05), rng.uniform(0.25, 0.35)), rng.uniform(0.05, 0.1),
                  float(rng.choice([-1.0, 1.0]))) if "logo" in spec.prints else None
-    tattoo = Decal(2, (rng.uniform(0.2, 0.3) * rng.choice([-1, 1]), rng.uniform(0.28, 0.36)), rng.uniform(0.04, 0.07),
+    tattoo = Decal(2, (rng.uniform(0.2, 0.3) * rng.choice([-1, 1]), rng.uniform(0.28, 0.36)),
+                   rng.uniform(0.04, 0.07),
                    0.0) if "tattoo" in spec.prints else None
     skin = skin_albedo(spec.skin_tone) * rng.uniform(0.9, 1.1, 3)
     hair = srgb_to_linear(HAIR_SRGB[spec.hair_colour])

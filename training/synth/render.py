@@ -3,11 +3,13 @@
 Ground-truth pass (single sample, float32 targets, no blending): planar depth and camera-frame
 normals, canonical body-surface coordinates with coverage, and forward/backward optical flow for
 strides 1..S. Flow is exact: each fragment interpolates (perspective-correct) the camera-frame
-position of the *same surface point* at t+s and t-s and projects it, so flow = pi(X_{t+s}) - pi(X_t).
+position of the *same surface point* at t+s and t-s and projects it, so flow = pi(X_{t+s}) -
+pi(X_t).
 Colour pass (2x2 supersampled, box-filtered down): the shaded image composited over the background;
-its alpha is the soft mask (coverage in steps of 1/4). Supersampling replaces MSAA because llvmpipe's
-multisample resolve costs ~100 ms per 256x256 frame. Pixel convention: pixel (u, v) has its centre at integer coordinates (OpenCV), row 0 is
-the top image row; `K` maps camera points (x right, y down, z forward) to those pixels.
+its alpha is the soft mask (coverage in steps of 1/4). Supersampling replaces MSAA because
+llvmpipe's multisample resolve costs ~100 ms per 256x256 frame. Pixel convention: pixel (u, v) has
+its centre at integer coordinates (OpenCV), row 0 is the top image row; `K` maps camera points (x
+right, y down, z forward) to those pixels.
 """
 from __future__ import annotations
 
@@ -154,7 +156,8 @@ void main() { o_color = vec4(texture(background, window.xy + v_uv * window.zw).r
 
 @dataclass
 class Lighting:
-    """Key light (direction towards the light, camera frame), fill light and ambient, linear RGB."""
+    """Key light (direction towards the light, camera frame), fill light and ambient, linear
+    RGB."""
 
     key_dir: np.ndarray
     key_color: np.ndarray
@@ -190,7 +193,8 @@ class RenderOutput:
 
 
 def _layout(program, buffers: list) -> list:
-    """moderngl buffer formats for `program`, skipping (padding over) attributes the linker removed."""
+    """moderngl buffer formats for `program`, skipping (padding over) attributes the linker
+    removed."""
     out = []
     for buffer, attributes in buffers:
         fmt, names = [], []
@@ -209,7 +213,8 @@ def _names(prefix: str, strides: int) -> list[str]:
 
 
 class Renderer:
-    """Renders at a fixed image size; `set_scene` per sequence, `render` per frame. One per process."""
+    """Renders at a fixed image size; `set_scene` per sequence, `render` per frame. One per
+    process."""
 
     def __init__(self, width: int, height: int, strides: int, textures: np.ndarray) -> None:
         if not 1 <= strides <= 6:
@@ -217,7 +222,8 @@ class Renderer:
         self.width, self.height, self.strides = width, height, strides
         self.ctx = moderngl.create_context(standalone=True, backend="egl")
         # Back-face culling halves llvmpipe's work. With row 0 at the top, anny's outward (counter-
-        # clockwise) faces appear clockwise on screen; open garments carry both windings (scene.py).
+        # clockwise) faces appear clockwise on screen; open garments carry both windings
+        # (scene.py).
         self.ctx.front_face = "cw"
         self.ctx.cull_face = "back"
         nxt, prv = _names("a_next", strides), _names("a_prev", strides)
@@ -227,25 +233,31 @@ class Renderer:
         vary_assign = " ".join(f"{n.replace('a_', 'v_')} = {n};" for n in nxt + prv)
         vertex = _VERTEX.format(attr_decl=attr_decl, vary_out=vary_out, vary_assign=vary_assign,
                                 near=NEAR, far=FAR)
-        flow_out = "\n".join(f"layout(location = {1 + s}) out vec4 o_flow{s};" for s in range(1, strides + 1))
+        flow_out = "\n".join(f"layout(location = {1 + s}) out vec4 o_flow{s};"
+                             for s in range(1, strides + 1))
         flow_assign = " ".join(
             f"o_flow{s} = vec4(has_next[{s - 1}] > 0.5 ? project(v_next{s}) - here : vec2(0.0),"
-            f" has_prev[{s - 1}] > 0.5 ? project(v_prev{s}) - here : vec2(0.0));" for s in range(1, strides + 1))
+            f" has_prev[{s - 1}] > 0.5 ? project(v_prev{s}) - here : "
+            "vec2(0.0));" for s in range(1, strides + 1))
         self.gt_prog = self.ctx.program(vertex_shader=vertex, fragment_shader=_GT_FRAGMENT.format(
             S=strides, vary_in=vary_in, flow_out=flow_out, flow_assign=flow_assign))
-        self.color_prog = self.ctx.program(vertex_shader=vertex, fragment_shader=_COLOR_FRAGMENT.format(
+        self.color_prog = self.ctx.program(vertex_shader=vertex,
+                                           fragment_shader=_COLOR_FRAGMENT.format(
             M4=4 * MAX_MATERIALS, vary_in=vary_in))
         self.bg_prog = self.ctx.program(vertex_shader=_BG_VERTEX, fragment_shader=_BG_FRAGMENT)
         self.dynamic_names = ["a_cur"] + nxt + prv + ["a_normal"]
         self._mesh: list = []
         quad = np.array([-1, -1, 1, -1, -1, 1, 1, 1], np.float32)
-        self.bg_vao = self.ctx.vertex_array(self.bg_prog, [(self.ctx.buffer(quad.tobytes()), "2f", "a_xy")])
+        self.bg_vao = self.ctx.vertex_array(self.bg_prog,
+                                            [(self.ctx.buffer(quad.tobytes()), "2f", "a_xy")])
         size = (width, height)
         self.gt_targets = [self.ctx.texture(size, 4, dtype="f4") for _ in range(2 + strides)]
         self.gt_fbo = self.ctx.framebuffer(self.gt_targets, self.ctx.depth_renderbuffer(size))
         big = (width * SUPERSAMPLE, height * SUPERSAMPLE)
-        self.color_fbo = self.ctx.framebuffer([self.ctx.renderbuffer(big, 4)], self.ctx.depth_renderbuffer(big))
-        self.textures = self.ctx.texture_array((textures.shape[2], textures.shape[1], textures.shape[0]), 4,
+        self.color_fbo = self.ctx.framebuffer([self.ctx.renderbuffer(big, 4)],
+                                              self.ctx.depth_renderbuffer(big))
+        self.textures = self.ctx.texture_array((textures.shape[2], textures.shape[1],
+                                                textures.shape[0]), 4,
                                                np.ascontiguousarray(textures).tobytes())
         self.textures.build_mipmaps()
         self.textures.repeat_x = self.textures.repeat_y = True
@@ -262,7 +274,8 @@ class Renderer:
             obj.release()
         self.num_vertices = int(canonical.shape[0])
         self.dynamic = self.ctx.buffer(reserve=self.num_vertices * 3 * 4 * len(self.dynamic_names))
-        static = np.concatenate([canonical.astype(np.float32), material_ids.astype(np.float32)[:, None]], 1)
+        static = np.concatenate([canonical.astype(np.float32),
+                                 material_ids.astype(np.float32)[:, None]], 1)
         self.static = self.ctx.buffer(np.ascontiguousarray(static).tobytes())
         self.index = self.ctx.buffer(np.ascontiguousarray(faces.astype(np.int32)).tobytes())
         buffers = [(self.dynamic, [(n, 3) for n in self.dynamic_names]),
@@ -273,7 +286,8 @@ class Renderer:
                                                index_buffer=self.index, index_element_size=4)
         self._mesh = [self.gt_vao, self.color_vao, self.dynamic, self.static, self.index]
         if materials.shape[0] > MAX_MATERIALS:
-            raise ValueError(f"expected at most {MAX_MATERIALS} materials, got {materials.shape[0]}")
+            raise ValueError(f"expected at most {MAX_MATERIALS} materials, got "
+                             f"{materials.shape[0]}")
         table = np.zeros((MAX_MATERIALS * 4, 4), np.float32)
         table[: materials.shape[0] * 4] = materials.reshape(-1, 4)
         self.color_prog["materials"].write(table.tobytes())
@@ -295,14 +309,18 @@ class Renderer:
         columns += [zeros if p is None else p for p in geometry.nxt]
         columns += [zeros if p is None else p for p in geometry.prv]
         columns.append(geometry.normals)
-        self.dynamic.write(np.ascontiguousarray(np.concatenate(columns, 1), dtype=np.float32).tobytes())
+        self.dynamic.write(np.ascontiguousarray(np.concatenate(columns, 1),
+                                                dtype=np.float32).tobytes())
         intr = (float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2]))
         for prog in (self.gt_prog, self.color_prog):
             prog["intr"].value = intr
             prog["size"].value = (float(self.width), float(self.height))
-        # write() rather than .value: a one-element uniform array (flow_strides 1) is a scalar to moderngl
-        self.gt_prog["has_next"].write(np.array([p is not None for p in geometry.nxt], np.float32).tobytes())
-        self.gt_prog["has_prev"].write(np.array([p is not None for p in geometry.prv], np.float32).tobytes())
+        # write() rather than .value: a one-element uniform array (flow_strides 1) is a scalar to
+        # moderngl
+        self.gt_prog["has_next"].write(np.array([p is not None for p in geometry.nxt],
+                                                np.float32).tobytes())
+        self.gt_prog["has_prev"].write(np.array([p is not None for p in geometry.prv],
+                                                np.float32).tobytes())
         self.color_prog["light_dir"].value = tuple(float(x) for x in lighting.key_dir)
         self.color_prog["light_col"].value = tuple(float(x) for x in lighting.key_color)
         self.color_prog["fill_dir"].value = tuple(float(x) for x in lighting.fill_dir)
@@ -327,7 +345,8 @@ class Renderer:
         self.textures.use(1)
         self.color_vao.render(moderngl.TRIANGLES)
         self.color_fbo.read_into(self._rgba, components=4)
-        rgba = cv2.resize(self._rgba, (self.width, self.height), interpolation=cv2.INTER_AREA)  # 2x2 box mean
+        # 2x2 box mean
+        rgba = cv2.resize(self._rgba, (self.width, self.height), interpolation=cv2.INTER_AREA)
 
         geom, canon = self._gt[0], self._gt[1]
         covered = canon[..., 3] > 0.5
@@ -335,7 +354,8 @@ class Renderer:
         normal = np.where(covered[..., None], geom[..., 1:4], 0.0).astype(np.float32)
         return RenderOutput(
             rgb=np.ascontiguousarray(rgba[..., :3]),
-            mask=self._rgba[..., 3].reshape(self.height, SUPERSAMPLE, self.width, SUPERSAMPLE).mean(
+            mask=self._rgba[..., 3].reshape(self.height, SUPERSAMPLE, self.width,
+                                            SUPERSAMPLE).mean(
                 (1, 3), dtype=np.float32) / 255.0,
             depth=depth, normal=normal,
             canonical=np.where(covered[..., None], canon[..., :3], 0.0).astype(np.float32),

@@ -1,5 +1,6 @@
 """A sequence's scene: people with motions placed in the world, a camera trajectory, lights and a
-background, sampled from one seed; and its per-frame geometry in camera coordinates for the renderer.
+background, sampled from one seed; and its per-frame geometry in camera coordinates for the
+renderer.
 """
 from __future__ import annotations
 
@@ -43,7 +44,8 @@ class SceneSpec:
     people: list[PersonSpec]
     motions: list[str]
     motion_speed: list[float]
-    placements: list[tuple[float, float, float]]  # x, y (metres), yaw (rad) of each person at frame 0
+    # x, y (metres), yaw (rad) of each person at frame 0
+    placements: list[tuple[float, float, float]]
     camera: CameraSpec
     light: LightSpec
     background: str
@@ -51,8 +53,10 @@ class SceneSpec:
     def to_json(self) -> dict:
         return {"seed": self.seed, "frames": self.frames, "fps": self.fps,
                 "people": [p.to_json() for p in self.people], "motions": self.motions,
-                "motion_speed": self.motion_speed, "placements": [list(p) for p in self.placements],
-                "camera": self.camera.to_json(), "light": self.light.to_json(), "background": self.background}
+                "motion_speed": self.motion_speed,
+                "placements": [list(p) for p in self.placements],
+                "camera": self.camera.to_json(), "light": self.light.to_json(),
+                "background": self.background}
 
 
 def sample_scene(seed: int, frames: int, fps: float, static: bool, max_people: int = 3,
@@ -63,7 +67,8 @@ def sample_scene(seed: int, frames: int, fps: float, static: bool, max_people: i
     count = min(count, max_people)
     people = [sample_person(rng) for _ in range(count)]
     names = []
-    mixable = [m for m in motions if m != "mix"]  # "mix" cross-fades two of the other requested motions
+    # "mix" cross-fades two of the other requested motions
+    mixable = [m for m in motions if m != "mix"]
     for _ in range(count):
         name = str(rng.choice(motions))
         if name == "mix":
@@ -72,15 +77,19 @@ def sample_scene(seed: int, frames: int, fps: float, static: bool, max_people: i
         names.append(name)
     placements = [(0.0, 0.0, float(rng.uniform(-np.pi, np.pi)))]
     for _ in range(count - 1):
-        placements.append((float(rng.choice([-1, 1]) * rng.uniform(0.6, 1.6)), float(rng.uniform(-1.0, 2.5)),
+        placements.append((float(rng.choice([-1, 1]) * rng.uniform(0.6, 1.6)),
+                           float(rng.uniform(-1.0, 2.5)),
                            float(rng.uniform(-np.pi, np.pi))))
-    view = str(rng.choice(VIEWS if static else VIDEO_VIEWS, p=[0.25, 0.35, 0.4] if static else [0.35, 0.65]))
+    view = str(rng.choice(VIEWS if static else VIDEO_VIEWS,
+                          p=[0.25, 0.35, 0.4] if static else [0.35, 0.65]))
     height = 1.75 * (0.55 + 0.45 * min(people[0].phenotype["age"] / 0.67, 1.0))
     camera = sample_camera(rng, view, height, video=not static)
-    light = LightSpec(float(rng.uniform(-180, 180)), float(rng.uniform(5, 75)), float(rng.uniform(0.5, 1.6)),
+    light = LightSpec(float(rng.uniform(-180, 180)), float(rng.uniform(5, 75)),
+                      float(rng.uniform(0.5, 1.6)),
                       float(rng.uniform(-1, 1)), float(rng.uniform(0.1, 0.5)))
     return SceneSpec(seed=seed, frames=frames, fps=fps, people=people, motions=names,
-                     motion_speed=[float(rng.uniform(0.7, 1.4)) for _ in range(count)], placements=placements,
+                     motion_speed=[float(rng.uniform(0.7, 1.4)) for _ in range(count)],
+                     placements=placements,
                      camera=camera, light=light, background=str(rng.choice(KINDS)))
 
 
@@ -107,9 +116,11 @@ class SceneGeometry:
     background: np.ndarray     # [S,S,3] uint8
 
 
-def _framed_point(body: BodyModel, rest, transforms: torch.Tensor, local_body: np.ndarray, shift: np.ndarray,
+def _framed_point(body: BodyModel, rest, transforms: torch.Tensor, local_body: np.ndarray,
+                  shift: np.ndarray,
                   view: str) -> np.ndarray:
-    """[T,3] body-local point the camera frames: head (face), chest (upper body), mid-height (full body)."""
+    """[T,3] body-local point the camera frames: head (face), chest (upper body), mid-height (full
+    body)."""
     if view == "full_body":
         centre = local_body.mean(1)
         centre[:, 2] = local_body[..., 2].max(1) / 2
@@ -120,22 +131,26 @@ def _framed_point(body: BodyModel, rest, transforms: torch.Tensor, local_body: n
     return head
 
 
-def build_scene(body: BodyModel, spec: SceneSpec, width: int, height: int, static: bool) -> SceneGeometry:
+def build_scene(body: BodyModel, spec: SceneSpec, width: int, height: int,
+                static: bool) -> SceneGeometry:
     rng = np.random.default_rng([spec.seed, 1])
     verts, faces, two_sided, canon, mats_ids, materials = [], [], [], [], [], []
     offset = 0
     anchor = facing = None
     start = float(rng.uniform(0, 10)) if static else 0.0
-    for i, (pspec, mname, speed, place) in enumerate(zip(spec.people, spec.motions, spec.motion_speed,
+    for i, (pspec, mname, speed,
+            place) in enumerate(zip(spec.people, spec.motions, spec.motion_speed,
                                                           spec.placements)):
         person = build_person(body, pspec)
-        motion = sample_motion(mname, spec.frames, spec.fps, np.random.default_rng([spec.seed, 2, i]), speed, start)
+        motion = sample_motion(mname, spec.frames, spec.fps,
+                               np.random.default_rng([spec.seed, 2, i]), speed, start)
         transforms = body.bone_transforms(person.rest, pose_deltas(motion, body.bone_labels))
         rest = torch.cat([p.rest for p in person.parts])
         weights = torch.cat([p.weights for p in person.parts])
         local = BodyModel.skin(rest, weights, transforms).numpy().astype(np.float64)  # [T,n,3]
         n_body = person.parts[0].rest.shape[0]
-        shift = motion.hop - local[:, :n_body, 2].min(1)  # feet on the ground each frame, plus any hop
+        # feet on the ground each frame, plus any hop
+        shift = motion.hop - local[:, :n_body, 2].min(1)
         local[..., 2] += shift[:, None]
         yaw = place[2] + motion.yaw
         facing_dir = _rot_z(yaw) @ np.array([0.0, -1.0, 0.0])
@@ -143,12 +158,15 @@ def build_scene(body: BodyModel, spec: SceneSpec, width: int, height: int, stati
             [[0.0], np.cumsum(motion.speed[:-1] / spec.fps)])[:, None] * facing_dir
         world = np.einsum("tab,tnb->tna", _rot_z(yaw), local) + root[:, None]
         if i == 0:
-            anchor = np.einsum("tab,tb->ta", _rot_z(yaw), _framed_point(body, person.rest, transforms, local[:, :n_body],
-                                                                        shift, spec.camera.view)) + root
+            anchor = np.einsum("tab,tb->ta", _rot_z(yaw),
+                               _framed_point(body, person.rest, transforms, local[:, :n_body],
+                                                                        shift,
+                                             spec.camera.view)) + root
             facing = float(yaw[0])
         for part in person.parts:
             faces.append(part.faces + offset)
-            if part.name != "body":  # open garments are seen from both sides: add the reversed winding
+            # open garments are seen from both sides: add the reversed winding
+            if part.name != "body":
                 two_sided.append(part.faces[:, ::-1] + offset)
             canon.append(part.canonical)
             mats_ids.append(part.slot + i * len(SLOTS))
@@ -158,7 +176,8 @@ def build_scene(body: BodyModel, spec: SceneSpec, width: int, height: int, stati
     vertices = np.concatenate(verts, 1)
     faces_all = np.concatenate(faces).astype(np.int64)
     # Normals from the outward winding only (the reversed copies would cancel them).
-    normals = vertex_normals(torch.from_numpy(vertices.astype(np.float32)), torch.from_numpy(faces_all)).numpy()
+    normals = vertex_normals(torch.from_numpy(vertices.astype(np.float32)),
+                             torch.from_numpy(faces_all)).numpy()
     faces_all = np.concatenate([faces_all] + two_sided)
     cams = trajectory(spec.camera, anchor, facing, spec.fps, rng)
     light = spec.light
@@ -168,22 +187,26 @@ def build_scene(body: BodyModel, spec: SceneSpec, width: int, height: int, stati
     return SceneGeometry(vertices=vertices, normals=normals, faces=faces_all.astype(np.int32),
                          canonical=np.concatenate(canon), material_ids=np.concatenate(mats_ids),
                          materials=np.concatenate(materials), world_to_camera=cams,
-                         K=intrinsics(width, height, spec.camera.vfov_deg), lights_world=(key, fill / np.linalg.norm(fill)),
+                         K=intrinsics(width, height, spec.camera.vfov_deg),
+                         lights_world=(key, fill / np.linalg.norm(fill)),
                          light=light, background=make_background(spec.background, rng))
 
 
 def lighting_for_frame(scene: SceneGeometry, frame: int) -> Lighting:
-    """Lights in the camera frame of `frame`; colour temperature tints key (warm) and fill (cool)."""
+    """Lights in the camera frame of `frame`; colour temperature tints key (warm) and fill
+    (cool)."""
     rot = scene.world_to_camera[frame, :3, :3]
     temp = scene.light.colour_temperature
     warm = np.array([1.0 + 0.25 * temp, 1.0, 1.0 - 0.25 * temp])
     return Lighting(key_dir=rot @ scene.lights_world[0], key_color=scene.light.intensity * warm,
-                    fill_dir=rot @ scene.lights_world[1], fill_color=0.25 * scene.light.intensity / warm,
+                    fill_dir=rot @ scene.lights_world[1],
+                    fill_color=0.25 * scene.light.intensity / warm,
                     ambient=np.full(3, scene.light.ambient))
 
 
 def frame_geometry(scene: SceneGeometry, frame: int, strides: int) -> FrameGeometry:
-    """Camera-frame positions at t, t+s, t-s (each in its own frame's camera) and camera-frame normals."""
+    """Camera-frame positions at t, t+s, t-s (each in its own frame's camera) and camera-frame
+    normals."""
     frames = scene.vertices.shape[0]
 
     def to_cam(index: int) -> np.ndarray:

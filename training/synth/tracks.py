@@ -1,11 +1,11 @@
 """Rotation tracks of a motion, shared by the procedural library (`motion.py`) and the walk cycle
 (`walkcycle.py`).
 
-A motion is a set of per-bone rotation tracks in anny's "local-ref" parameterisation (rotations about
-the bone head in axes aligned with the rest pose's world axes: X to the character's left, Y backwards,
-Z up) plus a root trajectory (forward speed, yaw rate, hop height). Tracks are written for the left
-side; right-side bones get the mirrored rotation (Y and Z angles negated). Every angle is clamped to
-`JOINT_LIMITS` before use.
+A motion is a set of per-bone rotation tracks in anny's "local-ref" parameterisation (rotations
+about the bone head in axes aligned with the rest pose's world axes: X to the character's left, Y
+backwards, Z up) plus a root trajectory (forward speed, yaw rate, hop height). Tracks are written
+for the left side; right-side bones get the mirrored rotation (Y and Z angles negated). Every angle
+is clamped to `JOINT_LIMITS` before use.
 """
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ SIDED = {"upperleg01", "lowerleg01", "foot", "clavicle", "upperarm01", "lowerarm
 
 @dataclass
 class Motion:
-    """Sampled motion: tracks[joint][side] -> [T,3] angles, root speed [T] (m/s), yaw [T] (rad), hop [T] (m)."""
+    """Sampled motion: tracks[joint][side] -> [T,3] angles, root speed [T] (m/s), yaw [T] (rad),
+    hop [T] (m)."""
 
     name: str
     tracks: dict[str, np.ndarray] = field(default_factory=dict)
@@ -60,7 +61,8 @@ def clamp_to_limits(motion: Motion) -> dict[str, np.ndarray]:
 
 
 def euler_to_matrix(angles: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
-    """[...,3] XYZ angles (applied X, then Y, then Z) -> [...,3,3] rotation matrices (numpy or torch)."""
+    """[...,3] XYZ angles (applied X, then Y, then Z) -> [...,3,3] rotation matrices (numpy or
+    torch)."""
     xp = torch if isinstance(angles, torch.Tensor) else np
     cx, cy, cz = xp.cos(angles[..., 0]), xp.cos(angles[..., 1]), xp.cos(angles[..., 2])
     sx, sy, sz = xp.sin(angles[..., 0]), xp.sin(angles[..., 1]), xp.sin(angles[..., 2])
@@ -72,7 +74,8 @@ def euler_to_matrix(angles: np.ndarray | torch.Tensor) -> np.ndarray | torch.Ten
 
 
 def pose_deltas(motion: Motion, bone_labels: list[str]) -> torch.Tensor:
-    """Per-bone local-ref deltas [T,J,4,4] float32 (identity for undriven bones), mirrored on the right."""
+    """Per-bone local-ref deltas [T,J,4,4] float32 (identity for undriven bones), mirrored on the
+    right."""
     tracks = clamp_to_limits(motion)
     frames = len(next(iter(tracks.values())))
     deltas = np.tile(np.eye(4, dtype=np.float64), (frames, len(bone_labels), 1, 1))
@@ -80,5 +83,6 @@ def pose_deltas(motion: Motion, bone_labels: list[str]) -> torch.Tensor:
     for key, angles in tracks.items():
         if key not in bone_labels:
             raise KeyError(f"motion track {key!r} is not an anny bone")
-        deltas[:, bone_labels.index(key), :3, :3] = euler_to_matrix(angles * (mirror if key.endswith(".R") else 1.0))
+        deltas[:, bone_labels.index(key), :3,
+               :3] = euler_to_matrix(angles * (mirror if key.endswith(".R") else 1.0))
     return torch.from_numpy(deltas.astype(np.float32))
