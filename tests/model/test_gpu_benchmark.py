@@ -70,3 +70,12 @@ def test_train_batch_matches_the_dataset_layout():
     frame = gpu.train_batch(1, batch=2, frames=3, size=8, device=torch.device("cpu"))
     assert frame["depth"].shape == (2, 1, 8, 8) and "stride" not in frame
     assert torch.allclose(frame["normal"].norm(dim=1), torch.ones(2, 8, 8), atol=1e-5)
+
+
+def test_artefact_rows_export_verify_and_time_or_say_why_not():
+    pytest.importorskip("onnxruntime")
+    cpu = torch.device("cpu")
+    row = gpu.measure_artefact("tiny", "fp32", "stream onnxruntime-cuda", 2, 1, cpu)
+    assert row.ms > 0 and "onnxruntime" in row.note, row
+    failed = gpu.measure_artefact("tiny", "fp16", "stream tensorrt", 2, 1, cpu)
+    assert failed.ms is None and failed.note.startswith("not built: "), failed
