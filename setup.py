@@ -22,7 +22,6 @@ setup(
     packages=find_packages(include=["hcdp_model", "hcdp_model.*", "hcdp_ros", "hcdp_ros.*"])
     + training_packages,
     package_dir={"hcdp_training": "training"},
-    package_data={"hcdp_model": ["presets/*.yaml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", ["resource/" + PACKAGE]),
         ("share/" + PACKAGE, ["package.xml"]),
@@ -62,6 +61,7 @@ setup(
             "onnx",
             "onnxruntime",
             "onnxscript",
+            "flake8",  # tests/test_flake8.py: setup.cfg's ament_flake8 configuration
         ],
     },
     entry_points={
