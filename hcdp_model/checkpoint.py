@@ -49,8 +49,8 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
         weights, configs = path.with_suffix(".safetensors"), [path]
     else:
         raise CheckpointError(f"{path}: expected a checkpoint directory, a .safetensors file or "
-                              "its config "
-                              f"(.yaml/.json){'' if path.exists() else '; the path does not exist'}")
+                              "its config (.yaml/.json)"
+                              f"{'' if path.exists() else '; the path does not exist'}")
     if not weights.is_file():
         raise CheckpointError(f"{weights}: weights file not found")
     if not configs or not configs[0].is_file():

@@ -63,8 +63,8 @@ class BackboneConfig:
         return 1e-6 if self.family == "dinov2" else 1e-5
 
     def validate(self) -> None:
-        _check(self.family in FAMILIES, f"backbone.family: expected one of {FAMILIES}, got "
-                                        f"{self.family!r}")
+        _check(self.family in FAMILIES,
+               f"backbone.family: expected one of {FAMILIES}, got {self.family!r}")
         _bounded("backbone.embed_dim", self.embed_dim, 1, MAX_WIDTH)
         _bounded("backbone.depth", self.depth, 1, MAX_DEPTH)
         _bounded("backbone.num_heads", self.num_heads, 1, MAX_HEADS)
@@ -120,8 +120,8 @@ class TemporalConfig:
     max_relative_distance: int = 32
 
     def validate(self) -> None:
-        _check(self.mode in TEMPORAL_MODES, f"temporal.mode: expected one of {TEMPORAL_MODES}, "
-                                            f"got {self.mode!r}")
+        _check(self.mode in TEMPORAL_MODES,
+               f"temporal.mode: expected one of {TEMPORAL_MODES}, got {self.mode!r}")
         _check(self.max_relative_distance >= 1, "temporal.max_relative_distance must be >= 1")
         _bounded("temporal.max_relative_distance", self.max_relative_distance, 1, 4096)
         _bounded("temporal.num_heads", self.num_heads, 1, MAX_HEADS)

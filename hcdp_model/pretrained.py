@@ -142,7 +142,8 @@ def load_backbone(encoder: VisionTransformer, path: str | Path,
         if key not in own:
             report.unexpected.append(key)
             continue
-        if key == "pos_embed" and value.shape != own[key].shape and value.shape[-1] == own[key].shape[-1]:
+        if (key == "pos_embed" and value.shape != own[key].shape
+                and value.shape[-1] == own[key].shape[-1]):
             value = resize_pos_embed(value, encoder.grid,
                                      antialias=encoder.cfg.num_register_tokens > 0)
             report.resized.append(f"pos_embed {tuple(state[key].shape)} -> {tuple(value.shape)}")

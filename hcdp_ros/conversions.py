@@ -408,9 +408,8 @@ def decode_camera_info(msg: Any, topic: str) -> CameraInfoFields:
         raise MalformedMessage("expected finite K with fx, fy > 0, got "
                                f"{k.reshape(-1).tolist()}", topic)
     roi = _field(msg, "roi", topic)
-    x_offset, y_offset, roi_height, roi_width = (_int_field(roi, n, topic)
-                                                 for n in ("x_offset", "y_offset", "height",
-                                                           "width"))
+    x_offset, y_offset, roi_height, roi_width = (
+        _int_field(roi, n, topic) for n in ("x_offset", "y_offset", "height", "width"))
     return CameraInfoFields(
         header=_field(msg, "header", topic), height=height, width=width, distortion_model=model,
         d=_float_array(msg, "d", None, topic), k=k.reshape(-1),

@@ -41,6 +41,7 @@ def output_topic(key: str, namespace: str = DEFAULT_NAMESPACE) -> str:
     """The absolute name of output ``key`` under ``namespace``, e.g. /hcdp/mask/binary."""
     return f"/{namespace.strip('/')}/{TOPICS[key]}" if namespace.strip("/") else f"/{TOPICS[key]}"
 
+
 FLOAT32 = 7  # sensor_msgs/PointField.FLOAT32
 
 

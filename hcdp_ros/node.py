@@ -429,4 +429,3 @@ def main(args: list[str] | None = None) -> None:
         node.release()
         node.destroy_node()
         rclpy.try_shutdown()
-

@@ -82,9 +82,8 @@ class NodeConfig:
 _SPECS = (
     ParamSpec("model_path", "checkpoint directory or file; empty = the bundled default model",
               read_only=True),
-    ParamSpec("trust_artefact", "load a torch-export/TensorRT program (.pt2/.ep) this machine did "
-                                "not "
-              "build; loading one can run code (docs/security.md)", read_only=True),
+    ParamSpec("trust_artefact", "load a torch-export/TensorRT program (.pt2/.ep) this machine "
+              "did not build; loading one can run code (docs/security.md)", read_only=True),
     ParamSpec("backend", "inference backend", read_only=True, choices=BACKENDS),
     ParamSpec("precision", "inference precision (fp16/bf16 need a GPU backend)", read_only=True,
               choices=PRECISIONS),

@@ -163,7 +163,8 @@ class FrameProcessor:
             # re-stamped to the output, and re-scaled when the calibration has another size
             out.camera_info = camera.scaled_to(*depth.shape, header)
             if options.publish_points:
-                z = metric_depth if metric_depth is not None else depth * np.float32(options.depth_scale)
+                z = (metric_depth if metric_depth is not None
+                     else depth * np.float32(options.depth_scale))
                 colors = image.to_rgb() if rgb is None else rgb
                 points, picked = backproject(z, mask, camera.intrinsics(*depth.shape), threshold,
                                              options.points_stride, colors)

@@ -128,7 +128,7 @@ class Ablation:
         steps = [f"optim.steps={self.cfg.steps[stage]}"] if self.cfg.steps else []
         return load_config(self.cfg.stage_configs[stage],
                            [*self.cfg.overrides, f"data.root={self.cfg.data}",
-                                                           f"out={out}", *steps, *extra])
+                            f"out={out}", *steps, *extra])
 
     def _base_model(self) -> ModelConfig:
         """The network the stage-1 config builds (its model.config, else its preset)."""
@@ -162,8 +162,8 @@ class Ablation:
         model_config = self._model_config(variant.model)
         stage1_extra = [f"model.config={model_config}"]
         if ModelConfig.load(model_config).prior.kind != "none":
-            runs.append(self._train(0, "prior",
-                                    [f"model.config={self._model_config({'prior': {'kind': 'learned'}})}"]))
+            prior_config = self._model_config({"prior": {"kind": "learned"}})
+            runs.append(self._train(0, "prior", [f"model.config={prior_config}"]))
             stage1_extra.append(f"model.prior_init={runs[-1].checkpoint}")
         runs.append(self._train(1, structure, stage1_extra))
         if variant.temporal:
@@ -222,33 +222,33 @@ def _fmt(value: float) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, type=Path, help="training sequences (hcdp synth "
-                                                                 "output)")
+    parser.add_argument("--data", required=True, type=Path,
+                        help="training sequences (hcdp synth output)")
     parser.add_argument("--eval-data", required=True, type=Path,
                         help="held-out sequences, generated with a seed never used for training")
     parser.add_argument("--out", type=Path, default=Path("runs/ablation"), help="output folder")
     parser.add_argument("--variants", nargs="+", choices=VARIANT_NAMES,
                         default=list(VARIANT_NAMES),
                         help="variants to run (default: all)")
-    parser.add_argument("--configs", type=Path, default=Path("configs"), help="folder of the "
-                                                                              "stage configs")
-    parser.add_argument("--prefix", default="tiny_cpu", help="stage configs are "
-                                                             "PREFIX_stage{0,1,2}.yaml")
+    parser.add_argument("--configs", type=Path, default=Path("configs"),
+                        help="folder of the stage configs")
+    parser.add_argument("--prefix", default="tiny_cpu",
+                        help="stage configs are PREFIX_stage{0,1,2}.yaml")
     parser.add_argument("--steps", type=int, nargs=3, metavar=("S0", "S1", "S2"),
                         help="optimizer steps of stage 0, 1, 2 (default: the configs'); 1 1 1 is "
                              "a smoke run")
-    parser.add_argument("--window", type=int, default=8, help="streaming window W of the "
-                                                              "evaluation")
-    parser.add_argument("--max-sequences", type=int, help="evaluate on the first N held-out "
-                                                          "sequences")
-    parser.add_argument("--max-frames", type=int, help="evaluate the first N frames of each "
-                                                       "sequence")
+    parser.add_argument("--window", type=int, default=8,
+                        help="streaming window W of the evaluation")
+    parser.add_argument("--max-sequences", type=int,
+                        help="evaluate on the first N held-out sequences")
+    parser.add_argument("--max-frames", type=int,
+                        help="evaluate the first N frames of each sequence")
     parser.add_argument("--perturb", type=int, metavar="SEED",
                         help="evaluate on inputs with per-frame nuisances drawn from SEED (hcdp "
                              "eval --perturb)")
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
-    parser.add_argument("--markdown", type=Path, help="write the table here (it is printed "
-                                                      "anyway)")
+    parser.add_argument("--markdown", type=Path,
+                        help="write the table here (it is printed anyway)")
     parser.add_argument("--no-progress", action="store_true", help="no evaluation progress bars")
     parser.add_argument("overrides", nargs="*", metavar="key=value",
                         help="training config overrides for every stage, e.g. optim.batch_size=2")

@@ -158,8 +158,8 @@ class TrainConfig:
         _check(m.temporal_mode in TEMPORAL_MODES,
                f"model.temporal_mode: expected one of {TEMPORAL_MODES}, got {m.temporal_mode!r}")
         _check(m.window >= 0, f"model.window: expected >= 0 (0 = whole clip), got {m.window}")
-        _check(self.stage != 2 or m.init, "model.init: stage 2 starts from the stage-1 "
-                                          "checkpoint; "
+        _check(self.stage != 2 or m.init,
+               "model.init: stage 2 starts from the stage-1 checkpoint; "
                "expected its path, got nothing")
         _check(d.kind in DATA_KINDS, f"data.kind: expected one of {DATA_KINDS}, got {d.kind!r}")
         _check(bool(d.root), "data.root: expected the training data folder, got nothing")
@@ -180,8 +180,8 @@ class TrainConfig:
                    f"got {d.frames}")
         _check(1 <= d.stride[0] <= d.stride[1], "data.stride: expected 1 <= min <= max, got "
                                                 f"{list(d.stride)}")
-        _check(d.size >= 0 and d.num_workers >= 0, "data.size and data.num_workers: expected >= "
-                                                   "0, got "
+        _check(d.size >= 0 and d.num_workers >= 0,
+               "data.size and data.num_workers: expected >= 0, got "
                f"{d.size} and {d.num_workers}")
         _check(o.steps >= 1 and o.batch_size >= 1 and o.accumulation >= 1,
                f"optim.steps, batch_size, accumulation: expected >= 1, got {o.steps}, "
@@ -202,12 +202,12 @@ class TrainConfig:
         _check(o.drop_grad_norm == 0 or o.drop_grad_norm > o.clip_grad_norm,
                "optim.drop_grad_norm: expected 0 (off) or above clip_grad_norm "
                f"{o.clip_grad_norm}, got {o.drop_grad_norm}")
-        _check(o.precision in PRECISIONS, f"optim.precision: expected one of {PRECISIONS}, got "
-                                          f"{o.precision!r}")
+        _check(o.precision in PRECISIONS,
+               f"optim.precision: expected one of {PRECISIONS}, got {o.precision!r}")
         _check(self.selfsup.distill_weight >= 0,
                f"selfsup.distill_weight: expected >= 0, got {self.selfsup.distill_weight}")
-        _check(0 <= self.selfsup.teacher_mask_threshold < 1, "selfsup.teacher_mask_threshold: "
-                                                             "expected in [0, 1), "
+        _check(0 <= self.selfsup.teacher_mask_threshold < 1,
+               "selfsup.teacher_mask_threshold: expected in [0, 1), "
                f"got {self.selfsup.teacher_mask_threshold}")
         _check(self.log.scalars_every >= 1 and self.log.images_every >= 0,
                "log.scalars_every >= 1 and log.images_every >= 0 expected, got "

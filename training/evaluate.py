@@ -107,7 +107,7 @@ class EvalResult:
         values, timing and metadata; NaN (a metric without a single valid frame) becomes null."""
         return json_safe({"methods": self.summary, "counts": self.counts,
                           "per_sequence": self.per_sequence,
-                           "inference_ms": self.inference_ms, "metadata": self.metadata})
+                          "inference_ms": self.inference_ms, "metadata": self.metadata})
 
 
 def json_safe(value):
@@ -142,8 +142,7 @@ def load_sequence(sequence_dir: Path, max_frames: int | None = None, flow: str =
     count = int(meta["frames"]) if max_frames is None else min(int(meta["frames"]), max_frames)
     frames = [read_frame(sequence_dir, i) for i in range(count)]
     stack = {key: np.stack([f[key] for f in frames])
-             for key in ("rgb", "depth", "normal", "mask", "flow_fwd",
-                                                                   "flow_bwd")}
+             for key in ("rgb", "depth", "normal", "mask", "flow_fwd", "flow_bwd")}
     if flow == "opencv":
         stack["flow_fwd"], stack["flow_bwd"] = opencv_flows(stack["rgb"])
     if perturb is not None:
@@ -373,11 +372,11 @@ def attention_summary(model: HCDPModel, sequence_dirs: list[Path], window: int,
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", help="stage-2 checkpoint (directory or .safetensors); "
-                                             "default: the "
-                        "bundled model")
-    parser.add_argument("--data", required=True, help="folder of sequences in hcdp's format (hcdp "
-                                                      "synth)")
+    parser.add_argument("--checkpoint",
+                        help="stage-2 checkpoint (directory or .safetensors); default: the "
+                             "bundled model")
+    parser.add_argument("--data", required=True,
+                        help="folder of sequences in hcdp's format (hcdp synth)")
     parser.add_argument("--stage1", help="stage-1 checkpoint for the per-frame baselines; "
                                          "default: --checkpoint "
                         "with its temporal blocks removed")
@@ -397,16 +396,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="flow for the temporal metrics: ground truth, or OpenCV DIS between "
                              "the images")
     parser.add_argument("--max-sequences", type=int, help="evaluate only the first N sequences")
-    parser.add_argument("--max-frames", type=int, help="evaluate only the first N frames of each "
-                                                       "sequence")
+    parser.add_argument("--max-frames", type=int,
+                        help="evaluate only the first N frames of each sequence")
     parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
     parser.add_argument("--json", type=Path, help="write the metrics as JSON here")
-    parser.add_argument("--markdown", type=Path, help="write the markdown table here (it is "
-                                                      "printed anyway)")
-    parser.add_argument("--sheet", type=Path, help="write a contact sheet PNG of the first "
-                                                   "sequence here")
-    parser.add_argument("--sheet-frames", type=int, default=3, help="frames shown on the contact "
-                                                                    "sheet")
+    parser.add_argument("--markdown", type=Path,
+                        help="write the markdown table here (it is printed anyway)")
+    parser.add_argument("--sheet", type=Path,
+                        help="write a contact sheet PNG of the first sequence here")
+    parser.add_argument("--sheet-frames", type=int, default=3,
+                        help="frames shown on the contact sheet")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -178,7 +178,8 @@ def flow_opencv(prev_rgb: np.ndarray, next_rgb: np.ndarray) -> np.ndarray:
     """Optical flow prev -> next with OpenCV DIS (preset MEDIUM) on the grey images, `[H,W,2]`
     float32 pixels (dx, dy), so that prev(p) ~ next(p + flow(p)): the `flow_fwd` convention. Images
     uint8 `[H,W,3]` RGB or `[H,W]` grey, same size."""
-    if prev_rgb.shape != next_rgb.shape or prev_rgb.dtype != np.uint8 or next_rgb.dtype != np.uint8:
+    if (prev_rgb.shape != next_rgb.shape or prev_rgb.dtype != np.uint8
+            or next_rgb.dtype != np.uint8):
         raise ValueError(
             f"expected two uint8 images of the same shape, got {prev_rgb.shape} {prev_rgb.dtype} "
             f"and {next_rgb.shape} {next_rgb.dtype}"
@@ -246,7 +247,8 @@ def evaluate_sequence(
     g_depth = _chw(gt_depth, 1) if gt_depth is not None else None
     g_normal = _chw(gt_normal, 3) if gt_normal is not None else None
     g_mask = _chw(gt_mask, 1) if gt_mask is not None else None
-    if not (depth.shape[0] == normal.shape[0] == mask.shape[0] == fwd.shape[0]) or depth.shape[0] < 1:
+    if (not (depth.shape[0] == normal.shape[0] == mask.shape[0] == fwd.shape[0])
+            or depth.shape[0] < 1):
         raise ValueError(
             f"expected sequences of equal length T >= 1, got depth {depth.shape[0]}, normals "
             f"{normal.shape[0]}, mask {mask.shape[0]}, flow {fwd.shape[0]}"

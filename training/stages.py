@@ -97,7 +97,8 @@ def param_groups(model: HCDPModel, cfg: TrainConfig) -> list[dict[str, Any]]:
     elif cfg.stage == 1:
         special, special_lr, name = list(model.encoder.parameters()), o.lr_encoder, "encoder"
     else:
-        special, special_lr, name = list(model.temporal_blocks.parameters()), o.lr_temporal, "temporal"
+        special = list(model.temporal_blocks.parameters())
+        special_lr, name = o.lr_temporal, "temporal"
     special_ids = {id(p) for p in special}
     groups = [{"name": name, "params": [p for p in special if id(p) in trainable],
                "lr": special_lr}]

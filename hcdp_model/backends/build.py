@@ -241,8 +241,8 @@ def export_artefact(checkpoint: str | Path, out: str | Path, spec: ExportSpec,
                                        "frames": spec.startup_frames, "tolerance": tolerance}
     manifest.save(manifest_path(out))
     candidate = open_artefact(out, spec.device, check=False)  # verified below, on more frames
-    diffs = {"random": stream_difference(candidate, reference, random_frames(model.cfg.resolution,
-                                                                           spec.verify_frames)),
+    noise = random_frames(model.cfg.resolution, spec.verify_frames)
+    diffs = {"random": stream_difference(candidate, reference, noise),
              "real": stream_difference(candidate, reference, real)}
     manifest.extra["verification"] = {"max_abs_diff": diffs, "tolerance": tolerance,
                                       "frames": spec.verify_frames,

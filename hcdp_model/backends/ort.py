@@ -123,8 +123,8 @@ def reaching_outside(path: Path) -> list[str]:
     nodes = [n for g in _graphs(model.graph) for n in g.node]
     nodes += [n for f in model.functions for n in f.node]
     for graph in _graphs(model.graph):
-        tensors = [*graph.initializer, *(t for sp in graph.sparse_initializer
-                                        for t in (sp.values, sp.indices))]
+        tensors = [*graph.initializer,
+                   *(t for sp in graph.sparse_initializer for t in (sp.values, sp.indices))]
         tensors += [a.t for n in graph.node for a in n.attribute if a.HasField("t")]
         found += [f"tensor {t.name!r} stored as external data" for t in tensors
                   if t.data_location == external]
@@ -226,4 +226,3 @@ class OnnxRuntimeBackend(Backend):
             torch.cuda.current_stream(self.device).synchronize()  # ORT runs on its own stream
         self.session.run_with_iobinding(binding)
         return (outputs[0], outputs[1], outputs[2]), tuple(outputs[3:])
-

@@ -80,8 +80,8 @@ def detect_api() -> TensorRTApi:
     trt = _import("tensorrt", hint)
     version = getattr(ttrt, "__version__", None)
     if version is None:
-        raise BackendError("torch_tensorrt has no __version__; cannot tell which compile API it "
-                           "has")
+        raise BackendError("torch_tensorrt has no __version__; cannot tell which compile API "
+                           "it has")
     if parse_version(version) < MIN_VERSION:
         raise BackendError(f"torch_tensorrt {version} is too old; expected >= "
                            f"{'.'.join(map(str, MIN_VERSION))} (2.8 for Jetson Orin, >= 2.10 on "

@@ -46,8 +46,8 @@ def test_onnxruntime_predictor_equals_torch_predictor_through_resets(checkpoint)
     stamps = [0.0, 0.1, 0.2, 0.3, 0.4, 2.0, 2.1]  # a gap before the 6th frame resets both
     fills = []
     for stamp, image in zip(stamps, _frames(len(stamps))):
-        a, b = torch_pred.step(image, stamp, "cam", "bgr8"), ort_pred.step(image, stamp, "cam",
-                                                                           "bgr8")
+        a = torch_pred.step(image, stamp, "cam", "bgr8")
+        b = ort_pred.step(image, stamp, "cam", "bgr8")
         np.testing.assert_allclose(b.depth, a.depth, atol=1e-4)
         np.testing.assert_allclose(b.normals, a.normals, atol=1e-4)
         np.testing.assert_allclose(b.mask, a.mask, atol=1e-5)
@@ -132,8 +132,8 @@ def _manifest(**changes) -> Manifest:
     fields = dict(format="tensorrt", checkpoint="c", checkpoint_hash="abc", preset="micro",
                   precision="fp16",
                   window=WINDOW, model_resolution=56, camera_size=[480, 640], letterbox={},
-                  inputs={"frame": [1, 3, 56, 56]}, outputs={}, io_dtype="float32", gpu="NVIDIA "
-                                                                                        "H100")
+                  inputs={"frame": [1, 3, 56, 56]}, outputs={}, io_dtype="float32",
+                  gpu="NVIDIA H100")
     return Manifest(**{**fields, **changes})
 
 
@@ -203,9 +203,8 @@ def _fake_tensorrt(monkeypatch, version, trt_version="10.3.0"):
 
 @pytest.mark.parametrize("version, explicit",
                          [("2.8.0", False), ("2.8.0+cu126", False), ("2.9.0", False),
-                                               ("2.10.0", True),
-                          ("2.10.0.dev20251001+cu130", True),
-                                               ("2.11.0a0", True), ("3.0.0", True)])
+                          ("2.10.0", True), ("2.10.0.dev20251001+cu130", True),
+                          ("2.11.0a0", True), ("3.0.0", True)])
 def test_detection_picks_the_compile_api_by_torch_tensorrt_version(monkeypatch, version, explicit):
     _fake_tensorrt(monkeypatch, version)
     api = trt.detect_api()

@@ -133,8 +133,8 @@ def _example_cycle(graph: dict[str, set[str]], component: set[str]) -> list[str]
 
 def test_hcdp_model_has_no_import_cycle():
     graph = import_graph(ROOT / "hcdp_model")
-    assert "hcdp_model.predictor" in graph and graph["hcdp_model.backends.build"], ("graph not "
-                                                                                    "built")
+    assert "hcdp_model.predictor" in graph and graph["hcdp_model.backends.build"], (
+        "graph not built")
     found = cycles(graph)
     assert not found, "expected no import cycle in hcdp_model, found: " + "; ".join(
         " -> ".join(c) for c in found)
@@ -145,8 +145,8 @@ def test_the_repository_has_no_import_cycle_across_its_packages():
     assert {"hcdp_ros.node", "hcdp_training.stages", "hcdp_training.synth.walkcycle"} <= set(graph)
     assert "hcdp_model.predictor" in graph["hcdp_ros.bag"], "cross-package edges not found"
     found = cycles(graph)
-    assert not found, "expected no import cycle in hcdp_model, hcdp_ros, hcdp_training, found: " + (
-        "; ".join(" -> ".join(c) for c in found))
+    assert not found, "expected no import cycle in hcdp_model, hcdp_ros, hcdp_training, " + (
+        "found: " + "; ".join(" -> ".join(c) for c in found))
 
 
 def test_the_check_finds_function_level_and_type_checking_cycles(tmp_path):

@@ -15,7 +15,8 @@ from hcdp_model.backbone import VisionTransformer
 from hcdp_model.config import BackboneConfig
 from hcdp_model.pretrained import BackboneLoadError, load_backbone, resize_pos_embed
 
-OFFICIAL = json.loads((Path(__file__).parent.parent / "fixtures" / "dino_official_keys.json").read_text())["models"]
+FIXTURES = Path(__file__).parent.parent / "fixtures"
+OFFICIAL = json.loads((FIXTURES / "dino_official_keys.json").read_text())["models"]
 # Ours drops only these official tensors (documented in hcdp_model/pretrained.py).
 DROPPED = (".attn.qkv.bias_mask", "local_cls_norm.")
 
@@ -186,8 +187,8 @@ def test_a_junk_pth_file_is_a_one_line_error(tmp_path, kind):
     assert "\n" not in str(info.value) and len(str(info.value)) < 400
 
 
-def test_a_pth_is_not_unpickled_by_a_torch_whose_weights_only_mode_can_run_code(tmp_path,
-                                                                                 monkeypatch):
+def test_a_pth_is_not_unpickled_by_a_torch_whose_weights_only_mode_can_run_code(
+        tmp_path, monkeypatch):
     torch.save(official_state("dinov2_vits14"), tmp_path / "backbone.pth")
     encoder = VisionTransformer(backbone_config("dinov2_vits14"), 224)
     monkeypatch.setattr(torch, "__version__", "2.5.1")

@@ -191,7 +191,8 @@ def test_output_bag_has_the_node_topics_encodings_and_input_stamps(tmp_path, che
     assert report["model"]["checkpoint_sha256"] and report["timing"]["inference_ms_mean"] > 0
 
 
-def test_metrics_score_the_same_weights_at_window_1_per_frame_and_ema_beside_the_model(tmp_path, checkpoint):
+def test_metrics_score_the_same_weights_at_window_1_per_frame_and_ema_beside_the_model(
+        tmp_path, checkpoint):
     write_bag(tmp_path / "in", frames=5)
     assert run_bag(tmp_path / "in", tmp_path / "out", checkpoint, "--window", "4",
                    "--metrics", str(tmp_path / "m.json")) == 0
@@ -254,8 +255,8 @@ def test_zstd_output_holds_the_same_messages_in_a_smaller_bag(tmp_path, checkpoi
     assert size["zstd"] < size["plain"]
 
 
-def test_the_closing_line_prints_the_bag_size_and_the_size_before_compression(tmp_path, checkpoint,
-                                                                             capsys):
+def test_the_closing_line_prints_the_bag_size_and_the_size_before_compression(
+        tmp_path, checkpoint, capsys):
     write_bag(tmp_path / "in", frames=3)
     assert run_bag(tmp_path / "in", tmp_path / "plain", checkpoint, "--metrics",
                    str(tmp_path / "m.json")) == 0

@@ -53,7 +53,7 @@ def test_four_channel_encodings_drop_alpha_without_copying(encoding, order):
 
 @pytest.mark.parametrize("encoding, to_yuv",
                          [("yuv422", cv2.COLOR_YUV2RGB_UYVY), ("uyvy", cv2.COLOR_YUV2RGB_UYVY),
-                                              ("yuv422_yuy2", cv2.COLOR_YUV2RGB_YUY2),
+                          ("yuv422_yuy2", cv2.COLOR_YUV2RGB_YUY2),
                           ("yuyv", cv2.COLOR_YUV2RGB_YUY2)])
 def test_yuv422_variants_convert_like_opencv(encoding, to_yuv):
     packed = RNG.integers(16, 235, (4, 6, 2), dtype=np.uint8)

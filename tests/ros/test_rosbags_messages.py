@@ -32,8 +32,8 @@ def test_pipeline_outputs_become_rosbags_messages_that_round_trip():
                                        step=W * 3, data=rgb.reshape(-1))
     k = np.array([[10.0, 0, 4], [0, 10.0, 3], [0, 0, 1]])
     info_msg = camera_info_msg(k, H, W)
-    info_msg.roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
-                                                           do_rectify=False)
+    info_msg.roi = T["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0,
+                                                         width=0, do_rectify=False)
     out = FrameProcessor(FakePredictor()).process(
         image.header, decode_image(image, "/img"),
         OutputOptions(points_stride=1, viz=VizRequest(True, True, True)),

@@ -81,7 +81,8 @@ def test_every_variant_is_trained_once_per_distinct_stage_and_tabled(setup, tmp_
               and ModelConfig.load(c.model.config).fusion.cwa
               and ModelConfig.load(c.model.config).fusion.cnn_branch}
     assert set(stage1) == {"learned", "none", "fourier_uv"}
-    assert stage1["none"].model.prior_init == "" and stage1["learned"].model.prior_init.endswith("final")
+    assert stage1["none"].model.prior_init == ""
+    assert stage1["learned"].model.prior_init.endswith("final")
     assert any(not ModelConfig.load(c.model.config).fusion.cwa for c in trainer.configs
                if c.stage == 1)
     assert any(not ModelConfig.load(c.model.config).fusion.cnn_branch for c in trainer.configs
@@ -107,7 +108,8 @@ def test_every_variant_is_trained_once_per_distinct_stage_and_tabled(setup, tmp_
     assert len(result["runs"]) == 13
     full, tgm = result["variants"]["full"], result["variants"]["tgm"]
     assert full["checkpoint"] != tgm["checkpoint"]
-    assert result["variants"]["no_temporal"]["checkpoint"].startswith(str(tmp_path / "run" / "stage1_base"))
+    stage1_base = str(tmp_path / "run" / "stage1_base")
+    assert result["variants"]["no_temporal"]["checkpoint"].startswith(stage1_base)
 
 
 def test_missing_stage_configs_are_reported(setup, tmp_path, capsys):

@@ -334,6 +334,7 @@ def test_each_frame_nuisance_changes_the_image_and_strength_0_changes_nothing():
         assert out.shape == rgb.shape and out.dtype == np.uint8
         assert np.abs(out.astype(int) - rgb).mean() > 0.1, name
     np.testing.assert_array_equal(FrameNuisance(strength=0.0)(rgb, np.random.default_rng(0)), rgb)
+
     # a degraded frame keeps little of a textured image; the ordinary blur keeps most of it
     def kept(**on: float) -> float:
         out = FrameNuisance(**{**off, **on})(rgb, np.random.default_rng(0)).astype(float).ravel()

@@ -193,7 +193,8 @@ def test_hcdp_eval_end_to_end_writes_json_markdown_and_sheet(dataset, tmp_path, 
         assert result["counts"][method]["AbsRel"] == 10 and result["counts"][method]["dtSSD"] == 8
     assert set(result["per_sequence"]["streaming"]) == {"seq_00000", "seq_00001"}
     meta = result["metadata"]
-    assert meta["sequences"] == 2 and meta["frames"] == 10 and meta["pairs"] == 8 and meta["window"] == 4
+    assert meta["sequences"] == 2 and meta["frames"] == 10
+    assert meta["pairs"] == 8 and meta["window"] == 4
     assert meta["per_frame_model"] == "checkpoint without temporal blocks"
     # the temporal blocks are active, so streaming differs from its per-frame model, and the past
     # matters, so it differs from the same weights at window 1 too
@@ -217,7 +218,9 @@ def test_hcdp_eval_reports_a_missing_checkpoint(dataset, tmp_path, capsys):
 
 def test_markdown_table_compares_streaming_with_the_same_weights_at_window_1():
     summary = {m: {n: 1.0 for n in METRIC_NAMES} for m in ("streaming", "window_1", "per_frame")}
-    summary["streaming"]["OPW"], summary["window_1"]["OPW"], summary["per_frame"]["OPW"] = 0.6, 0.8, 1.2
+    summary["streaming"]["OPW"] = 0.6
+    summary["window_1"]["OPW"] = 0.8
+    summary["per_frame"]["OPW"] = 1.2
     lines = markdown_table(EvalResult(summary, {}, {}, {})).splitlines()
     assert lines[0] == ("| Metric | streaming | window_1 | per_frame | streaming vs W=1 (same "
                         "weights) | streaming vs per-frame |")

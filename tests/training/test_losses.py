@@ -45,7 +45,7 @@ def _normal_field(shift: float = 0.0) -> torch.Tensor:
 
 def _region(shift: int = 0) -> torch.Tensor:
     m = torch.zeros(1, H, W)
-    m[:, 6:26, 6 + shift : 22 + shift] = 1.0
+    m[:, 6:26, 6 + shift:22 + shift] = 1.0
     return m
 
 
@@ -107,7 +107,8 @@ def test_depth_l2_term_of_a_constant_prediction_is_the_std_of_the_normalised_tar
     target = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]]]])  # normalised: 0, 1/3, 2/3, 1
     gate = torch.ones_like(target, dtype=torch.bool)
     _, terms = depth_loss(torch.full_like(target, 5.0), target, gate, LossConfig(omega_grad=0.0))
-    expected = math.sqrt(((0 - 0.5) ** 2 + (1 / 3 - 0.5) ** 2 + (2 / 3 - 0.5) ** 2 + (1 - 0.5) ** 2) / 4)
+    expected = math.sqrt(((0 - 0.5) ** 2 + (1 / 3 - 0.5) ** 2 + (2 / 3 - 0.5) ** 2
+                          + (1 - 0.5) ** 2) / 4)
     assert terms["depth_l2"].item() == pytest.approx(expected, rel=1e-5)
 
 
@@ -182,7 +183,8 @@ def test_stage1_loss_is_zero_for_a_perfect_prediction_and_the_weighted_sum_of_it
     pred["depth"] = pred["depth"] + 0.1 * torch.rand_like(pred["depth"])
     pred["mask_logits"] = torch.zeros_like(pred["mask_logits"])
     total, terms = stage1_loss(pred, batch, CFG)
-    expected = CFG.lambda_depth * terms["depth"] + CFG.lambda_normal * terms["normal"] + CFG.lambda_seg * terms["seg"]
+    expected = (CFG.lambda_depth * terms["depth"] + CFG.lambda_normal * terms["normal"]
+                + CFG.lambda_seg * terms["seg"])
     assert total.item() == pytest.approx(expected.item(), rel=1e-6)
     assert terms["total"] == terms["stage1"]
 
@@ -268,7 +270,8 @@ def test_temporal_depth_loss_gives_no_gradient_along_a_global_scale_or_shift_of_
                                batch["flow_bwd"].double(), masks)
     loss.backward()
     assert loss > 0.01
-    assert abs(scale.grad.item()) < 1e-5 * loss.item() and abs(shift.grad.item()) < 1e-5 * loss.item()
+    assert abs(scale.grad.item()) < 1e-5 * loss.item()
+    assert abs(shift.grad.item()) < 1e-5 * loss.item()
 
 
 def test_temporal_depth_loss_with_a_reference_is_eq_12_in_units_of_the_references_range():

@@ -64,7 +64,8 @@ def test_normal_errors_of_perpendicular_normals_are_ninety_degrees():
     out = normal_errors(_vec(1, 0, 0), _vec(0, 0, -1), mask)
     assert out["AngleMean"].item() == pytest.approx(90.0, abs=1e-3)
     assert out["AngleMedian"].item() == pytest.approx(90.0, abs=1e-3)
-    assert out["Within11.25"].item() == 0 and out["Within22.5"].item() == 0 and out["Within30"].item() == 0
+    assert out["Within11.25"].item() == 0 and out["Within22.5"].item() == 0
+    assert out["Within30"].item() == 0
 
 
 def test_normal_errors_mix_of_angles_gives_hand_computed_mean_median_and_percentages():
@@ -93,7 +94,8 @@ def test_depth_translated_by_a_known_flow_has_zero_opw():
     fwd, bwd = _translation_flow(10, 12, 2.0)
     valid = temporal_valid_mask(torch.ones_like(d0, dtype=torch.bool), fwd, bwd)
     out = temporal_depth_errors(d0, d1, fwd, valid)
-    assert out["OPW"].item() == pytest.approx(0.0, abs=1e-6) and out["TC-RMSE"].item() == pytest.approx(0.0, abs=1e-6)
+    assert out["OPW"].item() == pytest.approx(0.0, abs=1e-6)
+    assert out["TC-RMSE"].item() == pytest.approx(0.0, abs=1e-6)
     assert valid[..., :10].all() and not valid[..., 10:].any()
 
 
@@ -117,8 +119,8 @@ def test_temporal_valid_mask_drops_occluded_pixels_and_pixels_off_the_object():
     human[..., :, :8] = True
     m = temporal_valid_mask(human, fwd, bwd, tau_c=1.0)[0, 0]
     assert m[2:6, 1:4].all() and not m[2:6, 4:7].any() and not m[:, 8:].any()
-    assert temporal_valid_mask(human, fwd)[0, 0, 2:6, 4:7].all(), ("without backward flow there "
-                                                                   "is no cycle check")
+    assert temporal_valid_mask(human, fwd)[0, 0, 2:6, 4:7].all(), (
+        "without backward flow there is no cycle check")
 
 
 def test_normal_temporal_errors_hand_computed():
@@ -164,10 +166,10 @@ def _sequence(t: int = 4, h: int = 16, w: int = 20, flicker: float = 0.0) -> dic
     """A human moving 1 px/frame right; prediction = 2 * GT + 1 (+ flicker on odd frames)."""
     rng = np.random.default_rng(0)
     base = 2.0 + rng.random((h, w + t)).astype(np.float32)
-    depth = np.stack([base[:, t - k : t - k + w] for k in range(t)])
+    depth = np.stack([base[:, t - k:t - k + w] for k in range(t)])
     mask = np.zeros((t, h, w), np.float32)
     for k in range(t):
-        mask[k, 3:13, 4 + k : 12 + k] = 1.0
+        mask[k, 3:13, 4 + k:12 + k] = 1.0
     normal = np.zeros((t, h, w, 3), np.float32)
     normal[..., 2] = -1.0
     fwd = np.zeros((t, h, w, 2), np.float32)

@@ -118,7 +118,7 @@ def test_forward_then_backward_flow_is_the_identity_on_visible_pixels(upper_body
 
 def test_stride_two_flow_equals_two_chained_stride_one_flows(upper_body_frames):
     frames, _ = upper_body_frames
-    a, b, _c = frames[0], frames[1], frames[2]
+    a, b = frames[0], frames[1]
     f01, f12 = a.flow_fwd[0], b.flow_fwd[0]
     chained, valid = _warp(f12, f01)
     visible = _visible_both(a, b, f01) & valid

@@ -79,7 +79,8 @@ def test_stance_ankle_slides_back_at_walking_speed_and_swing_ankle_lifts(cycle):
         velocity = np.gradient(ankle @ forward) * AUTHORED_FPS
         assert -1.1 < velocity[stance].mean() / cycle.speed_m_s < -0.7
         assert height.max() > 0.08
-    assert 0.3 < cycle.speed_m_s < 1.0 and cycle.period_s == pytest.approx(CYCLE_FRAMES / AUTHORED_FPS)
+    assert 0.3 < cycle.speed_m_s < 1.0
+    assert cycle.period_s == pytest.approx(CYCLE_FRAMES / AUTHORED_FPS)
 
 
 def test_left_and_right_legs_are_half_a_cycle_apart(cycle):
@@ -106,8 +107,8 @@ def test_sample_motion_walk_cycle_is_joint_limited_walks_forward_and_mixes(cycle
     assert m.name == "walk_cycle" and set(m.tracks) == set(wave.tracks)
     for key, values in m.tracks.items():
         lo, hi = np.array(JOINT_LIMITS[key.split(".")[0]]).T
-        assert values.shape == (30,
-                                3) and (values >= lo - 1e-6).all() and (values <= hi + 1e-6).all(), key
+        assert values.shape == (30, 3), key
+        assert (values >= lo - 1e-6).all() and (values <= hi + 1e-6).all(), key
     np.testing.assert_allclose(m.speed, 1.3 * cycle.speed_m_s)
     assert not m.yaw.any() and not m.hop.any()
     assert np.ptp(m.tracks["lowerleg01.L"][:, 0]) > 0.3  # the knee flexes in swing

@@ -80,7 +80,8 @@ def test_stage1_lowers_the_loss_and_keeps_the_stage0_prior_encoder_frozen(setup)
                            after.encoder.blocks[0].attn.qkv.weight)
 
 
-def test_stage2_starts_from_the_stage1_predictions_then_lowers_the_loss_with_the_encoder_frozen(setup):
+def test_stage2_starts_from_the_stage1_predictions_then_lowers_the_loss_with_the_encoder_frozen(
+        setup):
     cfg = train_config(2, setup["root"] / "s2", setup["data"], setup["model_config"],
                        model={"init": str(setup["stage1"].final)},
                        optim={"steps": 4, "batch_size": 1})
@@ -118,7 +119,7 @@ def test_resume_after_an_interruption_gives_bitwise_identical_weights(setup, tmp
              "optim": {"batch_size": 1}} if stage == 2 else {}
     sections = {"data": {"augment": True},
                 "optim": {"steps": 5, "accumulation": 2, "warmup_steps": 2,
-                                                     **extra.get("optim", {})}}
+                          **extra.get("optim", {})}}
     if "model" in extra:
         sections["model"] = extra["model"]
 

@@ -71,14 +71,15 @@ def test_video_clips_have_the_model_size_the_drawn_stride_and_flows(videos):
     assert len(ds) == 2 * 4  # two sources of 6 frames, 4 starts each at stride 1
     item = ds[0]
     s = int(item["stride"])
-    assert item["image"].shape == (3, 3, SIZE, SIZE) and item["flow_fwd"].shape == (3, 2, SIZE,
-                                                                                    SIZE)
-    assert item["frame_index"].tolist() == [0, s, 2 * s] and 0.0 <= item["image"].min() <= item["image"].max() <= 1.0
+    assert item["image"].shape == (3, 3, SIZE, SIZE)
+    assert item["flow_fwd"].shape == (3, 2, SIZE, SIZE)
+    assert item["frame_index"].tolist() == [0, s, 2 * s]
+    assert 0.0 <= item["image"].min() <= item["image"].max() <= 1.0
     with pytest.raises(ValueError, match="no video has the"):
         VideoFolderClips(root, frames=7, stride=(1, 1), size=SIZE)
 
 
-def test_selfsupervised_stage2_starts_from_the_teacher_lowers_the_temporal_term_and_distillation_holds_it_near(
+def test_selfsupervised_stage2_starts_at_the_teacher_lowers_the_temporal_term_distillation_near(
         videos, tmp_path):
     root, frames = videos
     clip_dir = tmp_path / "clip"  # one 3-frame clip, so every step sees the clip we measure on

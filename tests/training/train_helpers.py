@@ -56,7 +56,7 @@ def write_disc_sequences(root: Path, sequences: int = 2, frames: int = 4, stride
         K = [[[40.0, 0, (SIZE - 1) / 2], [0, 40.0, (SIZE - 1) / 2], [0, 0, 1]]] * frames
         write_meta(root / f"seq_{s}",
                    {"frames": frames, "flow_strides": strides, "width": SIZE, "height": SIZE,
-                                       "K": K, "extrinsics": [np.eye(4).tolist()] * frames})
+                    "K": K, "extrinsics": [np.eye(4).tolist()] * frames})
     return root
 
 

@@ -120,7 +120,8 @@ def texture_layers() -> np.ndarray:
     t = skimage.data.text()
     t = cv2.resize(t, (TEXTURE_SIZE, int(TEXTURE_SIZE * t.shape[0] / t.shape[1])),
                    interpolation=cv2.INTER_AREA)
-    text[(TEXTURE_SIZE - t.shape[0]) // 2:(TEXTURE_SIZE - t.shape[0]) // 2 + t.shape[0]] = np.where(t < 110, 0, 255)
+    top = (TEXTURE_SIZE - t.shape[0]) // 2
+    text[top:top + t.shape[0]] = np.where(t < 110, 0, 255)
     layers = [square(skimage.data.logo()), grey_rgba(text), grey_rgba(skimage.data.brick()),
               grey_rgba(skimage.data.gravel()), grey_rgba(skimage.data.grass()),
               grey_rgba(_noise_texture(TEXTURE_SIZE))]

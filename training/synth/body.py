@@ -57,7 +57,8 @@ class BodyModel:
         self.faces = model.faces.to(torch.int32).numpy()  # [F,3]
         self.dense_weights = model.dense_vertex_bone_weights.to(torch.float32)  # [V,J]
         template = self.rest(dict.fromkeys(PHENOTYPES, 0.5)).vertices.numpy()
-        self.canonical = (2 * (template - CANONICAL_LO) / (CANONICAL_HI - CANONICAL_LO) - 1).astype(np.float32)
+        scaled = 2 * (template - CANONICAL_LO) / (CANONICAL_HI - CANONICAL_LO)
+        self.canonical = (scaled - 1).astype(np.float32)
         self.uv = model.texture_coordinates.to(torch.float32).numpy()  # [UV,2] per face corner
         self.face_uv = model.face_texture_coordinate_indices.to(torch.int64).numpy()  # [F,3]
 

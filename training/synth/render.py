@@ -141,7 +141,10 @@ _BG_VERTEX = """
 #version 330
 in vec2 a_xy;
 out vec2 v_uv;
-void main() { v_uv = vec2(a_xy.x * 0.5 + 0.5, a_xy.y * 0.5 + 0.5); gl_Position = vec4(a_xy, 1.0, 1.0); }
+void main() {
+    v_uv = vec2(a_xy.x * 0.5 + 0.5, a_xy.y * 0.5 + 0.5);
+    gl_Position = vec4(a_xy, 1.0, 1.0);
+}
 """
 
 _BG_FRAGMENT = """
@@ -241,9 +244,8 @@ class Renderer:
             "vec2(0.0));" for s in range(1, strides + 1))
         self.gt_prog = self.ctx.program(vertex_shader=vertex, fragment_shader=_GT_FRAGMENT.format(
             S=strides, vary_in=vary_in, flow_out=flow_out, flow_assign=flow_assign))
-        self.color_prog = self.ctx.program(vertex_shader=vertex,
-                                           fragment_shader=_COLOR_FRAGMENT.format(
-            M4=4 * MAX_MATERIALS, vary_in=vary_in))
+        color = _COLOR_FRAGMENT.format(M4=4 * MAX_MATERIALS, vary_in=vary_in)
+        self.color_prog = self.ctx.program(vertex_shader=vertex, fragment_shader=color)
         self.bg_prog = self.ctx.program(vertex_shader=_BG_VERTEX, fragment_shader=_BG_FRAGMENT)
         self.dynamic_names = ["a_cur"] + nxt + prv + ["a_normal"]
         self._mesh: list = []

@@ -138,9 +138,8 @@ def build_scene(body: BodyModel, spec: SceneSpec, width: int, height: int,
     offset = 0
     anchor = facing = None
     start = float(rng.uniform(0, 10)) if static else 0.0
-    for i, (pspec, mname, speed,
-            place) in enumerate(zip(spec.people, spec.motions, spec.motion_speed,
-                                                          spec.placements)):
+    people = zip(spec.people, spec.motions, spec.motion_speed, spec.placements)
+    for i, (pspec, mname, speed, place) in enumerate(people):
         person = build_person(body, pspec)
         motion = sample_motion(mname, spec.frames, spec.fps,
                                np.random.default_rng([spec.seed, 2, i]), speed, start)
@@ -160,8 +159,7 @@ def build_scene(body: BodyModel, spec: SceneSpec, width: int, height: int,
         if i == 0:
             anchor = np.einsum("tab,tb->ta", _rot_z(yaw),
                                _framed_point(body, person.rest, transforms, local[:, :n_body],
-                                                                        shift,
-                                             spec.camera.view)) + root
+                                             shift, spec.camera.view)) + root
             facing = float(yaw[0])
         for part in person.parts:
             faces.append(part.faces + offset)

