@@ -342,9 +342,7 @@ class HcdpNode(LifecycleNode):
             self._reset_requested.clear()  # a request arriving from here on is for the next frame
         reset = REQUESTED_RESET if requested else gap
         want = VizRequest(*(pubs[k].get_subscription_count() > 0 for k in VIZ_KEYS))
-        options = OutputOptions(config.mask_threshold, config.publish_points, config.depth_scale,
-                                config.points_stride, config.metric_min_pixels, want,
-                                config.mask_outputs)
+        options = OutputOptions.from_config(config, want)
         begin = time.perf_counter()
         outputs = processor.process(header, image, options, self._camera, metric, reset)
         predicted = time.perf_counter()

@@ -10,10 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+from hcdp_model.backends.base import (BACKENDS, DEFAULT_BACKEND, DEFAULT_DEVICE,
+                                      DEFAULT_PRECISION, DEFAULT_WINDOW, PRECISIONS)
 from hcdp_ros.conversions import DEFAULT_MAX_INPUT_PIXELS
 
-BACKENDS = ("torch", "onnxruntime", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "bf16")
 RELIABILITIES = ("best_effort", "reliable")
 
 
@@ -40,10 +40,10 @@ class NodeConfig:
 
     model_path: str = ""
     trust_artefact: bool = False
-    backend: str = "torch"
-    precision: str = "fp32"
-    device: str = "cpu"
-    window: int = 16
+    backend: str = DEFAULT_BACKEND
+    precision: str = DEFAULT_PRECISION
+    device: str = DEFAULT_DEVICE
+    window: int = DEFAULT_WINDOW
     max_gap_s: float = 0.5
     compressed: bool = False
     qos_depth: int = 1
@@ -86,7 +86,7 @@ _SPECS = (
               "did not build; loading one can run code (docs/security.md)", read_only=True),
     ParamSpec("backend", "inference backend", read_only=True, choices=BACKENDS),
     ParamSpec("precision", "inference precision (fp16/bf16 need a GPU backend)", read_only=True,
-              choices=PRECISIONS),
+              choices=tuple(PRECISIONS)),
     ParamSpec("device", "torch device: cpu, cuda or cuda:N", read_only=True),
     ParamSpec("window", "frames in the temporal attention cache", read_only=True,
               min_value=1, max_value=64),

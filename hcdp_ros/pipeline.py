@@ -12,7 +12,7 @@ below ``mask_threshold`` (REP 117: NaN = no valid value); the mask is always ful
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import cv2
@@ -36,6 +36,7 @@ from hcdp_ros.messages import (
     viz_images,
 )
 from hcdp_ros.metric_depth import MetricFit, apply_metric, fit_metric_depth, registered_to
+from hcdp_ros.params import NodeConfig
 from hcdp_ros.pointcloud import backproject
 
 
@@ -72,17 +73,28 @@ def off_person_nan(mask: np.ndarray, threshold: float) -> np.ndarray:
     return np.where(mask > threshold, np.float32(1.0), np.float32(np.nan))
 
 
+_NODE_DEFAULTS = NodeConfig()
+
+
 @dataclass(frozen=True)
 class OutputOptions:
-    """The dynamic output parameters of the node (see params.NodeConfig)."""
+    """The dynamic output parameters of the node; their defaults are params.NodeConfig's."""
 
-    mask_threshold: float = 0.5
-    publish_points: bool = True
-    depth_scale: float = 1.0
-    points_stride: int = 2
-    metric_min_pixels: int = 200
+    mask_threshold: float = _NODE_DEFAULTS.mask_threshold
+    publish_points: bool = _NODE_DEFAULTS.publish_points
+    depth_scale: float = _NODE_DEFAULTS.depth_scale
+    points_stride: int = _NODE_DEFAULTS.points_stride
+    metric_min_pixels: int = _NODE_DEFAULTS.metric_min_pixels
     viz: VizRequest = VizRequest()
-    mask_outputs: bool = True  # NaN depth/normals off the person; False: the raw maps
+    # NaN depth/normals off the person; False: the raw maps
+    mask_outputs: bool = _NODE_DEFAULTS.mask_outputs
+
+    @classmethod
+    def from_config(cls, config: NodeConfig, viz: VizRequest = VizRequest(),
+                    **changes: Any) -> OutputOptions:
+        """The output options of `config` (the node's parameters), with `viz` and `changes`."""
+        values = {f.name: getattr(config, f.name) for f in fields(cls) if f.name != "viz"}
+        return cls(**{**values, "viz": viz, **changes})
 
 
 @dataclass(frozen=True)

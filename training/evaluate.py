@@ -2,8 +2,10 @@
 exponential smoothing, on held-out sequences in hcdp's on-disk format (docs/evaluation.md).
 
 Four methods, one run, the same frames and the same flow:
-- `streaming`: the checkpoint through `StreamingPredictor` with window W, frame by frame, exactly
-  what the node runs (causal temporal attention over the last W-1 frames).
+- `streaming`: the checkpoint through `load_predictor` with window W, frame by frame, exactly
+  what the node runs (causal temporal attention over the last W-1 frames). `--backend` runs every
+  method on torch, onnxruntime or tensorrt; `--checkpoint` may then be an `hcdp export` artefact
+  (the baselines run the weights its manifest names).
 - `window_1`: the same weights streamed with window 1: every temporal block sees only the current
   frame.
   The difference to `streaming` is what attention over earlier frames contributes, and nothing else
@@ -32,6 +34,7 @@ import argparse
 import json
 import math
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,14 +45,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hcdp_model.checkpoint import CheckpointError, load_checkpoint
+from hcdp_model.backends.base import (BACKENDS, DEFAULT_BACKEND, DEFAULT_DEVICE,
+                                      DEFAULT_PRECISION, DEFAULT_WINDOW, PRECISIONS, BackendError)
+from hcdp_model.backends.build import ARTEFACT_BACKENDS
+from hcdp_model.backends.manifest import Manifest, manifest_path
+from hcdp_model.checkpoint import (CheckpointError, checkpoint_hash, load_checkpoint,
+                                   save_checkpoint)
 from hcdp_model.model import HCDPModel
-from hcdp_model.predictor import Prediction, StreamingPredictor, default_checkpoint
+from hcdp_model.predictor import Prediction, default_checkpoint, load_predictor
 from hcdp_model.preprocess import preprocess
 from hcdp_model.visualize import colorize_depth, contact_sheet, mask_to_rgb, normals_to_rgb
 from hcdp_training.augment import FrameNuisance
 from hcdp_training.data.format import list_sequences, read_frame, read_meta
-from hcdp_training.metrics import METRIC_NAMES, MetricAccumulator, evaluate_sequence, flow_opencv
+from hcdp_training.metrics import METRIC_NAMES, MetricAccumulator, clip_flows, evaluate_sequence
 from hcdp_training.temporal_context import attention_report, mean_report, report_table
 
 METHODS = ("streaming", "window_1", "per_frame", "per_frame_ema")
@@ -130,6 +138,47 @@ def per_frame_model(model: HCDPModel) -> HCDPModel:
     return model
 
 
+def source_checkpoint(checkpoint: Path) -> Path:
+    """The checkpoint whose weights the baselines run: `checkpoint` itself, or for an artefact of
+    `hcdp export` (.onnx, .pt2, .ep) the checkpoint its manifest names, whose hash must match."""
+    if checkpoint.suffix not in ARTEFACT_BACKENDS:
+        return checkpoint
+    try:
+        manifest = Manifest.load(manifest_path(checkpoint))
+    except FileNotFoundError as err:
+        raise CheckpointError(f"{checkpoint}: no manifest beside the artefact ({err})") from err
+    source = Path(manifest.checkpoint)
+    found = checkpoint_hash(source) if source.exists() else None
+    if found != manifest.checkpoint_hash:
+        raise CheckpointError(
+            f"{checkpoint}: the baselines need the weights it was exported from; expected "
+            f"{source} with hash {manifest.checkpoint_hash[:12]}, found "
+            f"{'no such checkpoint' if found is None else 'hash ' + found[:12]}")
+    return source
+
+
+def per_frame_checkpoint(checkpoint: Path, workdir: Path) -> Path:
+    """`checkpoint` itself when it has no temporal blocks, else its `per_frame_model` written
+    under `workdir`, so that every method loads through the same `load_predictor`."""
+    model = load_checkpoint(checkpoint)
+    if model.temporal_blocks is None:
+        return checkpoint
+    return save_checkpoint(per_frame_model(model), workdir / "per_frame")
+
+
+def load_predictors(checkpoint: Path, stage1: Path | None, window: int, workdir: Path,
+                    **runtime) -> dict[str, Predictor]:
+    """The three predicting methods, each through `load_predictor` with the same `runtime`
+    (device, backend, precision, trust_artefact): `streaming` on `checkpoint` (a checkpoint or an
+    exported artefact) at `window`, `window_1` on the same weights at window 1, `per_frame` on
+    `stage1` or those weights without temporal blocks."""
+    weights = source_checkpoint(checkpoint)
+    per_frame = per_frame_checkpoint(stage1 or weights, workdir)
+    return {"streaming": load_predictor(checkpoint, window, **runtime),
+            "window_1": load_predictor(weights, 1, **runtime),
+            "per_frame": load_predictor(per_frame, 1, **runtime)}
+
+
 def load_sequence(sequence_dir: Path, max_frames: int | None = None, flow: str = "gt",
                   perturb: int | None = None) -> Sequence:
     """Read a sequence (the first `max_frames` frames) with stride-1 ground-truth flow, or OpenCV
@@ -144,24 +193,13 @@ def load_sequence(sequence_dir: Path, max_frames: int | None = None, flow: str =
     stack = {key: np.stack([f[key] for f in frames])
              for key in ("rgb", "depth", "normal", "mask", "flow_fwd", "flow_bwd")}
     if flow == "opencv":
-        stack["flow_fwd"], stack["flow_bwd"] = opencv_flows(stack["rgb"])
+        stack["flow_fwd"], stack["flow_bwd"] = clip_flows(stack["rgb"])
     if perturb is not None:
         name_key = [ord(c) for c in Path(sequence_dir).name]
         rng = np.random.default_rng([perturb, *name_key])
         nuisance = FrameNuisance()
         stack["rgb"] = np.stack([nuisance(image, rng) for image in stack["rgb"]])
     return Sequence(name=Path(sequence_dir).name, fps=float(meta.get("fps", 15.0)), **stack)
-
-
-def opencv_flows(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """OpenCV DIS flow of images `[T,H,W,3]`: (flow_fwd, flow_bwd) `[T,H,W,2]` in the data format's
-    convention (zeros where the neighbour frame does not exist)."""
-    fwd = np.zeros(rgb.shape[:3] + (2,), np.float32)
-    bwd = np.zeros_like(fwd)
-    for k in range(len(rgb) - 1):
-        fwd[k] = flow_opencv(rgb[k], rgb[k + 1])
-        bwd[k + 1] = flow_opencv(rgb[k + 1], rgb[k])
-    return fwd, bwd
 
 
 def run_predictor(predictor: Predictor, sequence: Sequence,
@@ -378,17 +416,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True,
                         help="folder of sequences in hcdp's format (hcdp synth)")
     parser.add_argument("--stage1", help="stage-1 checkpoint for the per-frame baselines; "
-                                         "default: --checkpoint "
-                        "with its temporal blocks removed")
-    parser.add_argument("--window", type=int, default=16, help="streaming window W (frames)")
+                                         "default: --checkpoint with its temporal blocks removed")
+    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW,
+                        help="streaming window W (frames)")
     parser.add_argument("--perturb", type=int, metavar="SEED",
                         help="feed every method inputs with per-frame nuisances (noise, JPEG, "
-                             "exposure, "
-                        "blur, a corrupted patch) drawn from SEED; ground truth stays clean")
+                             "exposure, blur, a corrupted patch) drawn from SEED; ground truth "
+                             "stays clean")
     parser.add_argument("--attention", action="store_true",
                         help="also print, per temporal block, the attention mass on the current "
-                             "frame vs "
-                        "earlier ones (over the first W frames of each sequence)")
+                             "frame vs earlier ones (over the first W frames of each sequence)")
     parser.add_argument("--smoothing", type=float, default=0.5,
                         help="alpha of the per-frame + EMA baseline: y_t = alpha x_t + (1 - "
                              "alpha) y_{t-1}")
@@ -398,7 +435,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-sequences", type=int, help="evaluate only the first N sequences")
     parser.add_argument("--max-frames", type=int,
                         help="evaluate only the first N frames of each sequence")
-    parser.add_argument("--device", default="cpu", help="torch device (cpu, cuda, cuda:1, ...)")
+    parser.add_argument("--device", default=DEFAULT_DEVICE,
+                        help="torch device (cpu, cuda, cuda:1, ...)")
+    parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS,
+                        help="runtime of every method (load_predictor); --checkpoint may be an "
+                             "artefact of hcdp export for it")
+    parser.add_argument("--precision", default=DEFAULT_PRECISION, choices=tuple(PRECISIONS))
+    parser.add_argument("--trust-artefact", action="store_true",
+                        help="load a .pt2/.ep this machine did not build (it can run code)")
     parser.add_argument("--json", type=Path, help="write the metrics as JSON here")
     parser.add_argument("--markdown", type=Path,
                         help="write the markdown table here (it is printed anyway)")
@@ -421,12 +465,17 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint()
+    runtime = {"device": args.device, "backend": args.backend, "precision": args.precision,
+               "trust_artefact": args.trust_artefact}
     try:
         sequences = list_sequences(args.data)[:args.max_sequences]
-        model = load_checkpoint(checkpoint)
-        same_weights = load_checkpoint(checkpoint)
-        per_frame_net = per_frame_model(load_checkpoint(args.stage1 or checkpoint))
-    except (CheckpointError, FileNotFoundError) as err:
+        with tempfile.TemporaryDirectory(prefix="hcdp_eval_") as workdir:
+            stage1 = Path(args.stage1) if args.stage1 else None
+            predictors = load_predictors(checkpoint, stage1, args.window, Path(workdir),
+                                         **runtime)
+        # the streaming weights, for the attention report and the metadata
+        model = load_checkpoint(source_checkpoint(checkpoint))
+    except (CheckpointError, BackendError, ValueError, FileNotFoundError) as err:
         print(f"hcdp eval: {err}", file=sys.stderr)
         return 2
     if not sequences:
@@ -435,14 +484,9 @@ def run(args: argparse.Namespace) -> int:
         return 2
     if model.temporal_blocks is None:
         print(f"hcdp eval: warning: {checkpoint} has no temporal blocks; 'streaming' is a "
-              "per-frame model too",
-              file=sys.stderr)
+              "per-frame model too", file=sys.stderr)
     else:
         model.set_temporal_mode("causal")  # what the node runs, whatever mode stage 2 trained in
-        same_weights.set_temporal_mode("causal")
-    predictors = {"streaming": StreamingPredictor(model, window=args.window, device=args.device),
-                  "window_1": StreamingPredictor(same_weights, window=1, device=args.device),
-                  "per_frame": StreamingPredictor(per_frame_net, window=1, device=args.device)}
     start = time.perf_counter()
     result, kept = evaluate(sequences, predictors, args.smoothing, args.flow, args.max_frames,
                             progress=not args.no_progress, keep_first=args.sheet is not None,
@@ -452,7 +496,8 @@ def run(args: argparse.Namespace) -> int:
         "checkpoint": str(checkpoint), "data": str(args.data),
         "per_frame_model": str(args.stage1) if args.stage1 else "checkpoint without temporal "
                                                                 "blocks",
-        "window": args.window, "device": args.device, "resolution": model.cfg.resolution,
+        "window": args.window, "device": args.device, "backend": args.backend,
+        "precision": args.precision, "resolution": model.cfg.resolution,
         "method_labels": labels, "elapsed_s": round(time.perf_counter() - start, 2),
     })
     table = markdown_table(result, labels)

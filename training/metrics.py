@@ -196,6 +196,19 @@ def flow_opencv(prev_rgb: np.ndarray, next_rgb: np.ndarray) -> np.ndarray:
     return dis.calc(grey(prev_rgb), grey(next_rgb), None).astype(np.float32)
 
 
+def clip_flows(frames: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """DIS flows (`flow_opencv`) of a clip of T images `[H,W,3]` (or `[T,H,W,3]`):
+    `(flow_fwd, flow_bwd)`, each `[T,H,W,2]`, in the dataset contract: fwd[t] maps t -> t+1,
+    bwd[t] maps t -> t-1, zeros where the neighbour is outside the clip."""
+    t = len(frames)
+    h, w = frames[0].shape[:2]
+    fwd, bwd = np.zeros((t, h, w, 2), np.float32), np.zeros((t, h, w, 2), np.float32)
+    for k in range(t - 1):
+        fwd[k] = flow_opencv(frames[k], frames[k + 1])
+        bwd[k + 1] = flow_opencv(frames[k + 1], frames[k])
+    return fwd, bwd
+
+
 def _chw(x: np.ndarray, channels: int) -> torch.Tensor:
     """numpy [T,H,W] or [T,H,W,C] -> float32 tensor [T,C,H,W]."""
     x = np.asarray(x, dtype=np.float32)

@@ -37,7 +37,7 @@ from hcdp_training.config import TrainConfig
 from hcdp_training.data.datasets import resize_square
 from hcdp_training.losses import (stage1_loss, temporal_depth_loss, temporal_masks,
                                   temporal_normal_loss)
-from hcdp_training.metrics import flow_opencv
+from hcdp_training.metrics import clip_flows
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -99,18 +99,6 @@ def read_frames(source: Path, indices: list[int]) -> list[np.ndarray]:
     if len(frames) != len(indices) or any(f is None for f in frames):
         raise OSError(f"{source}: cannot read frames {indices}")
     return [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
-
-
-def clip_flows(frames: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """DIS flows of a clip, `(flow_fwd, flow_bwd)` each [T,H,W,2]: fwd[t] maps t -> t+1, bwd[t]
-    maps t -> t-1 (the dataset contract); zeros where the neighbour is outside the clip."""
-    t = len(frames)
-    h, w = frames[0].shape[:2]
-    fwd, bwd = np.zeros((t, h, w, 2), np.float32), np.zeros((t, h, w, 2), np.float32)
-    for k in range(t - 1):
-        fwd[k] = flow_opencv(frames[k], frames[k + 1])
-        bwd[k + 1] = flow_opencv(frames[k + 1], frames[k])
-    return fwd, bwd
 
 
 class VideoFolderClips(torch.utils.data.Dataset):

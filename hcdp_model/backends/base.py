@@ -7,6 +7,13 @@ import torch
 
 BACKENDS = ("torch", "onnxruntime", "tensorrt")
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# The run-time defaults of every entry point that runs a model (load_predictor, the node, hcdp bag,
+# hcdp eval, hcdp export, the benchmarks): the paper's streaming window W = 16 frames, eager
+# PyTorch in fp32 on the CPU. Defined here once; the others read these names.
+DEFAULT_WINDOW = 16
+DEFAULT_BACKEND = "torch"
+DEFAULT_PRECISION = "fp32"
+DEFAULT_DEVICE = "cpu"
 
 State = tuple[torch.Tensor, ...]
 # depth [1,1,S,S], normal [1,3,S,S], mask logits

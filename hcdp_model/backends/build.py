@@ -29,7 +29,8 @@ from ..checkpoint import checkpoint_hash, load_checkpoint
 from ..model import HCDPModel
 from ..preprocess import Letterbox
 from . import trt
-from .base import BACKENDS, PRECISIONS, Backend, BackendError, check_precision
+from .base import (BACKENDS, DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_PRECISION, DEFAULT_WINDOW,
+                   PRECISIONS, Backend, BackendError, check_precision)
 from .cache import cached_artefact, content_digest, forget_trusted, is_trusted, record_trusted
 from .frames import random_frames, real_frames
 from .manifest import Manifest, gpu_name, manifest_path, runtime_versions
@@ -53,10 +54,10 @@ class ExportError(BackendError):
 @dataclass
 class ExportSpec:
     format: str                                   # onnx | torch-export | tensorrt
-    precision: str = "fp32"
-    window: int = 16
+    precision: str = DEFAULT_PRECISION
+    window: int = DEFAULT_WINDOW
     camera_size: tuple[int, int] = (480, 640)     # (H, W): the letterbox recorded in the manifest
-    device: str = "cpu"
+    device: str = DEFAULT_DEVICE
     onnx_exporter: str = "torchscript"
     tolerance: float | None = None                # None: TOLERANCES[precision]
     verify_frames: int = 4
@@ -282,7 +283,7 @@ def _read_code_artefact(path: Path, fmt: str, trust_artefact: bool) -> io.BytesI
     return io.BytesIO(data)
 
 
-def open_artefact(path: str | Path, device: str | torch.device = "cpu",
+def open_artefact(path: str | Path, device: str | torch.device = DEFAULT_DEVICE,
                   expected: dict[str, object] | None = None, trust_artefact: bool = False,
                   check: bool = True) -> Backend:
     """Load an exported artefact by its manifest's format to run it here.
@@ -329,9 +330,9 @@ def open_artefact(path: str | Path, device: str | torch.device = "cpu",
 ARTEFACT_BACKENDS = {".onnx": "onnxruntime", ".pt2": "torch", trt.SUFFIX: "tensorrt"}
 
 
-def open_backend(checkpoint: str | Path, backend: str = "torch", window: int = 16,
-                 device: str = "cpu",
-                 precision: str = "fp32", trust_artefact: bool = False) -> Backend:
+def open_backend(checkpoint: str | Path, backend: str = DEFAULT_BACKEND,
+                 window: int = DEFAULT_WINDOW, device: str = DEFAULT_DEVICE,
+                 precision: str = DEFAULT_PRECISION, trust_artefact: bool = False) -> Backend:
     """A checkpoint (or an exported artefact) as a ready backend.
 
     torch: eager model (or a .pt2 from `hcdp export --backend torch-export`). onnxruntime /

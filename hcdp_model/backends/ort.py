@@ -202,6 +202,9 @@ class OnnxRuntimeBackend(Backend):
         self._element_type = NUMPY_DTYPES[self.manifest.io_dtype]
         self._device_type = "cuda" if self.device.type == "cuda" else "cpu"
         self._device_id = self.device.index or 0
+        # IO binding refuses a null pointer, which is what an empty tensor has (at window 1 the
+        # cache of earlier frames holds 0 slots); ONNX Runtime reads or writes nothing there.
+        self._scratch = torch.empty(1, dtype=self.input_dtype, device=self.device)
 
     def init_state(self) -> State:
         return tuple(torch.zeros(shape, dtype=self.input_dtype, device=self.device)
@@ -209,7 +212,7 @@ class OnnxRuntimeBackend(Backend):
 
     def _bind(self, bind, name: str, tensor: torch.Tensor) -> None:
         bind(name, self._device_type, self._device_id, self._element_type, list(tensor.shape),
-             tensor.data_ptr())
+             tensor.data_ptr() if tensor.numel() else self._scratch.data_ptr())
 
     def step(self, frame: torch.Tensor, state: State) -> tuple[StepOutput, State]:
         inputs = [frame.to(self.device, self.input_dtype).contiguous(),

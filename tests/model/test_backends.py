@@ -56,6 +56,18 @@ def test_onnxruntime_predictor_equals_torch_predictor_through_resets(checkpoint)
     assert fills == [1, 2, 3, 3, 3, 1, 2]
 
 
+def test_onnxruntime_runs_window_1_whose_cache_of_earlier_frames_is_empty(checkpoint):
+    # at window 1 the cache tensors hold 0 frames: IO binding must still get a valid pointer
+    torch_pred = load_predictor(checkpoint, window=1, backend="torch")
+    ort_pred = load_predictor(checkpoint, window=1, backend="onnxruntime")
+    assert any(s.numel() == 0 for s in ort_pred.backend.init_state())
+    for stamp, image in zip([0.0, 0.1, 0.2], _frames(3)):
+        a = torch_pred.step(image, stamp, "cam", "bgr8")
+        b = ort_pred.step(image, stamp, "cam", "bgr8")
+        np.testing.assert_allclose(b.depth, a.depth, atol=1e-4)
+        np.testing.assert_allclose(b.mask, a.mask, atol=1e-5)
+
+
 def test_onnx_build_is_cached_and_a_corrupt_cached_file_is_rebuilt(checkpoint, monkeypatch,
                                                                    caplog):
     load_predictor(checkpoint, window=WINDOW, backend="onnxruntime")

@@ -132,3 +132,20 @@ def test_docs_list_every_parameter_with_its_type_default_and_read_only_flag():
         else:
             assert default == expected, name
         assert (read_only == "yes") == PARAMETERS[name].read_only, name
+
+
+def test_output_options_default_to_the_node_parameters_and_follow_a_config():
+    from dataclasses import fields
+
+    from hcdp_ros.messages import VizRequest
+    from hcdp_ros.pipeline import OutputOptions
+
+    shared = [f.name for f in fields(OutputOptions) if f.name != "viz"]
+    assert shared and all(getattr(OutputOptions(), n) == getattr(DEFAULTS, n) for n in shared)
+    config = DEFAULTS.with_values({"mask_threshold": 0.3, "points_stride": 4,
+                                   "mask_outputs": False})
+    want = VizRequest(True, False, True)
+    options = OutputOptions.from_config(config, want)
+    assert (options.mask_threshold, options.points_stride, options.mask_outputs) == (0.3, 4, False)
+    assert options.viz == want and options.depth_scale == DEFAULTS.depth_scale
+    assert OutputOptions.from_config(config, mask_outputs=True).mask_outputs is True

@@ -257,3 +257,48 @@ def test_hcdp_eval_perturb_and_attention_report(dataset, tmp_path, capsys):
         assert len(block["mass_by_offset"]) == 4 and block["past_share"] > 0
     printed = capsys.readouterr().out
     assert "| block | map | mass on current | mass on past" in printed
+
+
+def test_hcdp_eval_runs_an_onnx_artefact_through_load_predictor(dataset, tmp_path, monkeypatch):
+    # every method is built by load_predictor, so an exported artefact is evaluated like the
+    # checkpoint it came from (its baselines on the weights its manifest names)
+    pytest.importorskip("onnxruntime")
+    from hcdp_model.backends.build import ExportSpec, export_artefact
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    checkpoint = save_checkpoint(activate_temporal(HCDPModel(micro_config(temporal=True))),
+                                 tmp_path / "ckpt")
+    artefact = tmp_path / "step.onnx"
+    export_artefact(checkpoint, artefact, ExportSpec("onnx", window=4, camera_size=(H, W)))
+    common = ["--data", str(dataset), "--window", "4", "--max-frames", "4", "--no-progress"]
+    results = {}
+    for name, source, backend in (("torch", checkpoint, "torch"),
+                                  ("onnx", artefact, "onnxruntime")):
+        out = tmp_path / f"{name}.json"
+        code = hcdp_main(["eval", "--checkpoint", str(source), "--backend", backend, *common,
+                          "--json", str(out)])
+        assert code == 0, name
+        results[name] = json.loads(out.read_text())
+    assert results["onnx"]["metadata"]["backend"] == "onnxruntime"
+    for method in ("streaming", "window_1", "per_frame", "per_frame_ema"):
+        for metric, value in results["torch"]["methods"][method].items():
+            assert results["onnx"]["methods"][method][metric] == pytest.approx(
+                value, rel=1e-3, abs=1e-4), (method, metric)
+
+
+def test_hcdp_eval_refuses_an_artefact_whose_source_weights_are_gone(dataset, tmp_path,
+                                                                     monkeypatch, capsys):
+    pytest.importorskip("onnxruntime")
+    import shutil
+
+    from hcdp_model.backends.build import ExportSpec, export_artefact
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    checkpoint = save_checkpoint(HCDPModel(micro_config(temporal=True)), tmp_path / "ckpt")
+    artefact = tmp_path / "step.onnx"
+    export_artefact(checkpoint, artefact, ExportSpec("onnx", window=4, camera_size=(H, W)))
+    shutil.rmtree(checkpoint)
+    code = hcdp_main(["eval", "--checkpoint", str(artefact), "--backend", "onnxruntime",
+                      "--data", str(dataset), "--window", "4", "--no-progress"])
+    assert code == 2
+    assert "the baselines need the weights it was exported from" in capsys.readouterr().err

@@ -9,7 +9,8 @@ from torch.utils.data import default_collate
 
 from hcdp_training.stages import build_model, make_task
 from hcdp_training.train import train
-from hcdp_training.video import VideoFolderClips, clip_flows, find_sources, read_frames
+from hcdp_training.metrics import clip_flows
+from hcdp_training.video import VideoFolderClips, find_sources, read_frames
 
 from .train_helpers import SIZE, disc_frame, train_config, write_disc_sequences, write_micro_config
 

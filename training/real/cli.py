@@ -28,11 +28,10 @@ from hcdp_training.evaluate import (
     Predictions,
     exponential_smoothing,
     json_safe,
-    opencv_flows,
     per_frame_model,
     run_predictor,
 )
-from hcdp_training.metrics import evaluate_sequence
+from hcdp_training.metrics import clip_flows, evaluate_sequence
 from hcdp_training.real import metrics, reference
 from hcdp_training.real.baselines import BASELINES
 from hcdp_training.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, count_frames, read_frames
@@ -212,7 +211,7 @@ def evaluate_real(clips: list[RealClip], predictors: dict[str, StreamingPredicto
     kept: dict[str, dict[str, Predictions]] = {}
     kinds = {clip.name: clip.kind for clip in clips}
     for clip in clips:
-        flows = opencv_flows(clip.rgb) if len(clip.rgb) > 1 else None
+        flows = clip_flows(clip.rgb) if len(clip.rgb) > 1 else None
         preds = {name: run_predictor(p, clip) for name, p in predictors.items()}
         if "per_frame" in preds:
             preds["per_frame_ema"] = exponential_smoothing(preds["per_frame"], smoothing)
