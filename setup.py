@@ -69,6 +69,20 @@ setup(
             "hcdp = hcdp_model.cli:main",
             "hcdp_node = hcdp_ros.node:main",
         ],
+        # The sub-commands of `hcdp`, each registered by the package that implements it
+        # (hcdp_model/commands.py). After a change here, re-run `pip install -e .`.
+        "hcdp.commands": [
+            "info = hcdp_model.commands:INFO",
+            "export = hcdp_model.commands:EXPORT",
+            "init-from = hcdp_model.commands:INIT_FROM",
+            "synth = hcdp_training.commands:SYNTH",
+            "make-sample-bag = hcdp_training.commands:MAKE_SAMPLE_BAG",
+            "train = hcdp_training.commands:TRAIN",
+            "eval = hcdp_training.commands:EVAL",
+            "ablate = hcdp_training.commands:ABLATE",
+            "bag = hcdp_ros.commands:BAG",
+            "eval-real = hcdp_training.commands:EVAL_REAL",
+        ],
     },
     zip_safe=True,
 )
