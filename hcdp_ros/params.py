@@ -2,8 +2,9 @@
 messages.
 
 `node.py` declares every ROS parameter from :data:`PARAMETERS` (type, description, range,
-read-only flag, default) and validates changes with :func:`validate_value`. `config/hcdp.yaml` and
-`docs/ros.md` list the same parameters.
+read-only flag, default) and validates changes with :func:`validate_value`. This is the one home
+of each parameter: `config/hcdp.yaml` and docs/ros.md's table are generated from it
+(`python -m hcdp_ros.param_docs`, checked by tests/ros/test_params.py).
 """
 from __future__ import annotations
 
@@ -80,49 +81,56 @@ class NodeConfig:
 
 
 _SPECS = (
-    ParamSpec("model_path", "checkpoint directory or file; empty = the bundled default model",
-              read_only=True),
+    ParamSpec("model_path", "checkpoint directory or file (safetensors + config); empty = the "
+              "bundled default model", read_only=True),
     ParamSpec("trust_artefact", "load a torch-export/TensorRT program (.pt2/.ep) this machine "
               "did not build; loading one can run code (docs/security.md)", read_only=True),
     ParamSpec("backend", "inference backend", read_only=True, choices=BACKENDS),
-    ParamSpec("precision", "inference precision (fp16/bf16 need a GPU backend)", read_only=True,
+    ParamSpec("precision", "inference precision (fp16 needs a CUDA device)", read_only=True,
               choices=tuple(PRECISIONS)),
     ParamSpec("device", "torch device: cpu, cuda or cuda:N", read_only=True),
     ParamSpec("window", "frames in the temporal attention cache", read_only=True,
               min_value=1, max_value=64),
-    ParamSpec("max_gap_s", "a gap between frame stamps longer than this resets the temporal cache",
-              read_only=True, min_value=0.01, max_value=60.0),
-    ParamSpec("compressed", "subscribe to image/compressed (CompressedImage) instead of image",
+    ParamSpec("max_gap_s", "a gap between two frame stamps longer than this (s) resets the "
+              "temporal cache", read_only=True, min_value=0.01, max_value=60.0),
+    ParamSpec("compressed", "subscribe to input/image/compressed (sensor_msgs/CompressedImage, "
+              "JPEG/PNG) instead of input/image", read_only=True),
+    ParamSpec("qos_depth", "input queue depth; keep 1: the node only ever wants the newest "
+              "frame", read_only=True, min_value=1, max_value=100),
+    ParamSpec("qos_reliability", "input reliability: best_effort (sensor data; also matches "
+              "reliable publishers) or reliable", read_only=True, choices=RELIABILITIES),
+    ParamSpec("use_metric_depth", "subscribe to input/metric_depth (16UC1 mm or 32FC1 m, "
+              "registered to the colour image) and publish depth in metres fitted on the mask",
               read_only=True),
-    ParamSpec("qos_depth", "input subscription queue depth (keep 1: newest frame only)",
-              read_only=True, min_value=1, max_value=100),
-    ParamSpec("qos_reliability", "input subscription reliability", read_only=True,
-              choices=RELIABILITIES),
-    ParamSpec("use_metric_depth", "subscribe to metric_depth (16UC1 mm / 32FC1 m) and publish "
-              "depth in metres fitted on the mask", read_only=True),
-    ParamSpec("mask_threshold", "soft-mask value above which a pixel is human (binary mask, "
-              "points, metric fit)", min_value=0.0, max_value=1.0),
-    ParamSpec("publish_points", "publish the masked human point cloud when camera_info is known"),
-    ParamSpec("depth_scale", "point cloud z = depth_scale × relative depth (ignored when metric "
+    ParamSpec("mask_threshold", "soft-mask value above which a pixel is human (binary mask, NaN "
+              "outputs, point cloud, metric fit)", min_value=0.0, max_value=1.0),
+    ParamSpec("publish_points", "publish the masked human point cloud on points when "
+              "camera_info is known"),
+    ParamSpec("depth_scale", "point cloud z = depth_scale × relative depth (unused when metric "
               "depth is published: then z is in metres)", min_value=1e-4, max_value=1e4),
     ParamSpec("points_stride", "use every Nth pixel in x and y for the point cloud",
               min_value=1, max_value=32),
-    ParamSpec("metric_max_dt_s", "largest |stamp difference| between image and metric depth",
-              min_value=0.0, max_value=1.0),
-    ParamSpec("metric_min_pixels", "fewest valid masked depth pixels for a scale/shift fit",
-              min_value=2, max_value=10_000_000),
-    ParamSpec("log_throttle_s", "a given bad-input cause (and cache resets) is logged at most "
-              "once per this period", min_value=0.1, max_value=3600.0),
-    ParamSpec("num_threads", "torch CPU threads; 0 = automatic (OMP_NUM_THREADS when set, else "
-              "half the CPUs, 1 to 4)", read_only=True, min_value=0, max_value=256),
-    ParamSpec("max_input_pixels", "larger input images are skipped, read from the header before "
-              "decoding (decompression bombs)", min_value=1, max_value=1 << 30),
-    ParamSpec("max_image_side", "downscale inputs whose longer side exceeds this before inference "
-              "(outputs and camera_info follow); 0 = never", min_value=0, max_value=1 << 15),
-    ParamSpec("mask_outputs", "NaN in depth and normals where mask <= mask_threshold (the model "
-              "knows people only); false = the raw maps"),
-    ParamSpec("metric_wait_s", "longest the worker waits for a metric depth image that arrives "
-              "after its colour image", min_value=0.0, max_value=1.0),
+    ParamSpec("metric_max_dt_s", "largest absolute stamp difference (s) between an image "
+              "and the metric depth paired with it", min_value=0.0, max_value=1.0),
+    ParamSpec("metric_min_pixels", "fewest masked pixels with a valid metric reading needed to "
+              "fit scale and shift", min_value=2, max_value=10_000_000),
+    ParamSpec("log_throttle_s", "a given bad-input cause (topic + reason), and cache resets, are "
+              "logged at most once per this many seconds", min_value=0.1, max_value=3600.0),
+    ParamSpec("num_threads", "torch CPU threads; 0 = automatic: OMP_NUM_THREADS when set, else "
+              "half the CPUs (1 to 4), which leaves room for the camera driver and the rest of "
+              "the robot (torch's default of one thread per core made inference ten times slower "
+              "on a busy 2-core machine)", read_only=True, min_value=0, max_value=256),
+    ParamSpec("max_input_pixels", "larger input images (width × height) are skipped, read from "
+              "the JPEG/PNG header before decoding or from the Image fields (decompression "
+              "bombs)", min_value=1, max_value=1 << 30),
+    ParamSpec("max_image_side", "downscale inputs whose longer side exceeds this before "
+              "inference; outputs and camera_info follow (0 = never). 640 keeps a 1920×1080 "
+              "stream at the 640×480 cost on CPU", min_value=0, max_value=1 << 15),
+    ParamSpec("mask_outputs", "NaN in relative_depth and normals where mask <= mask_threshold "
+              "(REP 117: no valid value; the model is trained on people only); false = publish "
+              "the raw maps"),
+    ParamSpec("metric_wait_s", "longest wait (s) for a metric depth image that arrives after its "
+              "colour image", min_value=0.0, max_value=1.0),
 )
 PARAMETERS: dict[str, ParamSpec] = {s.name: s for s in _SPECS}
 DEFAULTS = NodeConfig()

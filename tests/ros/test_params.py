@@ -9,6 +9,7 @@ from hcdp_ros.params import (
     ConfigError,
     DeclareErrors,
     NodeConfig,
+    ParamSpec,
     param_type,
     validate_value,
 )
@@ -149,3 +150,26 @@ def test_output_options_default_to_the_node_parameters_and_follow_a_config():
     assert (options.mask_threshold, options.points_stride, options.mask_outputs) == (0.3, 4, False)
     assert options.viz == want and options.depth_scale == DEFAULTS.depth_scale
     assert OutputOptions.from_config(config, mask_outputs=True).mask_outputs is True
+
+
+def test_config_yaml_and_the_docs_table_are_generated_from_the_spec():
+    from hcdp_ros import param_docs
+
+    assert CONFIG.read_text() == param_docs.yaml_text(), "run python -m hcdp_ros.param_docs"
+    docs = param_docs.DOCS_PATH.read_text()
+    assert param_docs.docs_text(docs) == docs, "run python -m hcdp_ros.param_docs"
+    assert param_docs.main(["--check"]) == 0
+
+
+def test_the_generated_texts_follow_a_changed_spec(monkeypatch):
+    from hcdp_ros import param_docs
+
+    changed = dict(PARAMETERS)
+    changed["window"] = ParamSpec("window", "frames kept for attention", read_only=True,
+                                  min_value=2, max_value=8)
+    monkeypatch.setattr(param_docs, "PARAMETERS", changed)
+    assert "    # Frames kept for attention [2..8].\n    window: 16\n" in param_docs.yaml_text()
+    assert "| `window` | int | 16 | 2–8 | yes | frames kept for attention |" in (
+        param_docs.table_text())
+    assert param_docs.number(1 << 30) == "2^30" and param_docs.number(10_000_000) == "1e7"
+    assert param_docs.number(1e-4) == "1e-4" and param_docs.number(0.01) == "0.01"
