@@ -1,15 +1,10 @@
 # ament lint test (ament_python layout): `colcon test` runs it where ament_copyright is installed.
 """ament_copyright: every source file carries a copyright and license header."""
-from pathlib import Path
-
+from lint_paths import PATHS
 import pytest
 
 ament_copyright = pytest.importorskip("ament_copyright.main",
                                       reason="needs ament_copyright (ROS 2)")
-
-ROOT = Path(__file__).resolve().parents[1]
-PATHS = ("hcdp_model", "hcdp_ros", "training", "tests", "test", "scripts", "benchmarks", "launch",
-         "setup.py")
 
 
 # As in `ros2 pkg create`'s template: the sources carry no per-file header yet (the license is
@@ -18,5 +13,4 @@ PATHS = ("hcdp_model", "hcdp_ros", "training", "tests", "test", "scripts", "benc
 @pytest.mark.copyright
 @pytest.mark.linter
 def test_copyright():
-    rc = ament_copyright.main(argv=[str(ROOT / p) for p in PATHS])
-    assert rc == 0, "Found errors"
+    assert ament_copyright.main(argv=list(PATHS)) == 0, "Found errors"

@@ -1,29 +1,24 @@
 # ament lint test (ament_python layout): `colcon test` runs it where ament_flake8 is installed.
 """ament_flake8 over the package with the project's configuration (setup.cfg [flake8])."""
+import configparser
 from pathlib import Path
 
+from lint_paths import PATHS, ROOT
 import pytest
 
 ament_flake8 = pytest.importorskip("ament_flake8.main", reason="needs ament_flake8 (ROS 2)")
-
-ROOT = Path(__file__).resolve().parents[1]
-PATHS = ("hcdp_model", "hcdp_ros", "training", "tests", "test", "scripts", "benchmarks", "launch",
-         "setup.py")
 
 
 @pytest.mark.flake8
 @pytest.mark.linter
 def test_flake8():
-    rc, errors = ament_flake8.main_with_errors(
-        argv=["--config", str(ROOT / "setup.cfg"), *(str(ROOT / p) for p in PATHS)])
+    rc, errors = ament_flake8.main_with_errors(argv=["--config", str(ROOT / "setup.cfg"), *PATHS])
     assert rc == 0, f"Found {len(errors)} code style errors / warnings:\n" + "\n".join(errors)
 
 
 @pytest.mark.flake8
 @pytest.mark.linter
 def test_the_project_configuration_keeps_ament_flake8s_rules():
-    import configparser
-
     ament, ours = configparser.ConfigParser(), configparser.ConfigParser()
     ament.read(Path(ament_flake8.__file__).parent / "configuration" / "ament_flake8.ini")
     ours.read(ROOT / "setup.cfg")
