@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from hcdp_model.backends.base import DEFAULT_WINDOW
 from hcdp_model.checkpoint import CheckpointError, load_checkpoint
 from hcdp_model.predictor import StreamingPredictor, default_checkpoint, load_predictor
 from hcdp_model.visualize import colorize_depth, mask_to_rgb, normals_to_rgb
@@ -325,7 +326,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "it has it")
     parser.add_argument("--checkpoint", help="checkpoint (directory or .safetensors); default: "
                         "the bundled model")
-    parser.add_argument("--window", type=int, default=16, help="streaming window W (frames)")
+    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW,
+                        help="streaming window W (frames)")
     parser.add_argument("--smoothing", type=float, default=0.5,
                         help="alpha of the per-frame + EMA method")
     parser.add_argument("--max-frames", type=int, default=48,
