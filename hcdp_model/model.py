@@ -40,8 +40,8 @@ class HCDPModel(nn.Module):
         self.cnn_branch = CNNBranch(fc.cnn_channels) if fc.cnn_branch else None
         self.fusion = FeatureFusion(fc.channels + (fc.cnn_channels if fc.cnn_branch else 0),
                                     fc.channels)
-        self.cwa = ChannelWeightAdaptation(fc.channels,
-                                           fc.cwa_reduction) if fc.cwa else nn.Identity()
+        self.cwa = (ChannelWeightAdaptation(fc.channels, fc.cwa_reduction) if fc.cwa
+                    else nn.Identity())
         self.heads = Heads(fc.channels, fc.head_channels, cfg.decoder.depth_head, features)
 
     # -- the two per-frame halves; the temporal blocks run between them ---------------------------

@@ -173,8 +173,8 @@ def validate_value(name: str, value: Any) -> str | None:
     if spec is None:
         return f"unknown parameter {name!r}"
     expected = param_type(name)
-    ok_type = isinstance(value,
-                         expected) and not (expected is not bool and isinstance(value, bool))
+    ok_type = (isinstance(value, expected)
+               and not (expected is not bool and isinstance(value, bool)))
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         ok_type = True
     if not ok_type:

@@ -101,9 +101,8 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Nested dict update: `overrides` wins, sections are merged key by key."""
     out = dict(base)
     for key, value in overrides.items():
-        out[key] = merge(out[key],
-                         value) if isinstance(value, dict) and isinstance(out.get(key),
-                                                                          dict) else value
+        nested = isinstance(value, dict) and isinstance(out.get(key), dict)
+        out[key] = merge(out[key], value) if nested else value
     return out
 
 

@@ -324,12 +324,10 @@ def temporal_masks(
         d_k, d_k1 = _pairs(depth.detach())
         fwd, bwd = _pair_flows(flow_fwd, flow_bwd)
         r_k, r_k1 = _pairs(region.bool()) if region is not None else (None, None)
-        m_k = cycle_consistency_mask(fwd, bwd,
-                                     cfg.tau_c) & ~depth_edge_mask(d_k, cfg.edge_threshold,
-                                                                   cfg.edge_dilation, r_k)
-        m_k1 = cycle_consistency_mask(bwd, fwd,
-                                      cfg.tau_c) & ~depth_edge_mask(d_k1, cfg.edge_threshold,
-                                                                    cfg.edge_dilation, r_k1)
+        m_k = (cycle_consistency_mask(fwd, bwd, cfg.tau_c)
+               & ~depth_edge_mask(d_k, cfg.edge_threshold, cfg.edge_dilation, r_k))
+        m_k1 = (cycle_consistency_mask(bwd, fwd, cfg.tau_c)
+                & ~depth_edge_mask(d_k1, cfg.edge_threshold, cfg.edge_dilation, r_k1))
         if region is not None:
             m_k, m_k1 = m_k & r_k, m_k1 & r_k1
     return PairMasks(m_k.unflatten(0, (b, t - 1)), m_k1.unflatten(0, (b, t - 1)))

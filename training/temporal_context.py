@@ -57,8 +57,8 @@ def attention_report(model: HCDPModel, clip: torch.Tensor, window: int) -> list[
         raise ValueError(f"expected a clip of at least 2 frames, got {clip.shape[1]}")
     model.eval()
     report = []
-    for index, (block,
-                x) in enumerate(zip(model.temporal_blocks, block_inputs(model, clip, window))):
+    inputs = block_inputs(model, clip, window)
+    for index, (block, x) in enumerate(zip(model.temporal_blocks, inputs)):
         p = attention_probabilities(block, x, window)[:, :, 1:]  # frames with a past
         t = p.shape[-1]
         # p[t, t] for t >= 1 (rows shifted)

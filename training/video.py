@@ -120,8 +120,8 @@ class VideoFolderClips(torch.utils.data.Dataset):
             raise ValueError(f"data.root {root}: no video has the {span} frames a clip of "
                              f"{frames} at stride {lo} needs (lengths "
                              f"{sorted(self.lengths.values())})")
-        self.frames, self.stride, self.size, self.seed, self.epoch = frames, (lo,
-                                                                              hi), size, seed, 0
+        self.frames, self.stride, self.size = frames, (lo, hi), size
+        self.seed, self.epoch = seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch

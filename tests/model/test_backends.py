@@ -182,9 +182,8 @@ def test_cache_rebuilds_an_entry_whose_manifest_does_not_match(caplog):
     [entry] = list((cache_root() / "trt").glob("*/step.ep"))
     _manifest(gpu="Orin").save(manifest_path(entry))  # e.g. a cache directory copied from a Jetson
     with caplog.at_level(logging.WARNING):
-        assert cached_artefact("trt", {"k": 1}, "step.ep", {"gpu": "NVIDIA "
-                                                                   "H100"}, fake.build,
-                               fake.load) == "engine 2"
+        assert cached_artefact("trt", {"k": 1}, "step.ep", {"gpu": "NVIDIA H100"},
+                               fake.build, fake.load) == "engine 2"
     assert "gpu: artefact 'Orin', expected 'NVIDIA H100'" in caplog.text
 
 

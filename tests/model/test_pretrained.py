@@ -70,8 +70,8 @@ def test_official_file_loads_every_tensor_and_resizes_positions(tmp_path, name):
         if key != "pos_embed":
             assert torch.equal(own[key], state[key]), key
     if cfg.family == "dinov2":
-        assert own["pos_embed"].shape == (1, 1 + 16 * 16,
-                                          cfg.embed_dim) and len(report.resized) == 1
+        assert own["pos_embed"].shape == (1, 1 + 16 * 16, cfg.embed_dim)
+        assert len(report.resized) == 1
         torch.testing.assert_close(own["pos_embed"][:, 0], state["pos_embed"][:, 0])
     else:
         assert sum(k.endswith("bias_mask") for k in report.ignored) == cfg.depth

@@ -71,9 +71,8 @@ def test_prediction_is_at_input_resolution_with_valid_ranges():
     predictor = StreamingPredictor(HCDPModel(micro_config(temporal=True)), window=4)
     for h, w in [(48, 64), (72, 128), (108, 72)]:
         pred = predictor.step(_images(1, h, w)[0], stamp=0.0)
-        assert pred.depth.shape == (h,
-                                    w) and pred.normals.shape == (h, w,
-                                                                  3) and pred.mask.shape == (h, w)
+        assert pred.depth.shape == (h, w) and pred.normals.shape == (h, w, 3)
+        assert pred.mask.shape == (h, w)
         assert pred.depth.dtype == np.float32 and (pred.depth >= 0).all()
         np.testing.assert_allclose(np.linalg.norm(pred.normals, axis=-1), 1.0, atol=1e-5)
         assert ((pred.mask >= 0) & (pred.mask <= 1)).all()

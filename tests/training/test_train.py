@@ -149,8 +149,8 @@ def test_cli_writes_the_final_checkpoint_with_stage_steps_seed_and_commit_metada
                       "optim.steps=1"]) == 0
     with safe_open(str(tmp_path / "run" / "final" / "model.safetensors"), "pt") as f:
         meta = f.metadata()
-    assert (meta["stage"], meta["steps"], meta["data_seed"]) == ("1", "1",
-                                                                 "0") and "git_commit" in meta
+    assert (meta["stage"], meta["steps"], meta["data_seed"]) == ("1", "1", "0")
+    assert "git_commit" in meta
     assert (tmp_path / "run" / "checkpoints" / "step_0000001" / STATE_NAME).is_file()
     assert hcdp_main(["train", "--config", str(path), "--out", str(tmp_path / "run2"),
                       "optim.nope=1"]) == 2

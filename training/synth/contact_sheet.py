@@ -23,9 +23,8 @@ def flow_to_rgb(flow: np.ndarray, max_magnitude: float | None = None) -> np.ndar
     magnitude = np.linalg.norm(flow, axis=-1)
     scale = max_magnitude or max(float(np.percentile(magnitude, 99)), 1e-6)
     hsv = np.zeros(flow.shape[:2] + (3,), np.uint8)
-    hsv[...,
-        0] = ((np.arctan2(flow[..., 1],
-                          flow[..., 0]) + np.pi) / (2 * np.pi) * 179).astype(np.uint8)
+    angle = np.arctan2(flow[..., 1], flow[..., 0])
+    hsv[..., 0] = ((angle + np.pi) / (2 * np.pi) * 179).astype(np.uint8)
     hsv[..., 1] = (np.clip(magnitude / scale, 0, 1) * 255).astype(np.uint8)
     hsv[..., 2] = 255
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)

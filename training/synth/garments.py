@@ -125,9 +125,8 @@ def skirt(rest: torch.Tensor, weights: torch.Tensor, labels: list[str], canonica
     theta = np.linspace(0, 2 * np.pi, segments, endpoint=False)
     trunk = ~is_arm(dominant_bones(weights, labels))
     rel = pts[:, :2] - centre
-    ang_bin = ((np.arctan2(rel[:, 1],
-                           rel[:,
-                               0]) % (2 * np.pi)) / (2 * np.pi) * segments).astype(int) % segments
+    angle = np.arctan2(rel[:, 1], rel[:, 0])
+    ang_bin = ((angle % (2 * np.pi)) / (2 * np.pi) * segments).astype(int) % segments
     radius = np.linalg.norm(rel, axis=1)
     hip_band = np.abs(pts[:, 2] - (top + lm.hip_l[2]) / 2) < 0.12
     girth = np.zeros(segments)

@@ -118,9 +118,8 @@ def build_person(body: BodyModel, spec: PersonSpec) -> Person:
             parts.append(part)
     logo = Decal(1, (rng.uniform(-0.05, 0.05), rng.uniform(0.25, 0.35)), rng.uniform(0.05, 0.1),
                  float(rng.choice([-1.0, 1.0]))) if "logo" in spec.prints else None
-    tattoo = Decal(2, (rng.uniform(0.2, 0.3) * rng.choice([-1, 1]), rng.uniform(0.28, 0.36)),
-                   rng.uniform(0.04, 0.07),
-                   0.0) if "tattoo" in spec.prints else None
+    tattoo = (Decal(2, (rng.uniform(0.2, 0.3) * rng.choice([-1, 1]), rng.uniform(0.28, 0.36)),
+                    rng.uniform(0.04, 0.07), 0.0) if "tattoo" in spec.prints else None)
     skin = skin_albedo(spec.skin_tone) * rng.uniform(0.9, 1.1, 3)
     hair = srgb_to_linear(HAIR_SRGB[spec.hair_colour])
     materials = np.stack([

@@ -186,16 +186,16 @@ def ik_targets(rest_poses: np.ndarray, labels: list[str], path: Path | None = No
         return channel(curves, ik_bone, "location", at) @ frame_of[bone].T
 
     ends = np.array([0.0, CYCLE_FRAMES])
-    stride = float(np.mean([np.diff(world_offset(f"{s}_foot_ik", f"foot.{s[0].upper()}",
-                                                 ends) @ FORWARD)[0]
-                            for s in ("left", "right")]))
+    stride = float(np.mean([
+        np.diff(world_offset(f"{s}_foot_ik", f"foot.{s[0].upper()}", ends) @ FORWARD)[0]
+        for s in ("left", "right")]))
     root = channel(curves, "root", "location", frames) @ ROOT_AXES.T
     # The root's forward motion becomes uniform (constant speed, planted feet); its bob stays.
     root += np.outer(stride * frames / CYCLE_FRAMES - root @ FORWARD, FORWARD)
     ankle, foot_frame, wrist = {}, {}, {}
     for side, s in (("left", "L"), ("right", "R")):
-        ankle[s] = head_of[f"foot.{s}"] + leg_scale * (world_offset(f"{side}_foot_ik", f"foot.{s}",
-                                                                    frames) - root)
+        offset = world_offset(f"{side}_foot_ik", f"foot.{s}", frames)
+        ankle[s] = head_of[f"foot.{s}"] + leg_scale * (offset - root)
         rot = euler_to_matrix(channel(curves, f"{side}_foot_ik", "rotation_euler", frames))
         foot_frame[s] = frame_of[f"foot.{s}"] @ rot
         wrist[s] = head_of[f"wrist.{s}"] + arm_scale * world_offset(f"{side}_hand_ik",
@@ -206,8 +206,8 @@ def ik_targets(rest_poses: np.ndarray, labels: list[str], path: Path | None = No
         # a local rotation about the bone's rest axes, as a rotation about world axes
         for bone in bones:
             r = frame_of[bone]
-            world = world @ (r @ euler_to_matrix(channel(curves, bone, "rotation_euler",
-                                                         frames)) @ r.T)
+            rotation = euler_to_matrix(channel(curves, bone, "rotation_euler", frames))
+            world = world @ (r @ rotation @ r.T)
         angles = _matrix_to_euler(world)
         fk[key] = angles * MIRROR if key.endswith(".R") else angles
     return WalkTargets(ankle, foot_frame, wrist, fk, stride * leg_scale,
