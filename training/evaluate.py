@@ -440,7 +440,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default=DEFAULT_BACKEND, choices=BACKENDS,
                         help="runtime of every method (load_predictor); --checkpoint may be an "
                              "artefact of hcdp export for it")
-    parser.add_argument("--precision", default=DEFAULT_PRECISION, choices=tuple(PRECISIONS))
+    parser.add_argument("--precision", default=DEFAULT_PRECISION, choices=tuple(PRECISIONS),
+                        help="inference precision of every method (fp16 needs a CUDA device)")
     parser.add_argument("--trust-artefact", action="store_true",
                         help="load a .pt2/.ep this machine did not build (it can run code)")
     parser.add_argument("--json", type=Path, help="write the metrics as JSON here")
