@@ -1,26 +1,39 @@
 """The `hcdp` command: one entry point, one sub-command per tool.
 
-Sub-commands are imported lazily so that `hcdp info` does not pay for the trainer's or the bag
-runner's imports. Each module named below defines `add_arguments(parser)` and `run(args) -> int`.
+Each package registers its own sub-commands in the entry-point group `hcdp.commands` (setup.py,
+hcdp_model/commands.py); this command discovers them. A sub-command's module is imported only
+when it runs, so that `hcdp info` does not pay for the trainer's or the bag runner's imports.
+Each defines `add_arguments(parser)` and `run(args) -> int`.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+from importlib.metadata import entry_points
 
+from hcdp_model.commands import GROUP, Command
+
+
+def discover() -> dict[str, Command]:
+    """The registered sub-commands by name (sorted); two registrations of one name are an
+    error."""
+    found: dict[str, Command] = {}
+    for entry in sorted(entry_points(group=GROUP), key=lambda e: e.name):
+        command = entry.load()
+        if not isinstance(command, Command):
+            raise TypeError(f"entry point {entry.name} = {entry.value} in {GROUP}: expected an "
+                            f"hcdp_model.commands.Command, got {type(command).__name__}")
+        if entry.name in found and found[entry.name] != command:
+            raise RuntimeError(f"hcdp sub-command {entry.name!r} is registered twice in {GROUP}: "
+                               f"{found[entry.name].module} and {command.module}")
+        found[entry.name] = command
+    return found
+
+
+# name -> (module, help line)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
-    "info": ("hcdp_model.info", "parameters and GMACs per block of a preset"),
-    "export": ("hcdp_model.export", "export the streaming step graph (onnx, torch-export, tensorrt)"),
-    "init-from": ("hcdp_model.init_from", "our model from a DA-V2 / VDA / DINOv2/v3 file"),
-    "synth": ("hcdp_training.synth.cli", "generate synthetic human video data with ground truth"),
-    "make-sample-bag": ("hcdp_training.synth.sample_bag", "write the demo rosbag from a generated sequence"),
-    "train": ("hcdp_training.train", "run a training stage (0: prior, 1: images, 2: video) from a YAML config"),
-    "eval": ("hcdp_training.evaluate", "evaluate a checkpoint on held-out sequences"),
-    "ablate": ("hcdp_training.ablation", "train and evaluate the paper's ablation variants at tiny scale"),
-    "bag": ("hcdp_ros.bag", "run the model over a rosbag2 without ROS; write predictions and metrics"),
-    "eval-real": ("hcdp_training.real.cli", "score a checkpoint on real photos and videos (no labels)"),
-}
+    name: (c.module, c.help) for name, c in discover().items()}
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -55,7 +68,9 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_parser(name, help=help_text, add_help=False)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in SUBCOMMANDS:
         if argv and argv[0] not in ("-h", "--help"):
-            parser.error(f"unknown command {argv[0]!r}; expected one of {', '.join(SUBCOMMANDS)}")
+            known = ", ".join(SUBCOMMANDS) or (f"none: no package registers {GROUP} entry points; "
+                                               "install hcdp (pip install -e .)")
+            parser.error(f"unknown command {argv[0]!r}; expected one of {known}")
         parser.print_help()
         return 0 if argv else 2
     name = argv[0]

@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .backends.base import Backend
+from .backends.base import (DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_PRECISION, DEFAULT_WINDOW,
+                            Backend)
 from .backends.build import open_backend
 from .backends.torch_eager import TorchBackend
 from .heads import unit
@@ -52,8 +53,8 @@ class StreamingPredictor:
                                  f"{', '.join(wrong)}")
             self.backend = model
         else:
-            self.backend = TorchBackend(model, 16 if window is None else window, device or "cpu",
-                                        precision or "fp32")
+            self.backend = TorchBackend(model, DEFAULT_WINDOW if window is None else window,
+                                        device or DEFAULT_DEVICE, precision or DEFAULT_PRECISION)
         self.device = self.backend.device
         self.dtype = self.backend.input_dtype
         self.precision = self.backend.precision
@@ -133,19 +134,30 @@ def default_checkpoint() -> Path:
         return here
     try:
         from ament_index_python.packages import get_package_share_directory  # only on ROS machines
-        return Path(get_package_share_directory("hcdp_ros")) / "models" / "default"
+        return Path(get_package_share_directory(ament_package())) / "models" / "default"
     except (ImportError, LookupError):
         return here
 
 
-def load_predictor(checkpoint: str | Path | None = None, window: int = 16, device: str = "cpu",
-                   precision: str = "fp32", backend: str = "torch", max_gap_s: float = 0.5,
+def ament_package() -> str:
+    """The ROS package that installed this one (its distribution, e.g. the ament_python package
+    whose share directory holds the bundled model), found from the installed metadata so that
+    this package names none of its users."""
+    from importlib.metadata import packages_distributions
+
+    return packages_distributions().get(__name__.split(".")[0], [""])[0]
+
+
+def load_predictor(checkpoint: str | Path | None = None, window: int = DEFAULT_WINDOW,
+                   device: str = DEFAULT_DEVICE, precision: str = DEFAULT_PRECISION,
+                   backend: str = DEFAULT_BACKEND, max_gap_s: float = 0.5,
                    trust_artefact: bool = False) -> StreamingPredictor:
     """Load a checkpoint (None: the bundled default) into a StreamingPredictor running on `backend`
-    (torch, onnxruntime or tensorrt; see hcdp_model.backends.build.open_backend). `checkpoint` may also
-    be an artefact written by `hcdp export` (.onnx, .pt2, .ep) for the matching backend; a .pt2/.ep
-    this machine did not build loads only with `trust_artefact` (docs/security.md)."""
-    runtime = open_backend(default_checkpoint() if checkpoint is None else checkpoint, backend=backend,
+    (torch, onnxruntime or tensorrt; see hcdp_model.backends.build.open_backend). `checkpoint` may
+    also be an artefact written by `hcdp export` (.onnx, .pt2, .ep) for the matching backend; a
+    .pt2/.ep this machine did not build loads only with `trust_artefact` (docs/security.md)."""
+    runtime = open_backend(default_checkpoint() if checkpoint is None else checkpoint,
+                           backend=backend,
                            window=window, device=device, precision=precision,
                            trust_artefact=trust_artefact)
     return StreamingPredictor(runtime, max_gap_s=max_gap_s)

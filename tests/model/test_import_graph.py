@@ -4,6 +4,7 @@ literal name."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,6 +150,36 @@ def test_the_repository_has_no_import_cycle_across_its_packages():
         "found: " + "; ".join(" -> ".join(c) for c in found))
 
 
+USERS = re.compile(r"\bhcdp_(?:ros|training)\b")
+
+
+def lines_matching(package_dir: Path, pattern: re.Pattern) -> list[str]:
+    """Every line under `package_dir` where `pattern` occurs: in an import, a string, a comment."""
+    return [f"{path.relative_to(package_dir.parent)}:{number}: {line.strip()}"
+            for path in sorted(package_dir.rglob("*.py"))
+            for number, line in enumerate(path.read_text().splitlines(), 1)
+            if pattern.search(line)]
+
+
+def names_of_users(package_dir: Path) -> list[str]:
+    """The lines under `package_dir` that name the hcdp_ros or hcdp_training package."""
+    return lines_matching(package_dir, USERS)
+
+
+def test_hcdp_model_names_no_module_of_its_users_not_even_as_a_string():
+    found = names_of_users(ROOT / "hcdp_model")
+    assert not found, "expected hcdp_model to name no hcdp_ros/hcdp_training module, found:\n" + (
+        "\n".join(found))
+
+
+def test_the_name_check_sees_strings_and_comments(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "a.py").write_text('MODULE = "hcdp_training.train"\n# see hcdp_ros.bag\n'
+                                           'OK = "hcdp_rosbag hcdp_model"\n')
+    assert names_of_users(tmp_path / "pkg") == ['pkg/a.py:1: MODULE = "hcdp_training.train"',
+                                                "pkg/a.py:2: # see hcdp_ros.bag"]
+
+
 def test_the_check_finds_function_level_and_type_checking_cycles(tmp_path):
     pkg = tmp_path / "pkg"
     (pkg / "sub").mkdir(parents=True)
@@ -166,3 +197,24 @@ def test_the_check_finds_function_level_and_type_checking_cycles(tmp_path):
     assert graph["pkg.c"] == {"pkg.a"} and graph["pkg.f"] == {"pkg.a"}
     assert sorted(cycles(graph)) == [["pkg.a", "pkg.sub.b", "pkg.c", "pkg.a"],
                                      ["pkg.d", "pkg.e", "pkg.d"]]
+
+
+def test_hcdp_model_reads_no_ros_message():
+    # one decoder for sensor_msgs images (hcdp_ros.conversions); the model package reads no bag
+    found = lines_matching(ROOT / "hcdp_model", re.compile(r"\brosbags\b|\bsensor_msgs\b"))
+    assert not found, "expected hcdp_model to read no ROS message, found:\n" + "\n".join(found)
+
+
+def test_the_bundled_model_is_looked_up_under_the_package_that_installed_this_one():
+    import xml.etree.ElementTree as ElementTree
+
+    from hcdp_model.predictor import ament_package
+
+    name = ElementTree.parse(ROOT / "package.xml").getroot().findtext("name")
+    assert ament_package() == name
+
+
+def test_bag_ground_truth_goes_through_the_one_sensor_msgs_decoder():
+    from hcdp_ros import bag, conversions
+
+    assert bag.decode_float_image is conversions.decode_float_image
