@@ -1,17 +1,19 @@
 """`hcdp bag`: the node's pipeline over a recorded rosbag2, without ROS (the evaluator's tool).
 
 Reads an image topic (sensor_msgs/Image or CompressedImage, told apart by the topic's type) and an
-optional camera_info topic from a rosbag2 (sqlite3 or mcap, via the `rosbags` library), runs the same
-StreamingPredictor and FrameProcessor as the live node with the node's default output parameters, and
-writes a new bag with the node's topics and encodings under ``--namespace`` (``/hcdp/relative_depth``,
-``/hcdp/normals``, ...). Every output message carries its input image's header and bag timestamp. A
-message the node would skip (an :class:`~hcdp_ros.conversions.InputError`, or bytes that do not
-deserialize) is skipped and counted, never fatal.
+optional camera_info topic from a rosbag2 (sqlite3 or mcap, via the `rosbags` library), runs the
+same StreamingPredictor and FrameProcessor as the live node with the node's default output
+parameters, and writes a new bag with the node's topics and encodings under ``--namespace``
+(``/hcdp/relative_depth``, ``/hcdp/normals``, ...). Every output message carries its input image's
+header and bag timestamp. A message the node would skip (an
+:class:`~hcdp_ros.conversions.InputError`, or bytes that do not deserialize) is skipped and
+counted, never fatal.
 
-Synchronisation: an image is processed once every message with a bag timestamp up to its own has been
-read, so a camera_info or ground truth recorded at the same time (but stored after it) applies to it.
-Ground truth (``<gt-prefix>/depth``, ``/normals``, ``/mask``, ``/flow_fwd``) is matched to images by
-header stamp.
+Synchronisation: an image is processed once every message with a bag timestamp up to its own has
+been read, so a camera_info or ground truth recorded at the same time (but stored after it) applies
+to it.
+Ground truth (``<gt-prefix>/depth``, ``/normals``, ``/mask``, ``/flow_fwd``) is matched to images
+by header stamp.
 
 Frames stream through: besides the current frame, only the previous one (for the pair metrics), the
 contact sheet's few frames and one pixel row per frame (its x-t slice) are kept; at most one image
@@ -58,12 +60,11 @@ from hcdp_ros.bag_metrics import GT_CHANNELS, Baselines, FrameRecord, StreamMetr
 from hcdp_training.evaluate import per_frame_model
 from hcdp_ros.bag_pictures import ContactSheet, FrameView, SideBySideVideo
 from hcdp_ros.conversions import (
-    EmptyImage,
     InputError,
     MalformedMessage,
     SizeMismatch,
-    UnsupportedEncoding,
     decode_camera_info,
+    decode_float_image,
 )
 from hcdp_ros.messages import (
     DEFAULT_NAMESPACE,
@@ -96,7 +97,8 @@ STORE = get_typestore(Stores.ROS2_HUMBLE)
 
 
 class BagError(Exception):
-    """A problem with the command's inputs or outputs (missing topic, unreadable bag, existing output)."""
+    """A problem with the command's inputs or outputs (missing topic, unreadable bag, existing
+    output)."""
 
 
 @dataclass(frozen=True)
@@ -108,10 +110,10 @@ class BagConfig:
     image_topic: str
     camera_info_topic: str | None = None
     checkpoint: str | None = None
-    backend: str = "torch"
-    precision: str = "fp32"
-    device: str = "cpu"
-    window: int = 16
+    backend: str = DEFAULTS.backend
+    precision: str = DEFAULTS.precision
+    device: str = DEFAULTS.device
+    window: int = DEFAULTS.window
     namespace: str = DEFAULT_NAMESPACE
     storage: str = "sqlite3"
     metrics: Path | None = None
@@ -129,8 +131,10 @@ class BagConfig:
     def from_args(cls, args: argparse.Namespace) -> BagConfig:
         optional = {name: None if getattr(args, name) is None else Path(getattr(args, name))
                     for name in ("metrics", "video", "sheet")}
-        return cls(Path(args.input_bag), Path(args.output_bag), args.image_topic, args.camera_info_topic,
-                   args.checkpoint, args.backend, args.precision, args.device, args.window, args.namespace,
+        return cls(Path(args.input_bag), Path(args.output_bag), args.image_topic,
+                   args.camera_info_topic,
+                   args.checkpoint, args.backend, args.precision, args.device, args.window,
+                   args.namespace,
                    args.storage, gt_prefix=args.gt_prefix.rstrip("/"), viz=not args.no_viz,
                    compression=args.compression, overwrite=args.overwrite, threads=args.threads,
                    baselines=not args.no_baselines, mask_outputs=not args.raw_maps, **optional)
@@ -228,7 +232,8 @@ class InputTopics:
     image_count: int
 
     def all(self) -> list[Any]:
-        return self.image + self.camera_info + [c for conns in self.ground_truth.values() for c in conns]
+        return self.image + self.camera_info + [c for conns in self.ground_truth.values()
+                                                for c in conns]
 
 
 @contextmanager
@@ -240,9 +245,10 @@ def open_input(path: Path) -> Iterator[Reader]:
     try:
         reader = Reader(path)
         reader.open()
-    except Exception as err:  # noqa: BLE001 - rosbags and its sqlite/yaml/mcap layers raise many types
-        raise BagError(f"cannot read {path} as a rosbag2 (a bag folder with metadata.yaml, or a .db3/.mcap "
-                       f"file): {type(err).__name__}: {err}") from None
+    # noqa: BLE001 - rosbags and its sqlite/yaml/mcap layers raise many types
+    except Exception as err:
+        raise BagError(f"cannot read {path} as a rosbag2 (a bag folder with metadata.yaml, or a "
+                       f".db3/.mcap file): {type(err).__name__}: {err}") from None
     try:
         yield reader
     finally:
@@ -255,19 +261,22 @@ def _topic_listing(reader: Reader) -> str:
 
 
 def select_topics(reader: Reader, cfg: BagConfig) -> InputTopics:
-    """Check that the requested topics exist with usable types; ground truth only for ``--metrics``."""
+    """Check that the requested topics exist with usable types; ground truth only for
+    ``--metrics``."""
     topics = reader.topics
 
     def need(name: str, types: tuple[str, ...]) -> Any:
         info = topics.get(name)
         if info is None:
-            raise BagError(f"topic {name} is not in {cfg.input_bag}; the bag has: {_topic_listing(reader)}")
+            raise BagError(f"topic {name} is not in {cfg.input_bag}; the bag has: "
+                           f"{_topic_listing(reader)}")
         if info.msgtype not in types:
             raise BagError(f"expected {' or '.join(types)} on {name}, got {info.msgtype}")
         return info
 
     image = need(cfg.image_topic, (IMAGE, COMPRESSED_IMAGE))
-    camera = need(cfg.camera_info_topic, (CAMERA_INFO,)).connections if cfg.camera_info_topic else []
+    camera = need(cfg.camera_info_topic,
+                  (CAMERA_INFO,)).connections if cfg.camera_info_topic else []
     ground_truth = {}
     if cfg.metrics is not None:
         for kind in GT_CHANNELS:
@@ -300,31 +309,14 @@ def deserialize(raw: Any, msgtype: str, topic: str) -> Any:
     """A rosbags message, or MalformedMessage for bytes that are not a valid ``msgtype``."""
     try:
         return STORE.deserialize_cdr(raw, msgtype)
-    except Exception as err:  # noqa: BLE001 - corrupt CDR raises SerdeError, struct.error, IndexError, ...
-        raise MalformedMessage(f"cannot deserialize {msgtype} ({type(err).__name__}: {err})", topic) from None
+    # noqa: BLE001 - corrupt CDR raises SerdeError, struct.error, IndexError, ...
+    except Exception as err:
+        raise MalformedMessage(f"cannot deserialize {msgtype} ({type(err).__name__}: "
+                               f"{err})", topic) from None
 
 
 def stamp_ns(header: Any) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
-
-def decode_float_image(msg: Any, channels: int, topic: str) -> np.ndarray:
-    """A 32FC<channels> Image (ground truth) as float32 ``H×W`` (1 channel) or ``H×W×C``, honouring
-    ``step`` and the byte order."""
-    expected = f"32FC{channels}"
-    if msg.encoding != expected:
-        raise UnsupportedEncoding(f"expected encoding {expected}, got {msg.encoding or '(empty)'}", topic)
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    if height == 0 or width == 0:
-        raise EmptyImage(f"expected a non-empty image, got {width}×{height}", topic)
-    data = np.asarray(msg.data, dtype=np.uint8).reshape(-1)
-    row = width * channels * 4
-    if step < row or data.size < step * height:
-        raise SizeMismatch(f"expected step >= {row} and >= step × height data bytes for {width}×{height} "
-                           f"{expected}, got step {step} and {data.size} bytes", topic)
-    rows = np.ascontiguousarray(data[:step * height].reshape(height, step)[:, :row])
-    values = rows.view(">f4" if msg.is_bigendian else "<f4").astype(np.float32).reshape(height, width, channels)
-    return values[..., 0] if channels == 1 else values
 
 
 # --- output bag ---------------------------------------------------------------------------------
@@ -338,11 +330,14 @@ def _message(msgtype: str, source: Any, **override: Any) -> Any:
 
 
 class OutputBag:
-    """A new rosbag2 receiving FrameOutputs as the node publishes them (topics under ``namespace``)."""
+    """A new rosbag2 receiving FrameOutputs as the node publishes them (topics under
+    ``namespace``)."""
 
-    def __init__(self, path: Path, storage: str, namespace: str, viz: bool, compression: str = "none"):
+    def __init__(self, path: Path, storage: str, namespace: str, viz: bool,
+                 compression: str = "none"):
         self.writer = Writer(path, version=9, storage_plugin=STORAGES[storage])
-        if compression == "zstd":  # per message, as `ros2 bag record --compression-mode message` does
+        # per message, as `ros2 bag record --compression-mode message` does
+        if compression == "zstd":
             self.writer.set_compression(CompressionMode.MESSAGE, CompressionFormat.ZSTD)
         self.namespace = namespace
         self.viz = viz
@@ -365,10 +360,12 @@ class OutputBag:
                 self._write(key, IMAGE, _message(IMAGE, image), timestamp)
         if outputs.points is not None:
             fields = [_message(POINT_FIELD, f) for f in outputs.points.fields]
-            self._write("points", POINT_CLOUD, _message(POINT_CLOUD, outputs.points, fields=fields), timestamp)
+            self._write("points", POINT_CLOUD,
+                        _message(POINT_CLOUD, outputs.points, fields=fields), timestamp)
         if outputs.camera_info is not None:
             roi = _message(ROI, outputs.camera_info.roi)
-            self._write("camera_info", CAMERA_INFO, _message(CAMERA_INFO, outputs.camera_info, roi=roi), timestamp)
+            self._write("camera_info", CAMERA_INFO,
+                        _message(CAMERA_INFO, outputs.camera_info, roi=roi), timestamp)
 
     def _write(self, key: str, msgtype: str, msg: Any, timestamp: int) -> None:
         topic = output_topic(key, self.namespace)
@@ -404,23 +401,24 @@ def _model_info(cfg: BagConfig, predictor: StreamingPredictor) -> dict[str, Any]
         digest: str | None = checkpoint_hash(checkpoint)
     except CheckpointError:  # an exported artefact (.onnx, .pt2, ...) rather than a checkpoint
         digest = None
-    return {"checkpoint": str(checkpoint), "bundled_default": cfg.checkpoint is None, "checkpoint_sha256": digest,
-            "backend": cfg.backend, "precision": cfg.precision, "device": cfg.device, "window": predictor.window,
+    return {"checkpoint": str(checkpoint), "bundled_default": cfg.checkpoint is None,
+            "checkpoint_sha256": digest,
+            "backend": cfg.backend, "precision": cfg.precision, "device": cfg.device,
+            "window": predictor.window,
             "resolution": predictor.resolution, "runtime": predictor.backend.describe()}
 
 
 class BagRunner:
     """Feeds one input bag through the predictor into the output bag and the optional sinks."""
 
-    def __init__(self, cfg: BagConfig, topics: InputTopics, predictor: StreamingPredictor, out: OutputBag,
+    def __init__(self, cfg: BagConfig, topics: InputTopics, predictor: StreamingPredictor,
+                 out: OutputBag,
                  progress: tqdm):
         self.cfg = cfg
         self.topics = topics
         self.processor = FrameProcessor(predictor)
-        self.options = OutputOptions(DEFAULTS.mask_threshold, DEFAULTS.publish_points, DEFAULTS.depth_scale,
-                                     DEFAULTS.points_stride, DEFAULTS.metric_min_pixels,
-                                     VizRequest(cfg.visuals, cfg.visuals, cfg.visuals),
-                                     mask_outputs=cfg.mask_outputs)
+        visuals = VizRequest(cfg.visuals, cfg.visuals, cfg.visuals)
+        self.options = OutputOptions.from_config(DEFAULTS, visuals, mask_outputs=cfg.mask_outputs)
         self.out = out
         self.progress = progress
         self.camera = None
@@ -464,7 +462,8 @@ class BagRunner:
             self.bad_messages[err.topic][err.cause] += 1
         if (err.topic, err.cause) not in self.reported:
             self.reported.add((err.topic, err.cause))
-            tqdm.write(f"hcdp bag: skipped input: {err} (further {err.cause} on this topic counted silently)",
+            tqdm.write(f"hcdp bag: skipped input: {err} (further {err.cause} on this topic "
+                       "counted silently)",
                        file=sys.stderr)
 
     def on_camera_info(self, raw: Any) -> None:
@@ -492,8 +491,10 @@ class BagRunner:
         for kind, values in list(gt.items()):
             if values.shape[:2] != size:
                 del gt[kind]
-                self._report(SizeMismatch(f"expected ground truth of the image size {size[1]}×{size[0]}, got "
-                                          f"{values.shape[1]}×{values.shape[0]}", f"{self.cfg.gt_prefix}/{kind}"))
+                self._report(SizeMismatch("expected ground truth of the image size "
+                                          f"{size[1]}×{size[0]}, got "
+                                          f"{values.shape[1]}×{values.shape[0]}",
+                                          f"{self.cfg.gt_prefix}/{kind}"))
         return gt
 
     def on_image(self, msgtype: str, timestamp: int, raw: Any) -> None:
@@ -520,10 +521,12 @@ class BagRunner:
             if len(self.reset_log) < RESET_LOG_MAX:
                 self.reset_log.append({"frame": index, "stamp": stamp_seconds(msg.header),
                                        "reason": pred.reset_reason})
-        self._sinks(index, msg.header, image.to_rgb(), outputs, continues=self._continues and not pred.reset)
+        self._sinks(index, msg.header, image.to_rgb(), outputs,
+                    continues=self._continues and not pred.reset)
         self._continues = True
 
-    def _sinks(self, index: int, header: Any, rgb: np.ndarray, outputs: FrameOutputs, continues: bool) -> None:
+    def _sinks(self, index: int, header: Any, rgb: np.ndarray, outputs: FrameOutputs,
+               continues: bool) -> None:
         pred = outputs.prediction
         if self.metrics is not None:
             gt = self._take_ground_truth(stamp_ns(header), rgb.shape[:2])
@@ -533,7 +536,8 @@ class BagRunner:
         if self.sheet is None and self.cfg.video is None:
             return
         tiles = (rgb,) + tuple(_viz_tile(outputs.images[k]) for k in VIZ_KEYS)
-        view = FrameView(index, stamp_seconds(header), rgb, pred.depth, pred.normals, pred.mask, tiles)
+        view = FrameView(index, stamp_seconds(header), rgb, pred.depth, pred.normals, pred.mask,
+                         tiles)
         if self.sheet is not None:
             self.sheet.add(view)
         if self.video is not None:
@@ -544,7 +548,8 @@ class BagRunner:
         frame = np.asarray(self.frame_ms or [math.nan])
         return {
             "counts": {"frames_read": self.read, "frames_written": self.written,
-                       "frames_skipped": sum(self.skipped.values()), "skipped_by_cause": dict(self.skipped),
+                       "frames_skipped": sum(self.skipped.values()),
+                       "skipped_by_cause": dict(self.skipped),
                        "bad_messages": {t: dict(c) for t, c in self.bad_messages.items()},
                        "resets": self.resets, "reset_log": self.reset_log,
                        "messages_written": dict(sorted(self.out.counts.items()))},
@@ -552,22 +557,27 @@ class BagRunner:
                        "inference_ms_median": finite_or_none(float(np.median(inference))),
                        "inference_ms_max": finite_or_none(float(inference.max())),
                        "frame_ms_mean": finite_or_none(float(frame.mean())),
-                       "frame_ms_note": "decode + predictor + output messages + bag write, per written frame"},
+                       "frame_ms_note": "decode + predictor + output messages + bag write, per "
+                                        "written frame"},
         }
 
 
 def _load(cfg: BagConfig) -> StreamingPredictor:
     try:
-        return load_predictor(cfg.checkpoint, window=cfg.window, device=cfg.device, precision=cfg.precision,
+        return load_predictor(cfg.checkpoint, window=cfg.window, device=cfg.device,
+                              precision=cfg.precision,
                               backend=cfg.backend)
-    except Exception as err:  # noqa: BLE001 - any load failure (path, config, backend, runtime) is a user error
-        raise BagError(f"cannot load model {cfg.checkpoint or '(bundled default)'} with backend={cfg.backend} "
-                       f"precision={cfg.precision} device={cfg.device}: {err}") from None
+    # noqa: BLE001 - any load failure (path, config, backend, runtime) is a user error
+    except Exception as err:
+        raise BagError(f"cannot load model {cfg.checkpoint or '(bundled default)'} with "
+                       f"backend={cfg.backend} precision={cfg.precision} device={cfg.device}: "
+                       f"{err}") from None
 
 
 def _baselines(cfg: BagConfig) -> Baselines:
-    """The --metrics baselines of the model: the same weights at window 1 and, for a checkpoint (not an
-    exported artefact, whose graph has no per-frame variant), the weights without temporal blocks."""
+    """The --metrics baselines of the model: the same weights at window 1 and, for a checkpoint
+    (not an exported artefact, whose graph has no per-frame variant), the weights without temporal
+    blocks."""
     predictors: dict[str, StreamingPredictor] = {}
     unavailable: dict[str, str] = {}
     try:
@@ -600,8 +610,10 @@ def run_bag(cfg: BagConfig) -> dict[str, Any]:
                 path.parent.mkdir(parents=True, exist_ok=True)
         if cfg.output_bag.exists():  # check_outputs allowed it: --overwrite of a rosbag2 folder
             shutil.rmtree(cfg.output_bag)
-        with OutputBag(cfg.output_bag, cfg.storage, cfg.namespace, cfg.viz, cfg.compression) as out, \
-                tqdm(total=topics.image_count, unit="frame", desc="hcdp bag", file=sys.stderr) as progress:
+        with OutputBag(cfg.output_bag, cfg.storage, cfg.namespace, cfg.viz,
+                       cfg.compression) as out, \
+                tqdm(total=topics.image_count, unit="frame", desc="hcdp bag",
+                     file=sys.stderr) as progress:
             runner = BagRunner(cfg, topics, predictor, out, progress)
             if cfg.metrics is not None and cfg.baselines:
                 runner.baselines = _baselines(cfg)
@@ -613,7 +625,8 @@ def run_bag(cfg: BagConfig) -> dict[str, Any]:
                       "image_type": COMPRESSED_IMAGE if topics.compressed else IMAGE,
                       "camera_info_topic": cfg.camera_info_topic,
                       "ground_truth_topics": sorted(runner.gt_topics)},
-            "output": {"bag": str(cfg.output_bag), "storage": cfg.storage, "namespace": cfg.namespace,
+            "output": {"bag": str(cfg.output_bag), "storage": cfg.storage,
+                       "namespace": cfg.namespace,
                        "topics": [output_topic(k, cfg.namespace) for k in TOPICS
                                   if output_topic(k, cfg.namespace) in out.counts]},
             "model": _model_info(cfg, predictor),
@@ -638,33 +651,45 @@ def run_bag(cfg: BagConfig) -> dict[str, Any]:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("input_bag", help="rosbag2 to read (folder with metadata.yaml, or a .db3/.mcap file)")
+    parser.add_argument("input_bag",
+                        help="rosbag2 to read (folder with metadata.yaml, or a .db3/.mcap file)")
     parser.add_argument("output_bag",
                         help="rosbag2 folder to create (must not exist, unless --overwrite)")
     parser.add_argument("--image-topic", required=True,
-                        help="sensor_msgs/Image or CompressedImage topic (the type is read from the bag)")
-    parser.add_argument("--camera-info-topic", help="sensor_msgs/CameraInfo topic; enables points and camera_info")
-    parser.add_argument("--checkpoint", help="checkpoint or exported artefact (default: the bundled model)")
+                        help="sensor_msgs/Image or CompressedImage topic (the type is read from "
+                             "the bag)")
+    parser.add_argument("--camera-info-topic",
+                        help="sensor_msgs/CameraInfo topic; enables points and camera_info")
+    parser.add_argument("--checkpoint",
+                        help="checkpoint or exported artefact (default: the bundled model)")
     parser.add_argument("--backend", default=DEFAULTS.backend, choices=BACKENDS,
                         help="inference runtime")
     parser.add_argument("--precision", default=DEFAULTS.precision, choices=tuple(PRECISIONS),
                         help="inference precision (fp16/bf16 need a GPU backend)")
     parser.add_argument("--device", default=DEFAULTS.device, help="cpu, cuda or cuda:N")
-    parser.add_argument("--window", type=int, default=DEFAULTS.window, help="frames in the temporal cache")
-    parser.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="namespace of the output topics")
-    parser.add_argument("--storage", default="sqlite3", choices=tuple(STORAGES), help="output bag storage")
+    parser.add_argument("--window", type=int, default=DEFAULTS.window,
+                        help="frames in the temporal cache")
+    parser.add_argument("--namespace", default=DEFAULT_NAMESPACE,
+                        help="namespace of the output topics")
+    parser.add_argument("--storage", default="sqlite3", choices=tuple(STORAGES), help="output bag "
+                                                                                      "storage")
     parser.add_argument("--metrics", help="write metrics and counts to this JSON file")
     parser.add_argument("--no-baselines", action="store_true",
-                        help="with --metrics, skip the baselines scored beside the model (the same "
-                             "weights at window 1, per frame, per frame + EMA; they triple the time)")
+                        help="with --metrics, skip the baselines scored beside the model (the "
+                             "same weights at window 1, per frame, per frame + EMA; they triple "
+                             "the time)")
     parser.add_argument("--video", help="write an input | depth | normals | mask MP4 here")
-    parser.add_argument("--sheet", help="write a contact sheet PNG (a few frames + an x-t slice) here")
+    parser.add_argument("--sheet",
+                        help="write a contact sheet PNG (a few frames + an x-t slice) here")
     parser.add_argument("--gt-prefix", default="/ground_truth",
-                        help="ground truth topics <prefix>/depth, /normals, /mask, /flow_fwd (for --metrics)")
-    parser.add_argument("--no-viz", action="store_true", help="do not write the three */viz topics")
+                        help="ground truth topics <prefix>/depth, /normals, /mask, /flow_fwd (for "
+                             "--metrics)")
+    parser.add_argument("--no-viz", action="store_true",
+                        help="do not write the three */viz topics")
     parser.add_argument("--raw-maps", action="store_true",
-                        help="write relative depth and normals everywhere (default: NaN outside the "
-                             "person, as the node's mask_outputs; the model is supervised on people only)")
+                        help="write relative depth and normals everywhere (default: NaN outside "
+                             "the person, as the node's mask_outputs; the model is supervised on "
+                             "people only)")
     parser.add_argument("--compression", choices=("none", "zstd"), default="none",
                         help="zstd: compress each output message (the closing line prints the "
                              "bag's size and its messages' size before compression; ros2 bag play "
@@ -689,7 +714,8 @@ def _positive_int(text: str) -> int:
 def run(args: argparse.Namespace) -> int:
     try:
         report = run_bag(BagConfig.from_args(args))
-    except (BagError, OSError) as err:  # OSError: an output (bag, video, sheet) that cannot be written
+    # OSError: an output (bag, video, sheet) that cannot be written
+    except (BagError, OSError) as err:
         print(f"hcdp bag: {err}", file=sys.stderr)
         return 2
     counts, timing, output = report["counts"], report["timing"], report["output"]
@@ -701,6 +727,7 @@ def run(args: argparse.Namespace) -> int:
           f"cache resets, {timing['inference_ms_mean'] or math.nan:.1f} ms/frame inference on "
           f"{args.threads} thread(s), {timing['wall_s']:.1f} s)")
     if counts["frames_written"] == 0:
-        print("hcdp bag: no frame could be processed; see the skipped inputs above", file=sys.stderr)
+        print("hcdp bag: no frame could be processed; see the skipped inputs "
+              "above", file=sys.stderr)
         return 1
     return 0

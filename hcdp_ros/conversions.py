@@ -378,6 +378,18 @@ def decode_metric_depth(msg: Any, topic: str,
     return depth
 
 
+def decode_float_image(msg: Any, channels: int, topic: str,
+                       max_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> np.ndarray:
+    """A 32FC<channels> Image (e.g. ground truth in a bag) as float32 ``H×W`` (1 channel) or
+    ``H×W×C``, honouring ``step`` and the byte order. Always a new array."""
+    encoding = f"32FC{channels}"
+    height, width, _, step, bigendian = _image_header(msg, topic, (encoding,), max_pixels)
+    raw = _rows(_data_bytes(msg, topic), height, width, step, 4 * channels, encoding, topic)
+    dtype = np.dtype((">" if bigendian else "<") + "f4")
+    values = np.ascontiguousarray(raw).view(dtype).astype(np.float32)
+    return values[..., 0] if channels == 1 else values.reshape(height, width, channels)
+
+
 def _float_array(msg: Any, name: str, size: int | None, topic: str) -> np.ndarray:
     value = _field(msg, name, topic)
     try:

@@ -62,6 +62,7 @@ class ExportSpec:
     tolerance: float | None = None                # None: TOLERANCES[precision]
     verify_frames: int = 4
     startup_frames: int = 2                       # real frames re-run where the artefact is opened
+    check_images: str | None = None               # images/video for real frames; None: generated
     extra: dict[str, object] = field(default_factory=dict)
 
     def validate(self) -> "ExportSpec":
@@ -213,7 +214,7 @@ def export_artefact(checkpoint: str | Path, out: str | Path, spec: ExportSpec,
                     frames: tuple[list[torch.Tensor], str] | None = None) -> Manifest:
     """Write the step graph of `checkpoint` to `out` (+ `out`.json manifest), verified against
     eager. `frames`: the caller's preprocessed real check frames (any device) and where they came
-    from (default: `frames.real_frames`)."""
+    from (default: `frames.real_frames` of `spec.check_images`)."""
     spec.validate()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -234,7 +235,7 @@ def export_artefact(checkpoint: str | Path, out: str | Path, spec: ExportSpec,
         raise
     tolerance = spec.tolerance if spec.tolerance is not None else TOLERANCES[spec.precision]
     real, source = frames or real_frames(model.cfg.resolution, spec.verify_frames,
-                                         spec.camera_size)
+                                         spec.camera_size, spec.check_images)
     check_data = save_tensors(reference_outputs(reference, real[:spec.startup_frames]))
     check_path(out).write_bytes(check_data)
     manifest.extra["startup_check"] = {"file": check_path(out).name,

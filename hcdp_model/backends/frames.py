@@ -1,12 +1,12 @@
-"""Frames to verify an export against eager PyTorch: random tensors, and real camera frames.
+"""Frames to verify an export against eager PyTorch: random tensors, and camera-like frames.
 
-Real frames come from the committed sample bag (`data/sample`, read with rosbags) when it is there,
-else from a generated picture (smooth background, a textured figure, an edge), so verification always
-sees natural image statistics, not only noise.
+The camera-like frames are the caller's (`export_artefact(frames=...)`, `hcdp export
+--check-images`: a folder of images or a video file), else a generated picture (smooth
+background, a textured figure, an edge), so verification always sees natural image statistics,
+not only noise. This module reads no ROS message: decoding those is the ROS package's job.
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import cv2
@@ -15,9 +15,7 @@ import torch
 
 from ..preprocess import preprocess
 
-log = logging.getLogger(__name__)
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
-IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
 def random_frames(resolution: int, count: int, seed: int = 0) -> list[torch.Tensor]:
@@ -25,44 +23,29 @@ def random_frames(resolution: int, count: int, seed: int = 0) -> list[torch.Tens
     return [torch.randn(1, 3, resolution, resolution, generator=g) for _ in range(count)]
 
 
-def _decode(msg, msgtype: str) -> np.ndarray | None:
-    """sensor_msgs Image (rgb8/bgr8/mono8) or CompressedImage -> RGB uint8; None for other encodings."""
-    if msgtype.endswith("CompressedImage"):
-        bgr = cv2.imdecode(np.frombuffer(msg.data, np.uint8), cv2.IMREAD_COLOR)
-        return None if bgr is None else bgr[..., ::-1]
-    channels = {"rgb8": 3, "bgr8": 3, "mono8": 1}.get(msg.encoding)
-    if channels is None:
-        return None
-    rows = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, :msg.width * channels]
-    image = rows.reshape(msg.height, msg.width, channels)
-    if msg.encoding == "bgr8":
-        return image[..., ::-1]
-    return np.repeat(image, 3, axis=2) if channels == 1 else image
-
-
-def bag_images(folder: Path, count: int) -> list[np.ndarray]:
-    """The first `count` images of the first image topic of the first rosbag2 (a directory with a
-    metadata.yaml) under `folder`; [] when there is none or it cannot be read."""
-    bags = sorted(p.parent for p in folder.rglob("metadata.yaml"))
-    if not bags:
-        return []
-    from rosbags.rosbag2 import Reader  # only when a bag is there
-    from rosbags.typesys import Stores, get_typestore
-
-    typestore = get_typestore(Stores.ROS2_HUMBLE)
+def read_images(path: str | Path, count: int) -> list[np.ndarray]:
+    """The first `count` RGB uint8 images of a folder of images (sorted by name) or of a video
+    file (OpenCV); ValueError naming the path when there is none."""
+    path = Path(path)
     images: list[np.ndarray] = []
-    try:
-        with Reader(bags[0]) as reader:
-            topics = [c for c in reader.connections if c.msgtype in IMAGE_TYPES]
-            for connection, _, raw in reader.messages(connections=topics[:1]):
-                image = _decode(typestore.deserialize_cdr(raw, connection.msgtype), connection.msgtype)
-                if image is not None:
-                    images.append(np.ascontiguousarray(image))
-                if len(images) == count:
-                    break
-    except Exception as err:  # rosbags raises many reader/deserialisation errors; all mean "no frames"
-        log.warning("%s: cannot read sample frames (%s); using generated frames", bags[0], err)
-        return []
+    if path.is_dir():
+        for file in sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES):
+            bgr = cv2.imread(str(file), cv2.IMREAD_COLOR)
+            if bgr is not None:
+                images.append(np.ascontiguousarray(bgr[..., ::-1]))
+            if len(images) == count:
+                break
+    else:
+        capture = cv2.VideoCapture(str(path))
+        while len(images) < count:
+            ok, bgr = capture.read()
+            if not ok:
+                break
+            images.append(np.ascontiguousarray(bgr[..., ::-1]))
+        capture.release()
+    if not images:
+        raise ValueError(f"expected images ({'/'.join(IMAGE_SUFFIXES)}) in the folder or a video "
+                         f"file OpenCV reads, found none at {path}")
     return images
 
 
@@ -82,12 +65,19 @@ def generated_images(count: int, height: int = 480, width: int = 640) -> list[np
     return images
 
 
-def real_frames(resolution: int, count: int, camera_size: tuple[int, int]) -> tuple[list[torch.Tensor], str]:
-    """Preprocessed camera frames at `camera_size` (H, W) and where they came from."""
-    images = bag_images(SAMPLE_DIR, count) if SAMPLE_DIR.is_dir() else []
-    source = f"sample bag under {SAMPLE_DIR}"
-    if not images:
-        images, source = generated_images(count), "generated frames (no sample bag under data/sample)"
+def check_frames(images: list[np.ndarray], resolution: int,
+                 camera_size: tuple[int, int]) -> list[torch.Tensor]:
+    """RGB uint8 images resized to `camera_size` (H, W), then preprocessed as the node does."""
     h, w = camera_size
-    frames = [preprocess(cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA), resolution)[0] for im in images]
-    return frames, source
+    return [preprocess(cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA), resolution)[0]
+            for im in images]
+
+
+def real_frames(resolution: int, count: int, camera_size: tuple[int, int],
+                source: str | Path | None = None) -> tuple[list[torch.Tensor], str]:
+    """Preprocessed camera-like frames at `camera_size` (H, W) and where they came from: the
+    images of `source` (`read_images`), else generated ones."""
+    if source is None:
+        return (check_frames(generated_images(count), resolution, camera_size),
+                "generated frames")
+    return check_frames(read_images(source, count), resolution, camera_size), f"images of {source}"

@@ -197,3 +197,29 @@ def test_export_cli_on_cuda(checkpoint, tmp_path, capsys, backend, suffix):
                  "--window", str(WINDOW), "--device", "cuda", "--out", str(out)])
     assert code == 0, capsys.readouterr().out
     assert json.loads(manifest_path(out).read_text())["gpu"]
+
+
+def test_export_cli_verifies_on_the_images_of_check_images(checkpoint, tmp_path, capsys):
+    # the camera-like check frames come from the caller (a folder of images), not from a bag
+    import cv2
+    import numpy as np
+
+    from hcdp_model.backends.frames import check_frames, read_images
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(3)
+    for k in range(3):
+        cv2.imwrite(str(images / f"{k:02d}.png"), rng.integers(0, 256, (30, 40, 3), np.uint8))
+    out = tmp_path / "step.onnx"
+    assert hcdp(["export", "--checkpoint", str(checkpoint), "--backend", "onnx", "--window",
+                 str(WINDOW), "--size", "30", "40", "--frames", "3", "--check-images",
+                 str(images), "--out", str(out)]) == 0
+    verification = json.loads(manifest_path(out).read_text())["extra"]["verification"]
+    assert verification["real_frames"] == f"images of {images}"
+    resolution = load_checkpoint(checkpoint).cfg.resolution
+    expected = check_frames(read_images(images, 2), resolution, (30, 40))
+    stored = build_module.load_tensors(build_module.check_path(out).read_bytes())
+    torch.testing.assert_close(stored["frame_1"], expected[1])
+    with pytest.raises(ValueError, match="found none at"):
+        read_images(tmp_path / "nothing", 2)
