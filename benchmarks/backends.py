@@ -14,8 +14,9 @@ levels `all` and `extended`). CUDA: torch fp32/fp16/bf16 (eager, CUDA graphs, + 
 Runtime fp32/fp16 when a
 GPU execution provider is installed, Torch-TensorRT fp32/fp16 when torch_tensorrt is installed.
 Memory: on CPU the resident-set growth while building and warming each backend (built one after the
-other: an upper-bound-ish view, freed pages are not always returned) and the process peak RSS; on CUDA
-`torch.cuda.max_memory_allocated` per backend (ONNX Runtime's own CUDA arena is not visible to it).
+other: an upper-bound-ish view, freed pages are not always returned) and the process peak RSS; on
+CUDA `torch.cuda.max_memory_allocated` per backend (ONNX Runtime's own CUDA arena is not visible to
+it).
 Weights are random unless --checkpoint is given: speed does not depend on them.
 """
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import torch
 
-from hcdp_model.backends.base import Backend, BackendError
+from hcdp_model.backends.base import DEFAULT_WINDOW, Backend, BackendError
 from hcdp_model.backends.build import ExportSpec, export_artefact, load_streaming_model
 from hcdp_model.backends.manifest import gpu_name, runtime_versions
 from hcdp_model.backends.ort import OnnxRuntimeBackend
@@ -70,26 +71,28 @@ def candidates(args, checkpoint: Path, folder: Path) -> dict[str, callable]:
                 model(), args.window, args.device, p, cuda_graph=True)
     if args.compile:
         for precision in (["fp32", "fp16"] if cuda else ["fp32"]):
-            out[f"torch-compile {precision}"] = lambda p=precision: TorchBackend(model(), args.window,
-                                                                               args.device, p, compile=True)
+            out[f"torch-compile {precision}"] = lambda p=precision: TorchBackend(
+                model(), args.window, args.device, p, compile=True)
     if importlib.util.find_spec("onnxruntime") is not None:
         for precision in (["fp32", "fp16"] if cuda else ["fp32"]):
             def onnx(p=precision) -> Path:
                 path = folder / f"step_{p}.onnx"
                 if not path.exists():
-                    export_artefact(checkpoint, path, ExportSpec("onnx", p, args.window, device=args.device))
+                    export_artefact(checkpoint, path,
+                                    ExportSpec("onnx", p, args.window, device=args.device))
                 return path
             for level in ("all", "extended"):
                 out[f"onnxruntime {precision} ({level})"] = (
-                    lambda p=precision, lv=level: OnnxRuntimeBackend(onnx(p), args.device, args.threads,
-                                                                     optimization=lv))
+                    lambda p=precision, lv=level: OnnxRuntimeBackend(
+                        onnx(p), args.device, args.threads, optimization=lv))
     if cuda and importlib.util.find_spec("torch_tensorrt") is not None:
         from hcdp_model.backends.build import open_artefact
 
         for precision in ("fp32", "fp16"):
             def tensorrt(p=precision) -> Backend:
                 path = folder / f"step_{p}.ep"
-                export_artefact(checkpoint, path, ExportSpec("tensorrt", p, args.window, device=args.device))
+                export_artefact(checkpoint, path,
+                                ExportSpec("tensorrt", p, args.window, device=args.device))
                 return open_artefact(path, args.device)
             out[f"tensorrt {precision}"] = tensorrt
     return out
@@ -98,12 +101,15 @@ def candidates(args, checkpoint: Path, folder: Path) -> dict[str, callable]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny")
-    parser.add_argument("--checkpoint", default=None, help="a checkpoint instead of random weights")
+    parser.add_argument("--checkpoint", default=None,
+                        help="a checkpoint instead of random weights")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--window", type=int, default=16)
+    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW)
     parser.add_argument("--rounds", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=2, help="CPU threads for torch and ONNX Runtime")
-    parser.add_argument("--compile", action="store_true", help="also time torch.compile (slow to build)")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="CPU threads for torch and ONNX Runtime")
+    parser.add_argument("--compile", action="store_true",
+                        help="also time torch.compile (slow to build)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -112,7 +118,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        checkpoint = Path(args.checkpoint) if args.checkpoint else random_checkpoint(args.preset, folder)
+        checkpoint = Path(args.checkpoint) if args.checkpoint else random_checkpoint(args.preset,
+                                                                                     folder)
         resolution = load_streaming_model(checkpoint).cfg.resolution
         g = torch.Generator().manual_seed(0)
         frames = [torch.randn(1, 3, resolution, resolution, generator=g) for _ in range(4)]
@@ -126,14 +133,17 @@ def main() -> None:
                 backend = build()
                 state = backend.init_state()
                 for i in range(args.window):  # fill the cache: attention runs over the full window
-                    _, state = backend.step(frames[i % 4].to(args.device, backend.input_dtype), state)
+                    _, state = backend.step(frames[i % 4].to(args.device, backend.input_dtype),
+                                            state)
                 sync()
             except (BackendError, RuntimeError, ValueError) as err:
                 skipped[name] = str(err).splitlines()[0][:200]
                 continue
             backends[name], states[name] = backend, state
-            memory[name] = (torch.cuda.max_memory_allocated() / 2**20 if cuda else rss_mb() - before)
-        inputs = {n: [f.to(args.device, b.input_dtype) for f in frames] for n, b in backends.items()}
+            memory[name] = (torch.cuda.max_memory_allocated() / 2**20 if cuda
+                            else rss_mb() - before)
+        inputs = {n: [f.to(args.device, b.input_dtype) for f in frames] for n,
+                  b in backends.items()}
         times: dict[str, list[float]] = {n: [] for n in backends}
         for r in range(args.rounds):
             for name, backend in backends.items():
@@ -146,26 +156,31 @@ def main() -> None:
     median = {n: statistics.median(t) for n, t in times.items()}
     base = median.get("torch fp32")
     result = {
-        "preset": args.preset, "resolution": resolution, "window": args.window, "device": args.device,
-        "gpu": gpu_name(args.device) if cuda else None, "cpu": platform.processor() or platform.machine(),
+        "preset": args.preset, "resolution": resolution, "window": args.window,
+        "device": args.device,
+        "gpu": gpu_name(args.device) if cuda else None,
+        "cpu": platform.processor() or platform.machine(),
         "threads": args.threads, "rounds": args.rounds, "versions": runtime_versions(),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "backends": {n: {"median_ms": median[n], "min_ms": min(times[n]), "fps": 1e3 / median[n],
                          "ratio_vs_torch_fp32": median[n] / base if base else None,
-                         ("cuda_peak_mb" if cuda else "rss_growth_mb"): memory[n]} for n in backends},
+                         ("cuda_peak_mb" if cuda else "rss_growth_mb"): memory[n]}
+                     for n in backends},
         "skipped": skipped,
     }
     if args.json:
         print(json.dumps(result, indent=2))
         return
     print(f"{args.preset} at {resolution}x{resolution}, window {args.window}, {args.device} "
-          f"({result['gpu'] or result['cpu']}), {args.threads} threads, median of {args.rounds} interleaved rounds")
+          f"({result['gpu'] or result['cpu']}), {args.threads} threads, median of {args.rounds} "
+          "interleaved rounds")
     mem_label = "CUDA peak MB" if cuda else "RSS growth MB"
-    print(f"{'backend':34s} {'median ms':>10s} {'min ms':>8s} {'frames/s':>9s} {'vs torch fp32':>14s} {mem_label:>14s}")
+    print(f"{'backend':34s} {'median ms':>10s} {'min ms':>8s} {'frames/s':>9s} "
+          f"{'vs torch fp32':>14s} {mem_label:>14s}")
     for name, row in result["backends"].items():
         ratio = f"{row['ratio_vs_torch_fp32']:.2f}x" if row["ratio_vs_torch_fp32"] else "-"
-        print(f"{name:34s} {row['median_ms']:10.1f} {row['min_ms']:8.1f} {row['fps']:9.2f} {ratio:>14s} "
-              f"{memory[name]:14.0f}")
+        print(f"{name:34s} {row['median_ms']:10.1f} {row['min_ms']:8.1f} {row['fps']:9.2f} "
+              f"{ratio:>14s} {memory[name]:14.0f}")
     print(f"process peak RSS {result['peak_rss_mb']:.0f} MB")
     for name, why in skipped.items():
         print(f"skipped {name}: {why}")

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hcdp_model.backends.base import DEFAULT_WINDOW
 from hcdp_model.backends.step import StreamingStep
 from hcdp_model.backends.torch_eager import TorchBackend
 from hcdp_model.config import preset
@@ -317,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--presets", nargs="+", default=["small", "base", "large"])
     parser.add_argument("--precisions", nargs="+", default=["fp16", "bf16", "fp32"],
                         choices=["fp16", "bf16", "fp32"])
-    parser.add_argument("--window", type=int, default=16)
+    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW)
     parser.add_argument("--rounds", type=int, default=50)
     parser.add_argument("--skip-compile", action="store_true", help="no torch.compile rows")
     parser.add_argument("--skip-train", action="store_true")

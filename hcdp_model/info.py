@@ -1,12 +1,13 @@
 """`hcdp info`: parameters and GMACs per block of Figure 2, for a preset at a given input size.
 
-GMACs are counted by torch's FlopCounterMode (matmuls, convolutions, attention) on the meta device, so
-even `large` is measured in well under a second without allocating weights. The streaming temporal
-attention is written as elementwise products over the cache (see TemporalBlock._attend_slots), which the
-counter does not see, so its 2 x window x C MACs per position (scores and weighted sum) are added by
-formula. The model runs at its fixed internal resolution whatever the camera size, so --size changes
-only the letterbox, not the cost;
-the per-frame count is the streaming cost with the temporal blocks attending over `--window` frames.
+GMACs are counted by torch's FlopCounterMode (matmuls, convolutions, attention) on the meta device,
+so even `large` is measured in well under a second without allocating weights. The streaming
+temporal attention is written as elementwise products over the cache (see
+TemporalBlock._attend_slots), which the counter does not see, so its 2 x window x C MACs per
+position (scores and weighted sum) are added by formula. The model runs at its fixed internal
+resolution whatever the camera size, so --size changes only the letterbox, not the cost;
+the per-frame count is the streaming cost with the temporal blocks attending over `--window`
+frames.
 """
 from __future__ import annotations
 
@@ -19,13 +20,15 @@ from torch.utils.flop_counter import FlopCounterMode
 from .config import PRESETS, preset
 from .model import HCDPModel
 from .preprocess import Letterbox
+from .backends.base import DEFAULT_WINDOW
 from .backends.step import StreamingStep
 
 # Paper, Table 17 (params in billions, GFLOPs).
 PAPER_TABLE_17 = {"base": (0.097, 471), "large": (0.337, 753)}
 
 
-def count(preset_name: str, height: int, width: int, window: int = 16, family: str = "dinov2") -> dict:
+def count(preset_name: str, height: int, width: int, window: int = DEFAULT_WINDOW,
+          family: str = "dinov2") -> dict:
     cfg = preset(preset_name, family)
     cfg.temporal.enabled = True
     with torch.device("meta"):
@@ -45,7 +48,8 @@ def count(preset_name: str, height: int, width: int, window: int = 16, family: s
         keys = [key] if key in flops else [k for k in flops if k.rsplit(".", 1)[0] == key]
         blocks[name] = {
             "params": sum(p.numel() for p in module.parameters()),
-            "gmacs": (sum(sum(flops[k].values()) for k in keys) / 2 + sum(attention) * (name == "temporal_blocks"))
+            "gmacs": (sum(sum(flops[k].values())
+                          for k in keys) / 2 + sum(attention) * (name == "temporal_blocks"))
             / 1e9,
         }
     total_params = sum(p.numel() for p in model.parameters())
@@ -66,10 +70,11 @@ def count(preset_name: str, height: int, width: int, window: int = 16, family: s
 
 
 def format_table(info: dict) -> str:
-    lines = [f"hcdp {info['preset']} ({info['family']}): input {info['input_size'][0]}x{info['input_size'][1]} "
-             f"-> model {info['model_resolution']}x{info['model_resolution']} "
-             f"(content {info['letterbox']['content'][0]}x{info['letterbox']['content'][1]}), "
-             f"streaming window {info['window']}",
+    lines = [f"hcdp {info['preset']} ({info['family']}): input "
+             f"{info['input_size'][0]}x{info['input_size'][1]} -> model "
+             f"{info['model_resolution']}x{info['model_resolution']} (content "
+             f"{info['letterbox']['content'][0]}x{info['letterbox']['content'][1]}), streaming "
+             f"window {info['window']}",
              f"{'block':<18}{'params (M)':>12}{'GMACs':>10}"]
     for name, b in info["blocks"].items():
         lines.append(f"{name:<18}{b['params'] / 1e6:>12.3f}{b['gmacs']:>10.2f}")
@@ -103,7 +108,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="encoder family: DINOv2 (patch 14) or DINOv3 (patch 16, RoPE)")
     parser.add_argument("--size", nargs=2, type=_int_in(1, MAX_SIDE), metavar=("H", "W"),
                         default=(480, 640), help="camera image size")
-    parser.add_argument("--window", type=_int_in(1, MAX_WINDOW), default=16,
+    parser.add_argument("--window", type=_int_in(1, MAX_WINDOW), default=DEFAULT_WINDOW,
                         help="streaming window (frames)")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object instead of the table")

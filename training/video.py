@@ -34,7 +34,7 @@ from hcdp_model.checkpoint import load_checkpoint
 from hcdp_model.model import HCDPModel
 from hcdp_training.batch import Batch, TaskOutput, as_clip
 from hcdp_training.config import TrainConfig
-from hcdp_training.data.datasets import resize_square
+from hcdp_training.data.datasets import StridedClips, resize_square
 from hcdp_training.losses import (stage1_loss, temporal_depth_loss, temporal_masks,
                                   temporal_normal_loss)
 from hcdp_training.metrics import clip_flows
@@ -101,7 +101,7 @@ def read_frames(source: Path, indices: list[int]) -> list[np.ndarray]:
     return [cv2.cvtColor(f, cv2.COLOR_BGR2RGB) for f in frames]
 
 
-class VideoFolderClips(torch.utils.data.Dataset):
+class VideoFolderClips(StridedClips):
     """Clips of `frames` frames with a random stride in (min, max), drawn from (seed, epoch, index)
     like `VideoClips`, centre-cropped and resized to `size`, with DIS flows. Items: image [T,3,S,S]
     in [0,1], flow_fwd / flow_bwd [T,2,S,S], stride, frame_index [T]."""
@@ -111,34 +111,15 @@ class VideoFolderClips(torch.utils.data.Dataset):
     def __init__(self, root: str | Path, frames: int, stride: tuple[int, int], size: int,
                  seed: int = 0) -> None:
         self.sources = find_sources(root)
-        self.lengths = {s: count_frames(s) for s in self.sources}
-        lo, hi = stride
-        span = (frames - 1) * lo + 1
-        self.index = [(s, start) for s in self.sources
-                      for start in range(self.lengths[s] - span + 1)]
+        span = self._index_clips({s: count_frames(s) for s in self.sources}, frames, stride, seed)
         if not self.index:
             raise ValueError(f"data.root {root}: no video has the {span} frames a clip of "
-                             f"{frames} at stride {lo} needs (lengths "
+                             f"{frames} at stride {stride[0]} needs (lengths "
                              f"{sorted(self.lengths.values())})")
-        self.frames, self.stride, self.size = frames, (lo, hi), size
-        self.seed, self.epoch = seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.index)
-
-    def clip_stride(self, i: int) -> int:
-        source, start = self.index[i]
-        lo, hi = self.stride
-        hi = min(hi, (self.lengths[source] - 1 - start) // (self.frames - 1))
-        return int(np.random.default_rng([self.seed, self.epoch, i]).integers(lo, hi + 1))
+        self.size = size
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        source, start = self.index[i]
-        stride = self.clip_stride(i)
-        indices = [start + k * stride for k in range(self.frames)]
+        source, stride, indices = self.clip_frames(i)
         eye = np.eye(3, dtype=np.float32)
         frames = [resize_square({"rgb": f, "K": eye}, self.size)["rgb"]
                   for f in read_frames(source, indices)]

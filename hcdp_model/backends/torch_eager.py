@@ -16,7 +16,8 @@ import torch
 from torch import nn
 
 from ..model import HCDPModel
-from .base import Backend, State, StepOutput, check_precision
+from .base import (DEFAULT_DEVICE, DEFAULT_PRECISION, DEFAULT_WINDOW, Backend, State, StepOutput,
+                   check_precision)
 from .cuda_graph import CapturedStep, reset_ring, static_ring
 from .step import ExportStep, InPlaceStreamingStep
 
@@ -38,8 +39,9 @@ class _RingOutputs(nn.Module):
 class TorchBackend(Backend):
     name = "torch"
 
-    def __init__(self, model: HCDPModel, window: int = 16, device: str | torch.device = "cpu",
-                 precision: str = "fp32", compile: bool = False,
+    def __init__(self, model: HCDPModel, window: int = DEFAULT_WINDOW,
+                 device: str | torch.device = DEFAULT_DEVICE,
+                 precision: str = DEFAULT_PRECISION, compile: bool = False,
                  cuda_graph: bool | None = None) -> None:
         """`cuda_graph` None (default): CUDA graphs on a CUDA device unless `compile`, falling back
         to eager with a warning if the capture fails; True: required (CUDA only); False: never."""

@@ -2,13 +2,14 @@
 
 Items are dicts of float32 tensors: image [3,H,W] in [0,1] (RGB); depth [1,H,W] metres with NaN
 replaced by 0 (the mask says where it is valid); normal [3,H,W]; mask [1,H,W]; flow_fwd, flow_bwd
-[2,H,W] pixels; canonical [3,H,W]; K [3,3]. Clips stack every key over a leading T dimension and add
-`stride` (the frame step of the clip) and `frame_index` [T].
+[2,H,W] pixels; canonical [3,H,W]; K [3,3]. Clips stack every key over a leading T dimension and
+add `stride` (the frame step of the clip) and `frame_index` [T].
 
 Strided clips use flows *rendered* for that stride (the generator stores strides 1..S, `meta.json`
 `flow_strides`), never flows composed by warping, so stride > 1 costs no accuracy; a stride above S
 is refused at construction. `size` rescales the shorter side to `size` and centre-crops a square,
-updating K and flow (nearest neighbour for ground truth, so no pixel mixes a human and the background).
+updating K and flow (nearest neighbour for ground truth, so no pixel mixes a human and the
+background).
 """
 from __future__ import annotations
 
@@ -23,12 +24,14 @@ from torch.utils.data import Dataset
 from hcdp_training.data.format import list_sequences, read_frame, read_meta
 
 _NEAREST = ("depth", "normal", "flow_fwd", "flow_bwd", "canonical")
-_CHANNELS_FIRST = {"rgb": "image", "depth": "depth", "normal": "normal", "mask": "mask", "flow_fwd": "flow_fwd",
+_CHANNELS_FIRST = {"rgb": "image", "depth": "depth", "normal": "normal", "mask": "mask",
+                   "flow_fwd": "flow_fwd",
                    "flow_bwd": "flow_bwd", "canonical": "canonical"}
 
 
 def resize_square(frame: dict, size: int) -> dict:
-    """Scale the shorter side to `size` (uniform scale) and centre-crop size x size; K and flow follow."""
+    """Scale the shorter side to `size` (uniform scale) and centre-crop size x size; K and flow
+    follow."""
     h, w = frame["rgb"].shape[:2]
     if h == w == size:  # already square at `size`: what the resize and crop would give, exactly
         return dict(frame, K=np.asarray(frame["K"], np.float32))
@@ -39,7 +42,8 @@ def resize_square(frame: dict, size: int) -> dict:
     for key, value in frame.items():
         if key in ("K", "extrinsics") or not isinstance(value, np.ndarray) or value.ndim < 2:
             continue
-        interp = cv2.INTER_NEAREST if key in _NEAREST else cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+        interp = (cv2.INTER_NEAREST if key in _NEAREST
+                  else cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
         resized = cv2.resize(value, (nw, nh), interpolation=interp)
         if value.ndim == 3 and resized.ndim == 2:
             resized = resized[..., None]
@@ -68,7 +72,8 @@ def to_tensors(frame: dict) -> dict[str, torch.Tensor]:
         elif key == "depth":
             value = np.nan_to_num(value.astype(np.float32), nan=0.0)
         value = value[..., None] if value.ndim == 2 else value
-        out[name] = torch.from_numpy(np.ascontiguousarray(value.transpose(2, 0, 1), dtype=np.float32))
+        out[name] = torch.from_numpy(np.ascontiguousarray(value.transpose(2, 0, 1),
+                                                          dtype=np.float32))
     out["K"] = torch.from_numpy(np.asarray(frame["K"], np.float32))
     return out
 
@@ -80,11 +85,14 @@ class StaticFrames(Dataset):
     dict before resizing and tensor conversion.
     """
 
-    def __init__(self, root: str | Path, size: int | None = None, augment: Callable[[dict], dict] | None = None):
+    def __init__(self, root: str | Path, size: int | None = None,
+                 augment: Callable[[dict], dict] | None = None):
         self.sequences = list_sequences(root)
         if not self.sequences:
-            raise FileNotFoundError(f"expected sequence folders with meta.json under {root}, found none")
-        self.index = [(seq, t) for seq in self.sequences for t in range(int(read_meta(seq)["frames"]))]
+            raise FileNotFoundError(f"expected sequence folders with meta.json under {root}, "
+                                    "found none")
+        self.index = [(seq, t) for seq in self.sequences
+                      for t in range(int(read_meta(seq)["frames"]))]
         self.size, self.augment = size, augment
 
     def __len__(self) -> int:
@@ -100,40 +108,24 @@ class StaticFrames(Dataset):
         return to_tensors(frame)
 
 
-class VideoClips(Dataset):
-    """Clips of `frames` frames with a random stride in `stride` = (min, max) (stage 2).
+class StridedClips(Dataset):
+    """Clips of `frames` frames at a random stride in (min, max) over sequences of known lengths,
+    the sampling `VideoClips` and the self-supervised `VideoFolderClips` (training/video.py)
+    share: one item per (sequence, start) where a clip fits at the minimum stride; the stride is
+    then drawn from those that fit, reproducibly from (`seed`, item, `set_epoch`)."""
 
-    One item per (sequence, start) where a clip fits at the minimum stride; the stride is then drawn
-    from those that fit, reproducibly from (`seed`, item, `set_epoch`). Flows are the rendered flows of
-    the drawn stride. `augment.clip(list_of_frame_dicts)` (e.g. `Augment.clip`) applies one geometric
-    and photometric draw to the whole clip, so the flows stay consistent.
-    """
-
-    def __init__(self, root: str | Path, frames: int, stride: tuple[int, int] = (1, 1), size: int | None = None,
-                 augment=None, seed: int = 0):
+    def _index_clips(self, lengths: dict, frames: int, stride: tuple[int, int], seed: int) -> int:
+        """Index every clip start; returns the span (in frames) of a clip at the minimum stride."""
         lo, hi = stride
-        if frames < 1 or not 1 <= lo <= hi:
-            raise ValueError(f"expected frames >= 1 and 1 <= stride min <= max, got frames={frames}, stride={stride}")
-        if augment is not None and not hasattr(augment, "clip"):
-            raise TypeError("expected an augment with a .clip(frames) method (hcdp_training.augment.Augment), "
-                            f"got {type(augment).__name__}")
-        self.sequences = list_sequences(root)
-        self.lengths = {}
-        for seq in self.sequences:
-            meta = read_meta(seq)
-            if frames > 1 and hi > int(meta["flow_strides"]):
-                raise ValueError(f"stride up to {hi} needs flows rendered for it, but {seq} has flow_strides="
-                                 f"{meta['flow_strides']}; regenerate with --flow-strides {hi}")
-            self.lengths[seq] = int(meta["frames"])
         span = (frames - 1) * lo + 1
-        self.index = [(seq, s) for seq in self.sequences for s in range(self.lengths[seq] - span + 1)]
-        if not self.index:
-            raise ValueError(f"no sequence under {root} is long enough for {frames} frames at stride {lo}")
-        self.frames, self.stride, self.size, self.augment, self.seed = frames, (lo, hi), size, augment, seed
-        self.epoch = 0
+        self.lengths = lengths
+        self.index = [(seq, s) for seq in lengths for s in range(lengths[seq] - span + 1)]
+        self.frames, self.stride, self.seed, self.epoch = frames, (lo, hi), seed, 0
+        return span
 
     def set_epoch(self, epoch: int) -> None:
-        """Draw different strides in each epoch (call before iterating, like DistributedSampler)."""
+        """Draw different strides in each epoch (call before iterating, like
+        DistributedSampler)."""
         self.epoch = epoch
 
     def __len__(self) -> int:
@@ -146,10 +138,47 @@ class VideoClips(Dataset):
             hi = min(hi, (self.lengths[seq] - 1 - start) // (self.frames - 1))
         return int(np.random.default_rng([self.seed, self.epoch, i]).integers(lo, hi + 1))
 
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+    def clip_frames(self, i: int) -> tuple[object, int, list[int]]:
+        """Item `i`'s sequence, drawn stride and frame indices."""
         seq, start = self.index[i]
         stride = self.clip_stride(i)
-        indices = [start + k * stride for k in range(self.frames)]
+        return seq, stride, [start + k * stride for k in range(self.frames)]
+
+
+class VideoClips(StridedClips):
+    """Clips of `frames` frames with a random stride in `stride` = (min, max) (stage 2), sampled
+    as `StridedClips` says. Flows are the rendered flows of
+    the drawn stride. `augment.clip(list_of_frame_dicts)` (e.g. `Augment.clip`) applies one
+    geometric and photometric draw to the whole clip, so the flows stay consistent.
+    """
+
+    def __init__(self, root: str | Path, frames: int, stride: tuple[int, int] = (1, 1),
+                 size: int | None = None,
+                 augment=None, seed: int = 0):
+        lo, hi = stride
+        if frames < 1 or not 1 <= lo <= hi:
+            raise ValueError("expected frames >= 1 and 1 <= stride min <= max, got "
+                             f"frames={frames}, stride={stride}")
+        if augment is not None and not hasattr(augment, "clip"):
+            raise TypeError("expected an augment with a .clip(frames) method "
+                            f"(hcdp_training.augment.Augment), got {type(augment).__name__}")
+        self.sequences = list_sequences(root)
+        lengths = {}
+        for seq in self.sequences:
+            meta = read_meta(seq)
+            if frames > 1 and hi > int(meta["flow_strides"]):
+                raise ValueError(f"stride up to {hi} needs flows rendered for it, but {seq} has "
+                                 f"flow_strides={meta['flow_strides']}; regenerate with "
+                                 f"--flow-strides {hi}")
+            lengths[seq] = int(meta["frames"])
+        self._index_clips(lengths, frames, (lo, hi), seed)
+        if not self.index:
+            raise ValueError(f"no sequence under {root} is long enough for {frames} frames at "
+                             f"stride {lo}")
+        self.size, self.augment = size, augment
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        seq, stride, indices = self.clip_frames(i)
         clip = [read_frame(seq, t, stride=stride if self.frames > 1 else 1) for t in indices]
         if self.augment is not None:
             clip = self.augment.clip(clip)
