@@ -2,9 +2,10 @@
 
     python benchmarks/node_overhead.py [--checkpoint DIR] [--frames 20] [--threads 1]
 
-Non-model cost = decoding the ROS message + the predictor's pre/postprocessing (predictor.step timed
-with the backend's answer replayed instantly) + building every output message (+ the rclpy adapter's one memcpy per message),
-measured with the same code the node runs (hcdp_ros.pipeline). Target: <= 10% of the model time.
+Non-model cost = decoding the ROS message + the predictor's pre/postprocessing (predictor.step
+timed with the backend's answer replayed instantly) + building every output message (+ the rclpy
+adapter's one memcpy per message), measured with the same code the node runs (hcdp_ros.pipeline).
+Target: <= 10% of the model time.
 Without a bundled checkpoint the tiny preset with random weights stands in (same compute).
 """
 from __future__ import annotations
@@ -56,15 +57,21 @@ def _messages() -> tuple[SimpleNamespace, SimpleNamespace, SimpleNamespace]:
     rng = np.random.default_rng(0)
     yy, xx = np.mgrid[0:H, 0:W]
     bgr = np.dstack([(xx * 255 // W), (yy * 255 // H), np.full((H, W), 90)]).astype(np.uint8)
-    bgr[120:400, 240:400] = rng.integers(0, 256, (280, 160, 3), dtype=np.uint8)  # a textured "person"
+    # a textured "person"
+    bgr[120:400, 240:400] = rng.integers(0, 256, (280, 160, 3), dtype=np.uint8)
     header = SimpleNamespace(stamp=SimpleNamespace(sec=0, nanosec=0), frame_id="camera_optical")
-    raw = SimpleNamespace(header=header, height=H, width=W, encoding="bgr8", is_bigendian=0, step=W * 3,
+    raw = SimpleNamespace(header=header, height=H, width=W, encoding="bgr8", is_bigendian=0,
+                          step=W * 3,
                           data=array.array("B", bgr.tobytes()))
-    jpeg = SimpleNamespace(header=header, format="jpeg", data=cv2.imencode(".jpg", bgr)[1].tobytes())
+    jpeg = SimpleNamespace(header=header, format="jpeg",
+                           data=cv2.imencode(".jpg", bgr)[1].tobytes())
     k = np.array([525.0, 0, W / 2, 0, 525.0, H / 2, 0, 0, 1])
-    info = SimpleNamespace(header=header, height=H, width=W, distortion_model="plumb_bob", d=[0.0] * 5, k=k, r=np.eye(3).ravel(),
-                           p=np.hstack([k.reshape(3, 3), np.zeros((3, 1))]).ravel(), binning_x=0, binning_y=0,
-                           roi=SimpleNamespace(x_offset=0, y_offset=0, height=0, width=0, do_rectify=False))
+    info = SimpleNamespace(header=header, height=H, width=W, distortion_model="plumb_bob",
+                           d=[0.0] * 5, k=k, r=np.eye(3).ravel(),
+                           p=np.hstack([k.reshape(3, 3), np.zeros((3, 1))]).ravel(), binning_x=0,
+                           binning_y=0,
+                           roi=SimpleNamespace(x_offset=0, y_offset=0, height=0, width=0,
+                                               do_rectify=False))
     return raw, jpeg, info
 
 
@@ -78,7 +85,8 @@ def _adapter_copy(outputs) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default=None, help="checkpoint (default: bundled, else a tiny stand-in)")
+    parser.add_argument("--checkpoint", default=None,
+                        help="checkpoint (default: bundled, else a tiny stand-in)")
     parser.add_argument("--frames", type=int, default=20, help="timed repetitions per measurement")
     parser.add_argument("--threads", type=int, default=1, help="torch and OpenCV threads")
     args = parser.parse_args()
@@ -95,16 +103,19 @@ def main() -> None:
         stamp[0] += 0.033
         return predictor.step(image.pixels, stamp[0], "camera_optical", image.encoding)
 
-    x, _ = preprocess(to_rgb(image.pixels, image.encoding), predictor.resolution, device=predictor.device,
+    x, _ = preprocess(to_rgb(image.pixels, image.encoding), predictor.resolution,
+                      device=predictor.device,
                       dtype=predictor.dtype)
     state = [predictor.backend.init_state()]
 
-    def model_forward():  # the backend step alone: what predictor.step runs between pre- and postprocessing
+    # the backend step alone: what predictor.step runs between pre- and postprocessing
+    def model_forward():
         with torch.inference_mode():
             state[0] = predictor.backend.step(x, state[0])[1]
 
     n = args.frames
-    for _ in range(predictor.window):  # fill the temporal caches so attention runs over a full window
+    # fill the temporal caches so attention runs over a full window
+    for _ in range(predictor.window):
         step()
         model_forward()
     model_ms = _best_ms(model_forward, n)
@@ -112,7 +123,8 @@ def main() -> None:
     pred = step()
     # predictor.step with the model's answer replayed instantly: its own pre/postprocessing alone
     backend, replay = predictor.backend, predictor.backend.step(x, state[0])
-    predictor.backend = SimpleNamespace(step=lambda frame, st: replay, init_state=backend.init_state)
+    predictor.backend = SimpleNamespace(step=lambda frame, st: replay,
+                                        init_state=backend.init_state)
     pre_post_ms = _best_ms(step, n)
     predictor.backend = backend
     cheap = 5 * n  # milliseconds each: more repetitions make the minimum robust to other processes
@@ -121,8 +133,10 @@ def main() -> None:
 
     def build(viz: VizRequest, points: bool):
         options = OutputOptions(publish_points=points, viz=viz)
-        fake = SimpleNamespace(step=lambda *a: pred)  # reuse one prediction: time the building alone
-        outputs = FrameProcessor(fake).process(raw.header, image, options, camera if points else None)
+        # reuse one prediction: time the building alone
+        fake = SimpleNamespace(step=lambda *a: pred)
+        outputs = FrameProcessor(fake).process(raw.header, image, options,
+                                               camera if points else None)
         _adapter_copy(outputs)
 
     core_ms = _best_ms(lambda: build(VizRequest(), False), cheap)
@@ -145,7 +159,8 @@ def main() -> None:
                                        ("raw, everything subscribed", decode_raw_ms, full_ms),
                                        ("JPEG, everything subscribed", decode_jpeg_ms, full_ms)):
         overhead = decode_ms + pre_post_ms + build_ms
-        print(f"non-model cost ({label}): {overhead:.2f} ms = {100 * overhead / model_ms:.1f}% of model time")
+        print(f"non-model cost ({label}): {overhead:.2f} ms = {100 * overhead / model_ms:.1f}% of "
+              "model time")
 
 
 if __name__ == "__main__":

@@ -1,12 +1,15 @@
 """Per-frame latency of streaming inference vs a single-frame model vs naive window recomputation.
 
-    python benchmarks/streaming.py [--preset tiny] [--windows 8 16 32] [--rounds 15] [--threads 2] [--json]
+    python benchmarks/streaming.py [--preset tiny] [--windows 8 16 32] [--rounds 15] [--threads 2]
+    [--json]
 
-All three run the same network weights on the same preprocessed frames, interleaved round by round so
-background load on a noisy machine hits them alike; medians are reported with same-run ratios:
+All three run the same network weights on the same preprocessed frames, interleaved round by round
+so background load on a noisy machine hits them alike; medians are reported with same-run ratios:
   (a) single   — the stage-1 model (no temporal blocks), one frame per call;
-  (b) stream W — the torch backend's step (InPlaceStreamingStep: W-1 frame key/value ring buffer updated in
-      place), one frame per call; `--functional` adds export's StreamingStep (cache copied per frame);
+  (b) stream W — the torch backend's step (InPlaceStreamingStep: W-1 frame key/value ring buffer
+  updated in
+      place), one frame per call; `--functional` adds export's StreamingStep (cache copied per
+      frame);
   (c) naive W  — recompute the causal forward over the last W frames for every new frame.
 """
 from __future__ import annotations
@@ -84,14 +87,17 @@ def main() -> None:
         "preset": args.preset, "resolution": s, "threads": args.threads, "rounds": args.rounds,
         "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
         "median_ms": median,
-        "ratio_streaming_vs_single": {w: median[f"stream_{w}"] / median["single"] for w in args.windows},
+        "ratio_streaming_vs_single": {w: median[f"stream_{w}"] / median["single"]
+                                      for w in args.windows},
     }
     if args.naive:
-        result["ratio_naive_vs_streaming"] = {w: median[f"naive_{w}"] / median[f"stream_{w}"] for w in args.windows}
+        result["ratio_naive_vs_streaming"] = {w: median[f"naive_{w}"] / median[f"stream_{w}"]
+                                              for w in args.windows}
     if args.json:
         print(json.dumps(result))
         return
-    print(f"{args.preset} preset at {s}x{s}, CPU, {args.threads} threads, median of {args.rounds} interleaved rounds")
+    print(f"{args.preset} preset at {s}x{s}, CPU, {args.threads} threads, median of {args.rounds} "
+          "interleaved rounds")
     print(f"{'method':<14}{'ms/frame':>10}{'vs single':>11}")
     for name, ms in median.items():
         print(f"{name:<14}{ms:>10.1f}{ms / median['single']:>11.2f}")

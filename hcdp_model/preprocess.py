@@ -1,9 +1,10 @@
-"""The one preprocessing / unpreprocessing pair used by the model, the node, the trainer and the evaluator.
+"""The one preprocessing / unpreprocessing pair used by the model, the node, the trainer and the
+evaluator.
 
-Any input size or aspect is letterboxed into the square model resolution S: resize keeping the aspect
-(longer side -> S), pad the shorter side symmetrically, normalise with the ImageNet mean/std (the DINO
-convention; padding is 0 after normalisation, i.e. the mean colour). `unpreprocess` is the exact
-geometric inverse: crop the padding, resize back to the input size.
+Any input size or aspect is letterboxed into the square model resolution S: resize keeping the
+aspect (longer side -> S), pad the shorter side symmetrically, normalise with the ImageNet mean/std
+(the DINO convention; padding is 0 after normalisation, i.e. the mean colour). `unpreprocess` is
+the exact geometric inverse: crop the padding, resize back to the input size.
 """
 from __future__ import annotations
 
@@ -85,8 +86,10 @@ def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
 
 
-def letterbox_maps(maps: torch.Tensor, box: Letterbox, mode: str = "bilinear", fill: float = 0.0) -> torch.Tensor:
-    """[N,C,in_h,in_w] float maps -> [N,C,S,S], placed exactly where preprocess() puts the image."""
+def letterbox_maps(maps: torch.Tensor, box: Letterbox, mode: str = "bilinear",
+                   fill: float = 0.0) -> torch.Tensor:
+    """[N,C,in_h,in_w] float maps -> [N,C,S,S], placed exactly where preprocess() puts the
+    image."""
     resized = _resize(maps, (box.new_h, box.new_w), mode)
     out = maps.new_full((*maps.shape[:2], box.size, box.size), fill)
     out[..., box.top:box.top + box.new_h, box.left:box.left + box.new_w] = resized
@@ -141,7 +144,8 @@ def preprocess(images: np.ndarray | torch.Tensor, size: int, encoding: str = "rg
     else:
         encoding = "rgb8"
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[-1] != channels:
-        raise ValueError(f"expected uint8 images [N,H,W,3], got {images.dtype} {tuple(images.shape)}")
+        raise ValueError(f"expected uint8 images [N,H,W,3], got {images.dtype} "
+                         f"{tuple(images.shape)}")
     box = Letterbox.fit(images.shape[1], images.shape[2], size)
     x = images.to(device, non_blocking=True).permute(0, 3, 1, 2).to(dtype)
     # Resizing is linear, so normalising after it gives the same result at model resolution cost.
@@ -157,7 +161,8 @@ def preprocess(images: np.ndarray | torch.Tensor, size: int, encoding: str = "rg
 
 
 def normalize_float(images: torch.Tensor) -> torch.Tensor:
-    """Float RGB in [0,1] [...,3,H,W] -> ImageNet-normalised (for datasets that already hold floats)."""
+    """Float RGB in [0,1] [...,3,H,W] -> ImageNet-normalised (for datasets that already hold
+    floats)."""
     mean = images.new_tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = images.new_tensor(IMAGENET_STD).view(3, 1, 1)
     return (images - mean) / std

@@ -2,9 +2,10 @@
 
 Each block attends along time at every spatial position of one DPT scale:
     a = x + Attn(LN(x));  a = a + MLP(LN(a));  out = x + proj_out(a)
-`proj_out` is zero-initialised, so a freshly inserted block is the identity and stage-2 training starts
-from the stage-1 predictions. Time positions enter only as a learned bias per head and *relative*
-offset t - s (no absolute encoding), which makes a sliding-window key/value cache exact: the streaming
+`proj_out` is zero-initialised, so a freshly inserted block is the identity and stage-2 training
+starts from the stage-1 predictions. Time positions enter only as a learned bias per head and
+*relative* offset t - s (no absolute encoding), which makes a sliding-window key/value cache exact:
+  the streaming
 `step` over a cache of the last W-1 frames equals the offline causal forward with window W.
 """
 from __future__ import annotations
@@ -15,13 +16,16 @@ from torch import nn
 
 from .config import TemporalConfig
 
-KVCache = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # keys, values [W-1, B, C, h*w]; valid [W-1]
-# keys, values [W, B, C, h*w] in ring order; ages [W] long: frames since each slot was written, -1 = empty
+# keys, values [W-1, B, C, h*w]; valid [W-1]
+KVCache = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+# keys, values [W, B, C, h*w] in ring order; ages [W] long: frames since each slot was written, -1
+# = empty
 RingCache = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def _slot_loop(asked: bool | None, x: torch.Tensor) -> bool:
-    """Attend slot by slot on large maps (h*w >= 1024), where the all-slots temporary would leave the cache."""
+    """Attend slot by slot on large maps (h*w >= 1024), where the all-slots temporary would leave
+    the cache."""
     return x.shape[2] * x.shape[3] >= 1024 if asked is None else asked
 
 
@@ -38,7 +42,8 @@ class TemporalAttention(nn.Module):
         self.max_rel = max_relative_distance
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
-        # bias[h, d + max_rel] for relative offset d = t_query - t_key, clipped to [-max_rel, max_rel]
+        # bias[h, d + max_rel] for relative offset d = t_query - t_key, clipped to [-max_rel,
+        # max_rel]
         self.relative_bias = nn.Parameter(torch.zeros(num_heads, 2 * max_relative_distance + 1))
 
     def bias(self, offsets: torch.Tensor) -> torch.Tensor:
@@ -47,10 +52,12 @@ class TemporalAttention(nn.Module):
 
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n, t, c = x.shape
-        q, k, v = self.qkv(x).reshape(n, t, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = self.qkv(x).reshape(n, t, 3, self.num_heads,
+                                      c // self.num_heads).permute(2, 0, 3, 1, 4)
         return q, k, v  # each [N, heads, T, hd]
 
-    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               mask: torch.Tensor) -> torch.Tensor:
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype))
         n, h, t, hd = out.shape
         return self.proj(out.transpose(1, 2).reshape(n, t, h * hd))
@@ -96,10 +103,10 @@ class TemporalBlock(nn.Module):
         out = self._finish(seq, self.attn(self.norm1(seq), self.causal, window))
         return out.reshape(b, h, w, t, c).permute(0, 3, 4, 1, 2)
 
-    # -- streaming: caches keep time outermost and positions last, [slots, B, C, h*w] ------------------
-    # Adding a frame is then one contiguous copy (in a graph, the roll of the cache too), q/k/v come out of
-    # the qkv product already in that layout, and attention is a few vectorised passes over long rows
-    # instead of B*h*w*heads tiny matrix products.
+    # -- streaming: caches keep time outermost and positions last, [slots, B, C, h*w] -------------
+    # Adding a frame is then one contiguous copy (in a graph, the roll of the cache too), q/k/v
+    # come out of the qkv product already in that layout, and attention is a few vectorised passes
+    # over long rows instead of B*h*w*heads tiny matrix products.
 
     def empty_cache(self, x_shape: torch.Size, window: int, device, dtype) -> KVCache:
         b, c, h, w = x_shape
@@ -112,24 +119,28 @@ class TemporalBlock(nn.Module):
         return kv, kv.clone(), torch.full((window,), -1, dtype=torch.long, device=device)
 
     def _frame_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, C, h, w] -> the frame as a sequence [B*h*w, 1, C] and its q, k, v as [B, 3C, h*w]."""
+        """x [B, C, h, w] -> the frame as a sequence [B*h*w, 1, C] and its q, k, v as [B, 3C,
+        h*w]."""
         b, c, h, w = x.shape
         seq = x.permute(0, 2, 3, 1).reshape(b * h * w, 1, c)
         normed = self.norm1(seq).view(b, h * w, c).transpose(1, 2)  # [B, C, N] view, no copy
         qkv = self.attn.qkv
-        return seq, torch.baddbmm(qkv.bias[None, :, None].expand(b, -1, h * w), qkv.weight.expand(b, -1, -1),
+        return seq, torch.baddbmm(qkv.bias[None, :, None].expand(b, -1, h * w),
+                                  qkv.weight.expand(b, -1, -1),
                                   normed)
 
-    def _attend_slots(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
+    def _attend_slots(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
+                      bias: torch.Tensor,
                       slot_loop: bool) -> torch.Tensor:
-        """q [B, C, N] against keys/values [S, B, C, N] with bias [S, heads] (-inf = masked) -> [B, C, N].
-        `slot_loop` goes slot by slot so that no temporary as large as the cache is written (faster on
-        large maps; a graph gets the loop unrolled)."""
+        """q [B, C, N] against keys/values [S, B, C, N] with bias [S, heads] (-inf = masked) -> [B,
+        C, N]. `slot_loop` goes slot by slot so that no temporary as large as the cache is written
+        (faster on large maps; a graph gets the loop unrolled)."""
         heads = self.attn.num_heads
         b, c, n = q.shape
         hd = c // heads
         q = q.unflatten(1, (heads, hd))  # [B, heads, hd, N]
-        keys, values = keys.unflatten(2, (heads, hd)), values.unflatten(2, (heads, hd))  # [S, B, heads, hd, N]
+        # [S, B, heads, hd, N]
+        keys, values = keys.unflatten(2, (heads, hd)), values.unflatten(2, (heads, hd))
         bias = bias[:, None, :, None]
         if slot_loop:
             scores = torch.stack([(k * q).sum(2) for k in keys])  # [S, B, heads, N]
@@ -143,37 +154,45 @@ class TemporalBlock(nn.Module):
         return out.flatten(1, 2)
 
     def _frame_out(self, seq: torch.Tensor, out: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-        """Attention output [B, C, N] -> projection, MLP and proj_out -> the block's output [B, C, h, w]."""
+        """Attention output [B, C, N] -> projection, MLP and proj_out -> the block's output [B, C,
+        h, w]."""
         b, c, h, w = shape
         proj = self.attn.proj  # [B, C, N] -> [B, N, C] through the transposed product
-        attended = torch.baddbmm(proj.bias.expand(b, h * w, -1), out.transpose(1, 2), proj.weight.t().expand(b, -1, -1))
+        attended = torch.baddbmm(proj.bias.expand(b, h * w, -1), out.transpose(1, 2),
+                                 proj.weight.t().expand(b, -1, -1))
         y = self._finish(seq, attended.view(b * h * w, 1, c))
         return y.reshape(b, h, w, c).permute(0, 3, 1, 2)
 
-    def step(self, x: torch.Tensor, cache: KVCache, slot_loop: bool | None = None) -> tuple[torch.Tensor, KVCache]:
+    def step(self, x: torch.Tensor, cache: KVCache,
+             slot_loop: bool | None = None) -> tuple[torch.Tensor, KVCache]:
         """Streaming, causal, functional (what export compiles): one frame x [B, C, h, w] plus the
-        keys/values of up to W-1 earlier frames ([W-1, B, C, h*w] oldest first, fixed shape, `valid` marks
-        filled slots) -> output frame and the rolled cache. `slot_loop`: see `_attend_slots` (default on
-        maps of h*w >= 1024 positions)."""
+        keys/values of up to W-1 earlier frames ([W-1, B, C, h*w] oldest first, fixed shape,
+        `valid` marks filled slots) -> output frame and the rolled cache. `slot_loop`: see
+        `_attend_slots` (default on maps of h*w >= 1024 positions)."""
         if not self.causal:
-            raise RuntimeError("streaming needs temporal blocks in causal mode; this model is bidirectional")
+            raise RuntimeError("streaming needs temporal blocks in causal mode; this model is "
+                               "bidirectional")
         past_k, past_v, valid = cache
         c = x.shape[1]
         seq, qkv = self._frame_qkv(x)
         keys = torch.cat([past_k, qkv[None, :, c:2 * c]])
         values = torch.cat([past_v, qkv[None, :, 2 * c:]])
         slots = past_k.shape[0]
-        offsets = torch.arange(slots, -1, -1, device=x.device)  # W-1 ... 1 for the cache, 0 for now
+        # W-1 ... 1 for the cache, 0 for now
+        offsets = torch.arange(slots, -1, -1, device=x.device)
         allowed = torch.cat([valid, torch.ones(1, dtype=torch.bool, device=x.device)])
-        bias = self.attn.bias(offsets).masked_fill(~allowed, float("-inf")).to(x.dtype).t()  # [W, heads]
+        # [W, heads]
+        bias = self.attn.bias(offsets).masked_fill(~allowed, float("-inf")).to(x.dtype).t()
         out = self._attend_slots(qkv[:, :c], keys, values, bias, _slot_loop(slot_loop, x))
         return self._frame_out(seq, out, x.shape), (keys[1:], values[1:], allowed[1:])
 
-    def step_ring(self, x: torch.Tensor, cache: RingCache, slot_loop: bool | None = None) -> torch.Tensor:
-        """Streaming, causal, eager only: like `step`, but the cache is a ring of W slots updated IN PLACE
-        (the new key/value overwrite an empty or the oldest slot, then the query attends over the ring), so
-        a frame copies no cache. Slot ages (-1 = empty) give the relative offsets, so the result equals
-        `step` and the offline causal forward. `slot_loop`: as in `step`."""
+    def step_ring(self, x: torch.Tensor, cache: RingCache,
+                  slot_loop: bool | None = None) -> torch.Tensor:
+        """Streaming, causal, eager only: like `step`, but the cache is a ring of W slots updated
+        IN PLACE (the new key/value overwrite an empty or the oldest slot, then the query attends
+        over the ring), so a frame copies no cache. Slot ages (-1 = empty) give the relative
+        offsets, so the result equals `step` and the offline causal forward. `slot_loop`: as in
+        `step`."""
         keys, values, ages = cache
         c = x.shape[1]
         seq, qkv = self._frame_qkv(x)
@@ -183,6 +202,7 @@ class TemporalBlock(nn.Module):
         keys.index_copy_(0, slot, qkv[None, :, c:2 * c])
         values.index_copy_(0, slot, qkv[None, :, 2 * c:])
         ages.add_((ages >= 0).to(ages.dtype)).index_fill_(0, slot, 0)
-        bias = self.attn.bias(ages).masked_fill(ages < 0, float("-inf")).to(x.dtype).t()  # [W, heads]
+        # [W, heads]
+        bias = self.attn.bias(ages).masked_fill(ages < 0, float("-inf")).to(x.dtype).t()
         out = self._attend_slots(qkv[:, :c], keys, values, bias, _slot_loop(slot_loop, x))
         return self._frame_out(seq, out, x.shape)

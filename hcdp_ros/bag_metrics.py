@@ -1,4 +1,5 @@
-"""`hcdp bag` metrics: temporal consistency and accuracy of a streamed bag, one consecutive pair at a time."""
+"""`hcdp bag` metrics: temporal consistency and accuracy of a streamed bag, one consecutive pair at
+a time."""
 from __future__ import annotations
 
 import math
@@ -18,13 +19,15 @@ from hcdp_training.metrics import (
 )
 from hcdp_training.evaluate import ema_step
 
-GT_CHANNELS = {"depth": 1, "normals": 3, "mask": 1, "flow_fwd": 2}  # ground-truth kind -> 32FC<channels>
+# ground-truth kind -> 32FC<channels>
+GT_CHANNELS = {"depth": 1, "normals": 3, "mask": 1, "flow_fwd": 2}
 ACCURACY_METRICS = DEPTH_METRICS + NORMAL_METRICS + MASK_METRICS  # dtSSD (a pair metric) included
 
 
 @dataclass
 class FrameRecord:
-    """What the metrics keep of one frame (input size arrays; ``gt`` keyed by GT_CHANNELS kinds)."""
+    """What the metrics keep of one frame (input size arrays; ``gt`` keyed by GT_CHANNELS
+    kinds)."""
 
     rgb: np.ndarray
     depth: np.ndarray
@@ -33,22 +36,26 @@ class FrameRecord:
     gt: dict[str, np.ndarray]
 
 
-def _evaluate(frames: list[FrameRecord], flow_fwd: np.ndarray, flow_bwd: np.ndarray | None) -> dict[str, np.ndarray]:
+def _evaluate(frames: list[FrameRecord], flow_fwd: np.ndarray,
+              flow_bwd: np.ndarray | None) -> dict[str, np.ndarray]:
     """evaluate_sequence over ``frames``, with each ground truth that every frame has."""
     gt = {kind: np.stack([f.gt[kind] for f in frames]) for kind in ("depth", "normals", "mask")
           if all(kind in f.gt for f in frames)}
-    return evaluate_sequence(np.stack([f.depth for f in frames]), np.stack([f.normals for f in frames]),
-                             np.stack([f.mask for f in frames]), flow_fwd, gt.get("depth"), gt.get("normals"),
+    return evaluate_sequence(np.stack([f.depth for f in frames]),
+                             np.stack([f.normals for f in frames]),
+                             np.stack([f.mask for f in frames]), flow_fwd, gt.get("depth"),
+                             gt.get("normals"),
                              gt.get("mask"), flow_bwd)
 
 
 class StreamMetrics:
     """The metrics of hcdp_training.metrics over a stream, one consecutive pair at a time.
 
-    Pair (k, k+1) is evaluated with ``evaluate_sequence`` on those two frames: temporal consistency with
-    OpenCV DIS flow (forward and backward, so the cycle check applies, as `hcdp eval --flow opencv`) and,
-    when frame k has ground-truth ``flow_fwd``, with that flow. Frame metrics (accuracy) come from the same
-    call. A pair is skipped when the cache was reset at k+1 or an input frame between them was skipped."""
+    Pair (k, k+1) is evaluated with ``evaluate_sequence`` on those two frames: temporal consistency
+    with OpenCV DIS flow (forward and backward, so the cycle check applies, as `hcdp eval --flow
+    opencv`) and, when frame k has ground-truth ``flow_fwd``, with that flow. Frame metrics
+    (accuracy) come from the same call. A pair is skipped when the cache was reset at k+1 or an
+    input frame between them was skipped."""
 
     def __init__(self) -> None:
         self.accuracy = MetricAccumulator()
@@ -60,7 +67,8 @@ class StreamMetrics:
         self._prev_scored = False
 
     def add(self, frame: FrameRecord, continues: bool) -> None:
-        """``continues``: ``frame`` follows the previous one directly in the same temporal segment."""
+        """``continues``: ``frame`` follows the previous one directly in the same temporal
+        segment."""
         prev = self._prev
         if prev is not None and continues and prev.depth.shape == frame.depth.shape:
             self._pair(prev, frame)
@@ -80,7 +88,8 @@ class StreamMetrics:
         self._prev_scored = False
 
     def _add_frame(self, result: dict[str, np.ndarray], index: int) -> None:
-        self.accuracy.add({k: v[index] for k, v in result.items() if k in ACCURACY_METRICS and k != "dtSSD"})
+        self.accuracy.add({k: v[index] for k,
+                           v in result.items() if k in ACCURACY_METRICS and k != "dtSSD"})
         self.frames += 1
 
     def _pair(self, prev: FrameRecord, cur: FrameRecord) -> None:
@@ -102,7 +111,8 @@ class StreamMetrics:
 
     def report(self) -> dict[str, Any]:
         def section(acc: MetricAccumulator) -> dict[str, Any]:
-            return {"mean": {k: finite_or_none(v) for k, v in acc.summary().items()}, "count": acc.counts()}
+            return {"mean": {k: finite_or_none(v) for k, v in acc.summary().items()},
+                    "count": acc.counts()}
 
         out: dict[str, Any] = {"frames_evaluated": self.frames, "pairs_evaluated": self.pairs,
                                "temporal": {"opencv_dis_flow": section(self.dis_flow)}}
@@ -119,12 +129,14 @@ def finite_or_none(value: float) -> float | None:
 
 
 class Baselines:
-    """The same frames through the baselines of `hcdp eval`, scored like the model (`StreamMetrics`):
-    `window_1` (the same weights with no past: what temporal context adds), `per_frame` (the weights
-    without temporal blocks) and `per_frame_ema` (per_frame smoothed by `ema_step`, alpha `smoothing`).
-    `predictors` holds the ones that could be built; `unavailable` says why the others could not."""
+    """The same frames through the baselines of `hcdp eval`, scored like the model
+    (`StreamMetrics`): `window_1` (the same weights with no past: what temporal context adds),
+    `per_frame` (the weights without temporal blocks) and `per_frame_ema` (per_frame smoothed by
+    `ema_step`, alpha `smoothing`). `predictors` holds the ones that could be built; `unavailable`
+    says why the others could not."""
 
-    def __init__(self, predictors: dict[str, Any], unavailable: dict[str, str], smoothing: float = 0.5):
+    def __init__(self, predictors: dict[str, Any], unavailable: dict[str, str],
+                 smoothing: float = 0.5):
         self.predictors, self.unavailable, self.smoothing = predictors, unavailable, smoothing
         methods = list(predictors) + (["per_frame_ema"] if "per_frame" in predictors else [])
         self.metrics = {m: StreamMetrics() for m in methods}
@@ -134,7 +146,8 @@ class Baselines:
         for method, predictor in self.predictors.items():
             pred = predictor.step(rgb, stamp, frame_id)
             continues = not pred.reset
-            self.metrics[method].add(FrameRecord(rgb, pred.depth, pred.normals, pred.mask, gt), continues)
+            self.metrics[method].add(FrameRecord(rgb, pred.depth, pred.normals, pred.mask, gt),
+                                     continues)
             if method == "per_frame":
                 self._ema = ema_step(None if pred.reset else self._ema, pred.depth, pred.normals,
                                      pred.mask, self.smoothing)

@@ -33,7 +33,8 @@ def main() -> None:
     with torch.no_grad():
         a, b = model(clip), bundled(clip)
     diff = {k: float((a[k] - b[k]).abs().max()) for k in a}
-    print(f"bundled {args.source} -> {args.destination}; max |fp32 - fp16-stored| per output: {diff}")
+    print(f"bundled {args.source} -> {args.destination}; max |fp32 - fp16-stored| per output: "
+          f"{diff}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Checkpoints of a training run: the model (safetensors, hcdp_model.checkpoint) beside a
-`trainer_state.pt` holding only tensors and primitive values (optimizer, scheduler, grad scaler, step,
-data position, RNG states), loaded with `torch.load(weights_only=True)`.
+`trainer_state.pt` holding only tensors and primitive values (optimizer, scheduler, grad scaler,
+step, data position, RNG states), loaded with `torch.load(weights_only=True)`.
 
 Layout under the run folder `out`:
     train_config.yaml
@@ -40,7 +40,8 @@ _PARTIAL = ".partial"
 
 @dataclass
 class Progress:
-    """Where a run is: optimizer steps done, the epoch, micro-batches consumed in it, steps skipped."""
+    """Where a run is: optimizer steps done, the epoch, micro-batches consumed in it, steps
+    skipped."""
 
     step: int = 0
     epoch: int = 0
@@ -53,7 +54,8 @@ def rng_state() -> dict[str, Any]:
     np_state = np.random.get_state(legacy=False)
     state = {
         "python": random.getstate(),
-        "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)), "pos": np_state["state"]["pos"],
+        "numpy": {"key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+                  "pos": np_state["state"]["pos"],
                   "has_gauss": np_state["has_gauss"], "gauss": np_state["gauss"]},
         "torch": torch.get_rng_state(),
     }
@@ -67,7 +69,8 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((py[0], tuple(py[1]), py[2]))
     n = state["numpy"]
     np.random.set_state({"bit_generator": "MT19937",
-                         "state": {"key": n["key"].numpy().astype(np.uint32), "pos": int(n["pos"])},
+                         "state": {"key": n["key"].numpy().astype(np.uint32),
+                                   "pos": int(n["pos"])},
                          "has_gauss": int(n["has_gauss"]), "gauss": float(n["gauss"])})
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
@@ -75,11 +78,13 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def git_commit(where: Path | None = None) -> str:
-    """The commit of the source checkout this package runs from (or of `where`), with "-dirty" appended when
-    tracked files differ from it, so a checkpoint trained from uncommitted code says so; "" outside git."""
+    """The commit of the source checkout this package runs from (or of `where`), with "-dirty"
+    appended when tracked files differ from it, so a checkpoint trained from uncommitted code says
+    so; "" outside git."""
     cwd = where or Path(__file__).resolve().parent
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10,
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                              text=True, timeout=10,
                               check=True)
         status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
                                 capture_output=True, text=True, timeout=30, check=True)
@@ -140,7 +145,8 @@ def save_training_checkpoint(out: Path, model: HCDPModel, progress: Progress,
     """Write checkpoints/step_N (model + trainer state) atomically; keep the `keep` newest."""
     path = Path(out) / "checkpoints" / f"step_{progress.step:07d}"
     state = {"progress": asdict(progress), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state()}
+             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+             "rng": rng_state()}
     with atomic_folder(path) as tmp:
         save_checkpoint(model, tmp, {**metadata, "steps": str(progress.step)})
         torch.save(state, tmp / STATE_NAME)

@@ -71,7 +71,8 @@ from hcdp_ros.conversions import InputError, decode_compressed
 def peak_kb():
     return int(re.search(r"VmHWM:\\s+(\\d+)", open("/proc/self/status").read()).group(1))
 payloads = [(bomb_jpeg(), "jpeg"), (bomb_png(), "png")]
-with open("/proc/self/clear_refs", "w") as f:  # reset the peak: the imports' own peak does not count
+# reset the peak: the imports' own peak does not count
+with open("/proc/self/clear_refs", "w") as f:
     f.write("5")
 before = peak_kb()
 start = time.perf_counter()
@@ -92,7 +93,8 @@ def _probe(limit: int) -> dict:
 
 
 def test_the_bombs_allocate_nothing_large_in_a_fresh_process():
-    # peak RSS (VmHWM, reset after the imports) of a fresh process: decoding 8000×8000 rgb adds >= 192 MB
+    # peak RSS (VmHWM, reset after the imports) of a fresh process: decoding 8000×8000 rgb adds
+    # >= 192 MB
     result = _probe(DEFAULT_MAX_INPUT_PIXELS)
     assert result["grew_kb"] < 20_000, result
     assert result["seconds"] < 0.5, result

@@ -32,8 +32,10 @@ def frame_name(index: int) -> str:
 
 
 def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """A standard .npz (readable by np.load) with fixed timestamps and key order: deterministic bytes."""
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=COMPRESSLEVEL) as zf:
+    """A standard .npz (readable by np.load) with fixed timestamps and key order: deterministic
+    bytes."""
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED,
+                         compresslevel=COMPRESSLEVEL) as zf:
         for key in sorted(arrays):
             buf = io.BytesIO()
             np.lib.format.write_array(buf, np.ascontiguousarray(arrays[key]), allow_pickle=False)
@@ -68,7 +70,8 @@ def _parsed_meta(path: str, size: int, mtime_ns: int) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def write_frame(sequence_dir: Path, index: int, rgb: np.ndarray, mask: np.ndarray, depth: np.ndarray,
+def write_frame(sequence_dir: Path, index: int, rgb: np.ndarray, mask: np.ndarray,
+                depth: np.ndarray,
                 normal: np.ndarray, canonical: np.ndarray, flow_fwd: list[np.ndarray],
                 flow_bwd: list[np.ndarray]) -> None:
     """Write frame `index`; `flow_fwd[s-1]` / `flow_bwd[s-1]` are the flows for stride s."""
@@ -76,7 +79,8 @@ def write_frame(sequence_dir: Path, index: int, rgb: np.ndarray, mask: np.ndarra
     for sub in ("rgb", "mask", "gt"):
         (sequence_dir / sub).mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(sequence_dir / "rgb" / f"{name}.png"), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    cv2.imwrite(str(sequence_dir / "mask" / f"{name}.png"), np.round(np.clip(mask, 0, 1) * 255).astype(np.uint8))
+    cv2.imwrite(str(sequence_dir / "mask" / f"{name}.png"),
+                np.round(np.clip(mask, 0, 1) * 255).astype(np.uint8))
     arrays = {"depth": depth.astype(np.float32), "normal": normal.astype(np.float16),
               "canonical": canonical.astype(np.float16)}
     for s, (fwd, bwd) in enumerate(zip(flow_fwd, flow_bwd), start=1):
@@ -94,7 +98,8 @@ def _unit(normal: np.ndarray) -> np.ndarray:
 
 
 def list_sequences(root: str | Path) -> list[Path]:
-    """Sequence folders (those holding meta.json) under `root`, sorted; `root` itself if it is one."""
+    """Sequence folders (those holding meta.json) under `root`, sorted; `root` itself if it is
+    one."""
     root = Path(root)
     if (root / META).is_file():
         return [root]
@@ -106,21 +111,23 @@ def list_sequences(root: str | Path) -> list[Path]:
 def read_frame(sequence_dir: str | Path, index: int, stride: int = 1) -> dict:
     """One frame's ground truth as numpy arrays (the contract other tools build on).
 
-    Keys: rgb [H,W,3] uint8; depth [H,W] float32 metres, NaN where there is no human; normal [H,W,3]
-    float32 unit, camera optical frame, facing the camera (zeros off the human); mask [H,W] float32 in
-    [0,1]; flow_fwd / flow_bwd [H,W,2] float32 pixels (dx, dy) from this frame to frame index+stride /
-    index-stride (zeros when that frame is outside the sequence: the last frames' flow_fwd and the first
-    frames' flow_bwd); canonical [H,W,3] float32 in [-1,1] (template body-surface position; x is
-    the body's left-right axis, so a mirror negates it; zeros off the human); K [3,3] float32;
-    extrinsics [4,4] float32 world-to-camera.
+    Keys: rgb [H,W,3] uint8; depth [H,W] float32 metres, NaN where there is no human; normal
+    [H,W,3] float32 unit, camera optical frame, facing the camera (zeros off the human); mask [H,W]
+    float32 in [0,1]; flow_fwd / flow_bwd [H,W,2] float32 pixels (dx, dy) from this frame to frame
+    index+stride / index-stride (zeros when that frame is outside the sequence: the last frames'
+    flow_fwd and the first frames' flow_bwd); canonical [H,W,3] float32 in [-1,1] (template
+    body-surface position; x is the body's left-right axis, so a mirror negates it; zeros off the
+    human); K [3,3] float32; extrinsics [4,4] float32 world-to-camera.
     """
     sequence_dir = Path(sequence_dir)
     meta = _shared_meta(sequence_dir)
     frames, strides = int(meta["frames"]), int(meta["flow_strides"])
     if not 0 <= index < frames:
-        raise IndexError(f"expected a frame index in [0, {frames}) for {sequence_dir}, got {index}")
+        raise IndexError(f"expected a frame index in [0, {frames}) for {sequence_dir}, got "
+                         f"{index}")
     if not 1 <= stride <= strides:
-        raise ValueError(f"expected a flow stride in [1, {strides}] (rendered for {sequence_dir}), got {stride}")
+        raise ValueError(f"expected a flow stride in [1, {strides}] (rendered for "
+                         f"{sequence_dir}), got {stride}")
     name = frame_name(index)
     bgr = cv2.imread(str(sequence_dir / "rgb" / f"{name}.png"), cv2.IMREAD_COLOR)
     mask = cv2.imread(str(sequence_dir / "mask" / f"{name}.png"), cv2.IMREAD_UNCHANGED)

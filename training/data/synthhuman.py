@@ -66,7 +66,8 @@ DAVID_NORMALS = NormalConvention(axes=(0, 1, 2), signs=(1.0, -1.0, -1.0))
 
 
 def read_exr(path: str | Path) -> np.ndarray:
-    """Read an EXR as float32: [H,W] for one channel (or Y), [H,W,3] in R, G, B order for colour."""
+    """Read an EXR as float32: [H,W] for one channel (or Y), [H,W,3] in R, G, B order for
+    colour."""
     try:
         import OpenEXR
     except ImportError as err:
@@ -107,7 +108,8 @@ def synthhuman_view(sample: int | str) -> str:
 
 def _read_raw(folder: Path, sid: str) -> dict:
     paths = {kind: folder / f"{kind}_{sid}.{ext}" for kind, ext in
-             (("rgb", "png"), ("alpha", "png"), ("depth", "exr"), ("normal", "exr"), ("cam", "txt"))}
+             (("rgb", "png"), ("alpha", "png"), ("depth", "exr"), ("normal", "exr"),
+              ("cam", "txt"))}
     missing = [p.name for p in paths.values() if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"SynthHuman sample {sid} in {folder}: missing {missing}")
@@ -192,7 +194,8 @@ def fit_normal_convention(root: str | Path, sample: int | str
     depth[(raw["alpha"] < 1.0) | (depth >= DEPTH_BACKGROUND)] = np.nan
     reference = normals_from_depth(depth, raw["K"].astype(np.float64))
     stored_length = np.linalg.norm(raw["normal"], axis=-1)
-    ok = np.all(np.isfinite(reference), axis=-1) & np.isfinite(stored_length) & (stored_length > 0.5)
+    ok = np.all(np.isfinite(reference),
+                axis=-1) & np.isfinite(stored_length) & (stored_length > 0.5)
     if ok.sum() < 16:
         raise ValueError(f"SynthHuman sample {sample}: too few pixels with depth and normals "
                          f"({int(ok.sum())}) to fit a normal convention")
@@ -234,10 +237,11 @@ class SynthHumanFrames(torch.utils.data.Dataset):
                  augment: Callable[[dict], dict] | None = None,
                  normal_convention: NormalConvention = DAVID_NORMALS):
         self.root = Path(root)
-        self.samples = sorted((p.parent, p.stem[len("rgb_"):]) for p in self.root.rglob("rgb_*.png"))
+        self.samples = sorted((p.parent, p.stem[len("rgb_"):])
+                              for p in self.root.rglob("rgb_*.png"))
         if not self.samples:
-            raise FileNotFoundError(f"expected SynthHuman files rgb_NNNNNNN.png under {self.root}, "
-                                    "found none")
+            raise FileNotFoundError("expected SynthHuman files rgb_NNNNNNN.png under "
+                                    f"{self.root}, found none")
         self.size = size
         self.augment = augment
         self.normal_convention = normal_convention

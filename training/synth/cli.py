@@ -16,13 +16,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "render only the sequences without a meta.json")
     parser.add_argument("--sequences", type=int, default=4,
                         help="number of sequences (or static samples)")
-    parser.add_argument("--frames", type=int, default=16, help="frames per sequence (1 with --static)")
+    parser.add_argument("--frames", type=int, default=16,
+                        help="frames per sequence (1 with --static)")
     parser.add_argument("--size", type=int, nargs=2, default=(256, 256), metavar=("H", "W"),
                         help="image size")
     parser.add_argument("--fps", type=float, default=15.0, help="frame rate of the sampled motion")
     parser.add_argument("--seed", type=int, default=0, help="master seed; same seed, same bytes")
     parser.add_argument("--flow-strides", type=int, default=2,
-                        help="render forward/backward flow for strides 1..S (clips may use stride <= S)")
+                        help="render forward/backward flow for strides 1..S (clips may use stride "
+                             "<= S)")
     parser.add_argument("--static", action="store_true",
                         help="static samples: one frame each, face / upper-body / full-body views")
     parser.add_argument("--max-people", type=int, default=3,

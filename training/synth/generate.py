@@ -45,7 +45,8 @@ class SynthConfig:
     fps: float = 15.0
     seed: int = 0
     flow_strides: int = 2
-    static: bool = False          # static samples: one frame each, Sapiens face/upper/full-body views
+    # static samples: one frame each, Sapiens face/upper/full-body views
+    static: bool = False
     max_people: int = 3
     motions: tuple[str, ...] = MOTIONS + ("mix",)
     workers: int = 1
@@ -83,7 +84,8 @@ class SequenceWriter:
     def __init__(self, config: SynthConfig, body: BodyModel | None = None) -> None:
         self.config = config
         self.body = body if body is not None else BodyModel.load()
-        self.renderer = Renderer(config.width, config.height, config.flow_strides, texture_layers())
+        self.renderer = Renderer(config.width, config.height, config.flow_strides,
+                                 texture_layers())
 
     def render(self, spec: SceneSpec):
         """Yield (scene, RenderOutput) per frame of the scene."""
@@ -93,18 +95,21 @@ class SequenceWriter:
                                 CANONICAL_LO, CANONICAL_HI, scene.background)
         for t in range(spec.frames):
             yield scene, self.renderer.render(frame_geometry(scene, t, c.flow_strides), scene.K,
-                                              lighting_for_frame(scene, t), background_window(scene, t))
+                                              lighting_for_frame(scene, t),
+                                              background_window(scene, t))
 
     def write(self, index: int) -> dict:
         c = self.config
-        spec = sample_scene(sequence_seed(c.seed, index), c.frames, c.fps, c.static, c.max_people, c.motions)
+        spec = sample_scene(sequence_seed(c.seed, index), c.frames, c.fps, c.static, c.max_people,
+                            c.motions)
         out = Path(c.out) / f"seq_{index:05d}"
         coverage = []
         scene = None
         for t, (scene, frame) in enumerate(self.render(spec)):
             _write(out, t, frame)
             coverage.append(float(frame.mask.mean()))
-        meta = {"format_version": FORMAT_VERSION, "frames": c.frames, "width": c.width, "height": c.height,
+        meta = {"format_version": FORMAT_VERSION, "frames": c.frames, "width": c.width,
+                "height": c.height,
                 "fps": c.fps, "flow_strides": c.flow_strides, "static": c.static, "index": index,
                 "K": [scene.K.tolist()] * c.frames, "extrinsics": scene.world_to_camera.tolist(),
                 "mask_coverage": coverage, "controls": spec.to_json()}

@@ -30,7 +30,8 @@ TOPICS = {
     "/ground_truth/mask": "sensor_msgs/msg/Image",
     "/ground_truth/flow_fwd": "sensor_msgs/msg/Image",
 }
-_ENCODINGS = {("uint8", 3): "rgb8", ("float32", 1): "32FC1", ("float32", 2): "32FC2", ("float32", 3): "32FC3"}
+_ENCODINGS = {("uint8", 3): "rgb8", ("float32", 1): "32FC1", ("float32", 2): "32FC2",
+              ("float32", 3): "32FC3"}
 
 
 def _header(types, stamp_ns: int):
@@ -39,24 +40,30 @@ def _header(types, stamp_ns: int):
 
 
 def image_message(types, header, array: np.ndarray):
-    """sensor_msgs/Image for uint8 HxWx3 (rgb8) or float32 HxW / HxWxC (32FC1/2/3), little-endian."""
+    """sensor_msgs/Image for uint8 HxWx3 (rgb8) or float32 HxW / HxWxC (32FC1/2/3),
+    little-endian."""
     channels = 1 if array.ndim == 2 else array.shape[2]
     encoding = _ENCODINGS.get((array.dtype.name, channels))
     if encoding is None:
-        raise ValueError(f"expected uint8 HxWx3 or float32 HxW[xC<=3], got {array.dtype} {array.shape}")
+        raise ValueError(f"expected uint8 HxWx3 or float32 HxW[xC<=3], got {array.dtype} "
+                         f"{array.shape}")
     data = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<"))
     h, w = data.shape[:2]
-    return types["sensor_msgs/msg/Image"](header=header, height=h, width=w, encoding=encoding, is_bigendian=0,
-                                          step=w * channels * data.itemsize, data=data.reshape(-1).view(np.uint8))
+    return types["sensor_msgs/msg/Image"](header=header, height=h, width=w, encoding=encoding,
+                                          is_bigendian=0,
+                                          step=w * channels * data.itemsize,
+                                          data=data.reshape(-1).view(np.uint8))
 
 
 def camera_info_message(types, header, K: np.ndarray, width: int, height: int):
     P = np.zeros((3, 4))
     P[:, :3] = K
-    roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0, do_rectify=False)
+    roi = types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
+                                                    do_rectify=False)
     return types["sensor_msgs/msg/CameraInfo"](
         header=header, height=height, width=width, distortion_model="plumb_bob", d=np.zeros(5),
-        k=K.astype(np.float64).reshape(-1), r=np.eye(3).reshape(-1), p=P.reshape(-1), binning_x=0, binning_y=0,
+        k=K.astype(np.float64).reshape(-1), r=np.eye(3).reshape(-1), p=P.reshape(-1), binning_x=0,
+        binning_y=0,
         roi=roi)
 
 
@@ -78,7 +85,8 @@ def write_bag(sequence: Path, out: Path) -> int:
             header = _header(types, stamp)
             messages = {
                 "/camera/color/image_raw": image_message(types, header, f["rgb"]),
-                "/camera/color/camera_info": camera_info_message(types, header, f["K"], f["rgb"].shape[1],
+                "/camera/color/camera_info": camera_info_message(types, header, f["K"],
+                                                                 f["rgb"].shape[1],
                                                                  f["rgb"].shape[0]),
                 "/ground_truth/depth": image_message(types, header, f["depth"]),
                 "/ground_truth/normals": image_message(types, header, f["normal"]),

@@ -1,0 +1,49 @@
+"""flake8 with the project's ament-compatible configuration (setup.cfg [flake8], issue 15) reports
+nothing over the packages, tests, scripts, benchmarks and launch files; CI runs it without ROS."""
+from __future__ import annotations
+
+import configparser
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# The same files test/test_flake8.py checks under colcon (test/lint_paths.py).
+LINTED = runpy.run_path(str(ROOT / "test" / "lint_paths.py"))["PATHS"]
+
+
+def flake8(*args: str) -> subprocess.CompletedProcess:
+    pytest.importorskip("flake8", reason="flake8 is in the dev extra: pip install -e '.[dev]'")
+    return subprocess.run([sys.executable, "-m", "flake8", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_the_configuration_is_ament_flake8s_at_99_columns():
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    section = config["flake8"]
+    assert section["max-line-length"] == "99"
+    assert section["import-order-style"] == "google"
+    assert set(section["extend-ignore"].split(",")) == {
+        "C816", "D100", "D101", "D102", "D103", "D104", "D105", "D106", "D107", "D203", "D212",
+        "D404", "I202"}
+
+
+def test_flake8_reports_nothing_over_the_repository():
+    result = flake8(*LINTED)
+    assert result.returncode == 0 and not result.stdout.strip(), (
+        f"expected no flake8 finding (setup.cfg [flake8]), found:\n{result.stdout}{result.stderr}")
+
+
+def test_the_check_sees_a_long_line_and_an_unused_import(tmp_path):
+    # The same configuration finds what it is there to find (a check that cannot fail proves
+    # nothing): a 100-column line and an unused import.
+    bad = tmp_path / "probe.py"
+    bad.write_text("import os\n\nX = '" + "x" * 94 + "'\n")
+    result = flake8(str(bad))
+    assert result.returncode == 1
+    assert "E501 line too long (100 > 99 characters)" in result.stdout
+    assert "F401 'os' imported but unused" in result.stdout
