@@ -28,7 +28,7 @@ setup(
         ("share/" + PACKAGE + "/launch", glob("launch/*.py")),
         ("share/" + PACKAGE + "/launch/rviz", glob("launch/rviz/*.rviz")),
         ("share/" + PACKAGE + "/config", glob("config/*.yaml")),
-        ("share/" + PACKAGE + "/configs", glob("configs/*.yaml")),
+        ("share/" + PACKAGE + "/configs", glob("training/configs/*.yaml")),
         ("share/" + PACKAGE + "/models/default", glob("data/models/default/*")),
     ],
     # torch is not pinned here: the README/CI command pins the CPU build (torch==2.13.0) and ROS

@@ -2,10 +2,10 @@
 table.
 
 Every variant runs the real pipeline: stage 0 (prior encoder) -> stage 1 (images) -> stage 2
-(clips, causal), from the stage configs (`configs/<prefix>_stage{0,1,2}.yaml`) with the variant's
-model-config or loss overrides, then `hcdp eval`'s streaming evaluation of its final checkpoint on
-held-out sequences, at the window W and, with the same weights, at window 1 (what attention over
-earlier frames adds).
+(clips, causal), from the stage configs (`training/configs/<prefix>_stage{0,1,2}.yaml`) with the
+variant's model-config or loss overrides, then `hcdp eval`'s streaming evaluation of its final
+checkpoint on held-out sequences, at the window W and, with the same weights, at window 1 (what
+attention over earlier frames adds).
 Runs that variants have in common are trained once: one stage 0 for all (the prior encoder has the
 same shape for the learned and Fourier-UV priors), one stage 1 per network structure (`full`,
 `tgm`, `no_temporal_loss` and `no_temporal` share theirs). `no_temporal` is that stage-1 model
@@ -229,7 +229,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--variants", nargs="+", choices=VARIANT_NAMES,
                         default=list(VARIANT_NAMES),
                         help="variants to run (default: all)")
-    parser.add_argument("--configs", type=Path, default=Path("configs"),
+    parser.add_argument("--configs", type=Path, default=Path("training/configs"),
                         help="folder of the stage configs")
     parser.add_argument("--prefix", default="tiny_cpu",
                         help="stage configs are PREFIX_stage{0,1,2}.yaml")

@@ -1,18 +1,19 @@
 """`hcdp train`: run one training stage from a YAML config (docs/training.md).
 
-    hcdp train --config configs/tiny_cpu_stage1.yaml [--out DIR] [--resume | --overwrite]
+    hcdp train --config training/configs/tiny_cpu_stage1.yaml [--out DIR] [--resume | --overwrite]
                [--stop-at STEP] [key=value ...]
-    torchrun --nproc_per_node=8 -m hcdp_model.cli train --config configs/base_stage1.yaml
+    torchrun --nproc_per_node=8 -m hcdp_model.cli train --config training/configs/base_stage1.yaml
 
-The loop, top to bottom: build the stage's model and task (training/stages.py), AdamW over its named
-parameter groups with the warm-up + polynomial schedule (training/schedule.py), then for each micro-batch:
-forward under autocast (CUDA), backward of loss / accumulation; every `accumulation` micro-batches: unscale,
-clip, optionally drop the step (grad norm above `drop_grad_norm`), optimizer + scheduler step, log,
-checkpoint. Under torchrun the task is wrapped in DistributedDataParallel, each rank reads its shard
-(DistributedSampler), and rank 0 alone logs and writes checkpoints.
+The loop, top to bottom: build the stage's model and task (training/stages.py), AdamW over its
+named parameter groups with the warm-up + polynomial schedule (training/schedule.py), then for each
+micro-batch: forward under autocast (CUDA), backward of loss / accumulation; every `accumulation`
+micro-batches: unscale, clip, optionally drop the step (grad norm above `drop_grad_norm`),
+optimizer + scheduler step, log, checkpoint. Under torchrun the task is wrapped in
+DistributedDataParallel, each rank reads its shard (DistributedSampler), and rank 0 alone logs and
+writes checkpoints.
 
-Exact resume: the checkpoint holds the optimizer, scheduler, grad scaler, RNG states, the epoch and the
-micro-batches consumed in it; data order and augmentation are functions of (seed, epoch, index)
+Exact resume: the checkpoint holds the optimizer, scheduler, grad scaler, RNG states, the epoch and
+the micro-batches consumed in it; data order and augmentation are functions of (seed, epoch, index)
 (training/loader.py), so a resumed CPU run reproduces the uninterrupted run's weights bit for bit.
 
 The output folder is never mixed up: a new run refuses a non-empty `out` (`--resume` continues
@@ -69,7 +70,8 @@ class Distributed:
 
 
 def setup_distributed(device: str) -> Distributed:
-    """Read torchrun's environment; init the process group (nccl on CUDA, gloo on CPU) when world > 1."""
+    """Read torchrun's environment; init the process group (nccl on CUDA, gloo on CPU) when world >
+    1."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
@@ -79,7 +81,8 @@ def setup_distributed(device: str) -> Distributed:
         torch.cuda.set_device(local_rank)
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if cuda else "gloo")
-    return Distributed(rank, world, torch.device("cuda", local_rank) if cuda else torch.device("cpu"))
+    return Distributed(rank, world,
+                       torch.device("cuda", local_rank) if cuda else torch.device("cpu"))
 
 
 @dataclass
@@ -186,14 +189,16 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
     module = task
     if env.world > 1:
         # Some trainable parameters take no part in a forward (e.g. DINOv2's mask_token).
-        module = DistributedDataParallel(task, device_ids=[env.device.index] if env.device.type == "cuda" else None,
+        module = DistributedDataParallel(task, device_ids=[env.device.index]
+                                         if env.device.type == "cuda" else None,
                                          find_unused_parameters=True)
 
     o = cfg.optim
     groups = param_groups(model, cfg)
     params = [p for g in groups for p in g["params"]]
     optimizer = torch.optim.AdamW(groups, betas=o.betas, weight_decay=o.weight_decay)
-    scheduler = build_scheduler(optimizer, o.steps, o.warmup_steps, o.warmup_start_factor, o.decay_power)
+    scheduler = build_scheduler(optimizer, o.steps, o.warmup_steps, o.warmup_start_factor,
+                                o.decay_power)
     cuda = env.device.type == "cuda"
     amp = cuda and o.precision != "fp32"
     scaler = torch.amp.GradScaler("cuda", enabled=cuda and o.precision == "fp16")
@@ -208,15 +213,17 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
         out.mkdir(parents=True, exist_ok=True)
         (out / CONFIG_NAME).write_text(cfg.to_yaml())
         if o.precision != "fp32" and not cuda:
-            print(f"hcdp train: optim.precision {o.precision} applies on CUDA only; running fp32 on CPU",
+            print(f"hcdp train: optim.precision {o.precision} applies on CUDA only; running fp32 "
+                  "on CPU",
                   file=sys.stderr)
 
     dataset = build_dataset(cfg, model.cfg.resolution)
     sampler = ResumableSampler(dataset, env.world, env.rank, cfg.data.seed)
     per_epoch = sampler.num_samples // o.batch_size
     if per_epoch == 0:
-        raise ValueError(f"data.root {cfg.data.root}: {len(dataset)} samples over {env.world} process(es) give "
-                         f"no full batch of {o.batch_size}; lower optim.batch_size or add data")
+        raise ValueError(f"data.root {cfg.data.root}: {len(dataset)} samples over {env.world} "
+                         f"process(es) give no full batch of {o.batch_size}; lower "
+                         "optim.batch_size or add data")
     end = o.steps if stop_at is None else min(o.steps, stop_at)
     metadata = _metadata(cfg)
     log = RunLogger(out, o.steps, progress.step, env.main, cfg.log.tensorboard, cfg.log.progress,
@@ -232,7 +239,8 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
             last = micro == o.accumulation
             sync = contextlib.nullcontext() if last or env.world == 1 else module.no_sync()
             with sync:
-                with torch.autocast(env.device.type, dtype=AMP_DTYPES.get(o.precision), enabled=amp):
+                with torch.autocast(env.device.type, dtype=AMP_DTYPES.get(o.precision),
+                                    enabled=amp):
                     loss, terms, pred, target = module(batch)
                 scaler.scale(loss / o.accumulation).backward()
             step_loss += float(loss.detach()) / o.accumulation
@@ -244,28 +252,33 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
             scaler.unscale_(optimizer)
             norm = float(torch.nn.utils.clip_grad_norm_(params, o.clip_grad_norm or math.inf))
             overflow = not math.isfinite(norm)
-            drop = (overflow and not scaler.is_enabled()) or (o.drop_grad_norm > 0 and norm > o.drop_grad_norm)
+            drop = (overflow and not scaler.is_enabled()) or (o.drop_grad_norm > 0
+                                                              and norm > o.drop_grad_norm)
             if drop:
                 progress.skipped += 1
             else:
                 scaler.step(optimizer)
             scaler.update()
             optimizer.zero_grad(set_to_none=True)
-            with warnings.catch_warnings():  # a skipped step still advances the schedule, on purpose
-                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step\\(\\)` before")
+            # a skipped step still advances the schedule, on purpose
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", "Detected call of `lr_scheduler.step\\(\\)` "
+                                                  "before")
                 scheduler.step()
             progress.step += 1
             losses.append(step_loss)
             log.step(step_loss, progress.skipped)
             if progress.step % cfg.log.scalars_every == 0 or progress.step == end:
                 lrs = {f"lr/{g['name']}": g["lr"] for g in optimizer.param_groups}
-                log.scalars(progress.step, {**{f"loss/{k}": v for k, v in step_terms.items()}, **lrs,
-                                            "train/grad_norm": norm, "train/skipped_steps": progress.skipped})
+                log.scalars(progress.step,
+                            {**{f"loss/{k}": v for k, v in step_terms.items()}, **lrs,
+                             "train/grad_norm": norm, "train/skipped_steps": progress.skipped})
             if cfg.log.images_every and progress.step % cfg.log.images_every == 0:
                 log.images(progress.step, target, pred)
             stopping = progress.step == end and end < o.steps
             if env.main and (progress.step % cfg.checkpoint.every == 0 or stopping):
-                save_training_checkpoint(out, model, progress, optimizer, scheduler, scaler, metadata,
+                save_training_checkpoint(out, model, progress, optimizer, scheduler, scaler,
+                                         metadata,
                                          cfg.checkpoint.keep)
             micro, step_loss, step_terms = 0, 0.0, {}
             if progress.step >= end:
@@ -286,7 +299,7 @@ def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True,
-                        help="training config YAML (see configs/ and docs/training.md)")
+                        help="training config YAML (see training/configs/ and docs/training.md)")
     parser.add_argument("--out", help="output folder (overrides the config's out)")
     parser.add_argument("--resume", action="store_true",
                         help="continue from the newest complete checkpoint under out")

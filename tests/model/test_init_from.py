@@ -308,7 +308,7 @@ def test_the_recipes_chain_and_train_the_mapped_parts_slower_than_the_fresh_ones
 
     from hcdp_training.config import load_config
 
-    configs = Path(__file__).resolve().parents[2] / "configs"
+    configs = Path(__file__).resolve().parents[2] / "training" / "configs"
     s0, s1, s2 = (load_config(configs / f"small_from_da2_stage{i}.yaml") for i in range(3))
     assert s0.model.init == s1.model.init and s1.model.prior_init == f"{s0.out}/final"
     assert s2.model.init == f"{s1.out}/final" and s2.stage == 2

@@ -317,7 +317,7 @@ def test_resume_refuses_a_config_that_differs_from_the_run_unless_allowed(setup,
 
 
 def test_the_readme_train_row_says_which_stage_to_run_first(tmp_path, monkeypatch, capsys):
-    configs = Path(__file__).resolve().parents[2] / "configs"
+    configs = Path(__file__).resolve().parents[2] / "training" / "configs"
     monkeypatch.chdir(tmp_path)  # no runs/ here: stage 0 has not run
     assert hcdp_main(["train", "--config", str(configs / "tiny_cpu_stage1.yaml")]) == 2
     err = capsys.readouterr().err

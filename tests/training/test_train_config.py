@@ -8,7 +8,7 @@ import yaml
 from hcdp_model.config import ConfigError
 from hcdp_training.config import TrainConfig, load_config
 
-CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "training" / "configs").glob("*.yaml"))
 
 
 def test_the_repository_ships_the_tiny_and_paper_scale_recipes():
