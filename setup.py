@@ -61,7 +61,18 @@ setup(
             "onnx",
             "onnxruntime",
             "onnxscript",
-            "flake8",  # tests/test_flake8.py: setup.cfg's ament_flake8 configuration
+            # tests/test_flake8.py: setup.cfg's ament_flake8 configuration with the plugins that
+            # ros-jazzy-ament-flake8 brings (docstrings, import order, builtins, comprehensions,
+            # quotes), so CI without ROS finds what `colcon test` finds
+            "flake8",
+            "flake8-blind-except",
+            "flake8-builtins",
+            "flake8-class-newline",
+            "flake8-comprehensions",
+            "flake8-deprecated",
+            "flake8-docstrings",
+            "flake8-import-order",
+            "flake8-quotes",
         ],
     },
     entry_points={
