@@ -15,6 +15,32 @@ from .base import State, StepOutput
 from .step import InPlaceStreamingStep
 
 WARMUP_STEPS = 3  # eager runs on a side stream before capture (cuBLAS/cuDNN handles, allocator)
+# The first replay is checked against an eager step on the same frame and rings: largest
+# |replayed - eager| over the outputs, relative to the eager outputs' largest magnitude (at least 1).
+REPLAY_TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 4e-2}
+
+
+class CudaGraphMismatch(RuntimeError):
+    """The captured graph's first replay disagrees with the eager step it was captured from."""
+
+
+def check_replay(replayed: StepOutput, eager: StepOutput, dtype: torch.dtype) -> float:
+    """Return the relative error of a replay against eager; raise CudaGraphMismatch if too large.
+
+    Both are (depth, normal, mask_logits) of one frame. A graph that replays wrong outputs (a
+    capture that missed a kernel, a stale buffer) is refused here instead of publishing them.
+    """
+    # torch's max propagates NaN (Python's max would skip it): a NaN anywhere is refused
+    scale = torch.stack([e.float().abs().max() for e in eager]).max().clamp_min(1.0)
+    diff = torch.stack([(r.float() - e.float()).abs().max() for r, e in zip(replayed, eager)])
+    error = float(diff.max() / scale)
+    tolerance = REPLAY_TOLERANCE[dtype]
+    if not error <= tolerance:  # NaN fails too
+        raise CudaGraphMismatch(
+            f"the CUDA graph's first replay differs from the eager step by {error:.3g} (relative "
+            f"to the outputs' largest magnitude; tolerance {tolerance:g} in {dtype}): the graph "
+            "is not used")
+    return error
 
 
 def reset_ring(state: State) -> None:
@@ -46,8 +72,10 @@ class CapturedStep:
         with torch.inference_mode():
             self.frame = torch.zeros(1, 3, resolution, resolution, device=device, dtype=dtype)
             self.state = step.init_state(1, device, dtype)
+        self.dtype = dtype
         self.graph: torch.cuda.CUDAGraph | None = None
         self.outputs: StepOutput | None = None
+        self.replay_error: float | None = None  # the first replay vs eager (check_replay)
 
     def reset(self) -> State:
         with torch.inference_mode():
@@ -73,7 +101,27 @@ class CapturedStep:
             raise ValueError("expected the state returned by this backend's init_state/step (a "
                              "captured graph reads its own static buffers), got another tuple")
         if self.graph is None:
-            self.capture()
+            return self._first(frame)
         self.frame.copy_(frame, non_blocking=True)
         self.graph.replay()
+        return self.outputs
+
+    def _first(self, frame: torch.Tensor) -> StepOutput:
+        """Capture, replay the first frame, and check the replay against an eager step.
+
+        The eager step runs on copies of the rings as they were before the frame, so both see the
+        same input; on a mismatch the graph is dropped and the rings are emptied.
+        """
+        self.capture()
+        with torch.inference_mode():
+            before = tuple(t.clone() for t in self.state)
+            self.frame.copy_(frame)
+            self.graph.replay()
+            eager = self.step(self.frame, *before)[:3]
+            try:
+                self.replay_error = check_replay(self.outputs, eager, self.dtype)
+            except CudaGraphMismatch:
+                self.graph, self.outputs = None, None
+                reset_ring(self.state)
+                raise
         return self.outputs

@@ -96,8 +96,11 @@ class TorchBackend(Backend):
             except RuntimeError as err:
                 if not self._fallback or self._captured.graph is not None:
                     raise
-                log.warning("CUDA graph capture of the streaming step failed (%s); running it "
-                            "eagerly", str(err).splitlines()[0][:200])
+                # a capture that fails, or a first replay that disagrees with eager
+                # (CudaGraphMismatch): the step runs eagerly from here on
+                log.warning("CUDA graph capture of the streaming step failed or its first replay "
+                            "disagreed with eager (%s); running it eagerly",
+                            str(err).splitlines()[0][:300])
                 self._captured, self._forward = None, self.module
                 self.name, self.cuda_graph = "torch", False
                 reset_ring(state)  # the failed capture's warm-up wrote into the rings
