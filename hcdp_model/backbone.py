@@ -13,13 +13,14 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
 from .config import BackboneConfig
 
 
 class PatchEmbed(nn.Module):
+
     def __init__(self, patch_size: int, embed_dim: int) -> None:
         super().__init__()
         self.proj = nn.Conv2d(3, embed_dim, kernel_size=patch_size, stride=patch_size)
@@ -29,6 +30,7 @@ class PatchEmbed(nn.Module):
 
 
 class LayerScale(nn.Module):
+
     def __init__(self, dim: int, init_value: float) -> None:
         super().__init__()
         self.gamma = nn.Parameter(torch.full((dim,), init_value))
@@ -38,6 +40,7 @@ class LayerScale(nn.Module):
 
 
 class Mlp(nn.Module):
+
     def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
         self.fc1 = nn.Linear(dim, hidden)
@@ -74,6 +77,7 @@ def _rotate_half(x: torch.Tensor) -> torch.Tensor:
 
 
 class Attention(nn.Module):
+
     def __init__(self, dim: int, num_heads: int, key_bias: bool) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -107,6 +111,7 @@ def _apply_rope(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.
 
 
 class Block(nn.Module):
+
     def __init__(self, cfg: BackboneConfig) -> None:
         super().__init__()
         dim = cfg.embed_dim

@@ -16,9 +16,9 @@ import hashlib
 import os
 from pathlib import Path
 
-import torch
-from safetensors import SafetensorError, safe_open
+from safetensors import safe_open, SafetensorError
 from safetensors.torch import load_file, save_file
+import torch
 
 from .config import ConfigError, ModelConfig
 from .model import HCDPModel

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import sys
 from importlib.metadata import entry_points
+import sys
 
-from hcdp_model.commands import GROUP, Command
+from hcdp_model.commands import Command, GROUP
 
 
 def discover() -> dict[str, Command]:

@@ -16,7 +16,7 @@ GROUP = "hcdp.commands"
 @dataclass(frozen=True)
 class Command:
     module: str
-    help: str
+    help: str  # noqa: A003 (field other packages' Command(...) and cli.py use)
 
 
 INFO = Command("hcdp_model.info", "parameters and GMACs per block of a preset")

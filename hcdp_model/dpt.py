@@ -4,8 +4,8 @@ channels) and `Fusion` (RefineNet-style progressive fusion -> F_DPT at 8x the pa
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
 from .config import DecoderConfig
 
@@ -34,6 +34,7 @@ class Reassemble(nn.Module):
 
 
 class ResidualConvUnit(nn.Module):
+
     def __init__(self, features: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(features, features, 3, padding=1)
@@ -44,6 +45,7 @@ class ResidualConvUnit(nn.Module):
 
 
 class FusionBlock(nn.Module):
+
     def __init__(self, features: int, has_skip: bool = True) -> None:
         super().__init__()
         self.res_skip = ResidualConvUnit(features) if has_skip else None

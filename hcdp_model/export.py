@@ -16,8 +16,8 @@ import argparse
 import json
 import logging
 
-from .backends.base import DEFAULT_WINDOW, BackendError
-from .backends.build import FORMATS, TOLERANCES, ExportSpec, export_artefact
+from .backends.base import BackendError, DEFAULT_WINDOW
+from .backends.build import export_artefact, ExportSpec, FORMATS, TOLERANCES
 from .backends.manifest import manifest_path
 from .backends.ort import EXPORTERS
 from .checkpoint import CheckpointError

@@ -14,8 +14,8 @@ Two depth-head layouts (`decoder.depth_head`):
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
 # Bounds depth at 1 / eps = 10 where the source predicts q = 0 (sky, far background), and the
 # sensitivity |d depth / d q| at 1 / eps^2 = 100, so float rounding in q (e.g. export vs eager)

@@ -17,11 +17,11 @@ import json
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from .config import PRESETS, preset
-from .model import HCDPModel
-from .preprocess import Letterbox
 from .backends.base import DEFAULT_WINDOW
 from .backends.step import StreamingStep
+from .config import preset, PRESETS
+from .model import HCDPModel
+from .preprocess import Letterbox
 
 # Paper, Table 17 (params in billions, GFLOPs).
 PAPER_TABLE_17 = {"base": (0.097, 471), "large": (0.337, 753)}

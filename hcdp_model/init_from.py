@@ -14,16 +14,16 @@ See docs/model.md ("Starting from Depth Anything") for the table and what cannot
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 import hashlib
 import json
-import sys
-from dataclasses import dataclass, field
 from pathlib import Path
+import sys
 
 import torch
 
 from .checkpoint import save_checkpoint
-from .config import PRESETS, ConfigError, ModelConfig, preset
+from .config import ConfigError, ModelConfig, preset, PRESETS
 from .model import HCDPModel
 from .pretrained import BackboneLoadError, read_state_dict, resize_pos_embed
 

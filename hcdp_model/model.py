@@ -10,8 +10,8 @@ With `decoder.depth_head: depth_anything` the depth head is Depth Anything V2's,
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
 from .backbone import VisionTransformer
 from .config import ModelConfig
@@ -25,6 +25,7 @@ Outputs = dict[str, torch.Tensor]
 
 
 class HCDPModel(nn.Module):
+
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg.validate()

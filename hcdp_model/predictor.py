@@ -5,15 +5,15 @@ reset rules and postprocessing; `load_predictor` opens a checkpoint or an export
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from pathlib import Path
+import time
 
 import numpy as np
 import torch
 
-from .backends.base import (DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_PRECISION, DEFAULT_WINDOW,
-                            Backend)
+from .backends.base import (Backend, DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_PRECISION,
+                            DEFAULT_WINDOW)
 from .backends.build import open_backend
 from .backends.torch_eager import TorchBackend
 from .heads import unit

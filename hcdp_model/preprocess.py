@@ -8,8 +8,8 @@ the exact geometric inverse: crop the padding, resize back to the input size.
 """
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
+import functools
 
 import numpy as np
 import torch

@@ -16,14 +16,14 @@ torch < 2.6, whose weights-only unpickler could be made to run code: CVE-2025-32
 """
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass, field
+import math
 from pathlib import Path
+import re
 
+from safetensors.torch import load_file
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 
 from .backbone import VisionTransformer
 

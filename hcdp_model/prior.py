@@ -13,8 +13,8 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
 from .config import PriorConfig
 
@@ -55,6 +55,7 @@ def fourier_features(x: torch.Tensor, frequencies: int) -> torch.Tensor:
 
 
 class HumanPrior(nn.Module):
+
     def __init__(self, cfg: PriorConfig, features: int) -> None:
         super().__init__()
         self.kind = cfg.kind

@@ -12,7 +12,8 @@ rviz2 is optional (not a package dependency): `use_rviz:=true` needs `ros-$ROS_D
 """
 import os
 
-from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+from ament_index_python.packages import get_package_share_directory, PackageNotFoundError
+from hcdp_ros.topics import launch_remappings
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, EmitEvent, OpaqueFunction, RegisterEventHandler
 from launch.events import matches_action
@@ -22,8 +23,6 @@ from launch_ros.event_handlers import OnStateTransition
 from launch_ros.events.lifecycle import ChangeState
 from launch_ros.parameter_descriptions import ParameterValue
 from lifecycle_msgs.msg import Transition
-
-from hcdp_ros.topics import launch_remappings
 
 PACKAGE = "hcdp_ros"
 TRUE = ("true", "1", "yes", "on")

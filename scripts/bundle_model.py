@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-from safetensors import safe_open
-
 from hcdp_model.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint
+from safetensors import safe_open
+import torch
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ with torch (eager, optional torch.compile), ONNX Runtime and Torch-TensorRT impl
 Optional runtimes (onnxruntime, torch_tensorrt) are imported only when their backend is built, so
 `import hcdp_model.backends` works on a machine that has neither.
 """
-from .base import BACKENDS, Backend, BackendError, State, StepOutput
+from .base import Backend, BackendError, BACKENDS, State, StepOutput
 from .step import ExportStep
 
 __all__ = ["BACKENDS", "Backend", "BackendError", "ExportStep", "State", "StepOutput"]

@@ -15,29 +15,29 @@ build.
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass, field
 import io
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from safetensors import SafetensorError
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
+import torch
 
+from . import trt
+from .base import (Backend, BackendError, BACKENDS, check_precision, DEFAULT_BACKEND,
+                   DEFAULT_DEVICE, DEFAULT_PRECISION, DEFAULT_WINDOW, PRECISIONS)
+from .cache import cached_artefact, content_digest, forget_trusted, is_trusted, record_trusted
+from .frames import random_frames, real_frames
+from .manifest import gpu_name, Manifest, manifest_path, runtime_versions
+from .module import ModuleBackend
+from .ort import export_onnx, io_names, ONNX_OPSET, OnnxRuntimeBackend
+from .step import ExportStep
+from .torch_eager import TorchBackend
 from ..checkpoint import checkpoint_hash, load_checkpoint
 from ..model import HCDPModel
 from ..preprocess import Letterbox
-from . import trt
-from .base import (BACKENDS, DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_PRECISION, DEFAULT_WINDOW,
-                   PRECISIONS, Backend, BackendError, check_precision)
-from .cache import cached_artefact, content_digest, forget_trusted, is_trusted, record_trusted
-from .frames import random_frames, real_frames
-from .manifest import Manifest, gpu_name, manifest_path, runtime_versions
-from .module import ModuleBackend
-from .ort import ONNX_OPSET, OnnxRuntimeBackend, export_onnx, io_names
-from .step import ExportStep
-from .torch_eager import TorchBackend
 
 log = logging.getLogger(__name__)
 FORMATS = {"onnx": ".onnx", "torch-export": ".pt2", "tensorrt": trt.SUFFIX}
@@ -53,7 +53,8 @@ class ExportError(BackendError):
 
 @dataclass
 class ExportSpec:
-    format: str                                   # onnx | torch-export | tensorrt
+    # onnx | torch-export | tensorrt; `format` is a keyword callers pass (ExportSpec(format=...))
+    format: str  # noqa: A003 (public field name, kept)
     precision: str = DEFAULT_PRECISION
     window: int = DEFAULT_WINDOW
     camera_size: tuple[int, int] = (480, 640)     # (H, W): the letterbox recorded in the manifest

@@ -19,8 +19,8 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
+import shutil
 from typing import Callable, TypeVar
 
 from .base import BackendError

@@ -8,10 +8,10 @@ it matched eager PyTorch. Loaders compare the identity fields against what they 
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass, field
 import datetime
 import importlib.metadata
 import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -51,7 +51,7 @@ def gpu_name(device: torch.device | str | None = None) -> str | None:
 
 @dataclass
 class Manifest:
-    format: str                    # onnx | torch-export | tensorrt
+    format: str  # noqa: A003 (the manifest JSON's field name) onnx | torch-export | tensorrt
     checkpoint: str
     checkpoint_hash: str
     preset: str

@@ -14,15 +14,15 @@ from __future__ import annotations
 import copy
 import importlib
 import logging
-import warnings
 from pathlib import Path
+import warnings
 
 import numpy as np
 import torch
 
 from .base import Backend, BackendError, State, StepOutput
 from .manifest import Manifest, manifest_path
-from .step import OUTPUT_NAMES, ExportStep, state_names
+from .step import ExportStep, OUTPUT_NAMES, state_names
 
 log = logging.getLogger(__name__)
 ONNX_OPSET = 17

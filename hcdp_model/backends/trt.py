@@ -16,15 +16,15 @@ caller trusts), read once and loaded from memory.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 import importlib
 import io
-import re
-from dataclasses import dataclass
 from pathlib import Path
+import re
 
 import torch
 
-from .base import PRECISIONS, BackendError
+from .base import BackendError, PRECISIONS
 from .cache import cache_root
 from .step import ExportStep
 
