@@ -1,7 +1,8 @@
-"""Image-plane geometry shared by the losses, the metrics and the node: flow warping, the
-forward-backward cycle check, least-squares scale/shift alignment, min-max normalisation on a mask,
-and the discrete image derivatives (Sobel, Laplacian) and morphology (dilate, erode) the losses
-use.
+"""Image-plane geometry shared by the losses, the metrics and the node.
+
+Flow warping, the forward-backward cycle check, least-squares scale/shift alignment, min-max
+normalisation on a mask, and the discrete image derivatives (Sobel, Laplacian) and morphology
+(dilate, erode) the losses use.
 
 Conventions (see the common contract): images are `[B, C, H, W]`, flow is `[B, 2, H, W]` in pixels
 (dx, dy), masks are `[B, 1, H, W]` bool or float weights. All maths runs in float32, also under
@@ -26,7 +27,8 @@ def full_precision(fn: Fn) -> Fn:
     """Run `fn` with autocast disabled and its floating-point tensor arguments cast to float32.
 
     Least squares, normalisation by small ranges and bilinear warping lose too much in
-    bf16/fp16."""
+    bf16/fp16.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -53,13 +55,14 @@ def _check_image_pair(x: torch.Tensor, flow: torch.Tensor) -> None:
 
 @full_precision
 def backward_warp(x: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Bilinear backward warp: `warped(p) = x(p + flow(p))`, the paper's W(x, O) (eqs. 12, 13,
-    20-24).
+    """Bilinear backward warp: `warped(p) = x(p + flow(p))`.
 
+    The paper's W(x, O) (eqs. 12, 13, 20-24).
     `backward_warp(pred_{k+1}, flow_fwd_k)` is frame k+1 aligned to frame k. Pixel centres are at
     integer coordinates (align_corners=True). Returns `(warped [B,C,H,W], valid [B,1,H,W] bool)`,
     valid false where the sample position falls outside the image (there `warped` holds the border
-    value)."""
+    value).
+    """
     _check_image_pair(x, flow)
     _, _, h, w = x.shape
     ys, xs = torch.meshgrid(
@@ -78,12 +81,13 @@ def backward_warp(x: torch.Tensor, flow: torch.Tensor) -> tuple[torch.Tensor, to
 @full_precision
 def cycle_consistency_mask(flow_ab: torch.Tensor, flow_ba: torch.Tensor,
                            tau_c: float) -> torch.Tensor:
-    """Forward-backward check M_cyc = 1(||O_{a->b}(x) + O_{b->a}(x + O_{a->b}(x))||_2 <= tau_c)
-    (sec. 3.3.2).
+    """Forward-backward cycle check M_cyc (sec. 3.3.2).
 
+    M_cyc = 1(||O_{a->b}(x) + O_{b->a}(x + O_{a->b}(x))||_2 <= tau_c).
     Following a pixel of frame a to frame b and back must land within `tau_c` pixels of where it
     started; pixels that become occluded in b (or leave the image) fail. Returns bool `[B,1,H,W]`
-    in frame a."""
+    in frame a.
+    """
     back, valid = backward_warp(flow_ba, flow_ab)
     return valid & ((flow_ab + back).square().sum(1, keepdim=True) <= tau_c * tau_c)
 
@@ -91,8 +95,10 @@ def cycle_consistency_mask(flow_ab: torch.Tensor, flow_ba: torch.Tensor,
 @full_precision
 def cosine_similarity(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
     """Cosine of the angle between the vectors along dim 1 of `a`, `b` `[B,C,H,W]`: `[B,1,H,W]`.
+
     The product of the lengths is clamped to `eps**2`, so a zero vector gives 0, never NaN. (Plain
-    sums: torch's vector norm over dim 1 is an order of magnitude slower on CPU.)"""
+    sums: torch's vector norm over dim 1 is an order of magnitude slower on CPU.)
+    """
     dot = (a * b).sum(1, keepdim=True)
     norms = ((a * a).sum(1, keepdim=True) * (b * b).sum(1, keepdim=True)).clamp_min(eps**4)
     return dot * torch.rsqrt(norms)
@@ -109,13 +115,14 @@ def _flat_weights(mask: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 def align_scale_shift(
     pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ridge: float = 1e-8
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample least squares `argmin_{s,t} sum_i m_i (s * pred_i + t - target_i)^2` (eq. 6,
-    after Birk et al.).
+    """Per-sample least squares `argmin_{s,t} sum_i m_i (s * pred_i + t - target_i)^2`.
 
+    Eq. 6, after Birk et al.
     Shapes `[B, ...]` (e.g. `[B,1,H,W]`, or `[B,T,1,H,W]` for one s, t per clip); `mask` bool or
     float weights. Closed form on mean-centred data, `s = cov(pred, target) / (var(pred) + ridge)`,
     `t` from the means: exact up to the ridge, which only keeps `s` finite (0) for a constant
-    prediction. An empty mask gives s = t = 0. Returns `(s, t)`, each `[B]`."""
+    prediction. An empty mask gives s = t = 0. Returns `(s, t)`, each `[B]`.
+    """
     if pred.shape != target.shape:
         raise ValueError(f"pred {tuple(pred.shape)} and target {tuple(target.shape)} must have "
                          "the same shape")
@@ -133,8 +140,10 @@ def align_scale_shift(
 
 @full_precision
 def masked_min_max(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-sample minimum and maximum of `x [B, ...]` over `mask` (bool, same shape); 0, 0 for an
-    empty mask."""
+    """Per-sample minimum and maximum of `x [B, ...]` over `mask` (bool, same shape).
+
+    0, 0 for an empty mask.
+    """
     keep = mask.bool()
     if keep.shape != x.shape:
         raise ValueError(f"mask {tuple(keep.shape)} must have the shape of the data "
@@ -148,16 +157,18 @@ def masked_min_max(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, t
 
 @full_precision
 def normalise_min_max(x: torch.Tensor, mask: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Map `x [B, ...]` to [0, 1] per sample by its min and max over `mask`: (x - min) / (max -
-    min), the paper's depth normalisation (sec. 3.3.1). The range is clamped to `eps`; values off
-    the mask are not clipped."""
+    """Map `x [B, ...]` to [0, 1] per sample by its min and max over `mask`.
+
+    (x - min) / (max - min), the paper's depth normalisation (sec. 3.3.1). The range is clamped to
+    `eps`; values off the mask are not clipped.
+    """
     lo, hi = masked_min_max(x, mask)
     shape = (-1,) + (1,) * (x.dim() - 1)
     return (x - lo.view(shape)) / (hi - lo).clamp_min(eps).view(shape)
 
 
 def _padded(x: torch.Tensor) -> torch.Tensor:
-    """x [B,C,H,W] with a one-pixel replicated border; [B,C,H+2,W+2]."""
+    """Pad `x [B,C,H,W]` with a one-pixel replicated border: [B,C,H+2,W+2]."""
     if x.dim() != 4:
         raise ValueError(f"expected an image batch [B,C,H,W], got {tuple(x.shape)}")
     return F.pad(x, (1, 1, 1, 1), mode="replicate")
@@ -166,9 +177,11 @@ def _padded(x: torch.Tensor) -> torch.Tensor:
 # The 3x3 stencils are written as shifted slices: depthwise conv2d is several times slower on CPU.
 @full_precision
 def sobel(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sobel derivatives (the paper's nabla, eq. 8) of `x [B,C,H,W]` per channel, scaled by 1/8 so
-    that they are per-pixel slopes: on `a*x + b*y` they give exactly (a, b) away from the border.
-    Returns `(d/dx, d/dy)`, each `[B,C,H,W]`; borders replicated."""
+    """Sobel derivatives (the paper's nabla, eq. 8) of `x [B,C,H,W]` per channel.
+
+    Scaled by 1/8 so that they are per-pixel slopes: on `a*x + b*y` they give exactly (a, b) away
+    from the border. Returns `(d/dx, d/dy)`, each `[B,C,H,W]`; borders replicated.
+    """
     p = _padded(x)
     dx = p[..., :, 2:] - p[..., :, :-2]  # [B,C,H+2,W] central differences along x
     dy = p[..., 2:, :] - p[..., :-2, :]  # [B,C,H,W+2]
@@ -179,8 +192,10 @@ def sobel(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 @full_precision
 def laplacian(x: torch.Tensor) -> torch.Tensor:
-    """Five-point discrete Laplacian (the paper's Delta, eq. 8) of `x [B,C,H,W]` per channel:
-    exactly 2 on x^2 and 4 on x^2 + y^2 away from the border; borders replicated."""
+    """Five-point discrete Laplacian (the paper's Delta, eq. 8) of `x [B,C,H,W]` per channel.
+
+    Exactly 2 on x^2 and 4 on x^2 + y^2 away from the border; borders replicated.
+    """
     p = _padded(x)
     return p[..., :-2, 1:-1] + p[..., 2:, 1:-1] + p[..., 1:-1, :-2] + p[..., 1:-1, 2:] - 4.0 * x
 
@@ -197,6 +212,8 @@ def dilate(mask: torch.Tensor, size: int) -> torch.Tensor:
 
 
 def erode(mask: torch.Tensor, size: int) -> torch.Tensor:
-    """Binary erosion of a bool `[B,1,H,W]` mask by a `size` x `size` square; outside the image
-    counts as inside the mask, so only the mask's own boundary is eaten."""
+    """Binary erosion of a bool `[B,1,H,W]` mask by a `size` x `size` square.
+
+    Outside the image counts as inside the mask, so only the mask's own boundary is eaten.
+    """
     return ~dilate(~mask.bool(), size)

@@ -61,9 +61,11 @@ class HCDPModel(nn.Module):
         return self.heads(self.cwa(self.fusion(f)), f_dpt)
 
     def forward(self, clip: torch.Tensor, window: int | None = None) -> Outputs:
-        """clip [B,T,3,S,S] (normalised, see preprocess.py) -> depth [B,T,1,S,S], normal
-        [B,T,3,S,S], mask_logits [B,T,1,S,S]. `window` limits causal temporal attention to the last
-        W frames."""
+        """Clip [B,T,3,S,S] (normalised, see preprocess.py) -> depth, normal, mask_logits.
+
+        Shapes: depth [B,T,1,S,S], normal [B,T,3,S,S], mask_logits [B,T,1,S,S]. `window` limits
+        causal temporal attention to the last W frames.
+        """
         if clip.ndim != 5 or clip.shape[2] != 3:
             raise ValueError(f"expected a clip [B,T,3,H,W], got shape {tuple(clip.shape)}")
         s = self.cfg.resolution
@@ -85,8 +87,10 @@ class HCDPModel(nn.Module):
 
     # -- stage transitions ------------------------------------------------------------------------
     def insert_temporal_blocks(self, mode: str | None = None) -> None:
-        """Stage 2: add zero-initialised temporal blocks (predictions are unchanged until
-        trained)."""
+        """Stage 2: add zero-initialised temporal blocks.
+
+        Predictions are unchanged until trained.
+        """
         if mode is not None:
             self.cfg.temporal.mode = mode
         self.cfg.temporal.enabled = True
@@ -97,8 +101,10 @@ class HCDPModel(nn.Module):
              for _ in range(4)]).to(ref.device)
 
     def set_temporal_mode(self, mode: str) -> None:
-        """Switch causal <-> bidirectional (weights are shared; only the attention mask
-        differs)."""
+        """Switch causal <-> bidirectional.
+
+        Weights are shared; only the attention mask differs.
+        """
         self.cfg.temporal.mode = mode
         self.cfg.temporal.validate()
         for block in self.temporal_blocks or []:
@@ -109,16 +115,21 @@ class HCDPModel(nn.Module):
             self.human_prior.encoder.requires_grad_(False)
 
     def decoder_parameters(self) -> list[nn.Parameter]:
-        """The DPT decoder (reassemble, fusion) and, in the depth_anything layout, Depth Anything's
-        depth-head convolutions: what `hcdp init-from` maps from a Depth Anything file."""
+        """Return the parameters of the DPT decoder and (depth_anything layout) of the depth head.
+
+        The DPT decoder (reassemble, fusion) and Depth Anything's depth-head convolutions: what
+        `hcdp init-from` maps from a Depth Anything file.
+        """
         modules = [self.reassemble, self.dpt_fusion]
         if self.cfg.decoder.depth_head == "depth_anything":
             modules += [self.heads.depth.output_conv1, self.heads.depth.output_conv2]
         return [p for m in modules for p in m.parameters()]
 
     def block_modules(self) -> dict[str, nn.Module]:
-        """The named blocks of Figure 2, for parameter/GMAC reports and per-group learning
-        rates."""
+        """Return the named blocks of Figure 2.
+
+        For parameter/GMAC reports and per-group learning rates.
+        """
         blocks = {"encoder": self.encoder, "reassemble": self.reassemble,
                   "temporal_blocks": self.temporal_blocks, "dpt_fusion": self.dpt_fusion,
                   "human_prior": self.human_prior, "neck": self.neck,

@@ -33,12 +33,15 @@ class Prediction:
 
 
 class StreamingPredictor:
-    """Feeds frames one at a time through a causal model. Reset rules: stamp going backwards, a gap
-    above `max_gap_s`, a frame_id change, an image size change (and the first frame).
+    """Feeds frames one at a time through a causal model.
+
+    Reset rules: stamp going backwards, a gap above `max_gap_s`, a frame_id change, an image size
+    change (and the first frame).
 
     `model` is an HCDPModel (run by the torch backend with `window`/`device`/`precision`, default
     16/cpu/fp32) or any runtime `Backend` (hcdp_model.backends), which brings its own window,
-    device and precision: values given here must then match it."""
+    device and precision: values given here must then match it.
+    """
 
     def __init__(self, model: HCDPModel | Backend, window: int | None = None,
                  device: str | None = None, precision: str | None = None,
@@ -107,10 +110,12 @@ class StreamingPredictor:
 
 
 def host_maps(maps: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Camera-resolution maps [5,H,W] (depth, normal xyz, mask logit) -> depth [H,W] >= 0, unit
-    normals [H,W,3], mask [H,W] in [0,1] as contiguous float32 arrays. The three are written into
-    one packed buffer on the maps' device, so a GPU needs one device->host copy (into pinned
-    memory); on the CPU the buffer is the result (no extra copy)."""
+    """Camera-resolution maps [5,H,W] (depth, normal xyz, mask logit) -> contiguous float32 arrays.
+
+    depth [H,W] >= 0, unit normals [H,W,3], mask [H,W] in [0,1]. The three are written into one
+    packed buffer on the maps' device, so a GPU needs one device->host copy (into pinned memory);
+    on the CPU the buffer is the result (no extra copy).
+    """
     _, h, w = maps.shape
     n = h * w
     packed = maps.new_empty(5 * n)
@@ -127,8 +132,10 @@ def host_maps(maps: torch.Tensor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def default_checkpoint() -> Path:
-    """The bundled default model: data/models/default in a source checkout, else the ROS share
-    dir."""
+    """Return the bundled default model.
+
+    data/models/default in a source checkout, else the ROS share dir.
+    """
     here = Path(__file__).resolve().parent.parent / "data" / "models" / "default"
     if here.is_dir():
         return here
@@ -140,9 +147,11 @@ def default_checkpoint() -> Path:
 
 
 def ament_package() -> str:
-    """The ROS package that installed this one (its distribution, e.g. the ament_python package
-    whose share directory holds the bundled model), found from the installed metadata so that
-    this package names none of its users."""
+    """Name the ROS package that installed this one, found from the installed metadata.
+
+    Its distribution, e.g. the ament_python package whose share directory holds the bundled model;
+    found from the metadata so that this package names none of its users.
+    """
     from importlib.metadata import packages_distributions
 
     return packages_distributions().get(__name__.split(".")[0], [""])[0]
@@ -152,10 +161,13 @@ def load_predictor(checkpoint: str | Path | None = None, window: int = DEFAULT_W
                    device: str = DEFAULT_DEVICE, precision: str = DEFAULT_PRECISION,
                    backend: str = DEFAULT_BACKEND, max_gap_s: float = 0.5,
                    trust_artefact: bool = False) -> StreamingPredictor:
-    """Load a checkpoint (None: the bundled default) into a StreamingPredictor running on `backend`
-    (torch, onnxruntime or tensorrt; see hcdp_model.backends.build.open_backend). `checkpoint` may
-    also be an artefact written by `hcdp export` (.onnx, .pt2, .ep) for the matching backend; a
-    .pt2/.ep this machine did not build loads only with `trust_artefact` (docs/security.md)."""
+    """Load a checkpoint (None: the bundled default) into a StreamingPredictor on `backend`.
+
+    `backend`: torch, onnxruntime or tensorrt; see hcdp_model.backends.build.open_backend.
+    `checkpoint` may also be an artefact written by `hcdp export` (.onnx, .pt2, .ep) for the
+    matching backend; a .pt2/.ep this machine did not build loads only with `trust_artefact`
+    (docs/security.md).
+    """
     runtime = open_backend(default_checkpoint() if checkpoint is None else checkpoint,
                            backend=backend,
                            window=window, device=device, precision=precision,

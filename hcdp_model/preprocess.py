@@ -1,5 +1,4 @@
-"""The one preprocessing / unpreprocessing pair used by the model, the node, the trainer and the
-evaluator.
+"""The one preprocessing / unpreprocessing pair used by the model, node, trainer and evaluator.
 
 Any input size or aspect is letterboxed into the square model resolution S: resize keeping the
 aspect (longer side -> S), pad the shorter side symmetrically, normalise with the ImageNet mean/std
@@ -52,8 +51,10 @@ class Letterbox:
 
 
 def check_image(image: np.ndarray, encoding: str = "rgb8") -> None:
-    """Refuse what is not a non-empty uint8 rgb8/bgr8 (H,W,3) or mono8 (H,W) image, saying what
-    was expected."""
+    """Refuse what is not a non-empty uint8 rgb8/bgr8 (H,W,3) or mono8 (H,W) image.
+
+    The error says what was expected.
+    """
     if encoding not in ENCODINGS:
         raise ValueError(f"expected encoding {'/'.join(ENCODINGS)}, got {encoding!r}")
     if image.dtype != np.uint8:
@@ -67,8 +68,10 @@ def check_image(image: np.ndarray, encoding: str = "rgb8") -> None:
 
 
 def to_rgb(image: np.ndarray, encoding: str = "rgb8") -> np.ndarray:
-    """uint8 rgb8/bgr8 (H,W,3) or mono8 (H,W) -> RGB (H,W,3) uint8; rgb8 is returned without a
-    copy."""
+    """uint8 rgb8/bgr8 (H,W,3) or mono8 (H,W) -> RGB (H,W,3) uint8.
+
+    rgb8 is returned without a copy.
+    """
     check_image(image, encoding)
     if encoding == "bgr8":
         return image[..., ::-1]
@@ -88,8 +91,7 @@ def _resize(x: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
 
 def letterbox_maps(maps: torch.Tensor, box: Letterbox, mode: str = "bilinear",
                    fill: float = 0.0) -> torch.Tensor:
-    """[N,C,in_h,in_w] float maps -> [N,C,S,S], placed exactly where preprocess() puts the
-    image."""
+    """[N,C,in_h,in_w] float maps -> [N,C,S,S], placed exactly where preprocess() puts images."""
     resized = _resize(maps, (box.new_h, box.new_w), mode)
     out = maps.new_full((*maps.shape[:2], box.size, box.size), fill)
     out[..., box.top:box.top + box.new_h, box.left:box.left + box.new_w] = resized
@@ -97,9 +99,11 @@ def letterbox_maps(maps: torch.Tensor, box: Letterbox, mode: str = "bilinear",
 
 
 def upload(images: np.ndarray, device: torch.device) -> torch.Tensor:
-    """uint8 array (any strides) -> tensor on `device`. To a GPU through one pinned staging buffer
-    (the one host copy also makes it contiguous; the transfer is asynchronous); elsewhere a view of
-    the array when it can be one."""
+    """uint8 array (any strides) -> tensor on `device`.
+
+    To a GPU through one pinned staging buffer (the one host copy also makes it contiguous; the
+    transfer is asynchronous); elsewhere a view of the array when it can be one.
+    """
     if device.type == "cuda":
         staging = torch.empty(images.shape, dtype=torch.uint8, pin_memory=True)
         np.copyto(staging.numpy(), images)
@@ -111,7 +115,10 @@ def upload(images: np.ndarray, device: torch.device) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=16)
 def _normalisation(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
-    """ImageNet mean and std x 255 as [1,3,1,1] on `device`: made once, not uploaded per frame."""
+    """Return ImageNet mean and std x 255 as [1,3,1,1] on `device`.
+
+    Made once, not uploaded per frame.
+    """
     with torch.inference_mode(False), torch.no_grad():
         mean = torch.tensor(IMAGENET_MEAN, dtype=dtype).view(1, 3, 1, 1) * 255
         std = torch.tensor(IMAGENET_STD, dtype=dtype).view(1, 3, 1, 1) * 255
@@ -121,13 +128,15 @@ def _normalisation(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tens
 def preprocess(images: np.ndarray | torch.Tensor, size: int, encoding: str = "rgb8",
                device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32
                ) -> tuple[torch.Tensor, Letterbox]:
-    """uint8 image(s) (H,W,3) / (N,H,W,3) (or mono8 (H,W) / (N,H,W)) in `encoding` -> normalised
-    RGB [N,3,S,S] and its Letterbox. A tensor must be RGB [N,H,W,3].
+    """uint8 image(s) in `encoding` -> normalised RGB [N,3,S,S] and its Letterbox.
+
+    Images are (H,W,3) / (N,H,W,3) (or mono8 (H,W) / (N,H,W)). A tensor must be RGB [N,H,W,3].
 
     The frame is uploaded as it is (bgr8 and mono8 included: no host-side conversion copy) and
     converted, resized and normalised on `device`, so on a GPU the CPU only moves bytes. Channel
     order and grey expansion are applied after the resize, which works per channel, so the result
-    is the same as converting first, at model-resolution cost."""
+    is the same as converting first, at model-resolution cost.
+    """
     device = torch.device(device)
     channels = 3
     if isinstance(images, np.ndarray):
@@ -161,8 +170,10 @@ def preprocess(images: np.ndarray | torch.Tensor, size: int, encoding: str = "rg
 
 
 def normalize_float(images: torch.Tensor) -> torch.Tensor:
-    """Float RGB in [0,1] [...,3,H,W] -> ImageNet-normalised (for datasets that already hold
-    floats)."""
+    """Float RGB in [0,1] [...,3,H,W] -> ImageNet-normalised.
+
+    For datasets that already hold floats.
+    """
     mean = images.new_tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = images.new_tensor(IMAGENET_STD).view(3, 1, 1)
     return (images - mean) / std

@@ -125,8 +125,10 @@ def check_path(artefact: str | Path) -> Path:
 
 def reference_outputs(reference: ExportStep,
                       frames: list[torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Eager fp32 outputs of `frames` streamed from an empty cache, with the frames, as one flat
-    dict (frame_i, depth_i, normal_i, mask_logits_i) on the CPU."""
+    """Eager fp32 outputs of `frames` streamed from an empty cache, with the frames, as one dict.
+
+    The flat dict (frame_i, depth_i, normal_i, mask_logits_i) is on the CPU.
+    """
     device = next(reference.parameters()).device
     state = reference.init_state(1, device, torch.float32)
     stored: dict[str, torch.Tensor] = {}
@@ -140,8 +142,11 @@ def reference_outputs(reference: ExportStep,
 
 
 def startup_check(backend: Backend, path: Path, manifest: Manifest) -> dict[str, float | int]:
-    """Stream the artefact's stored check frames through `backend` from an empty cache; the max
-    |backend - eager fp32| over all outputs. Refuses (BackendError) above the stored tolerance."""
+    """Stream the artefact's stored check frames through `backend` from an empty cache.
+
+    Returns the max |backend - eager fp32| over all outputs. Refuses (BackendError) above the
+    stored tolerance.
+    """
     record = manifest.extra.get("startup_check")
     data_path = check_path(path)
     if not isinstance(record, dict) or not data_path.is_file():
@@ -178,8 +183,11 @@ def startup_check(backend: Backend, path: Path, manifest: Manifest) -> dict[str,
 
 def stream_difference(candidate: Backend, reference: ExportStep,
                       frames: list[torch.Tensor]) -> float:
-    """Stream `frames` through both from an empty cache; max |candidate - reference| over all
-    outputs of all frames (so errors in the cache path show up in later frames)."""
+    """Stream `frames` through both from an empty cache; return max |candidate - reference|.
+
+    The maximum is over all outputs of all frames (so errors in the cache path show up in later
+    frames).
+    """
     device = candidate.device
     ref_state = reference.init_state(1, device, torch.float32)
     cand_state = candidate.init_state()
@@ -213,9 +221,11 @@ def _write(spec: ExportSpec, step: ExportStep, out: Path) -> None:
 
 def export_artefact(checkpoint: str | Path, out: str | Path, spec: ExportSpec,
                     frames: tuple[list[torch.Tensor], str] | None = None) -> Manifest:
-    """Write the step graph of `checkpoint` to `out` (+ `out`.json manifest), verified against
-    eager. `frames`: the caller's preprocessed real check frames (any device) and where they came
-    from (default: `frames.real_frames` of `spec.check_images`)."""
+    """Write the step graph of `checkpoint` to `out` (+ `out`.json manifest), verified vs eager.
+
+    `frames`: the caller's preprocessed real check frames (any device) and where they came from
+    (default: `frames.real_frames` of `spec.check_images`).
+    """
     spec.validate()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -271,9 +281,11 @@ def _tensorrt_expected() -> dict[str, object]:
 
 
 def _read_code_artefact(path: Path, fmt: str, trust_artefact: bool) -> io.BytesIO:
-    """The bytes of a torch.export / Torch-TensorRT program, if this machine built them (or the
-    caller trusts the file). They are hashed and loaded from memory, so the file cannot be swapped
-    between the check and the load."""
+    """Read the bytes of a torch.export / Torch-TensorRT program, if this machine built them.
+
+    Or if the caller trusts the file. They are hashed and loaded from memory, so the file cannot be
+    swapped between the check and the load.
+    """
     data = path.read_bytes()
     if not trust_artefact and not is_trusted(content_digest(data)):
         raise BackendError(
@@ -294,7 +306,8 @@ def open_artefact(path: str | Path, device: str | torch.device = DEFAULT_DEVICE,
     and versions); a torch.export or TensorRT program unless this machine built it or
     `trust_artefact`; and, with `check`, when its stored check frames streamed through this
     machine's runtime differ from eager by more than the export's tolerance (the measured result
-    is `backend.startup_check`)."""
+    is `backend.startup_check`).
+    """
     path = Path(path)
     if not path.is_file():
         raise BackendError(f"{path}: artefact not found")
@@ -335,14 +348,15 @@ ARTEFACT_BACKENDS = {".onnx": "onnxruntime", ".pt2": "torch", trt.SUFFIX: "tenso
 def open_backend(checkpoint: str | Path, backend: str = DEFAULT_BACKEND,
                  window: int = DEFAULT_WINDOW, device: str = DEFAULT_DEVICE,
                  precision: str = DEFAULT_PRECISION, trust_artefact: bool = False) -> Backend:
-    """A checkpoint (or an exported artefact) as a ready backend.
+    """Open a checkpoint (or an exported artefact) as a ready backend.
 
     torch: eager model (or a .pt2 from `hcdp export --backend torch-export`). onnxruntime /
     tensorrt: a .onnx / .ep artefact is loaded as is (refused if its window or precision differ
     from the ones asked for); a checkpoint is exported once into the artefact cache
     (~/.cache/hcdp/<format>/<key>) and loaded from there afterwards. Every artefact passes its
     start-up check here first; a .pt2 or .ep this machine did not build is refused unless
-    `trust_artefact` (see `open_artefact`)."""
+    `trust_artefact` (see `open_artefact`).
+    """
     if backend not in BACKENDS:
         raise ValueError(f"expected backend {'/'.join(BACKENDS)}, got {backend!r}")
     check_precision(precision, torch.device(device))
