@@ -1,2 +1,4 @@
-"""hcdp_model: the network, preprocessing, checkpoints, the streaming predictor, runtime backends
-and export. No ROS imports."""
+"""hcdp_model: the network, preprocessing, checkpoints, streaming predictor, backends and export.
+
+No ROS imports.
+"""

@@ -51,8 +51,11 @@ class Mlp(nn.Module):
 
 
 class RopeEmbedding(nn.Module):
-    """DINOv3 2-D rotary embedding: periods base^(2k/(head_dim/2)), coordinates of patch centres
-    normalised to [-1, 1] per axis, angles [y-freqs, x-freqs] tiled twice (NeoX half-split)."""
+    """DINOv3 2-D rotary embedding.
+
+    Periods base^(2k/(head_dim/2)), coordinates of patch centres normalised to [-1, 1] per axis,
+    angles [y-freqs, x-freqs] tiled twice (NeoX half-split).
+    """
 
     def __init__(self, head_dim: int, base: float) -> None:
         super().__init__()
@@ -129,8 +132,10 @@ class Block(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    """Returns the final-normed patch tokens of 4 blocks as feature maps [B, D, g, g] (the
-    `get_intermediate_layers(..., reshape=True, norm=True)` convention of Depth Anything V2)."""
+    """Return the final-normed patch tokens of 4 blocks as feature maps [B, D, g, g].
+
+    The `get_intermediate_layers(..., reshape=True, norm=True)` convention of Depth Anything V2.
+    """
 
     def __init__(self, cfg: BackboneConfig, resolution: int) -> None:
         super().__init__()

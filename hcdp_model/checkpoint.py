@@ -60,7 +60,10 @@ def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
 
 
 def _umask() -> int:
-    """The process umask, from /proc where Linux has it (setting it to read it races threads)."""
+    """Read the process umask from /proc where Linux has it.
+
+    Setting it to read it races threads.
+    """
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("Umask:"):
@@ -74,9 +77,12 @@ def _umask() -> int:
 
 def save_checkpoint(model: HCDPModel, path: str | Path, metadata: dict[str, str] | None = None,
                     dtype: torch.dtype | None = None) -> Path:
-    """Write weights + config. `path` ending in .safetensors writes a file pair, otherwise a
-    directory. `dtype` (e.g. torch.float16) stores floating-point weights in that type to halve the
-    file; loading casts them back to the model's type."""
+    """Write weights + config.
+
+    `path` ending in .safetensors writes a file pair, otherwise a directory. `dtype` (e.g.
+    torch.float16) stores floating-point weights in that type to halve the file; loading casts them
+    back to the model's type.
+    """
     path = Path(path)
     if path.suffix == ".safetensors":
         weights, config = path, path.with_suffix(".yaml")
@@ -97,7 +103,7 @@ def save_checkpoint(model: HCDPModel, path: str | Path, metadata: dict[str, str]
 
 
 def read_header(weights: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """name -> (safetensors dtype, shape) from the file's header; no tensor is read."""
+    """Read name -> (safetensors dtype, shape) from the file's header; no tensor is read."""
     try:
         with safe_open(str(weights), framework="pt") as f:
             return {k: (f.get_slice(k).get_dtype(), tuple(f.get_slice(k).get_shape()))
@@ -107,7 +113,10 @@ def read_header(weights: Path) -> dict[str, tuple[str, tuple[int, ...]]]:
 
 
 def expected_tensors(cfg: ModelConfig) -> dict[str, tuple[torch.dtype, tuple[int, ...]]]:
-    """name -> (dtype, shape) of the model `cfg` describes, built on the meta device: no memory."""
+    """Map name -> (dtype, shape) of the model `cfg` describes.
+
+    Built on the meta device: no memory.
+    """
     with torch.device("meta"):
         model = HCDPModel(cfg)
     return {k: (v.dtype, tuple(v.shape)) for k, v in model.state_dict().items()}
@@ -162,8 +171,10 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> HCD
 
 
 def checkpoint_hash(path: str | Path) -> str:
-    """sha256 over the weights and the config bytes: the identity used in export caches and
-    manifests."""
+    """sha256 over the weights and the config bytes.
+
+    The identity used in export caches and manifests.
+    """
     digest = hashlib.sha256()
     for file in resolve_checkpoint(path):
         with open(file, "rb") as fh:

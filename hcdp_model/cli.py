@@ -16,8 +16,10 @@ from hcdp_model.commands import Command, GROUP
 
 
 def discover() -> dict[str, Command]:
-    """The registered sub-commands by name (sorted); two registrations of one name are an
-    error."""
+    """Return the registered sub-commands by name (sorted).
+
+    Two registrations of one name are an error.
+    """
     found: dict[str, Command] = {}
     for entry in sorted(entry_points(group=GROUP), key=lambda e: e.name):
         command = entry.load()
@@ -37,8 +39,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 
 class DefaultsHelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
-    """`--help` names every option's default, except where there is none to name (None, a flag
-    that is off) or the help text already says it."""
+    """`--help` names every option's default.
+
+    Except where there is none to name (None, a flag that is off) or the help text already says it.
+    """
 
     def _get_help_string(self, action: argparse.Action) -> str:
         help_text = action.help or ""
@@ -53,7 +57,7 @@ def _load(name: str):
 
 
 def command_parser(name: str, module) -> argparse.ArgumentParser:
-    """The parser of `hcdp <name>`, its options added by the sub-command's module."""
+    """Build the parser of `hcdp <name>`, its options added by the sub-command's module."""
     parser = argparse.ArgumentParser(prog=f"hcdp {name}", description=SUBCOMMANDS[name][1],
                                      formatter_class=DefaultsHelpFormatter)
     module.add_arguments(parser)

@@ -1,6 +1,9 @@
-"""DPT decoder D_DPT (Ranftl et al. 2021, in the Depth Anything V2 layout), split in two halves so
-the temporal blocks can sit between them: `Reassemble` (4 token maps -> 4 scales x `features`
-channels) and `Fusion` (RefineNet-style progressive fusion -> F_DPT at 8x the patch grid)."""
+"""DPT decoder D_DPT (Ranftl et al. 2021, in the Depth Anything V2 layout), split in two halves.
+
+The temporal blocks can sit between the halves: `Reassemble` (4 token maps -> 4 scales x
+`features` channels) and `Fusion` (RefineNet-style progressive fusion -> F_DPT at 8x the patch
+grid).
+"""
 from __future__ import annotations
 
 import torch
@@ -11,8 +14,11 @@ from .config import DecoderConfig
 
 
 class Reassemble(nn.Module):
-    """Project each tapped layer to its width, resample to strides 4, 8, 16, 32 (x4, x2, x1, x0.5
-    of the patch grid), then a 3x3 conv to the common decoder width."""
+    """Project each tapped layer to its width, resample it, then a 3x3 conv to the decoder width.
+
+    Resampled to strides 4, 8, 16, 32 (x4, x2, x1, x0.5 of the patch grid); the 3x3 conv maps to
+    the common decoder width.
+    """
 
     def __init__(self, embed_dim: int, cfg: DecoderConfig) -> None:
         super().__init__()

@@ -1,14 +1,15 @@
-"""`hcdp export`: write the streaming step graph (frame + fixed-shape cache in, outputs + new cache
-out) as an ONNX model, a torch.export program (.pt2) or a Torch-TensorRT program (.ep), verify it
-against eager PyTorch on random and real frames, and write a manifest JSON beside it (PATH.json).
+"""`hcdp export`: write the streaming step graph, verified against eager PyTorch, with a manifest.
+
+The graph (frame + fixed-shape cache in, outputs + new cache out) is written as an ONNX model, a
+torch.export program (.pt2) or a Torch-TensorRT program (.ep), verified against eager PyTorch on
+random and real frames, and a manifest JSON is written beside it (PATH.json).
 
     hcdp export --checkpoint data/models/default --backend onnx --size 480 640 --window 16 --out
     step.onnx
 
 --size is the camera size whose letterbox the manifest records; the graph itself runs at the
-  model's
-fixed resolution. The command fails (exit 1, artefact removed) when the export differs from eager
-PyTorch by more than the tolerance.
+model's fixed resolution. The command fails (exit 1, artefact removed) when the export differs
+from eager PyTorch by more than the tolerance.
 """
 from __future__ import annotations
 

@@ -1,5 +1,8 @@
-"""Local geometry enhancement (paper §3.2): the CNN branch E_CNN on the full-resolution image, the
-fusion phi over [F_DPT, F_CNN], and channel weight adaptation (CWA, eq. 1-3)."""
+"""Local geometry enhancement (paper §3.2).
+
+The CNN branch E_CNN on the full-resolution image, the fusion phi over [F_DPT, F_CNN], and
+channel weight adaptation (CWA, eq. 1-3).
+"""
 from __future__ import annotations
 
 import torch

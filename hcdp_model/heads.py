@@ -42,7 +42,8 @@ def depth_from_inverse(q: torch.Tensor) -> torch.Tensor:
     If q = a / z + b (affine-invariant inverse depth, a > 0), this gives z / (a + (b + eps) z):
     exactly depth up to scale when b + eps = 0, otherwise a monotone but not affine function of z,
     whose departure from affine grows with the depth range (small over one person). Our losses and
-    metrics align scale and shift in depth, so stage-1 training learns the rest."""
+    metrics align scale and shift in depth, so stage-1 training learns the rest.
+    """
     return 1.0 / (q + INVERSE_DEPTH_EPS)
 
 

@@ -112,7 +112,10 @@ def identify(state: dict[str, torch.Tensor]) -> Source:
 
 
 def model_config(source: Source, preset_name: str, resolution: int = 0) -> ModelConfig:
-    """The preset in the source's backbone family, with its registers and depth-head layout."""
+    """Return the preset in the source's backbone family.
+
+    With its registers and depth-head layout.
+    """
     if not source.supported:
         what = (f"{source.name}, whose SwiGLU MLP our encoder does not implement" if source.swiglu
                 else source.family)
@@ -139,8 +142,11 @@ def model_config(source: Source, preset_name: str, resolution: int = 0) -> Model
 
 
 def mapping_table(head: str) -> list[tuple[str, str]]:
-    """(our module prefix, source module prefix) pairs for the DPT decoder and depth head of a
-    Depth Anything checkpoint whose head lives under `head` ("depth_head." or "head.")."""
+    """(our module prefix, source module prefix) pairs for a Depth Anything checkpoint.
+
+    For the DPT decoder and depth head; the checkpoint's head lives under `head` ("depth_head." or
+    "head.").
+    """
     s = head + "scratch."
     pairs = []
     for i in range(4):
@@ -186,8 +192,11 @@ def _check_bias_mask(key: str, mask: torch.Tensor) -> None:
 
 def map_state(state: dict[str, torch.Tensor], model: HCDPModel, source: Source,
               path: str = "state dict") -> tuple[dict[str, torch.Tensor], InitReport]:
-    """Source tensors -> {our name: tensor}; raises InitError unless every source tensor is mapped
-    or ignored for a reason, and every tensor we expect from the source is there with its shape."""
+    """Source tensors -> {our name: tensor}.
+
+    Raises InitError unless every source tensor is mapped or ignored for a reason, and every tensor
+    we expect from the source is there with its shape.
+    """
     report = InitReport(path, source.name)
     own = model.state_dict()
     wanted: dict[str, str] = {f"encoder.{k}": k for k in model.encoder.state_dict()}
@@ -237,7 +246,9 @@ def map_state(state: dict[str, torch.Tensor], model: HCDPModel, source: Source,
 def convert(state: dict[str, torch.Tensor], preset_name: str, resolution: int = 0, seed: int = 0,
             path: str = "state dict", device: str = "cpu") -> tuple[HCDPModel, InitReport]:
     """Build the preset in the source's layout (seeded fresh parts) and copy the mapped tensors in.
-    device="meta" checks names and shapes only (the large models without their memory)."""
+
+    device="meta" checks names and shapes only (the large models without their memory).
+    """
     source = identify(state)
     cfg = model_config(source, preset_name, resolution)
     torch.manual_seed(seed)

@@ -59,7 +59,10 @@ class LoadReport:
 
 
 def _first_line(err: Exception, limit: int = 200) -> str:
-    """The first line of an error, capped: torch's weights-only refusals run to several lines."""
+    """Return the first line of an error, capped.
+
+    Torch's weights-only refusals run to several lines.
+    """
     text = str(err).strip()
     line = text.splitlines()[0] if text else type(err).__name__
     return f"{type(err).__name__}: {line[:limit]}{'...' if len(line) > limit else ''}"
@@ -130,7 +133,8 @@ def load_backbone(encoder: VisionTransformer, path: str | Path,
     """Copy the official backbone tensors into `encoder`; report what did not fit.
 
     Raises BackboneLoadError if nothing matched (wrong file or family), or with strict=True if
-    anything is missing, unexpected or of another shape."""
+    anything is missing, unexpected or of another shape.
+    """
     report = LoadReport(str(path))
     state = read_state_dict(path)
     own = encoder.state_dict()

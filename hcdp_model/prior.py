@@ -25,8 +25,10 @@ def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
 
 
 class PriorEncoder(nn.Module):
-    """Image [B,3,H,W] -> embedding z [B,D,H/8,W/8]; `head` reads z as canonical xyz (3) + mask
-    logit (1)."""
+    """Image [B,3,H,W] -> embedding z [B,D,H/8,W/8].
+
+    `head` reads z as canonical xyz (3) + mask logit (1).
+    """
 
     def __init__(self, cfg: PriorConfig) -> None:
         super().__init__()
@@ -40,8 +42,10 @@ class PriorEncoder(nn.Module):
         return self.embed(self.stem(x))
 
     def predict(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Canonical coordinates [B,3,H,W] and mask logits [B,1,H,W] at the input size (stage-0
-        targets)."""
+        """Canonical coordinates [B,3,H,W] and mask logits [B,1,H,W] at the input size.
+
+        Stage-0 targets.
+        """
         out = F.interpolate(self.head(self(x)), size=x.shape[-2:], mode="bilinear",
                             align_corners=False)
         return out[:, :3], out[:, 3:]

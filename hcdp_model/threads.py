@@ -14,7 +14,7 @@ MAX_DEFAULT_THREADS = 4  # beyond this the tiny and small presets gain little on
 
 
 def available_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    """Count the CPUs this process may run on (its affinity mask where the OS has one)."""
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return max(1, os.cpu_count() or 1)

@@ -76,8 +76,10 @@ def colorize_depth(depth: np.ndarray, mask: np.ndarray | None = None) -> np.ndar
 
 
 def normals_to_rgb(normals: np.ndarray) -> np.ndarray:
-    """Map unit normals to colours with ``(n * 0.5 + 0.5) * 255``, rounded; NaN normals are
-    black."""
+    """Map unit normals to colours with ``(n * 0.5 + 0.5) * 255``, rounded.
+
+    NaN normals are black.
+    """
     normals = np.asarray(normals, dtype=np.float32)
     if normals.ndim != 3 or normals.shape[2] != 3:
         raise ValueError(f"normals: expected an H×W×3 array, got shape {normals.shape}")
@@ -86,8 +88,10 @@ def normals_to_rgb(normals: np.ndarray) -> np.ndarray:
 
 
 def mask_to_rgb(mask: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
-    """Show a soft mask (clipped to [0, 1]): grey levels alone, or a magenta tint over ``image``
-    with opacity 0.6 × mask."""
+    """Show a soft mask (clipped to [0, 1]).
+
+    Grey levels alone, or a magenta tint over ``image`` with opacity 0.6 × mask.
+    """
     mask = np.asarray(mask, dtype=np.float32)
     _check_hw("mask", mask, 2)
     m = np.clip(mask, 0.0, 1.0)
@@ -106,8 +110,10 @@ def mask_to_rgb(mask: np.ndarray, image: np.ndarray | None = None) -> np.ndarray
 
 @functools.lru_cache(maxsize=4)
 def _tint(shape: tuple[int, int]) -> np.ndarray:
-    """A read-only H×W×3 image of the overlay colour (cached: filling it costs more than the
-    blend)."""
+    """Return a read-only H×W×3 image of the overlay colour.
+
+    Cached: filling it costs more than the blend.
+    """
     tint = cv2.merge([np.full(shape, c, np.uint8) for c in MASK_OVERLAY_RGB])
     tint.flags.writeable = False
     return tint

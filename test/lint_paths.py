@@ -1,5 +1,7 @@
-"""What the lint tests check: every Python file the package ships, its tests, scripts, benchmarks
-and launch files (test/test_*.py under colcon, tests/test_flake8.py in CI)."""
+"""What the lint tests (test/test_*.py under colcon, tests/test_flake8.py in CI) check.
+
+Every Python file the package ships, its tests, scripts, benchmarks and launch files.
+"""
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

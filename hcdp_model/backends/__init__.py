@@ -1,5 +1,7 @@
-"""Runtime backends: one `Backend` interface (init_state / step over the explicit streaming cache)
-with torch (eager, optional torch.compile), ONNX Runtime and Torch-TensorRT implementations.
+"""Runtime backends: one `Backend` interface and its implementations.
+
+The interface is init_state / step over the explicit streaming cache; the implementations use
+torch (eager, optional torch.compile), ONNX Runtime and Torch-TensorRT.
 
 Optional runtimes (onnxruntime, torch_tensorrt) are imported only when their backend is built, so
 `import hcdp_model.backends` works on a machine that has neither.

@@ -40,7 +40,8 @@ class Backend(ABC):
     are tensors on `device` (any float dtype; the predictor casts).
 
     `startup_check` is the parity check an exported artefact passed when it was opened on this
-    machine ({"max_error": float, "tolerance": float, "frames": int}); None for eager PyTorch."""
+    machine ({"max_error": float, "tolerance": float, "frames": int}); None for eager PyTorch.
+    """
 
     name: str
     resolution: int
@@ -52,12 +53,14 @@ class Backend(ABC):
 
     @abstractmethod
     def init_state(self) -> State:
-        """The empty cache (no valid past frames)."""
+        """Return the empty cache (no valid past frames)."""
 
     @abstractmethod
     def step(self, frame: torch.Tensor, state: State) -> tuple[StepOutput, State]:
-        """One frame through encoder, temporal attention over the cache, decoder -> outputs, new
-        cache."""
+        """Run one frame through encoder, temporal attention over the cache and decoder.
+
+        Returns the outputs and the new cache.
+        """
 
     def describe(self) -> str:
         return (f"{self.name} {self.precision} on {self.device} (S={self.resolution}, "

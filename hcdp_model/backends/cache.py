@@ -1,5 +1,6 @@
-"""On-disk cache of built artefacts (ONNX graphs, TensorRT programs): one directory per key; and
-the record of the artefacts this machine built itself.
+"""On-disk cache of built artefacts (ONNX graphs, TensorRT programs), one directory per key.
+
+Also the record of the artefacts this machine built itself.
 
 The key hashes everything the artefact depends on; the manifest inside repeats those fields and is
 checked again on load, so a stale, mismatched or corrupt entry is rebuilt (with a warning), never
@@ -36,7 +37,10 @@ def cache_root() -> Path:
 
 
 def cache_key(fields: dict[str, object]) -> str:
-    """A short stable hash of the fields (order-independent); any changed field gives a new key."""
+    """Hash the fields into a short stable key (order-independent).
+
+    Any changed field gives a new key.
+    """
     text = json.dumps(fields, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
@@ -44,9 +48,11 @@ def cache_key(fields: dict[str, object]) -> str:
 def cached_artefact(kind: str, fields: dict[str, object], filename: str,
                     expected: dict[str, object],
                     build: Callable[[Path], Manifest], load: Callable[[Path], T]) -> T:
-    """Load `<cache>/<kind>/<key>/<filename>` if its manifest matches `expected` and it loads, else
-    (re)build it with `build(path)` (which writes the artefact and returns its manifest) and load
-    that."""
+    """Load `<cache>/<kind>/<key>/<filename>` if its manifest matches `expected` and it loads.
+
+    Else (re)build it with `build(path)` (which writes the artefact and returns its manifest) and
+    load that.
+    """
     folder = cache_root() / kind / cache_key(fields)
     artefact = folder / filename
     if artefact.exists():

@@ -24,8 +24,11 @@ def random_frames(resolution: int, count: int, seed: int = 0) -> list[torch.Tens
 
 
 def read_images(path: str | Path, count: int) -> list[np.ndarray]:
-    """The first `count` RGB uint8 images of a folder of images (sorted by name) or of a video
-    file (OpenCV); ValueError naming the path when there is none."""
+    """Read the first `count` RGB uint8 images of a folder of images or of a video file.
+
+    A folder's images are taken sorted by name; a video file is read with OpenCV. ValueError naming
+    the path when there is none.
+    """
     path = Path(path)
     images: list[np.ndarray] = []
     if path.is_dir():
@@ -50,7 +53,10 @@ def read_images(path: str | Path, count: int) -> list[np.ndarray]:
 
 
 def generated_images(count: int, height: int = 480, width: int = 640) -> list[np.ndarray]:
-    """A figure moving across a smooth background: enough structure for a meaningful comparison."""
+    """Generate a figure moving across a smooth background.
+
+    Enough structure for a meaningful comparison.
+    """
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     background = np.stack([xx / width, yy / height, 0.5 + 0.3 * np.sin(xx / 40.0)], axis=-1)
     texture = 0.5 + 0.5 * np.sin(xx / 7.0) * np.cos(yy / 5.0)
@@ -75,8 +81,10 @@ def check_frames(images: list[np.ndarray], resolution: int,
 
 def real_frames(resolution: int, count: int, camera_size: tuple[int, int],
                 source: str | Path | None = None) -> tuple[list[torch.Tensor], str]:
-    """Preprocessed camera-like frames at `camera_size` (H, W) and where they came from: the
-    images of `source` (`read_images`), else generated ones."""
+    """Preprocessed camera-like frames at `camera_size` (H, W) and where they came from.
+
+    The images of `source` (`read_images`), else generated ones.
+    """
     if source is None:
         return (check_frames(generated_images(count), resolution, camera_size),
                 "generated frames")

@@ -1,5 +1,4 @@
-"""The manifest written beside every exported or compiled artefact, and the runtime versions it
-records.
+"""The manifest written beside every exported or compiled artefact, with runtime versions.
 
 A manifest says what the artefact is (format, checkpoint hash, shapes, precision, window), what
 built it (versions of torch / onnxruntime / TensorRT / torch_tensorrt, GPU name, date) and how well
@@ -42,7 +41,10 @@ def runtime_versions() -> dict[str, str | None]:
 
 
 def gpu_name(device: torch.device | str | None = None) -> str | None:
-    """The CUDA device's name, or None without CUDA (a CPU artefact does not depend on it)."""
+    """Return the CUDA device's name, or None without CUDA.
+
+    A CPU artefact does not depend on it.
+    """
     if not torch.cuda.is_available():
         return None
     device = torch.device(device if device is not None else "cuda")
@@ -78,8 +80,10 @@ class Manifest:
         return {k: getattr(self, k) for k in self.IDENTITY}
 
     def mismatches(self, expected: dict[str, object]) -> list[str]:
-        """'field: artefact X, expected Y' for every expected field that differs; nested fields are
-        named with dots (`versions.tensorrt`)."""
+        """'field: artefact X, expected Y' for every expected field that differs.
+
+        Nested fields are named with dots (`versions.tensorrt`).
+        """
         problems = []
         for key, want in expected.items():
             have: object = asdict(self)
@@ -108,6 +112,6 @@ class Manifest:
 
 
 def manifest_path(artefact: str | Path) -> Path:
-    """model.onnx -> model.onnx.json"""
+    """model.onnx -> model.onnx.json."""
     artefact = Path(artefact)
     return artefact.with_name(artefact.name + ".json")

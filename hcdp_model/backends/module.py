@@ -1,5 +1,7 @@
-"""A backend over a loaded torch program (a torch.export .pt2 or a Torch-TensorRT program): the
-same step graph, with shapes and dtypes taken from the artefact's manifest."""
+"""A backend over a loaded torch program (a torch.export .pt2 or a Torch-TensorRT program).
+
+The same step graph, with shapes and dtypes taken from the artefact's manifest.
+"""
 from __future__ import annotations
 
 from typing import Callable

@@ -43,7 +43,8 @@ def export_onnx(step: ExportStep, path: str | Path, dtype: torch.dtype = torch.f
 
     torch 2.13 has two exporters: the TorchScript one (`dynamo=False`: fast, no extra dependency,
     marked deprecated) and the torch.export-based one (`dynamo=True`, needs the onnxscript
-    package)."""
+    package).
+    """
     if exporter not in EXPORTERS:
         raise ValueError(f"expected exporter {'/'.join(EXPORTERS)}, got {exporter!r}")
     if dtype not in (torch.float32, torch.float16):
@@ -72,8 +73,11 @@ def export_onnx(step: ExportStep, path: str | Path, dtype: torch.dtype = torch.f
 def providers_for(device: torch.device, available: list[str], fp16: bool,
                   cache_dir: Path | None = None
                   ) -> list[str | tuple[str, dict[str, object]]]:
-    """CPU: the CPU provider. CUDA: TensorRT then CUDA execution providers (whichever are
-    installed), with the CPU provider last for the few nodes a GPU provider may not take."""
+    """Choose the ONNX Runtime execution providers for `device`.
+
+    CPU: the CPU provider. CUDA: TensorRT then CUDA execution providers (whichever are
+    installed), with the CPU provider last for the few nodes a GPU provider may not take.
+    """
     if device.type == "cpu":
         return ["CPUExecutionProvider"]
     gpu: list[str | tuple[str, dict[str, object]]] = []
@@ -104,10 +108,12 @@ def _graphs(graph):
 
 
 def reaching_outside(path: Path) -> list[str]:
-    """What in the ONNX model at `path` reaches outside the graph: external-data tensors and
-    EPContext (embedded engine) nodes; [] for what `hcdp export` writes. Needs the onnx package;
-    without it, [] with a warning (ONNX Runtime itself then refuses external data outside the
-    model's folder)."""
+    """List what in the ONNX model at `path` reaches outside the graph.
+
+    External-data tensors and EPContext (embedded engine) nodes; [] for what `hcdp export` writes.
+    Needs the onnx package; without it, [] with a warning (ONNX Runtime itself then refuses
+    external data outside the model's folder).
+    """
     try:
         onnx = importlib.import_module("onnx")
     except ImportError:
@@ -148,13 +154,15 @@ class OnnxRuntimeBackend(Backend):
                  threads: int | None = None,
                  expected: dict[str, object] | None = None, trt_cache_dir: Path | None = None,
                  optimization: str = "extended") -> None:
-        """Load `path` (an .onnx written by `hcdp export`, with its manifest beside it). `expected`
-        identity fields that differ from the manifest refuse the file; `threads` sets ONNX
-        Runtime's intra-op threads (default: torch's thread count, so both backends use the same
-        cores); `optimization` is ONNX Runtime's graph optimisation level (basic, extended or all).
-        The default is `extended`: `all` adds the blocked NCHWc conv layout, which pads this
+        """Load `path` (an .onnx written by `hcdp export`, with its manifest beside it).
+
+        `expected` identity fields that differ from the manifest refuse the file; `threads` sets
+        ONNX Runtime's intra-op threads (default: torch's thread count, so both backends use the
+        same cores); `optimization` is ONNX Runtime's graph optimisation level (basic, extended or
+        all). The default is `extended`: `all` adds the blocked NCHWc conv layout, which pads this
         model's 24-channel full-resolution convolutions to 32 and measured no faster for ~100 MB
-        more memory (docs/performance.md)."""
+        more memory (docs/performance.md).
+        """
         ort = import_onnxruntime()
         self.path = Path(path)
         self.manifest = Manifest.load(manifest_path(self.path))

@@ -22,7 +22,8 @@ class StreamingStep(nn.Module):
     """forward(frame [B,3,S,S], *state) -> (depth, normal, mask_logits, *new_state).
 
     state = (keys, values, valid) for each of the 4 temporal blocks; keys/values [W-1, B, C, h*w]
-    oldest first, valid [W-1] bool. A model without temporal blocks has an empty state."""
+    oldest first, valid [W-1] bool. A model without temporal blocks has an empty state.
+    """
 
     def __init__(self, model: HCDPModel, window: int) -> None:
         super().__init__()
@@ -61,10 +62,12 @@ class StreamingStep(nn.Module):
 
 
 class InPlaceStreamingStep(StreamingStep):
-    """The eager step the torch backend runs: same outputs as `StreamingStep`, but each temporal
-    cache is a ring buffer updated in place (state = keys, values, ages per block; `forward`
-    returns the same, mutated tensors), so a frame costs no copy of the whole cache. Not for
-    export: graphs need the functional `StreamingStep`."""
+    """The eager step the torch backend runs.
+
+    Same outputs as `StreamingStep`, but each temporal cache is a ring buffer updated in place
+    (state = keys, values, ages per block; `forward` returns the same, mutated tensors), so a frame
+    costs no copy of the whole cache. Not for export: graphs need the functional `StreamingStep`.
+    """
 
     def _empty_cache(self, block, shape: torch.Size, device, dtype) -> tuple[torch.Tensor, ...]:
         return block.empty_ring(shape, self.window, device, dtype)
@@ -84,8 +87,10 @@ def state_names(count: int) -> list[str]:
 
 
 class ExportStep(nn.Module):
-    """forward(frame [B,3,S,S], *state) -> (depth, normal, mask_logits, *new_state); state as in
-    `StreamingStep` but every third tensor (valid [W-1]) is float 0/1."""
+    """forward(frame [B,3,S,S], *state) -> (depth, normal, mask_logits, *new_state).
+
+    State as in `StreamingStep` but every third tensor (valid [W-1]) is float 0/1.
+    """
 
     def __init__(self, model: HCDPModel, window: int) -> None:
         super().__init__()
@@ -106,10 +111,12 @@ class ExportStep(nn.Module):
     def example_inputs(self, device: torch.device | str | None = None,
                        dtype: torch.dtype = torch.float32,
                        seed: int = 0) -> tuple[torch.Tensor, ...]:
-        """A random frame and a partly filled cache: the shapes/dtypes a compiler needs, with
-        values that exercise the attention mask (half the past slots valid). On `device`, by
-        default the device of the model's weights (so that running the step on them works on a
-        GPU too)."""
+        """Make a random frame and a partly filled cache.
+
+        The shapes/dtypes a compiler needs, with values that exercise the attention mask (half
+        the past slots valid). On `device`, by default the device of the model's weights (so that
+        running the step on them works on a GPU too).
+        """
         if device is None:
             device = next(self.parameters()).device
         g = torch.Generator().manual_seed(seed)

@@ -1,5 +1,4 @@
-"""Torch-TensorRT: API feature detection, compile settings per precision, save/load of compiled
-programs.
+"""Torch-TensorRT: feature detection, per-precision compile settings, compiled program save/load.
 
 Two APIs are supported, chosen from `torch_tensorrt.__version__`:
   * 2.8 / 2.9 (2.8 is the last release for Jetson Orin): TensorRT's weak typing, the builder may
@@ -101,8 +100,10 @@ def cache_fields(api: TensorRTApi, gpu: str | None, precision: str, window: int,
 
 
 def compile_step(step: ExportStep, api: TensorRTApi, precision: str, device: torch.device):
-    """Compile the fp32 step graph with static shapes into a Torch-TensorRT program (slow:
-    minutes)."""
+    """Compile the fp32 step graph with static shapes into a Torch-TensorRT program.
+
+    Slow: minutes.
+    """
     if device.type != "cuda":
         raise BackendError(f"backend tensorrt needs a CUDA device, got {device}")
     ttrt = _import("torch_tensorrt", "see docs/performance.md")
@@ -121,8 +122,10 @@ def save_program(program, path: Path, inputs: list[torch.Tensor]) -> None:
 
 
 def load_program(path: str | Path, data: io.BytesIO):
-    """A saved Torch-TensorRT program (`data`: the bytes of `path`, already found trusted) as a
-    callable module; a corrupt file raises BackendError."""
+    """Load a saved Torch-TensorRT program as a callable module.
+
+    `data`: the bytes of `path`, already found trusted. A corrupt file raises BackendError.
+    """
     # registers torch.ops.tensorrt.execute_engine
     _import("torch_tensorrt", "see docs/performance.md")
     try:
