@@ -45,6 +45,7 @@ setup(
     extras_require={
         "training": ["anny", "moderngl", "scikit-image", "tensorboard", "OpenEXR"],
         "onnx": ["onnx", "onnxruntime", "onnxscript"],
+        "convert": ["tflite"],  # scripts/convert_selfie_prior.py (pure-Python .tflite reader)
         # development only: the photos' reference masks of `hcdp eval-real --fetch` (MediaPipe
         # selfie segmentation, Apache-2.0; the 0.10.14 wheel ships its model file, 1.2.3 does not).
         # It pulls jax and opencv-contrib-python: docs/evaluation.md installs it in its own venv.
