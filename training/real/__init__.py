@@ -1,5 +1,6 @@
-"""Validation on real footage without hand labels (issue 16 item 1; docs/evaluation.md, "Real
-footage").
+"""Validation on real footage without hand labels.
+
+Issue 16 item 1; docs/evaluation.md, "Real footage".
 
 `metrics` holds the pure metrics, `reference` the label-free people masks (background subtraction
 for a static-camera video), `baselines` the image-independent predictions printed beside every

@@ -1,5 +1,6 @@
-"""Image-independent predictions printed beside every real-footage number: what a metric gives for
-an output that never looked at the image.
+"""Image-independent predictions printed beside every real-footage number.
+
+They are what a metric gives for an output that never looked at the image.
 
 - `all_foreground`: everything is a person, depth constant, every normal facing the camera.
 - `centred_ellipse`: a person-shaped ellipse in the middle of the frame (semi-axes a quarter of

@@ -1,5 +1,7 @@
-"""`hcdp eval-real PATH...`: the model on real photographs and videos, scored against label-free
-people masks, beside two image-independent baselines (docs/evaluation.md, "Real footage").
+"""`hcdp eval-real PATH...`: the model on real photographs and videos.
+
+It is scored against label-free people masks, beside two image-independent baselines
+(docs/evaluation.md, "Real footage").
 
 Inputs are image files, video files and folders of them (searched recursively). A photo's reference
 is the mask `<stem>.ref.png` beside it when there is one (written by `--fetch` with a real-trained
@@ -11,31 +13,30 @@ smoothed by an EMA. A photo is a one-frame clip. `--fetch DIR` assembles the set
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass
 import json
 import math
+from pathlib import Path
 import sys
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
-import numpy as np
-
 from hcdp_model.backends.base import DEFAULT_WINDOW
 from hcdp_model.checkpoint import CheckpointError, load_checkpoint
-from hcdp_model.predictor import StreamingPredictor, default_checkpoint, load_predictor
+from hcdp_model.predictor import default_checkpoint, load_predictor, StreamingPredictor
 from hcdp_model.visualize import colorize_depth, mask_to_rgb, normals_to_rgb
 from hcdp_training.evaluate import (
-    Predictions,
     exponential_smoothing,
     json_safe,
     per_frame_model,
+    Predictions,
     run_predictor,
 )
 from hcdp_training.metrics import clip_flows, evaluate_sequence
 from hcdp_training.real import metrics, reference
 from hcdp_training.real.baselines import BASELINES
-from hcdp_training.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, count_frames, read_frames
+from hcdp_training.video import count_frames, IMAGE_SUFFIXES, read_frames, VIDEO_SUFFIXES
+import numpy as np
 
 REFERENCE_SUFFIX = ".ref.png"
 MODEL_METHODS = ("streaming", "window_1", "per_frame", "per_frame_ema")
@@ -69,8 +70,10 @@ class RealClip:
 
 
 def find_inputs(paths: list[str | Path]) -> list[Path]:
-    """Image and video files named or found under the folders named, sorted within each folder;
-    reference masks (`*.ref.png`) are not inputs."""
+    """Return the image and video files named or found under the folders named.
+
+    They are sorted within each folder; reference masks (`*.ref.png`) are not inputs.
+    """
     suffixes = IMAGE_SUFFIXES + VIDEO_SUFFIXES
     found: list[Path] = []
     for raw in paths:
@@ -120,8 +123,10 @@ def load_photo(path: Path, max_side: int | None = None) -> RealClip:
 
 
 def load_video(path: Path, max_frames: int, max_side: int | None = None) -> RealClip:
-    """The first `max_frames` frames, with background-subtraction people (median over frames spread
-    across the whole video)."""
+    """Load the first `max_frames` frames, with background-subtraction people.
+
+    The background is the median over frames spread across the whole video.
+    """
     total = count_frames(path)
     cap = cv2.VideoCapture(str(path))
     fps = cap.get(cv2.CAP_PROP_FPS) or 10.0
@@ -145,8 +150,11 @@ def baseline_predictions(clip: RealClip, name: str) -> Predictions:
 
 def clip_scores(pred: Predictions, clip: RealClip, flows: tuple[np.ndarray, np.ndarray] | None
                 ) -> dict[str, float]:
-    """Every metric of one method on one clip: frame metrics averaged over frames, pair metrics
-    over pairs; `nearer_hits`/`nearer_total` are counts over all frames' person instances."""
+    """Every metric of one method on one clip.
+
+    Frame metrics are averaged over frames, pair metrics over pairs; `nearer_hits`/`nearer_total`
+    are counts over all frames' person instances.
+    """
     t, h, w = pred.depth.shape
     ramps = [r for r in map(metrics.ramp_share, pred.depth) if math.isfinite(r)]
     out = {"ramp_share": float(np.mean(ramps)) if ramps else math.nan,  # NaN: a constant map
@@ -177,8 +185,10 @@ def clip_scores(pred: Predictions, clip: RealClip, flows: tuple[np.ndarray, np.n
 
 
 def aggregate(per_clip: dict[str, dict[str, float]], kinds: dict[str, str]) -> dict[str, dict]:
-    """Per group (photos, videos): each clip's mean weighs the same; `nearer` pools the
-    instances."""
+    """Aggregate per group (photos, videos): each clip's mean weighs the same.
+
+    `nearer` pools the instances.
+    """
     groups: dict[str, dict] = {}
     for group in GROUPS:
         rows = [s for name, s in per_clip.items() if kinds[name] + "s" == group]
@@ -198,15 +208,18 @@ def aggregate(per_clip: dict[str, dict[str, float]], kinds: dict[str, str]) -> d
 
 
 def sheet_frames(frames: int) -> list[int]:
-    """The frames of a clip shown on the contact sheet: SHEET_VIDEO_FRAMES spread over it."""
+    """Pick the frames of a clip shown on the contact sheet: SHEET_VIDEO_FRAMES spread over it."""
     return sorted({round(i) for i in np.linspace(0, frames - 1, min(frames, SHEET_VIDEO_FRAMES))})
 
 
 def evaluate_real(clips: list[RealClip], predictors: dict[str, StreamingPredictor],
                   smoothing: float = 0.5, keep: bool = False
                   ) -> tuple[dict, dict[str, dict[str, Predictions]]]:
-    """Run every predictor and baseline over every clip. Returns the JSON-ready result and, with
-    `keep`, every clip's predictions per method at its `sheet_frames` (for the contact sheet)."""
+    """Run every predictor and baseline over every clip.
+
+    Returns the JSON-ready result and, with `keep`, every clip's predictions per method at its
+    `sheet_frames` (for the contact sheet).
+    """
     per_clip: dict[str, dict[str, dict[str, float]]] = {m: {} for m in METHODS}
     first_depth: dict[str, list[np.ndarray]] = {m: [] for m in METHODS}
     kept: dict[str, dict[str, Predictions]] = {}
@@ -290,8 +303,11 @@ def _label(tile: np.ndarray, text: str) -> np.ndarray:
 
 def sheet_image(clips: list[RealClip], kept: dict[str, dict[str, Predictions]],
                 method: str = "streaming") -> np.ndarray:
-    """Rows: each photo, and SHEET_VIDEO_FRAMES frames of each video. Columns: input | reference |
-    the method's mask | depth (whole frame, near = warm) | normals | the W=1 depth."""
+    """Contact-sheet image of the kept predictions.
+
+    Rows: each photo, and SHEET_VIDEO_FRAMES frames of each video. Columns: input | reference |
+    the method's mask | depth (whole frame, near = warm) | normals | the W=1 depth.
+    """
     header = ["input", "reference", f"mask ({method})", f"depth ({method})",
               f"normals ({method})", "depth (W=1)"]
     rows = []

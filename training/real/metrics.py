@@ -17,9 +17,12 @@ import numpy as np
 
 
 def ramp_share(depth: np.ndarray) -> float:
-    """Share of the variance of `depth` [H,W] explained by the least-squares plane a + b x + c y
-    over its finite pixels (the R^2 of that fit, in [0, 1]). A map that ignores the image and draws
-    a ramp scores 1; NaN for fewer than 3 finite pixels or a constant map (nothing to explain)."""
+    """Share of the variance of `depth` [H,W] explained by the least-squares plane a + b x + c y.
+
+    The plane is fitted over its finite pixels (the R^2 of that fit, in [0, 1]). A map that ignores
+    the image and draws a ramp scores 1; NaN for fewer than 3 finite pixels or a constant map
+    (nothing to explain).
+    """
     depth = np.asarray(depth, np.float64)
     if depth.ndim != 2:
         raise ValueError(f"expected a depth map [H,W], got shape {depth.shape}")
@@ -38,8 +41,11 @@ def ramp_share(depth: np.ndarray) -> float:
 
 
 def person_instances(reference: np.ndarray, min_area: int) -> list[np.ndarray]:
-    """The people of a reference mask [H,W] (> 0.5 is a person): its 8-connected components of at
-    least `min_area` pixels, each a bool mask [H,W], largest first."""
+    """Return the people of a reference mask [H,W] (> 0.5 is a person).
+
+    They are its 8-connected components of at least `min_area` pixels, each a bool mask [H,W],
+    largest first.
+    """
     if reference.ndim != 2:
         raise ValueError(f"expected a reference mask [H,W], got shape {reference.shape}")
     binary = (np.asarray(reference) > 0.5).astype(np.uint8)
@@ -55,9 +61,12 @@ def _disk(radius: int) -> np.ndarray:
 
 def ring(instance: np.ndarray, people: np.ndarray, width: int | None = None,
          gap: int = 2) -> np.ndarray:
-    """The pixels around one person: `instance` (bool [H,W]) dilated by `width` px, minus every
-    person of `people` (bool [H,W]) dilated by `gap` px (reference edges are imprecise). The
-    default width is half the instance's equivalent radius sqrt(area / pi), at least 3 px."""
+    """Return the pixels around one person.
+
+    They are `instance` (bool [H,W]) dilated by `width` px, minus every person of `people`
+    (bool [H,W]) dilated by `gap` px (reference edges are imprecise). The default width is half the
+    instance's equivalent radius sqrt(area / pi), at least 3 px.
+    """
     if instance.shape != people.shape:
         raise ValueError(f"instance {instance.shape} and people {people.shape} must have one "
                          "shape")
@@ -70,8 +79,10 @@ def ring(instance: np.ndarray, people: np.ndarray, width: int | None = None,
 
 def ring_contrast(depth: np.ndarray, instance: np.ndarray, people: np.ndarray,
                   width: int | None = None, gap: int = 2) -> tuple[float, float]:
-    """(median depth inside the person, median depth over its `ring`), finite pixels only; NaN for
-    an empty side. The person is nearer than its surroundings when the first is smaller."""
+    """Return (median depth inside the person, median depth over its `ring`), finite pixels only.
+
+    NaN for an empty side. The person is nearer than its surroundings when the first is smaller.
+    """
     if depth.shape != instance.shape:
         raise ValueError(f"depth {depth.shape} and instance {instance.shape} must have one shape")
     finite = np.isfinite(depth)
@@ -97,9 +108,11 @@ def nearer_counts(depth: np.ndarray, reference: np.ndarray, min_area: int) -> tu
 
 
 def normal_spread_deg(normals: np.ndarray, instance: np.ndarray) -> float:
-    """Mean angle (degrees) between the normals [H,W,3] inside `instance` and their normalised
-    mean: 0 for a constant normal field, larger the more the surface turns inside the person. NaN
-    for an empty instance or a mean that cancels out."""
+    """Mean angle (degrees) of the normals [H,W,3] inside `instance` from their normalised mean.
+
+    0 for a constant normal field, larger the more the surface turns inside the person. NaN for an
+    empty instance or a mean that cancels out.
+    """
     if normals.shape[:2] != instance.shape or normals.shape[-1] != 3:
         raise ValueError(f"expected normals [H,W,3] over the instance {instance.shape}, got "
                          f"{normals.shape}")
@@ -116,9 +129,11 @@ def normal_spread_deg(normals: np.ndarray, instance: np.ndarray) -> float:
 
 
 def cross_correlation(maps: list[np.ndarray], size: int = 64) -> float:
-    """Mean Pearson correlation between every pair of depth maps, each resized to size x size (so
-    images of different shapes compare position by position): near 1 when the maps are the same
-    picture whatever the input. NaN for fewer than two maps or a constant one."""
+    """Mean Pearson correlation between every pair of depth maps, each resized to size x size.
+
+    The resize makes images of different shapes compare position by position. Near 1 when the maps
+    are the same picture whatever the input. NaN for fewer than two maps or a constant one.
+    """
     if len(maps) < 2:
         return math.nan
     flat = []

@@ -26,7 +26,10 @@ def median_background(frames: np.ndarray) -> np.ndarray:
 
 
 def min_area(shape: tuple[int, ...]) -> int:
-    """The smallest person (pixels) for a frame of `shape` (H, W, ...): MIN_AREA_SHARE of it."""
+    """Return the smallest person (pixels) for a frame of `shape` (H, W, ...).
+
+    It is MIN_AREA_SHARE of the frame.
+    """
     return max(1, round(MIN_AREA_SHARE * shape[0] * shape[1]))
 
 
@@ -49,8 +52,10 @@ def foreground_mask(frame: np.ndarray, background: np.ndarray, threshold: int = 
 
 
 def background_frame_indices(total: int, count: int = BACKGROUND_FRAMES) -> list[int]:
-    """`count` frame indices spread evenly over a video of `total` frames (all when it is
-    shorter)."""
+    """Return `count` frame indices spread evenly over a video of `total` frames.
+
+    All of them when the video is shorter.
+    """
     if total < 1:
         raise ValueError(f"expected a video with at least one frame, got {total}")
     return sorted({round(i) for i in np.linspace(0, total - 1, min(count, total))})

@@ -1,5 +1,7 @@
-"""Reference people masks for photographs from a real-trained segmenter (MediaPipe selfie
-segmentation, Apache-2.0, whose model file ships inside the mediapipe 0.10.14 wheel; runs offline).
+"""Reference people masks for photographs from a real-trained segmenter.
+
+The segmenter is MediaPipe selfie segmentation (Apache-2.0), whose model file ships inside the
+mediapipe 0.10.14 wheel; it runs offline.
 
 A development tool of the `real-eval` extra, run by `hcdp eval-real --fetch` with whichever Python
 has mediapipe: it imports nothing from hcdp, and nothing in hcdp imports it. For each image IMG it
@@ -9,8 +11,8 @@ writes IMG's stem + ".ref.png" beside it: the segmenter's person probability, 0-
 """
 from __future__ import annotations
 
-import sys
 from pathlib import Path
+import sys
 
 import cv2
 import mediapipe as mp
