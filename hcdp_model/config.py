@@ -110,7 +110,11 @@ class DecoderConfig:
 
 @dataclass
 class TemporalConfig:
-    """Four temporal attention blocks, one per DPT scale, after reassemble (paper §3.2)."""
+    """Temporal attention: four blocks, one per DPT scale, after reassemble (paper §3.2).
+
+    `fused` adds a fifth block on the fused features before CWA and the heads, whose update comes
+    only from the last `fused_window` frames (temporal.FusedTemporalBlock, issue 17).
+    """
 
     enabled: bool = False
     mode: str = "causal"
@@ -118,6 +122,8 @@ class TemporalConfig:
     mlp_ratio: float = 2.0
     # Relative time offsets beyond this share the last bias entry.
     max_relative_distance: int = 32
+    fused: bool = False
+    fused_window: int = 4
 
     def validate(self) -> None:
         _check(self.mode in TEMPORAL_MODES,
@@ -126,6 +132,10 @@ class TemporalConfig:
         _bounded("temporal.max_relative_distance", self.max_relative_distance, 1, 4096)
         _bounded("temporal.num_heads", self.num_heads, 1, MAX_HEADS)
         _bounded("temporal.mlp_ratio", self.mlp_ratio, MIN_RATIO, MAX_RATIO)
+        _check(isinstance(self.fused, bool), f"temporal.fused: expected true or false, got "
+               f"{self.fused!r}")
+        _bounded("temporal.fused_window", self.fused_window, 1, self.max_relative_distance + 1)
+        _check(not self.fused or self.enabled, "temporal.fused needs temporal.enabled: true")
 
 
 @dataclass
@@ -192,6 +202,9 @@ class ModelConfig:
         _check(self.decoder.features % self.temporal.num_heads == 0,
                f"decoder.features {self.decoder.features} must be divisible by temporal.num_heads "
                f"{self.temporal.num_heads} (the temporal blocks split the features into heads)")
+        _check(not self.temporal.fused or self.fusion.channels % self.temporal.num_heads == 0,
+               f"fusion.channels {self.fusion.channels} must be divisible by temporal.num_heads "
+               f"{self.temporal.num_heads} (temporal.fused attends over the fused features)")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
     frames --E_DINO--> 4 token maps --reassemble--> 4 scales --temporal blocks-->
         --DPT fusion--> F_DPT
-    F_DPT + psi(z_prior) --neck, upsample--> [ . , E_CNN(x)] --phi--> CWA
-        --> depth / normal / mask heads
+    F_DPT + psi(z_prior) --neck, upsample--> [ . , E_CNN(x)] --phi--> (fused temporal block)
+        --> CWA --> depth / normal / mask heads
+The fused temporal block (`temporal.fused`, not in the paper; temporal.FusedTemporalBlock) steadies
+what the per-frame paths (prior, CNN branch) bring in after the DPT-scale blocks.
 With `decoder.depth_head: depth_anything` the depth head is Depth Anything V2's, reading F'_DPT
 (plus a zero-initialised input from the CWA features); see heads.py.
 """
@@ -19,7 +21,7 @@ from .dpt import Fusion, Reassemble
 from .fusion import ChannelWeightAdaptation, CNNBranch, FeatureFusion
 from .heads import Heads
 from .prior import HumanPrior
-from .temporal import TemporalBlock
+from .temporal import FusedTemporalBlock, TemporalBlock
 
 Outputs = dict[str, torch.Tensor]
 
@@ -41,6 +43,8 @@ class HCDPModel(nn.Module):
         self.cnn_branch = CNNBranch(fc.cnn_channels) if fc.cnn_branch else None
         self.fusion = FeatureFusion(fc.channels + (fc.cnn_channels if fc.cnn_branch else 0),
                                     fc.channels)
+        self.fused_temporal = (FusedTemporalBlock(fc.channels, cfg.temporal)
+                               if cfg.temporal.enabled and cfg.temporal.fused else None)
         self.cwa = (ChannelWeightAdaptation(fc.channels, fc.cwa_reduction) if fc.cwa
                     else nn.Identity())
         self.heads = Heads(fc.channels, fc.head_channels, cfg.decoder.depth_head, features)
@@ -51,6 +55,11 @@ class HCDPModel(nn.Module):
         return self.reassemble(self.encoder(frames))
 
     def decode(self, frames: torch.Tensor, scales: list[torch.Tensor]) -> Outputs:
+        return self.predict(*self.fuse(frames, scales))
+
+    def fuse(self, frames: torch.Tensor,
+             scales: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames [N,3,S,S] and the 4 scales -> fused features [N,C,S,S] and F_DPT (eq. 5)."""
         f_dpt = self.dpt_fusion(scales)
         if self.human_prior is not None:
             f_dpt = f_dpt + self.human_prior(frames, f_dpt.shape[-2:])
@@ -58,7 +67,11 @@ class HCDPModel(nn.Module):
                           align_corners=False)
         if self.cnn_branch is not None:
             f = torch.cat([f, self.cnn_branch(frames)], dim=1)
-        return self.heads(self.cwa(self.fusion(f)), f_dpt)
+        return self.fusion(f), f_dpt
+
+    def predict(self, fused: torch.Tensor, f_dpt: torch.Tensor) -> Outputs:
+        """Fused features (after the fused temporal block, if any) -> CWA -> the three heads."""
+        return self.heads(self.cwa(fused), f_dpt)
 
     def forward(self, clip: torch.Tensor, window: int | None = None) -> Outputs:
         """Clip [B,T,3,S,S] (normalised, see preprocess.py) -> depth, normal, mask_logits.
@@ -78,7 +91,10 @@ class HCDPModel(nn.Module):
         if self.temporal_blocks is not None:
             scales = [block(x.unflatten(0, (b, t)), window).flatten(0, 1)
                       for block, x in zip(self.temporal_blocks, scales)]
-        return {name: y.unflatten(0, (b, t)) for name, y in self.decode(frames, scales).items()}
+        fused, f_dpt = self.fuse(frames, scales)
+        if self.fused_temporal is not None:
+            fused = self.fused_temporal(fused.unflatten(0, (b, t)), window).flatten(0, 1)
+        return {name: y.unflatten(0, (b, t)) for name, y in self.predict(fused, f_dpt).items()}
 
     def scale_sizes(self) -> list[int]:
         """Side lengths of the 4 reassembled scales: 4g, 2g, g and ceil(g/2) for patch grid g."""
@@ -100,6 +116,17 @@ class HCDPModel(nn.Module):
             [TemporalBlock(self.cfg.decoder.features, self.cfg.temporal)
              for _ in range(4)]).to(ref.device)
 
+    def insert_fused_temporal_block(self) -> None:
+        """Add the zero-initialised fused temporal block (an identity until trained)."""
+        if self.temporal_blocks is None:
+            raise ValueError("the fused temporal block needs the DPT-scale temporal blocks (a "
+                             "stage-2 model); this model has none")
+        self.cfg.temporal.fused = True
+        self.cfg.validate()
+        ref = next(self.parameters())
+        self.fused_temporal = FusedTemporalBlock(self.cfg.fusion.channels,
+                                                 self.cfg.temporal).to(ref.device)
+
     def set_temporal_mode(self, mode: str) -> None:
         """Switch causal <-> bidirectional.
 
@@ -107,7 +134,8 @@ class HCDPModel(nn.Module):
         """
         self.cfg.temporal.mode = mode
         self.cfg.temporal.validate()
-        for block in self.temporal_blocks or []:
+        for block in [*(self.temporal_blocks or []), *([self.fused_temporal]
+                                                       if self.fused_temporal else [])]:
             block.causal = mode == "causal"
 
     def freeze_prior_encoder(self) -> None:
@@ -133,6 +161,6 @@ class HCDPModel(nn.Module):
         blocks = {"encoder": self.encoder, "reassemble": self.reassemble,
                   "temporal_blocks": self.temporal_blocks, "dpt_fusion": self.dpt_fusion,
                   "human_prior": self.human_prior, "neck": self.neck,
-                  "cnn_branch": self.cnn_branch,
-                  "fusion": self.fusion, "cwa": self.cwa, "heads": self.heads}
+                  "cnn_branch": self.cnn_branch, "fusion": self.fusion,
+                  "fused_temporal": self.fused_temporal, "cwa": self.cwa, "heads": self.heads}
         return {name: m for name, m in blocks.items() if m is not None}

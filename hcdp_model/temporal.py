@@ -35,6 +35,45 @@ def _softmax_fp32(scores: torch.Tensor) -> torch.Tensor:
     return scores.float().softmax(0).to(scores.dtype)
 
 
+def attend_slots(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias: torch.Tensor,
+                 heads: int, slot_loop: bool) -> torch.Tensor:
+    """Attend one frame's queries over cached slots.
+
+    q [B, C, N] against keys/values [S, B, C, N] with bias [S, heads] (-inf = masked) -> [B, C, N].
+    `slot_loop` goes slot by slot so that no temporary as large as the cache is written (faster on
+    large maps; a graph gets the loop unrolled).
+    """
+    b, c, n = q.shape
+    hd = c // heads
+    q = q.unflatten(1, (heads, hd))  # [B, heads, hd, N]
+    # [S, B, heads, hd, N]
+    keys, values = keys.unflatten(2, (heads, hd)), values.unflatten(2, (heads, hd))
+    bias = bias[:, None, :, None]
+    if slot_loop:
+        scores = torch.stack([(k * q).sum(2) for k in keys])  # [S, B, heads, N]
+        p = _softmax_fp32(scores * hd ** -0.5 + bias)
+        out = values[0] * p[0, :, :, None]
+        for v, weight in zip(values[1:], p[1:]):
+            out = torch.addcmul(out, v, weight[:, :, None])
+    else:
+        p = _softmax_fp32((keys * q).sum(3) * hd ** -0.5 + bias)  # [S, B, heads, N]
+        out = (values * p[:, :, :, None]).sum(0)
+    return out.flatten(1, 2)
+
+
+def write_ring(keys: torch.Tensor, values: torch.Tensor, ages: torch.Tensor, key: torch.Tensor,
+               value: torch.Tensor) -> None:
+    """Write one frame's key/value [1, B, C, N] into a ring in place (an empty slot, else the oldest).
+
+    All on the device (a scalar fill, no host tensor, no sync), so the step can be captured in a
+    CUDA graph; ages count the frames since each slot was written (-1 = empty).
+    """
+    slot = ages.masked_fill(ages < 0, torch.iinfo(ages.dtype).max).argmax().view(1)
+    keys.index_copy_(0, slot, key)
+    values.index_copy_(0, slot, value)
+    ages.add_((ages >= 0).to(ages.dtype)).index_fill_(0, slot, 0)
+
+
 class TemporalAttention(nn.Module):
     def __init__(self, dim: int, num_heads: int, max_relative_distance: int) -> None:
         super().__init__()
@@ -129,30 +168,6 @@ class TemporalBlock(nn.Module):
                                   qkv.weight.expand(b, -1, -1),
                                   normed)
 
-    def _attend_slots(self, q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor,
-                      bias: torch.Tensor,
-                      slot_loop: bool) -> torch.Tensor:
-        """q [B, C, N] against keys/values [S, B, C, N] with bias [S, heads] (-inf = masked) -> [B,
-        C, N]. `slot_loop` goes slot by slot so that no temporary as large as the cache is written
-        (faster on large maps; a graph gets the loop unrolled)."""
-        heads = self.attn.num_heads
-        b, c, n = q.shape
-        hd = c // heads
-        q = q.unflatten(1, (heads, hd))  # [B, heads, hd, N]
-        # [S, B, heads, hd, N]
-        keys, values = keys.unflatten(2, (heads, hd)), values.unflatten(2, (heads, hd))
-        bias = bias[:, None, :, None]
-        if slot_loop:
-            scores = torch.stack([(k * q).sum(2) for k in keys])  # [S, B, heads, N]
-            p = _softmax_fp32(scores * hd ** -0.5 + bias)
-            out = values[0] * p[0, :, :, None]
-            for v, weight in zip(values[1:], p[1:]):
-                out = torch.addcmul(out, v, weight[:, :, None])
-        else:
-            p = _softmax_fp32((keys * q).sum(3) * hd ** -0.5 + bias)  # [S, B, heads, N]
-            out = (values * p[:, :, :, None]).sum(0)
-        return out.flatten(1, 2)
-
     def _frame_out(self, seq: torch.Tensor, out: torch.Tensor, shape: torch.Size) -> torch.Tensor:
         """Attention output [B, C, N] -> projection, MLP and proj_out -> the block's output [B, C,
         h, w]."""
@@ -168,7 +183,7 @@ class TemporalBlock(nn.Module):
         """Streaming, causal, functional (what export compiles): one frame x [B, C, h, w] plus the
         keys/values of up to W-1 earlier frames ([W-1, B, C, h*w] oldest first, fixed shape,
         `valid` marks filled slots) -> output frame and the rolled cache. `slot_loop`: see
-        `_attend_slots` (default on maps of h*w >= 1024 positions)."""
+        `attend_slots` (default on maps of h*w >= 1024 positions)."""
         if not self.causal:
             raise RuntimeError("streaming needs temporal blocks in causal mode; this model is "
                                "bidirectional")
@@ -183,7 +198,8 @@ class TemporalBlock(nn.Module):
         allowed = torch.cat([valid, torch.ones(1, dtype=torch.bool, device=x.device)])
         # [W, heads]
         bias = self.attn.bias(offsets).masked_fill(~allowed, float("-inf")).to(x.dtype).t()
-        out = self._attend_slots(qkv[:, :c], keys, values, bias, _slot_loop(slot_loop, x))
+        out = attend_slots(qkv[:, :c], keys, values, bias, self.attn.num_heads,
+                           _slot_loop(slot_loop, x))
         return self._frame_out(seq, out, x.shape), (keys[1:], values[1:], allowed[1:])
 
     def step_ring(self, x: torch.Tensor, cache: RingCache,
@@ -196,13 +212,137 @@ class TemporalBlock(nn.Module):
         keys, values, ages = cache
         c = x.shape[1]
         seq, qkv = self._frame_qkv(x)
-        # Empty slots first, else the oldest; all on the device (a scalar fill, no host tensor, no
-        # sync), so the step can be captured in a CUDA graph.
-        slot = ages.masked_fill(ages < 0, torch.iinfo(ages.dtype).max).argmax().view(1)
-        keys.index_copy_(0, slot, qkv[None, :, c:2 * c])
-        values.index_copy_(0, slot, qkv[None, :, 2 * c:])
-        ages.add_((ages >= 0).to(ages.dtype)).index_fill_(0, slot, 0)
+        write_ring(keys, values, ages, qkv[None, :, c:2 * c], qkv[None, :, 2 * c:])
         # [W, heads]
         bias = self.attn.bias(ages).masked_fill(ages < 0, float("-inf")).to(x.dtype).t()
-        out = self._attend_slots(qkv[:, :c], keys, values, bias, _slot_loop(slot_loop, x))
+        out = attend_slots(qkv[:, :c], keys, values, bias, self.attn.num_heads,
+                           _slot_loop(slot_loop, x))
         return self._frame_out(seq, out, x.shape)
+
+
+# q = k = QK_INIT * LN(x) at initialisation: the attention of a fresh fused block is content-based
+# from the first step (earlier frames whose features at a position resemble the current frame's weigh
+# more), instead of uniform; a uniform average over a moving person blurs it.
+QK_INIT = 1.7
+
+
+class FusedTemporalBlock(nn.Module):
+    """A temporal block on the fused features, after every per-frame path (issue 17).
+
+    The four DPT-scale blocks cannot steady what enters after them: the human prior (added to F_DPT)
+    and the CNN branch see each frame on its own, and on inputs with per-frame nuisances they carry
+    most of the flicker (docs/training.md, "Does stage 2 use the past?"). This block attends along
+    time at every pixel of the fused map, just before CWA and the heads, and its update comes only
+    from earlier frames:
+
+        p = softmax_s(q_t . k_s / sqrt(d) + b(t - s)),   s in the last `fused_window` frames
+        out_t = x_t + P (sum_s p_s x_s - x_t)
+
+    with q, k linear in LN(x) and the values the features themselves. Without earlier frames the sum
+    is x_t and the block is exactly the identity, so "same weights, window 1" is the model without
+    it, and the block cannot lower the loss by smoothing each frame on its own: only by borrowing
+    from the past. P is zero-initialised (a fresh block changes nothing). Streaming uses the same
+    cache layouts as `TemporalBlock` ([slots, B, C, h*w]), with `fused_window` slots at most.
+    """
+
+    def __init__(self, dim: int, cfg: TemporalConfig) -> None:
+        super().__init__()
+        self.causal = cfg.mode == "causal"
+        self.num_heads = cfg.num_heads
+        self.max_rel = cfg.max_relative_distance
+        self.window = cfg.fused_window
+        self.norm = nn.LayerNorm(dim)
+        self.qk = nn.Linear(dim, 2 * dim)
+        with torch.no_grad():
+            self.qk.weight.copy_(torch.cat([torch.eye(dim), torch.eye(dim)]) * QK_INIT)
+            self.qk.bias.zero_()
+        self.relative_bias = nn.Parameter(torch.zeros(cfg.num_heads, 2 * self.max_rel + 1))
+        self.proj_out = nn.Linear(dim, dim)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
+
+    def bias(self, offsets: torch.Tensor) -> torch.Tensor:
+        """Bias for an integer tensor of offsets: [...] -> [heads, ...]."""
+        return self.relative_bias[:, offsets.clamp(-self.max_rel, self.max_rel) + self.max_rel]
+
+    def slots(self, window: int) -> int:
+        """Frames the block attends over (current included) within a streaming window."""
+        return min(window, self.window)
+
+    def forward(self, x: torch.Tensor, window: int | None = None,
+                cache: KVCache | None = None):
+        """Offline: x [B, T, C, H, W] -> same shape. Streaming (with `cache`): see `step`."""
+        if cache is not None:
+            return self.step(x, cache)
+        b, t, c, h, w = x.shape
+        span = self.window if window is None else self.slots(window)
+        seq = x.permute(0, 3, 4, 1, 2).reshape(b * h * w, t, c)
+        heads, hd = self.num_heads, c // self.num_heads
+        q, k = self.qk(self.norm(seq)).reshape(-1, t, 2, heads, hd).permute(2, 0, 3, 1, 4)
+        v = seq.reshape(-1, t, heads, hd).transpose(1, 2)  # [N, heads, T, hd]
+        pos = torch.arange(t, device=x.device)
+        offsets = pos[:, None] - pos[None, :]  # [T_query, T_key]
+        allowed = (offsets < span) & (offsets >= 0 if self.causal else offsets > -span)
+        mask = self.bias(offsets).masked_fill(~allowed, float("-inf"))[None]
+        past = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype))
+        past = past.transpose(1, 2).reshape(-1, t, c)
+        out = seq + self.proj_out(past - seq)
+        return out.reshape(b, h, w, t, c).permute(0, 3, 4, 1, 2)
+
+    # -- streaming ---------------------------------------------------------------------------------
+    def empty_cache(self, x_shape: torch.Size, window: int, device, dtype) -> KVCache:
+        b, c, h, w = x_shape
+        kv = torch.zeros(self.slots(window) - 1, b, c, h * w, device=device, dtype=dtype)
+        return kv, kv.clone(), torch.zeros(kv.shape[0], dtype=torch.bool, device=device)
+
+    def empty_ring(self, x_shape: torch.Size, window: int, device, dtype) -> RingCache:
+        b, c, h, w = x_shape
+        kv = torch.zeros(self.slots(window), b, c, h * w, device=device, dtype=dtype)
+        return kv, kv.clone(), torch.full((kv.shape[0],), -1, dtype=torch.long, device=device)
+
+    def _frame_qk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, C, h, w] -> the frame as [B, C, h*w] (a view) and its q, k as [B, 2C, h*w]."""
+        b, c, h, w = x.shape
+        flat = x.reshape(b, c, h * w)
+        normed = self.norm(x.permute(0, 2, 3, 1).reshape(b, h * w, c)).transpose(1, 2)
+        qk = torch.baddbmm(self.qk.bias[None, :, None].expand(b, -1, h * w),
+                           self.qk.weight.expand(b, -1, -1), normed)
+        return flat, qk
+
+    def _frame_out(self, flat: torch.Tensor, past: torch.Tensor,
+                   shape: torch.Size) -> torch.Tensor:
+        """x + P(past - x) for one frame: [B, C, h*w] -> [B, C, h, w]."""
+        b = flat.shape[0]
+        p = self.proj_out
+        return torch.baddbmm(flat + p.bias[None, :, None], p.weight.expand(b, -1, -1),
+                             past - flat).view(shape)
+
+    def step(self, x: torch.Tensor, cache: KVCache,
+             slot_loop: bool | None = None) -> tuple[torch.Tensor, KVCache]:
+        """Streaming, functional: as `TemporalBlock.step` (keys and the frames' features cached)."""
+        if not self.causal:
+            raise RuntimeError("streaming needs temporal blocks in causal mode; this model is "
+                               "bidirectional")
+        past_k, past_v, valid = cache
+        c = x.shape[1]
+        flat, qk = self._frame_qk(x)
+        keys = torch.cat([past_k, qk[None, :, c:]])
+        values = torch.cat([past_v, flat[None]])
+        offsets = torch.arange(past_k.shape[0], -1, -1, device=x.device)
+        allowed = torch.cat([valid, torch.ones(1, dtype=torch.bool, device=x.device)])
+        bias = self.bias(offsets).masked_fill(~allowed, float("-inf")).to(x.dtype).t()
+        past = attend_slots(qk[:, :c], keys, values, bias, self.num_heads,
+                            _slot_loop(slot_loop, x))
+        return self._frame_out(flat, past, x.shape), (keys[1:], values[1:], allowed[1:])
+
+    def step_ring(self, x: torch.Tensor, cache: RingCache,
+                  slot_loop: bool | None = None) -> torch.Tensor:
+        """Streaming, in place: as `TemporalBlock.step_ring`."""
+        keys, values, ages = cache
+        c = x.shape[1]
+        flat, qk = self._frame_qk(x)
+        write_ring(keys, values, ages, qk[None, :, c:], flat[None])
+        bias = self.bias(ages).masked_fill(ages < 0, float("-inf")).to(x.dtype).t()
+        past = attend_slots(qk[:, :c], keys, values, bias, self.num_heads,
+                            _slot_loop(slot_loop, x))
+        return self._frame_out(flat, past, x.shape)

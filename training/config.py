@@ -55,6 +55,8 @@ class ModelSection:
     temporal_mode: str = "causal"  # stage 2: causal (streaming) or bidirectional (offline clips)
     # stage 2, causal: attention window in frames during training (0 = the whole clip)
     window: int = 0
+    # stage 2: add the fused temporal block (temporal.FusedTemporalBlock) if the model has none
+    fused_temporal: bool = False
 
 
 @dataclass
@@ -96,6 +98,8 @@ class OptimSection:
     # steps a bias cannot move the ~1 it takes to make attention prefer recent frames
     # (docs/training.md).
     lr_time_bias: float | None = None
+    # Stage 2: the fused temporal block as its own group; None = lr_temporal.
+    lr_fused_temporal: float | None = None
     weight_decay: float = 0.05
     betas: tuple[float, float] = (0.9, 0.95)
     warmup_steps: int = 2000
@@ -194,6 +198,8 @@ class TrainConfig:
                f"optim.lr_decoder: expected null or >= 0, got {o.lr_decoder}")
         _check(o.lr_time_bias is None or o.lr_time_bias >= 0,
                f"optim.lr_time_bias: expected null or >= 0, got {o.lr_time_bias}")
+        _check(o.lr_fused_temporal is None or o.lr_fused_temporal >= 0,
+               f"optim.lr_fused_temporal: expected null or >= 0, got {o.lr_fused_temporal}")
         _check(all(0 <= b < 1 for b in o.betas), "optim.betas: expected values in [0, 1), got "
                                                  f"{list(o.betas)}")
         _check(o.warmup_steps >= 0, f"optim.warmup_steps: expected >= 0, got {o.warmup_steps}")

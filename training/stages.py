@@ -54,6 +54,8 @@ def build_model(cfg: TrainConfig) -> HCDPModel:
                   file=sys.stderr)
     if cfg.stage == 2 and model.temporal_blocks is None:
         model.insert_temporal_blocks(m.temporal_mode)
+    if cfg.stage == 2 and m.fused_temporal and model.fused_temporal is None:
+        model.insert_fused_temporal_block()
     prepare(model, cfg)
     return model
 
@@ -106,6 +108,12 @@ def param_groups(model: HCDPModel, cfg: TrainConfig) -> list[dict[str, Any]]:
         decoder = [p for p in model.decoder_parameters() if id(p) in trainable]
         groups.append({"name": "decoder", "params": decoder, "lr": o.lr_decoder})
         special_ids |= {id(p) for p in decoder}
+    if cfg.stage == 2 and model.fused_temporal is not None:
+        fused = list(model.fused_temporal.parameters())
+        lr = o.lr_temporal if o.lr_fused_temporal is None else o.lr_fused_temporal
+        groups.append({"name": "fused_temporal", "lr": lr,
+                       "params": [p for p in fused if id(p) in trainable]})
+        special_ids |= {id(p) for p in fused}
     if cfg.stage == 2 and o.lr_time_bias is not None:
         biases = {id(block.attn.relative_bias) for block in model.temporal_blocks}
         groups[0]["params"] = [p for p in groups[0]["params"] if id(p) not in biases]
@@ -114,7 +122,11 @@ def param_groups(model: HCDPModel, cfg: TrainConfig) -> list[dict[str, Any]]:
                                   if id(b.attn.relative_bias) in trainable]})
     others = [p for p in model.parameters() if id(p) in trainable and id(p) not in special_ids]
     groups.append({"name": "others", "params": others, "lr": o.lr_others})
-    return [g for g in groups if g["params"]]
+    for g in groups:  # a learning rate of 0 freezes: no gradient is computed for those weights
+        if g["lr"] == 0:
+            for p in g["params"]:
+                p.requires_grad_(False)
+    return [g for g in groups if g["params"] and g["lr"] != 0]
 
 
 def prior_loss(canonical: torch.Tensor, mask_logits: torch.Tensor, batch: Batch,

@@ -21,8 +21,9 @@ OUTPUT_NAMES = ("depth", "normal", "mask_logits")
 class StreamingStep(nn.Module):
     """forward(frame [B,3,S,S], *state) -> (depth, normal, mask_logits, *new_state).
 
-    state = (keys, values, valid) for each of the 4 temporal blocks; keys/values [W-1, B, C, h*w]
-    oldest first, valid [W-1] bool. A model without temporal blocks has an empty state.
+    state = (keys, values, valid) for each of the 4 temporal blocks, then for the fused temporal
+    block if the model has one; keys/values [W-1, B, C, h*w] oldest first (the fused block keeps
+    min(W, fused_window) - 1 slots), valid bool. Without temporal blocks the state is empty.
     """
 
     def __init__(self, model: HCDPModel, window: int) -> None:
@@ -45,6 +46,10 @@ class StreamingStep(nn.Module):
         for block, side in zip(self.model.temporal_blocks, self.model.scale_sizes()):
             shape = torch.Size((batch, c, side, side))
             state.extend(self._empty_cache(block, shape, device, dtype))
+        if self.model.fused_temporal is not None:  # the fused features, at the model resolution
+            s = self.model.cfg.resolution
+            shape = torch.Size((batch, self.model.cfg.fusion.channels, s, s))
+            state.extend(self._empty_cache(self.model.fused_temporal, shape, device, dtype))
         return tuple(state)
 
     def _empty_cache(self, block, shape: torch.Size, device, dtype) -> tuple[torch.Tensor, ...]:
@@ -57,7 +62,11 @@ class StreamingStep(nn.Module):
             for i, block in enumerate(self.model.temporal_blocks):
                 scales[i], cache = block(scales[i], cache=tuple(state[3 * i:3 * i + 3]))
                 new_state.extend(cache)
-        out = self.model.decode(frame, scales)
+        fused, f_dpt = self.model.fuse(frame, scales)
+        if self.model.fused_temporal is not None:
+            fused, cache = self.model.fused_temporal.step(fused, tuple(state[12:15]))
+            new_state.extend(cache)
+        out = self.model.predict(fused, f_dpt)
         return (out["depth"], out["normal"], out["mask_logits"], *new_state)
 
 
@@ -76,7 +85,10 @@ class InPlaceStreamingStep(StreamingStep):
         scales = self.model.encode(frame)
         for i, block in enumerate(self.model.temporal_blocks or []):
             scales[i] = block.step_ring(scales[i], tuple(state[3 * i:3 * i + 3]))
-        out = self.model.decode(frame, scales)
+        fused, f_dpt = self.model.fuse(frame, scales)
+        if self.model.fused_temporal is not None:
+            fused = self.model.fused_temporal.step_ring(fused, tuple(state[12:15]))
+        out = self.model.predict(fused, f_dpt)
         return (out["depth"], out["normal"], out["mask_logits"], *state)
 
 

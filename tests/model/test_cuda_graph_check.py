@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import copy
 
-import pytest
-import torch
-
-from hcdp_model.backends.cuda_graph import (CapturedStep, CudaGraphMismatch, check_replay,
+from hcdp_model.backends.cuda_graph import (CapturedStep, check_replay, CudaGraphMismatch,
                                             reset_ring)
 from hcdp_model.backends.step import InPlaceStreamingStep
 from hcdp_model.backends.torch_eager import TorchBackend
 from hcdp_model.model import HCDPModel
+import pytest
 from tests.model.helpers import activate_temporal, micro_config, random_clip
+import torch
 
 
 def _outputs(scale: float = 1.0) -> tuple[torch.Tensor, ...]:
@@ -48,8 +47,11 @@ def test_check_replay_refuses_errors_over_the_precisions_tolerance(dtype, error)
 
 
 class _FakeGraph:
-    """Stands in for torch.cuda.CUDAGraph: replay runs the eager step into the static outputs
-    (a good capture) or leaves them as they were (a capture that missed its kernels)."""
+    """Stand in for torch.cuda.CUDAGraph.
+
+    Its replay runs the eager step into the static outputs (a good capture) or leaves them as they
+    were (a capture that missed its kernels).
+    """
 
     def __init__(self, captured: CapturedStep, works: bool) -> None:
         self.captured, self.works = captured, works

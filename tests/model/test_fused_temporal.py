@@ -1,0 +1,133 @@
+"""The fused temporal block (issue 17).
+
+A temporal block after every per-frame path whose update comes only from earlier frames. It is the
+identity without a past (window 1 = the model without it), the past changes its output, and
+streaming (functional, ring, export graph) equals the offline causal forward, resets included.
+"""
+from __future__ import annotations
+
+import copy
+
+from hcdp_model.backends.step import ExportStep, InPlaceStreamingStep, StreamingStep
+from hcdp_model.config import ConfigError
+from hcdp_model.model import HCDPModel
+from hcdp_model.temporal import FusedTemporalBlock
+import pytest
+from tests.model.helpers import activate_temporal, micro_config, random_clip
+import torch
+
+
+def fused_model(window: int = 3, scale: float = 0.5) -> HCDPModel:
+    """Build a micro stage-2 model whose fused block has a non-zero projection and time bias."""
+    model = activate_temporal(HCDPModel(micro_config(temporal=True)))
+    model.cfg.temporal.fused_window = window
+    model.insert_fused_temporal_block()
+    g = torch.Generator().manual_seed(3)
+    block = model.fused_temporal
+    with torch.no_grad():
+        block.proj_out.weight.copy_(torch.randn(block.proj_out.weight.shape, generator=g) * scale
+                                    + torch.eye(block.proj_out.in_features) * 0.5)
+        block.relative_bias.copy_(torch.randn(block.relative_bias.shape, generator=g))
+    return model.eval()
+
+
+def test_a_fresh_fused_block_is_the_identity():
+    model = activate_temporal(HCDPModel(micro_config(temporal=True))).eval()
+    clip = random_clip(model, 5)
+    with torch.no_grad():
+        before = model(clip, window=4)
+        model.insert_fused_temporal_block()
+        after = model(clip, window=4)
+    for key in before:
+        torch.testing.assert_close(after[key], before[key], atol=0, rtol=0)
+
+
+def test_without_a_past_the_fused_block_is_exactly_the_identity():
+    # Window 1: same weights, no earlier frame -> the outputs of the model without the block.
+    model = fused_model()
+    bare = copy.deepcopy(model)
+    bare.fused_temporal = None
+    clip = random_clip(model, 5)
+    with torch.no_grad():
+        with_block, without = model(clip, window=1), bare(clip, window=1)
+    for key in with_block:
+        torch.testing.assert_close(with_block[key], without[key], atol=1e-6, rtol=0)
+
+
+def test_the_fused_block_changes_the_output_when_earlier_frames_change():
+    model = fused_model(window=4)
+    clip = random_clip(model, 4)
+    other = clip.clone()
+    other[:, :3] = random_clip(model, 3, seed=9)  # a different past, the same last frame
+    with torch.no_grad():
+        here, there = model(clip, window=4), model(other, window=4)
+    change = (here["depth"][:, -1] - there["depth"][:, -1]).abs().max()
+    assert change > 1e-3, f"the last frame's depth ignored a different past (max change {change})"
+
+
+def test_the_fused_window_bounds_how_far_back_it_looks():
+    # With fused_window 2 only the previous frame counts: changing frames before it changes nothing
+    # in the fused block (the DPT-scale blocks are bypassed by feeding features directly).
+    block = fused_model(window=2).fused_temporal
+    x = torch.randn(1, 5, 8, 6, 6)
+    y = x.clone()
+    y[:, :3] = torch.randn(1, 3, 8, 6, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(block(x, window=16)[:, -1], block(y, window=16)[:, -1])
+        assert not torch.allclose(block(x, window=16)[:, 3], block(y, window=16)[:, 3])
+
+
+@pytest.mark.parametrize("step_class", [StreamingStep, InPlaceStreamingStep, ExportStep])
+@pytest.mark.parametrize("window", [1, 2, 5])
+def test_streaming_with_the_fused_block_equals_the_offline_causal_forward(step_class, window):
+    model = fused_model(window=3)
+    frames = 7
+    clip = random_clip(model, frames)
+    with torch.no_grad():
+        offline = model(clip, window=window)
+        step = step_class(model, window)
+        for round_ in range(2):  # a reset (fresh state) in the middle of a stream
+            state = step.init_state()
+            for t in range(frames):
+                depth, normal, mask_logits, *new = step(clip[:, t], *state)
+                if step_class is not InPlaceStreamingStep:
+                    state = tuple(new)
+                for got, key in ((depth, "depth"), (normal, "normal"),
+                                 (mask_logits, "mask_logits")):
+                    torch.testing.assert_close(got, offline[key][:, t], atol=2e-5, rtol=0,
+                                               msg=f"{key} frame {t} round {round_}")
+
+
+def test_the_fused_cache_holds_at_most_fused_window_frames():
+    model = fused_model(window=3)
+    s, c = model.cfg.resolution, model.cfg.fusion.channels
+    state = StreamingStep(model, 16).init_state()
+    assert len(state) == 15
+    assert state[12].shape == (2, 1, c, s * s)  # fused_window - 1 past slots
+    assert InPlaceStreamingStep(model, 16).init_state()[12].shape == (3, 1, c, s * s)
+    assert StreamingStep(model, 1).init_state()[12].shape[0] == 0
+
+
+def test_fused_block_configuration_is_checked():
+    cfg = micro_config(temporal=False)
+    cfg.temporal.fused = True
+    with pytest.raises(ConfigError, match="temporal.fused needs temporal.enabled: true"):
+        cfg.temporal.validate()
+    cfg = micro_config(temporal=True)
+    cfg.temporal.fused, cfg.temporal.fused_window = True, 0
+    with pytest.raises(ConfigError, match=r"temporal.fused_window: expected a value in \[1, "):
+        cfg.temporal.validate()
+    with pytest.raises(ValueError, match="needs the DPT-scale temporal blocks"):
+        HCDPModel(micro_config(temporal=False)).insert_fused_temporal_block()
+
+
+def test_a_fused_block_round_trips_through_a_checkpoint(tmp_path):
+    from hcdp_model.checkpoint import load_checkpoint, save_checkpoint
+
+    model = fused_model()
+    save_checkpoint(model, tmp_path / "m")
+    loaded = load_checkpoint(tmp_path / "m").eval()
+    assert isinstance(loaded.fused_temporal, FusedTemporalBlock)
+    clip = random_clip(model, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(clip, window=3)["depth"], model(clip, window=3)["depth"])
