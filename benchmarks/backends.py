@@ -24,23 +24,22 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+from pathlib import Path
 import platform
 import resource
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
-import torch
-
-from hcdp_model.backends.base import DEFAULT_WINDOW, Backend, BackendError
-from hcdp_model.backends.build import ExportSpec, export_artefact, load_streaming_model
+from hcdp_model.backends.base import Backend, BackendError, DEFAULT_WINDOW
+from hcdp_model.backends.build import export_artefact, ExportSpec, load_streaming_model
 from hcdp_model.backends.manifest import gpu_name, runtime_versions
 from hcdp_model.backends.ort import OnnxRuntimeBackend
 from hcdp_model.backends.torch_eager import TorchBackend
 from hcdp_model.checkpoint import save_checkpoint
 from hcdp_model.config import preset
 from hcdp_model.model import HCDPModel
+import torch
 
 
 def rss_mb() -> float:

@@ -16,19 +16,16 @@ small+base at fp16 with --skip-compile; torch.compile adds about a minute per ro
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 import copy
+from dataclasses import dataclass, field
 import importlib.util
 import json
+from pathlib import Path
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
-
-import numpy as np
-import torch
 
 from hcdp_model.backends.base import DEFAULT_WINDOW
 from hcdp_model.backends.step import StreamingStep
@@ -36,6 +33,8 @@ from hcdp_model.backends.torch_eager import TorchBackend
 from hcdp_model.config import preset
 from hcdp_model.model import HCDPModel
 from hcdp_model.predictor import StreamingPredictor
+import numpy as np
+import torch
 
 NODE_SIZES = ((480, 640), (720, 1280))
 STEP_MODES = ("eager", "compile", "cudagraph", "compile+cudagraph")

@@ -17,13 +17,12 @@ import json
 import time
 
 import cv2
-import numpy as np
-import torch
-
 from hcdp_training.augment import Augment
 from hcdp_training.config import TrainConfig
-from hcdp_training.data.datasets import StaticFrames, VideoClips, resize_square, to_tensors
+from hcdp_training.data.datasets import resize_square, StaticFrames, to_tensors, VideoClips
 from hcdp_training.data.format import list_sequences, read_frame, read_meta
+import numpy as np
+import torch
 
 
 def per_second(fn, items: list, repeats: int = 3) -> float:

@@ -12,21 +12,20 @@ from __future__ import annotations
 
 import argparse
 import array
-import time
 from collections.abc import Callable
+import time
 from types import SimpleNamespace
 
 import cv2
-import numpy as np
-import torch
-
 from hcdp_model.config import preset
 from hcdp_model.model import HCDPModel
+from hcdp_model.predictor import default_checkpoint, load_predictor, StreamingPredictor
 from hcdp_model.preprocess import preprocess, to_rgb
-from hcdp_model.predictor import StreamingPredictor, default_checkpoint, load_predictor
 from hcdp_ros.conversions import decode_camera_info
 from hcdp_ros.messages import VizRequest
-from hcdp_ros.pipeline import FrameProcessor, OutputOptions, decode_input
+from hcdp_ros.pipeline import decode_input, FrameProcessor, OutputOptions
+import numpy as np
+import torch
 
 H, W = 480, 640
 

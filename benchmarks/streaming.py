@@ -21,11 +21,10 @@ import platform
 import statistics
 import time
 
-import torch
-
+from hcdp_model.backends.step import InPlaceStreamingStep, StreamingStep
 from hcdp_model.config import preset
 from hcdp_model.model import HCDPModel
-from hcdp_model.backends.step import InPlaceStreamingStep, StreamingStep
+import torch
 
 
 def _time(fn) -> float:

@@ -26,21 +26,51 @@ writes, ``--video`` an ``.mp4`` and every parent folder must be creatable and wr
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import math
-import os
-import shutil
-import sys
-import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import dataclass
+import json
+import math
+import os
 from pathlib import Path
+import shutil
+import sys
+import time
 from typing import Any
 
 import cv2
+from hcdp_model.backends.base import BACKENDS, PRECISIONS
+from hcdp_model.checkpoint import checkpoint_hash, CheckpointError, load_checkpoint
+from hcdp_model.predictor import default_checkpoint, load_predictor, StreamingPredictor
+from hcdp_model.threads import default_threads, set_threads
+from hcdp_ros.bag_metrics import Baselines, finite_or_none, FrameRecord, GT_CHANNELS, StreamMetrics
+from hcdp_ros.bag_pictures import ContactSheet, FrameView, SideBySideVideo
+from hcdp_ros.conversions import (
+    decode_camera_info,
+    decode_float_image,
+    InputError,
+    MalformedMessage,
+    SizeMismatch,
+)
+from hcdp_ros.messages import (
+    DEFAULT_NAMESPACE,
+    ImageFields,
+    output_topic,
+    TOPICS,
+    VIZ_KEYS,
+    VizRequest,
+)
+from hcdp_ros.params import DEFAULTS
+from hcdp_ros.pipeline import (
+    decode_input,
+    FrameOutputs,
+    FrameProcessor,
+    OutputOptions,
+    stamp_seconds,
+)
+from hcdp_training.evaluate import per_frame_model
 import numpy as np
 from rosbags.rosbag2 import (
     CompressionFormat,
@@ -49,39 +79,8 @@ from rosbags.rosbag2 import (
     StoragePlugin,
     Writer,
 )
-from rosbags.typesys import Stores, get_typestore
+from rosbags.typesys import get_typestore, Stores
 from tqdm import tqdm
-
-from hcdp_model.backends.base import BACKENDS, PRECISIONS
-from hcdp_model.checkpoint import CheckpointError, checkpoint_hash, load_checkpoint
-from hcdp_model.threads import default_threads, set_threads
-from hcdp_model.predictor import StreamingPredictor, default_checkpoint, load_predictor
-from hcdp_ros.bag_metrics import GT_CHANNELS, Baselines, FrameRecord, StreamMetrics, finite_or_none
-from hcdp_training.evaluate import per_frame_model
-from hcdp_ros.bag_pictures import ContactSheet, FrameView, SideBySideVideo
-from hcdp_ros.conversions import (
-    InputError,
-    MalformedMessage,
-    SizeMismatch,
-    decode_camera_info,
-    decode_float_image,
-)
-from hcdp_ros.messages import (
-    DEFAULT_NAMESPACE,
-    TOPICS,
-    VIZ_KEYS,
-    ImageFields,
-    VizRequest,
-    output_topic,
-)
-from hcdp_ros.params import DEFAULTS
-from hcdp_ros.pipeline import (
-    FrameOutputs,
-    FrameProcessor,
-    OutputOptions,
-    decode_input,
-    stamp_seconds,
-)
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"

@@ -2,22 +2,21 @@
 a time."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+import math
 from typing import Any
 
-import numpy as np
-
+from hcdp_training.evaluate import ema_step
 from hcdp_training.metrics import (
     DEPTH_METRICS,
-    MASK_METRICS,
-    NORMAL_METRICS,
-    TEMPORAL_METRICS,
-    MetricAccumulator,
     evaluate_sequence,
     flow_opencv,
+    MASK_METRICS,
+    MetricAccumulator,
+    NORMAL_METRICS,
+    TEMPORAL_METRICS,
 )
-from hcdp_training.evaluate import ema_step
+import numpy as np
 
 # ground-truth kind -> 32FC<channels>
 GT_CHANNELS = {"depth": 1, "normals": 3, "mask": 1, "flow_fwd": 2}

@@ -1,15 +1,14 @@
 """`hcdp bag` pictures: the contact sheet (frames + an x-t slice) and the side-by-side video."""
 from __future__ import annotations
 
-import math
 from collections import defaultdict
 from dataclasses import dataclass
+import math
 from pathlib import Path
 
 import cv2
-import numpy as np
-
 from hcdp_model.visualize import colorize_depth, contact_sheet, mask_to_rgb, normals_to_rgb
+import numpy as np
 
 SHEET_FRAMES = 4
 # the x-t slice keeps one row of every k-th frame, k chosen to stay under this

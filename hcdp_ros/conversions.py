@@ -15,9 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import cv2
-import numpy as np
-
 from hcdp_ros.messages import CameraInfoFields, RoiFields
+import numpy as np
 
 
 class InputError(ValueError):

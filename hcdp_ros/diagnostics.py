@@ -6,9 +6,9 @@ the caller supplies (the node uses its ROS clock, so latency against header stam
 """
 from __future__ import annotations
 
-import threading
 from collections import deque
 from dataclasses import dataclass
+import threading
 
 OK, WARN = 0, 1  # diagnostic levels (DiagnosticStatus.OK / WARN)
 

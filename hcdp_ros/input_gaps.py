@@ -9,8 +9,8 @@ restarted. A gap before a frame the model never saw still counts for the next fr
 """
 from __future__ import annotations
 
-import threading
 from collections import deque
+import threading
 
 
 class InputGaps:

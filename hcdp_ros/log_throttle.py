@@ -2,9 +2,9 @@
 count."""
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable
 import threading
 import time
-from collections.abc import Callable, Hashable
 
 
 class CauseThrottle:

@@ -14,9 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-
 from hcdp_model.visualize import colorize_depth, mask_to_rgb, normals_to_rgb
+import numpy as np
 
 DEFAULT_NAMESPACE = "hcdp"
 NODE_NAME = "hcdp"

@@ -11,11 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import cv2
-import numpy as np
-import torch
-
 from hcdp_model.geometry import align_scale_shift
 from hcdp_ros.conversions import InvalidDepth
+import numpy as np
+import torch
 
 
 @dataclass(frozen=True)

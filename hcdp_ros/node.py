@@ -15,9 +15,48 @@ import time
 import traceback
 from typing import Any
 
-import rclpy
 from diagnostic_msgs.msg import DiagnosticStatus
 from diagnostic_updater import DiagnosticStatusWrapper, Updater
+from hcdp_model.predictor import load_predictor
+from hcdp_model.threads import default_threads, set_threads
+from hcdp_ros.conversions import (
+    decode_camera_info,
+    decode_metric_depth,
+    InputError,
+    MissingDepth,
+)
+from hcdp_ros.diagnostics import NodeStats, OK, StageTimes, WARN
+from hcdp_ros.input_gaps import InputGaps
+from hcdp_ros.log_throttle import CauseThrottle
+from hcdp_ros.messages import (
+    CameraInfoFields,
+    ImageFields,
+    NODE_NAME,
+    PointCloudFields,
+    TOPICS,
+    VIZ_KEYS,
+    VizRequest,
+)
+from hcdp_ros.pairing import StampPairing
+from hcdp_ros.params import (
+    ConfigError,
+    DeclareErrors,
+    DEFAULTS,
+    NodeConfig,
+    param_type,
+    PARAMETERS,
+)
+from hcdp_ros.pipeline import (
+    decode_input,
+    FrameOutputs,
+    FrameProcessor,
+    limit_side,
+    MetricInput,
+    OutputOptions,
+    stamp_seconds,
+)
+from hcdp_ros.topics import INPUTS, node_names, RESET_SERVICE
+from hcdp_ros.worker import InferenceWorker
 from rcl_interfaces.msg import (
     FloatingPointRange,
     IntegerRange,
@@ -25,6 +64,7 @@ from rcl_interfaces.msg import (
     ParameterType,
     SetParametersResult,
 )
+import rclpy
 from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
 from rclpy.executors import ExternalShutdownException
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
@@ -38,47 +78,6 @@ from sensor_msgs.msg import (
     RegionOfInterest,
 )
 from std_srvs.srv import Trigger
-
-from hcdp_model.predictor import load_predictor
-from hcdp_model.threads import default_threads, set_threads
-from hcdp_ros.conversions import (
-    InputError,
-    MissingDepth,
-    decode_camera_info,
-    decode_metric_depth,
-)
-from hcdp_ros.diagnostics import OK, WARN, NodeStats, StageTimes
-from hcdp_ros.input_gaps import InputGaps
-from hcdp_ros.log_throttle import CauseThrottle
-from hcdp_ros.messages import (
-    NODE_NAME,
-    TOPICS,
-    VIZ_KEYS,
-    CameraInfoFields,
-    ImageFields,
-    PointCloudFields,
-    VizRequest,
-)
-from hcdp_ros.pairing import StampPairing
-from hcdp_ros.params import (
-    DEFAULTS,
-    PARAMETERS,
-    ConfigError,
-    DeclareErrors,
-    NodeConfig,
-    param_type,
-)
-from hcdp_ros.pipeline import (
-    FrameOutputs,
-    FrameProcessor,
-    MetricInput,
-    OutputOptions,
-    decode_input,
-    limit_side,
-    stamp_seconds,
-)
-from hcdp_ros.topics import INPUTS, RESET_SERVICE, node_names
-from hcdp_ros.worker import InferenceWorker
 
 _ROS_TYPES = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
               float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}

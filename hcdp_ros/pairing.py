@@ -9,10 +9,10 @@ or after the colour frame is there, no later one can be nearer (stamps arrive in
 """
 from __future__ import annotations
 
-import threading
-import time
 from collections import deque
 from collections.abc import Callable
+import threading
+import time
 from typing import Generic, TypeVar
 
 T = TypeVar("T")

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import sys
 import textwrap
-from pathlib import Path
 
-from hcdp_ros.params import DEFAULTS, PARAMETERS, ParamSpec, param_type
+from hcdp_ros.params import DEFAULTS, param_type, PARAMETERS, ParamSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 YAML_PATH = ROOT / "config" / "hcdp.yaml"

@@ -16,28 +16,27 @@ from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import cv2
-import numpy as np
-
 from hcdp_ros.conversions import (
-    DEFAULT_MAX_INPUT_PIXELS,
-    DecodedImage,
-    InputError,
     decode_compressed,
     decode_image,
+    DecodedImage,
+    DEFAULT_MAX_INPUT_PIXELS,
+    InputError,
 )
 from hcdp_ros.messages import (
-    CameraInfoFields,
-    ImageFields,
-    PointCloudFields,
-    VizRequest,
     binary_mask,
+    CameraInfoFields,
     image_fields,
+    ImageFields,
     point_cloud_fields,
+    PointCloudFields,
     viz_images,
+    VizRequest,
 )
-from hcdp_ros.metric_depth import MetricFit, apply_metric, fit_metric_depth, registered_to
+from hcdp_ros.metric_depth import apply_metric, fit_metric_depth, MetricFit, registered_to
 from hcdp_ros.params import NodeConfig
 from hcdp_ros.pointcloud import backproject
+import numpy as np
 
 
 def stamp_seconds(header: Any) -> float:

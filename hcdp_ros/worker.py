@@ -7,8 +7,8 @@ inference.
 """
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
+import threading
 from typing import Generic, TypeVar
 
 T = TypeVar("T")

@@ -3,10 +3,10 @@ nothing over the packages, tests, scripts, benchmarks and launch files; CI runs 
 from __future__ import annotations
 
 import configparser
+from pathlib import Path
 import runpy
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 

@@ -1,13 +1,12 @@
 """Stand-ins for ROS messages and the streaming predictor, for the ROS-free tests."""
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
+import time
 from types import SimpleNamespace
 
-import numpy as np
-
 from hcdp_model.predictor import Prediction
+import numpy as np
 
 
 def header(sec: int = 10, nanosec: int = 500_000_000,

@@ -4,15 +4,14 @@ import math
 from pathlib import Path
 
 import cv2
-import numpy as np
-import pytest
-import torch
-from rosbags.rosbag2 import Reader, StoragePlugin, Writer
-from rosbags.typesys import Stores, get_typestore
-
 from hcdp_model.cli import main
 from hcdp_ros.bag import decode_float_image, synchronised
 from hcdp_ros.conversions import SizeMismatch
+import numpy as np
+import pytest
+from rosbags.rosbag2 import Reader, StoragePlugin, Writer
+from rosbags.typesys import get_typestore, Stores
+import torch
 
 STORE = get_typestore(Stores.ROS2_HUMBLE)
 T = STORE.types

@@ -1,20 +1,19 @@
 import cv2
-import numpy as np
-import pytest
-
 from hcdp_ros.conversions import (
     CorruptCompressed,
+    decode_camera_info,
+    decode_compressed,
+    decode_image,
+    decode_metric_depth,
     EmptyImage,
     ImageTooLarge,
     InputError,
     MalformedMessage,
     SizeMismatch,
     UnsupportedEncoding,
-    decode_camera_info,
-    decode_compressed,
-    decode_image,
-    decode_metric_depth,
 )
+import numpy as np
+import pytest
 from tests.ros.fakes import camera_info_msg, compressed_msg, image_msg
 
 TOPIC = "/camera/image_raw"

@@ -3,17 +3,16 @@ and whatever decodes must be consistent with the message's own fields."""
 from types import SimpleNamespace
 
 import cv2
-import numpy as np
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 from hcdp_ros.conversions import (
     COLOR_ENCODINGS,
-    InputError,
     decode_compressed,
     decode_image,
     decode_metric_depth,
+    InputError,
 )
+from hypothesis import given, HealthCheck, settings
+from hypothesis import strategies as st
+import numpy as np
 
 TOPIC = "/fuzz/image"
 BYTES_PER_PIXEL = {**COLOR_ENCODINGS, "16UC1": 2, "32FC1": 4}

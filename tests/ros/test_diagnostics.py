@@ -1,7 +1,6 @@
-import pytest
-
-from hcdp_ros.diagnostics import OK, WARN, NodeStats, RateMeter, RecentValues, StageTimes
+from hcdp_ros.diagnostics import NodeStats, OK, RateMeter, RecentValues, StageTimes, WARN
 from hcdp_ros.log_throttle import CauseThrottle
+import pytest
 
 
 def test_rate_meter_measures_a_steady_rate_and_forgets_old_events():

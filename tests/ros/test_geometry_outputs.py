@@ -1,10 +1,9 @@
 """Point cloud geometry and metric alignment on constructed cases."""
+from hcdp_ros.conversions import InvalidDepth
+from hcdp_ros.metric_depth import apply_metric, fit_metric_depth, MetricFit, registered_to
+from hcdp_ros.pointcloud import backproject
 import numpy as np
 import pytest
-
-from hcdp_ros.conversions import InvalidDepth
-from hcdp_ros.metric_depth import MetricFit, apply_metric, fit_metric_depth, registered_to
-from hcdp_ros.pointcloud import backproject
 
 K = np.array([[100.0, 0.0, 4.0], [0.0, 50.0, 2.0], [0.0, 0.0, 1.0]])
 

@@ -1,7 +1,6 @@
 """The cache's gap rule looks at the input stream, so a slow model keeps its temporal cache."""
-import pytest
-
 from hcdp_ros.input_gaps import InputGaps
+import pytest
 
 
 def test_a_slow_model_on_a_steady_stream_never_resets():

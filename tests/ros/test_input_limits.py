@@ -1,26 +1,25 @@
 """Hostile and robot-camera inputs: decompression bombs, huge raw frames, Bayer and 16-bit
 encodings, and encoding strings that try to forge log lines (issues 13 and 14)."""
 import json
+from pathlib import Path
 import subprocess
 import sys
 import time
 import zlib
-from pathlib import Path
 
 import cv2
-import numpy as np
-import pytest
-
 from hcdp_ros.conversions import (
+    decode_compressed,
+    decode_image,
+    decode_metric_depth,
     DEFAULT_MAX_INPUT_PIXELS,
     ImageTooLarge,
     SizeMismatch,
     UnsupportedEncoding,
-    decode_compressed,
-    decode_image,
-    decode_metric_depth,
 )
 from hcdp_ros.pipeline import decode_input
+import numpy as np
+import pytest
 from tests.ros.fakes import compressed_msg, image_msg
 
 ROOT = Path(__file__).resolve().parents[2]

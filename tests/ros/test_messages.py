@@ -1,8 +1,7 @@
+from hcdp_ros.conversions import decode_image, decode_metric_depth
+from hcdp_ros.messages import binary_mask, FLOAT32, image_fields, point_cloud_fields
 import numpy as np
 import pytest
-
-from hcdp_ros.conversions import decode_image, decode_metric_depth
-from hcdp_ros.messages import FLOAT32, binary_mask, image_fields, point_cloud_fields
 from tests.ros.fakes import header
 
 HDR = header()

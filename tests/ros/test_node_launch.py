@@ -26,16 +26,17 @@ import pytest
 rclpy = pytest.importorskip("rclpy")
 launch_testing = pytest.importorskip("launch_testing")
 
-import launch_testing.actions  # noqa: E402
-import launch_testing.asserts  # noqa: E402
-import numpy as np  # noqa: E402
-from ament_index_python.packages import get_package_share_directory  # noqa: E402
+# after the importorskip calls, so pytest comes first (I100)
+from ament_index_python.packages import get_package_share_directory  # noqa: E402, I100
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from launch import LaunchDescription  # noqa: E402
 from launch.actions import GroupAction, IncludeLaunchDescription  # noqa: E402
 from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
+import launch_testing.actions  # noqa: E402
+import launch_testing.asserts  # noqa: E402
 from lifecycle_msgs.msg import State, Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+import numpy as np  # noqa: E402
 from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue  # noqa: E402
 from rcl_interfaces.srv import SetParameters  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402

@@ -1,12 +1,11 @@
 """What the node and `hcdp bag` publish: honest (masked) maps, camera_info at the output size,
 a point cloud without non-finite points, downscaled inputs, requested cache resets."""
-import numpy as np
-import pytest
-
 from hcdp_ros.conversions import decode_camera_info
 from hcdp_ros.messages import point_cloud_fields
-from hcdp_ros.pipeline import FrameProcessor, OutputOptions, decode_input, limit_side
-from tests.ros.fakes import FakePredictor, camera_info_msg, header, image_msg
+from hcdp_ros.pipeline import decode_input, FrameProcessor, limit_side, OutputOptions
+import numpy as np
+import pytest
+from tests.ros.fakes import camera_info_msg, FakePredictor, header, image_msg
 
 H, W = 8, 12
 K = np.array([[10.0, 0, 6.0], [0, 10.0, 4.0], [0, 0, 1]])

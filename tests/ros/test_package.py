@@ -1,8 +1,8 @@
 """package.xml declares exactly the ROS packages the node, the launch file and the launch test
 import (issue 14 item 8: rviz2 and cv_bridge were hard dependencies nothing needed)."""
 import ast
-import xml.etree.ElementTree as ET
 from pathlib import Path
+import xml.etree.ElementTree as ET
 
 ROOT = Path(__file__).resolve().parents[2]
 ROS_PACKAGES = {"rclpy", "sensor_msgs", "std_msgs", "std_srvs", "diagnostic_msgs",

@@ -2,9 +2,8 @@
 import threading
 import time
 
-import pytest
-
 from hcdp_ros.pairing import StampPairing
+import pytest
 
 
 def test_depth_already_buffered_is_paired_without_waiting():

@@ -1,18 +1,17 @@
 from pathlib import Path
 
-import pytest
-import yaml
-
 from hcdp_ros.params import (
-    DEFAULTS,
-    PARAMETERS,
     ConfigError,
     DeclareErrors,
+    DEFAULTS,
     NodeConfig,
-    ParamSpec,
     param_type,
+    PARAMETERS,
+    ParamSpec,
     validate_value,
 )
+import pytest
+import yaml
 
 CONFIG = Path(__file__).resolve().parents[2] / "config" / "hcdp.yaml"
 

@@ -1,11 +1,15 @@
+from hcdp_ros.conversions import decode_camera_info, InvalidDepth
+from hcdp_ros.messages import TOPICS, VIZ_KEYS, VizRequest
+from hcdp_ros.pipeline import (
+    decode_input,
+    FrameProcessor,
+    MetricInput,
+    OutputOptions,
+    stamp_seconds,
+)
 import numpy as np
 import pytest
-
-from hcdp_ros.conversions import InvalidDepth, decode_camera_info
-from hcdp_ros.messages import TOPICS, VIZ_KEYS, VizRequest
-from hcdp_ros.pipeline import (FrameProcessor, MetricInput, OutputOptions, decode_input,
-                               stamp_seconds)
-from tests.ros.fakes import FakePredictor, camera_info_msg, header, image_msg
+from tests.ros.fakes import camera_info_msg, FakePredictor, header, image_msg
 
 H, W = 8, 12
 K = np.array([[10.0, 0, 6.0], [0, 10.0, 4.0], [0, 0, 1]])

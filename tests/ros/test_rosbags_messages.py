@@ -2,13 +2,12 @@
 are (what the offline bag runner does), and the messages survive CDR serialisation unchanged."""
 import dataclasses
 
-import numpy as np
-from rosbags.typesys import Stores, get_typestore
-
 from hcdp_ros.conversions import decode_camera_info, decode_image
 from hcdp_ros.messages import VizRequest
 from hcdp_ros.pipeline import FrameProcessor, OutputOptions
-from tests.ros.fakes import FakePredictor, camera_info_msg
+import numpy as np
+from rosbags.typesys import get_typestore, Stores
+from tests.ros.fakes import camera_info_msg, FakePredictor
 
 STORE = get_typestore(Stores.ROS2_HUMBLE)
 T = STORE.types

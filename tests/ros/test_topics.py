@@ -3,10 +3,9 @@ file's remappings (issue 14 item 1: the output camera_info went out on the camer
 import ast
 from pathlib import Path
 
+from hcdp_ros.messages import output_topic, TOPICS
+from hcdp_ros.topics import expand, INPUTS, launch_remappings, node_names, remap, RESET_SERVICE
 import pytest
-
-from hcdp_ros.messages import TOPICS, output_topic
-from hcdp_ros.topics import INPUTS, RESET_SERVICE, expand, launch_remappings, node_names, remap
 
 ROOT = Path(__file__).resolve().parents[2]
 CAMERA = ("/camera/color/image_raw", "/camera/color/camera_info", "/camera/depth/image_raw")
