@@ -33,15 +33,17 @@ def srgb_to_linear(c: np.ndarray) -> np.ndarray:
 
 
 def skin_albedo(tone: float) -> np.ndarray:
-    """Linear RGB skin albedo for a tone in [0, 1] (0 lightest, 1 darkest), interpolated in the
-    palette."""
+    """Linear RGB skin albedo for a tone in [0, 1] (0 lightest, 1 darkest).
+
+    It is interpolated in the palette.
+    """
     x = np.clip(tone, 0, 1) * (len(SKIN_SRGB) - 1)
     i = min(int(x), len(SKIN_SRGB) - 2)
     return srgb_to_linear(SKIN_SRGB[i] * (1 - (x - i)) + SKIN_SRGB[i + 1] * (x - i))
 
 
 def random_colour(rng: np.random.Generator) -> np.ndarray:
-    """A clothing colour: random hue, mostly muted saturation, any value."""
+    """Sample a clothing colour: random hue, mostly muted saturation, any value."""
     hsv = np.array([[[rng.uniform(0, 180), rng.uniform(0, 255) * rng.uniform(0.3, 1),
                       rng.uniform(30, 250)]]])
     rgb = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB)[0, 0] / 255.0
@@ -80,7 +82,7 @@ def random_pattern(rng: np.random.Generator) -> str:
 
 def random_clothing(rng: np.random.Generator, pattern: str,
                     decal: Decal | None = None) -> np.ndarray:
-    """A clothing material with `pattern` and random colours, frequency, angle and fabric."""
+    """Sample a clothing material with `pattern`, random colours, frequency, angle and fabric."""
     return material(random_colour(rng), pattern, random_colour(rng), rng.uniform(6, 30),
                     rng.uniform(-0.6, 0.6),
                     int(rng.choice(FABRIC_LAYERS)), decal)
@@ -101,8 +103,10 @@ def _noise_texture(size: int) -> np.ndarray:
 
 
 def texture_layers() -> np.ndarray:
-    """The texture array [L,S,S,4] uint8: the scikit-image logo and text, fabrics from its
-    photos."""
+    """Return the texture array [L,S,S,4] uint8.
+
+    The layers are the scikit-image logo and text, and fabrics from its photos.
+    """
     import skimage.data
 
     def square(img: np.ndarray) -> np.ndarray:

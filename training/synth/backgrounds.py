@@ -50,7 +50,7 @@ def _procedural(name: str, rng: np.random.Generator) -> np.ndarray:
 
 
 def make_background(kind: str, rng: np.random.Generator) -> np.ndarray:
-    """A SIZE x SIZE x 3 uint8 background image of `kind` (see `KINDS`)."""
+    """Make a SIZE x SIZE x 3 uint8 background image of `kind` (see `KINDS`)."""
     if kind in PHOTOS:
         img = _photo(kind).astype(np.float64)  # a copy: the cached photo is never modified
         img = img * rng.uniform(0.6, 1.2) + rng.uniform(-20, 20, 3)  # exposure and tint

@@ -6,8 +6,8 @@ about a second. Rest pose: metres, Z up, the body faces -Y, the character's left
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
+import os
 from pathlib import Path
 
 import numpy as np
@@ -24,13 +24,15 @@ CANONICAL_HI = np.array([0.56, 0.16, 0.80], np.float32)
 
 
 def cache_dir() -> Path:
-    """The anny cache used by hcdp: `$ANNY_CACHE_DIR`, else `~/.cache/hcdp/anny`."""
+    """Return the anny cache used by hcdp: `$ANNY_CACHE_DIR`, else `~/.cache/hcdp/anny`."""
     return Path(os.environ.get("ANNY_CACHE_DIR", str(DEFAULT_CACHE_DIR)))
 
 
 def prune_cache(directory: Path) -> int:
-    """Delete anny's build intermediates (~750 MB) once the compact model exists; returns bytes
-    freed."""
+    """Delete anny's build intermediates (~750 MB) once the compact model exists.
+
+    Returns the bytes freed.
+    """
     freed = 0
     for path in directory.glob("v*/*.safetensors"):
         if path.name.startswith(_INTERMEDIATE_PREFIXES):

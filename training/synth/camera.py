@@ -1,15 +1,16 @@
-"""Pinhole cameras: intrinsics from a field of view, look-at extrinsics, Sapiens-style framings and
-per-frame trajectories (orbit, subject tracking, hand-held shake, framing offsets that cut people
-at the image border). World frame: metres, Z up. Camera frame: OpenCV optical (x right, y down, z
+"""Pinhole cameras, their framings and their per-frame trajectories.
+
+Intrinsics from a field of view, look-at extrinsics, Sapiens-style framings and per-frame
+trajectories (orbit, subject tracking, hand-held shake, framing offsets that cut people at the
+image border). World frame: metres, Z up. Camera frame: OpenCV optical (x right, y down, z
 forward).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
-
 from hcdp_training.synth.tracks import euler_to_matrix
+import numpy as np
 
 VIEWS = ("face", "upper_body", "full_body")
 
@@ -74,8 +75,10 @@ def sample_camera(rng: np.random.Generator, view: str, body_height: float,
 
 def trajectory(spec: CameraSpec, anchor: np.ndarray, facing_yaw: float, fps: float,
                rng: np.random.Generator) -> np.ndarray:
-    """World-to-camera [T,4,4] following (or not) `anchor` [T,3], the framed point of the
-    subject."""
+    """World-to-camera [T,4,4] following (or not) `anchor` [T,3].
+
+    `anchor` is the framed point of the subject.
+    """
     frames = len(anchor)
     t = np.arange(frames) / fps
     distance = 0.5 * spec.extent_m / np.tan(np.radians(spec.vfov_deg) / 2)

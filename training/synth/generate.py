@@ -1,5 +1,6 @@
-"""Generate sequences to disk: one process-local anny body and renderer, worker processes for
-speed.
+"""Generate sequences to disk.
+
+One process-local anny body and renderer, worker processes for speed.
 
 A run records its settings in `synth_config.json` before it renders anything, and each sequence
 folder is complete once its `meta.json` is written (last). A new run needs an empty `out`;
@@ -8,25 +9,24 @@ rendering only the sequences without a `meta.json`, so stale and new frames neve
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 import json
 import math
 import multiprocessing as mp
 import os
+from pathlib import Path
 import shutil
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
-
-import numpy as np
-from tqdm import tqdm
 
 from hcdp_training.data.format import read_meta, write_frame, write_meta
 from hcdp_training.synth.appearance import texture_layers
-from hcdp_training.synth.body import CANONICAL_HI, CANONICAL_LO, BodyModel
+from hcdp_training.synth.body import BodyModel, CANONICAL_HI, CANONICAL_LO
 from hcdp_training.synth.motion import MOTIONS
 from hcdp_training.synth.render import Renderer, RenderOutput
-from hcdp_training.synth.scene import (SceneSpec, background_window, build_scene, frame_geometry,
-                                       lighting_for_frame, sample_scene)
+from hcdp_training.synth.scene import (background_window, build_scene, frame_geometry,
+                                       lighting_for_frame, sample_scene, SceneSpec)
+import numpy as np
+from tqdm import tqdm
 
 FORMAT_VERSION = 1
 RUN_FILE = "synth_config.json"  # the settings of the run that writes `out` (see the docstring)
@@ -139,7 +139,10 @@ def _run(index: int) -> dict:
 
 
 def run_settings(config: SynthConfig) -> dict:
-    """What decides the bytes of a run (not where it is written, nor how many workers render)."""
+    """Return what decides the bytes of a run.
+
+    Not where it is written, nor how many workers render.
+    """
     settings = asdict(config)
     del settings["out"], settings["workers"]
     settings["motions"] = list(settings["motions"])
@@ -181,7 +184,10 @@ def _start_or_resume(config: SynthConfig, resume: bool) -> list[int]:
 
 
 def _complete(folder: Path, config: SynthConfig) -> bool:
-    """A sequence whose meta.json (written after its frames) is whole and describes this run."""
+    """Tell whether a sequence is complete.
+
+    Its meta.json (written after its frames) is whole and describes this run.
+    """
     try:
         meta = read_meta(folder)
     except (OSError, ValueError):  # absent, or cut short while being written
@@ -190,14 +196,16 @@ def _complete(folder: Path, config: SynthConfig) -> bool:
 
 
 def _record_of(out: Path, index: int) -> dict:
-    """The card record of a sequence written by an earlier invocation of the run."""
+    """Return the card record of a sequence written by an earlier invocation of the run."""
     meta = read_meta(out / f"seq_{index:05d}")
     return {"index": index, "controls": meta["controls"], "mask_coverage": meta["mask_coverage"]}
 
 
 def generate_dataset(config: SynthConfig, progress: bool = True, resume: bool = False) -> dict:
-    """Render `config.sequences` sequences under `config.out` (an empty folder, or with `resume`
-    the run it records); write the dataset card; return a summary."""
+    """Render `config.sequences` sequences under `config.out` and write the dataset card.
+
+    `config.out` is an empty folder, or with `resume` the run it records. Returns a summary.
+    """
     config.validate()
     out = Path(config.out)
     todo = _start_or_resume(config, resume)

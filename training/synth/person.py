@@ -1,19 +1,20 @@
-"""One clothed person: phenotype, skin tone, outfit (texture regions, prints, garments) -> skinned
-parts."""
+"""One clothed person: phenotype, skin tone, outfit -> skinned parts.
+
+The outfit is texture regions, prints and garments.
+"""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from hcdp_training.synth.appearance import (Decal, HAIR_SRGB, material, random_clothing,
+                                            random_colour, random_pattern, skin_albedo, SLOTS,
+                                            srgb_to_linear)
+from hcdp_training.synth.body import BodyModel, PHENOTYPES, RestBody
+from hcdp_training.synth.garments import (dominant_bones, GARMENTS, is_arm, Landmarks, Part,
+                                          scalp_margin, scalp_mask, shell, skirt, taper,
+                                          vertex_normals)
 import numpy as np
 import torch
-
-from hcdp_training.synth.appearance import (HAIR_SRGB, SLOTS, Decal, material, random_clothing,
-                                            random_colour,
-                                            random_pattern, skin_albedo, srgb_to_linear)
-from hcdp_training.synth.body import PHENOTYPES, BodyModel, RestBody
-from hcdp_training.synth.garments import (GARMENTS, Landmarks, Part, dominant_bones, is_arm,
-                                          scalp_margin, scalp_mask,
-                                          shell, skirt, taper, vertex_normals)
 
 
 @dataclass
@@ -37,8 +38,10 @@ class PersonSpec:
 
 
 def sample_person(rng: np.random.Generator, adults_only: bool = False) -> PersonSpec:
-    """Phenotypes over all ages, genders and shapes; garments and prints with fixed
-    probabilities."""
+    """Sample a person: phenotypes over all ages, genders and shapes.
+
+    Garments and prints come with fixed probabilities.
+    """
     age = rng.uniform(0.67, 1.0) if adults_only or rng.random() < 0.75 else rng.uniform(0.05, 0.67)
     phenotype = {k: float(rng.uniform(0, 1)) for k in PHENOTYPES}
     phenotype["age"] = float(age)

@@ -159,8 +159,10 @@ void main() { o_color = vec4(texture(background, window.xy + v_uv * window.zw).r
 
 @dataclass
 class Lighting:
-    """Key light (direction towards the light, camera frame), fill light and ambient, linear
-    RGB."""
+    """Key light (direction towards the light, camera frame), fill light and ambient.
+
+    Colours are linear RGB.
+    """
 
     key_dir: np.ndarray
     key_color: np.ndarray
@@ -196,8 +198,10 @@ class RenderOutput:
 
 
 def _layout(program, buffers: list) -> list:
-    """moderngl buffer formats for `program`, skipping (padding over) attributes the linker
-    removed."""
+    """Build the moderngl buffer formats for `program`.
+
+    They skip (pad over) attributes the linker removed.
+    """
     out = []
     for buffer, attributes in buffers:
         fmt, names = [], []
@@ -216,8 +220,10 @@ def _names(prefix: str, strides: int) -> list[str]:
 
 
 class Renderer:
-    """Renders at a fixed image size; `set_scene` per sequence, `render` per frame. One per
-    process."""
+    """Renders at a fixed image size; `set_scene` per sequence, `render` per frame.
+
+    One per process.
+    """
 
     def __init__(self, width: int, height: int, strides: int, textures: np.ndarray) -> None:
         if not 1 <= strides <= 6:
@@ -270,8 +276,11 @@ class Renderer:
     def set_scene(self, faces: np.ndarray, canonical: np.ndarray, material_ids: np.ndarray,
                   materials: np.ndarray, canon_lo: np.ndarray, canon_hi: np.ndarray,
                   background: np.ndarray) -> None:
-        """Per-sequence state: the mesh (faces [F,3], canonical [N,3], material index [N]), the
-        material table [M,4,4], the canonical box (template metres) and the background image."""
+        """Set the per-sequence state.
+
+        The mesh (faces [F,3], canonical [N,3], material index [N]), the material table [M,4,4],
+        the canonical box (template metres) and the background image.
+        """
         for obj in self._mesh:
             obj.release()
         self.num_vertices = int(canonical.shape[0])

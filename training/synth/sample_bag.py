@@ -12,13 +12,12 @@ Messages are zstd-compressed per message (rosbag2's standard `zstd` compression;
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import shutil
 import sys
-from pathlib import Path
-
-import numpy as np
 
 from hcdp_training.data.format import META, read_frame, read_meta
+import numpy as np
 
 FRAME_ID = "camera_color_optical_frame"
 START_NS = 1_700_000_000 * 10**9
@@ -40,8 +39,10 @@ def _header(types, stamp_ns: int):
 
 
 def image_message(types, header, array: np.ndarray):
-    """sensor_msgs/Image for uint8 HxWx3 (rgb8) or float32 HxW / HxWxC (32FC1/2/3),
-    little-endian."""
+    """sensor_msgs/Image for uint8 HxWx3 (rgb8) or float32 HxW / HxWxC (32FC1/2/3).
+
+    The data is little-endian.
+    """
     channels = 1 if array.ndim == 2 else array.shape[2]
     encoding = _ENCODINGS.get((array.dtype.name, channels))
     if encoding is None:

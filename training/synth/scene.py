@@ -1,23 +1,23 @@
-"""A sequence's scene: people with motions placed in the world, a camera trajectory, lights and a
-background, sampled from one seed; and its per-frame geometry in camera coordinates for the
-renderer.
+"""A sequence's scene and its per-frame geometry in camera coordinates for the renderer.
+
+The scene is people with motions placed in the world, a camera trajectory, lights and a
+background, sampled from one seed.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
-import torch
-
 from hcdp_training.synth.appearance import SLOTS
 from hcdp_training.synth.backgrounds import KINDS, make_background
 from hcdp_training.synth.body import BodyModel
-from hcdp_training.synth.camera import VIEWS, CameraSpec, intrinsics, sample_camera, trajectory
+from hcdp_training.synth.camera import CameraSpec, intrinsics, sample_camera, trajectory, VIEWS
 from hcdp_training.synth.garments import vertex_normals
 from hcdp_training.synth.motion import MOTIONS, sample_motion
-from hcdp_training.synth.person import PersonSpec, build_person, sample_person
+from hcdp_training.synth.person import build_person, PersonSpec, sample_person
 from hcdp_training.synth.render import FrameGeometry, Lighting
 from hcdp_training.synth.tracks import pose_deltas
+import numpy as np
+import torch
 
 VIDEO_VIEWS = ("upper_body", "full_body")
 
@@ -119,8 +119,10 @@ class SceneGeometry:
 def _framed_point(body: BodyModel, rest, transforms: torch.Tensor, local_body: np.ndarray,
                   shift: np.ndarray,
                   view: str) -> np.ndarray:
-    """[T,3] body-local point the camera frames: head (face), chest (upper body), mid-height (full
-    body)."""
+    """[T,3] body-local point the camera frames.
+
+    Head (face), chest (upper body), mid-height (full body).
+    """
     if view == "full_body":
         centre = local_body.mean(1)
         centre[:, 2] = local_body[..., 2].max(1) / 2
@@ -191,8 +193,10 @@ def build_scene(body: BodyModel, spec: SceneSpec, width: int, height: int,
 
 
 def lighting_for_frame(scene: SceneGeometry, frame: int) -> Lighting:
-    """Lights in the camera frame of `frame`; colour temperature tints key (warm) and fill
-    (cool)."""
+    """Lights in the camera frame of `frame`.
+
+    Colour temperature tints key (warm) and fill (cool).
+    """
     rot = scene.world_to_camera[frame, :3, :3]
     temp = scene.light.colour_temperature
     warm = np.array([1.0 + 0.25 * temp, 1.0, 1.0 - 0.25 * temp])
@@ -203,8 +207,10 @@ def lighting_for_frame(scene: SceneGeometry, frame: int) -> Lighting:
 
 
 def frame_geometry(scene: SceneGeometry, frame: int, strides: int) -> FrameGeometry:
-    """Camera-frame positions at t, t+s, t-s (each in its own frame's camera) and camera-frame
-    normals."""
+    """Camera-frame positions at t, t+s, t-s and camera-frame normals.
+
+    Each position is in its own frame's camera.
+    """
     frames = scene.vertices.shape[0]
 
     def to_cam(index: int) -> np.ndarray:
@@ -219,8 +225,11 @@ def frame_geometry(scene: SceneGeometry, frame: int, strides: int) -> FrameGeome
 
 
 def background_window(scene: SceneGeometry, frame: int) -> tuple[float, float, float, float]:
-    """Half-size crop of the background that pans with the camera's heading and pitch (a cheap
-    stand-in for parallax); it stays inside the image, so non-tileable backgrounds show no seam."""
+    """Half-size crop of the background that pans with the camera's heading and pitch.
+
+    The pan is a cheap stand-in for parallax; the crop stays inside the image, so non-tileable
+    backgrounds show no seam.
+    """
     rot = scene.world_to_camera[frame, :3, :3]
     heading = np.arctan2(rot[2, 1], rot[2, 0])
     pitch = np.arcsin(np.clip(rot[2, 2], -1, 1))

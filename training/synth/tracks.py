@@ -1,5 +1,6 @@
-"""Rotation tracks of a motion, shared by the procedural library (`motion.py`) and the walk cycle
-(`walkcycle.py`).
+"""Rotation tracks of a motion.
+
+They are shared by the procedural library (`motion.py`) and the walk cycle (`walkcycle.py`).
 
 A motion is a set of per-bone rotation tracks in anny's "local-ref" parameterisation (rotations
 about the bone head in axes aligned with the rest pose's world axes: X to the character's left, Y
@@ -34,8 +35,10 @@ SIDED = {"upperleg01", "lowerleg01", "foot", "clavicle", "upperarm01", "lowerarm
 
 @dataclass
 class Motion:
-    """Sampled motion: tracks[joint][side] -> [T,3] angles, root speed [T] (m/s), yaw [T] (rad),
-    hop [T] (m)."""
+    """Sampled motion.
+
+    tracks[joint][side] -> [T,3] angles, root speed [T] (m/s), yaw [T] (rad), hop [T] (m).
+    """
 
     name: str
     tracks: dict[str, np.ndarray] = field(default_factory=dict)
@@ -61,8 +64,10 @@ def clamp_to_limits(motion: Motion) -> dict[str, np.ndarray]:
 
 
 def euler_to_matrix(angles: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
-    """[...,3] XYZ angles (applied X, then Y, then Z) -> [...,3,3] rotation matrices (numpy or
-    torch)."""
+    """[...,3] XYZ angles (applied X, then Y, then Z) -> [...,3,3] rotation matrices.
+
+    Numpy or torch.
+    """
     xp = torch if isinstance(angles, torch.Tensor) else np
     cx, cy, cz = xp.cos(angles[..., 0]), xp.cos(angles[..., 1]), xp.cos(angles[..., 2])
     sx, sy, sz = xp.sin(angles[..., 0]), xp.sin(angles[..., 1]), xp.sin(angles[..., 2])
@@ -74,8 +79,10 @@ def euler_to_matrix(angles: np.ndarray | torch.Tensor) -> np.ndarray | torch.Ten
 
 
 def pose_deltas(motion: Motion, bone_labels: list[str]) -> torch.Tensor:
-    """Per-bone local-ref deltas [T,J,4,4] float32 (identity for undriven bones), mirrored on the
-    right."""
+    """Per-bone local-ref deltas [T,J,4,4] float32 (identity for undriven bones).
+
+    They are mirrored on the right.
+    """
     tracks = clamp_to_limits(motion)
     frames = len(next(iter(tracks.values())))
     deltas = np.tile(np.eye(4, dtype=np.float64), (frames, len(bone_labels), 1, 1))

