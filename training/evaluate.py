@@ -130,11 +130,12 @@ def json_safe(value):
 
 
 def per_frame_model(model: HCDPModel) -> HCDPModel:
-    """The same weights without temporal blocks: every frame predicted on its own (the stage-1
-    network).
-    Changes `model` in place and returns it."""
-    model.temporal_blocks = None
-    model.cfg.temporal.enabled = False
+    """Return the same weights without temporal blocks (the fused one included).
+
+    Every frame is predicted on its own (the stage-1 network). Changes `model` in place.
+    """
+    model.temporal_blocks = model.fused_temporal = None
+    model.cfg.temporal.enabled = model.cfg.temporal.fused = False
     return model
 
 
