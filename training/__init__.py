@@ -1,2 +1,1 @@
-"""hcdp_training: synthetic data, datasets, losses, metrics, the two-stage trainer and
-evaluation."""
+"""hcdp_training: synthetic data, datasets, losses, metrics, the two-stage trainer, evaluation."""

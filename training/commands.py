@@ -1,5 +1,8 @@
-"""The `hcdp` sub-commands of the trainer package, registered in setup.py's `hcdp.commands`
-entry-point group (see hcdp_model.commands). Importing this module imports no trainer code."""
+"""The `hcdp` sub-commands of the trainer package.
+
+They are registered in setup.py's `hcdp.commands` entry-point group (see hcdp_model.commands).
+Importing this module imports no trainer code.
+"""
 from hcdp_model.commands import Command
 
 SYNTH = Command("hcdp_training.synth.cli",

@@ -1,5 +1,4 @@
-"""Training data: the dataset for a stage, reproducible augmentation, and a resumable sharded
-sampler.
+"""Training data: the dataset for a stage, reproducible augmentation, a resumable sharded sampler.
 
 Exact resume needs every sample to be a function of (data seed, epoch, index) only, never of the
 order in which a process happened to draw random numbers:
@@ -14,19 +13,21 @@ from __future__ import annotations
 import itertools
 from typing import Iterator
 
-import numpy as np
-import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
-
 from hcdp_training.augment import Augment
 from hcdp_training.config import TrainConfig
 from hcdp_training.data import StaticFrames, VideoClips
 from hcdp_training.data.synthhuman import SynthHumanFrames
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 
 class ResumableSampler(DistributedSampler):
-    """DistributedSampler (shuffled, drop_last) whose iteration skips the first `start` indices of
-    this rank's shard: the data position of a resumed run."""
+    """DistributedSampler (shuffled, drop_last) that can start into this rank's shard.
+
+    Its iteration skips the first `start` indices of this rank's shard: the data position of a
+    resumed run.
+    """
 
     def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed,
@@ -41,8 +42,11 @@ class ResumableSampler(DistributedSampler):
 
 
 class SeededAugment(Dataset):
-    """Wraps a dataset that has an `augment` attribute; item i of epoch e is augmented by
-    Augment(config, rng=default_rng([seed, e, i])). `set_epoch` also reaches the inner dataset."""
+    """Wraps a dataset that has an `augment` attribute, seeding its augmentation per item.
+
+    Item i of epoch e is augmented by Augment(config, rng=default_rng([seed, e, i])). `set_epoch`
+    also reaches the inner dataset.
+    """
 
     def __init__(self, dataset: Dataset, augment: Augment | None, seed: int) -> None:
         self.dataset, self.augment, self.seed, self.epoch = dataset, augment, seed, 0
@@ -63,8 +67,10 @@ class SeededAugment(Dataset):
 
 
 def build_dataset(cfg: TrainConfig, resolution: int) -> SeededAugment:
-    """The stage's dataset at `data.size` (0: the model resolution), wrapped for seeded
-    augmentation."""
+    """Return the stage's dataset at `data.size`, wrapped for seeded augmentation.
+
+    `data.size` 0 means the model resolution.
+    """
     d = cfg.data
     size = d.size or resolution
     augment = Augment(d.augmentation) if d.augment else None
@@ -85,9 +91,11 @@ def build_dataset(cfg: TrainConfig, resolution: int) -> SeededAugment:
 
 def make_loader(dataset: SeededAugment, sampler: ResumableSampler, cfg: TrainConfig,
                 epoch: int) -> DataLoader:
-    """A DataLoader for one epoch (from `sampler.start`). Its own generator keeps the global torch
-    RNG untouched, so creating a loader mid-epoch on resume draws nothing the uninterrupted run did
-    not."""
+    """Return a DataLoader for one epoch (from `sampler.start`).
+
+    Its own generator keeps the global torch RNG untouched, so creating a loader mid-epoch on
+    resume draws nothing the uninterrupted run did not.
+    """
     dataset.set_epoch(epoch)
     sampler.set_epoch(epoch)
     generator = torch.Generator().manual_seed(cfg.data.seed * 100_003 + epoch)

@@ -1,15 +1,17 @@
-"""Run logging on rank 0: a tqdm bar (loss, it/s, ETA), TensorBoard scalars and image grids drawn
-with the project's one set of colour maps (hcdp_model.visualize)."""
+"""Run logging on rank 0.
+
+A tqdm bar (loss, it/s, ETA), TensorBoard scalars and image grids drawn with the project's one set
+of colour maps (hcdp_model.visualize).
+"""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Mapping
 
+from hcdp_model.visualize import colorize_depth, contact_sheet, mask_to_rgb, normals_to_rgb
 import numpy as np
 import torch
 from tqdm import tqdm
-
-from hcdp_model.visualize import colorize_depth, contact_sheet, mask_to_rgb, normals_to_rgb
 
 
 def _frame(x: torch.Tensor, t: int) -> np.ndarray:
@@ -25,8 +27,11 @@ def _mask(m: Mapping[str, torch.Tensor], t: int) -> np.ndarray | None:
 
 
 def image_grid(target: Mapping[str, torch.Tensor], pred: Mapping[str, torch.Tensor]) -> np.ndarray:
-    """Contact sheet of sample 0 (first and last frame of a clip): image, then target | prediction
-    for each of depth, normals, canonical coordinates and mask that both have. HxWx3 uint8."""
+    """Contact sheet of sample 0 (first and last frame of a clip), HxWx3 uint8.
+
+    The image, then target | prediction for each of depth, normals, canonical coordinates and mask
+    that both have.
+    """
     image = target["image"]
     frames = [0, image.shape[1] - 1] if image.dim() == 5 and image.shape[1] > 1 else [0]
     rows, labels = [], ["image"]

@@ -12,17 +12,18 @@ A block that acts as an extra per-frame layer shows `mass_current` near 1 or `pa
 """
 from __future__ import annotations
 
+from hcdp_model.model import HCDPModel
+from hcdp_model.temporal import TemporalBlock
 import numpy as np
 import torch
 
-from hcdp_model.model import HCDPModel
-from hcdp_model.temporal import TemporalBlock
-
 
 def attention_probabilities(block: TemporalBlock, x: torch.Tensor, window: int) -> torch.Tensor:
-    """Causal attention probabilities of `block` over an input x [B, T, C, h, w] with window W:
-    [B*h*w, heads, T_query, T_key] (zero where masked). Same q, k, bias and mask as the block's
-    forward."""
+    """Causal attention probabilities of `block` over an input x [B, T, C, h, w] with window W.
+
+    Returns [B*h*w, heads, T_query, T_key] (zero where masked). Same q, k, bias and mask as the
+    block's forward.
+    """
     b, t, c, h, w = x.shape
     seq = x.permute(0, 3, 4, 1, 2).reshape(b * h * w, t, c)
     q, k, _ = block.attn.split(block.norm1(seq))  # [N, heads, T, hd]
@@ -35,7 +36,7 @@ def attention_probabilities(block: TemporalBlock, x: torch.Tensor, window: int) 
 
 
 def block_inputs(model: HCDPModel, clip: torch.Tensor, window: int) -> list[torch.Tensor]:
-    """The input [B, T, C, h, w] of every temporal block during the offline forward of `clip`."""
+    """Return the input [B, T, C, h, w] of each temporal block in the offline forward of `clip`."""
     inputs: list[torch.Tensor] = []
     hooks = [block.register_forward_pre_hook(lambda _m, args: inputs.append(args[0]))
              for block in model.temporal_blocks]
@@ -49,8 +50,11 @@ def block_inputs(model: HCDPModel, clip: torch.Tensor, window: int) -> list[torc
 
 @torch.no_grad()
 def attention_report(model: HCDPModel, clip: torch.Tensor, window: int) -> list[dict]:
-    """Per temporal block (in model order) the statistics of the module docstring, for a
-    preprocessed clip [B, T, 3, H, W] with T >= 2. The model must have causal temporal blocks."""
+    """Per temporal block (in model order), the statistics of the module docstring.
+
+    For a preprocessed clip [B, T, 3, H, W] with T >= 2. The model must have causal temporal
+    blocks.
+    """
     if model.temporal_blocks is None:
         raise ValueError("the model has no temporal blocks")
     if clip.shape[1] < 2:
@@ -79,7 +83,7 @@ def attention_report(model: HCDPModel, clip: torch.Tensor, window: int) -> list[
 
 
 def report_table(report: list[dict]) -> str:
-    """A markdown table of `attention_report`'s output."""
+    """Return a markdown table of `attention_report`'s output."""
     lines = ["| block | map | mass on current | mass on past | mass at offsets 1, 2, 3 | update / "
              "input | past share of the update |", "|---|---|---:|---:|---|---:|---:|"]
     for r in report:
