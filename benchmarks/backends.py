@@ -56,7 +56,7 @@ def random_checkpoint(name: str, folder: Path) -> Path:
 
 
 def candidates(args, checkpoint: Path, folder: Path) -> dict[str, callable]:
-    """name -> builder; only what this machine can run."""
+    """Return name -> builder; only what this machine can run."""
     cuda = torch.device(args.device).type == "cuda"
     model = lambda: load_streaming_model(checkpoint)  # noqa: E731 - fresh weights per backend
     out = {"torch fp32": lambda: TorchBackend(model(), args.window, args.device, "fp32",

@@ -1,6 +1,8 @@
-"""GPU runtime table: per preset and precision, the single-frame and streaming step (eager,
-torch.compile, CUDA graphs; ONNX Runtime CUDA and TensorRT when installed), the node path at
-640×480 and 1280×720, peak memory, and training throughput per stage.
+"""GPU runtime table, per preset and precision.
+
+The single-frame and streaming step (eager, torch.compile, CUDA graphs; ONNX Runtime CUDA and
+TensorRT when installed), the node path at 640×480 and 1280×720, peak memory, and training
+throughput per stage.
 
     python benchmarks/gpu.py [--presets small base large] [--precisions fp16 bf16 fp32]
                              [--window 16] [--rounds 50] [--skip-compile] [--skip-train] [--json]
@@ -77,7 +79,10 @@ def summarise(times_ms: list[float]) -> tuple[float, float]:
 
 
 def timer(device: torch.device) -> Callable[[Callable[[], object]], float]:
-    """ms of one call: CUDA events on a GPU (the device time, not the launch), else wall time."""
+    """Milliseconds of one call.
+
+    CUDA events on a GPU (the device time, not the launch), else wall time.
+    """
     if device.type == "cuda":
         def cuda_ms(fn: Callable[[], object]) -> float:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
@@ -128,7 +133,7 @@ def format_table(rows: list[Row]) -> str:
 
 
 def ratios(rows: list[Row]) -> dict[str, float]:
-    """streaming ÷ single-frame per preset, precision and streaming mode."""
+    """Ratio streaming ÷ single-frame per preset, precision and streaming mode."""
     single = {(r.preset, r.precision): r.ms for r in rows if r.what == "single eager" and r.ms}
     out = {}
     for r in rows:
@@ -139,7 +144,7 @@ def ratios(rows: list[Row]) -> dict[str, float]:
 
 
 def models(name: str, window: int) -> tuple[HCDPModel, HCDPModel]:
-    """A single-frame model and the same weights with causal temporal blocks inserted."""
+    """Build a single-frame model and the same weights with causal temporal blocks inserted."""
     torch.manual_seed(0)
     single = HCDPModel(preset(name)).eval()
     temporal = copy.deepcopy(single)
@@ -260,7 +265,7 @@ def measure_artefact(name: str, precision: str, what: str, window: int, rounds: 
 
 
 def train_batch(stage: int, batch: int, frames: int, size: int, device: torch.device) -> dict:
-    """A random labelled batch shaped like the datasets' (training/data/datasets.py)."""
+    """Return a random labelled batch shaped like the datasets' (training/data/datasets.py)."""
     g = torch.Generator().manual_seed(stage)
     lead = (batch,) if stage < 2 else (batch, frames)
 

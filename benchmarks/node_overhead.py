@@ -31,8 +31,11 @@ H, W = 480, 640
 
 
 def _best_ms(fn: Callable[[], object], repeats: int) -> float:
-    """Fastest of ``repeats`` runs after a warm-up: on a shared machine the minimum is the run that
-    other processes disturbed least, so differences between two measurements stay meaningful."""
+    """Fastest of ``repeats`` runs after a warm-up.
+
+    On a shared machine the minimum is the run that other processes disturbed least, so differences
+    between two measurements stay meaningful.
+    """
     fn()
     times = []
     for _ in range(repeats):
@@ -75,7 +78,7 @@ def _messages() -> tuple[SimpleNamespace, SimpleNamespace, SimpleNamespace]:
 
 
 def _adapter_copy(outputs) -> None:
-    """What node.py's adapters do per message: one memcpy into the message's array('B')."""
+    """Do what node.py's adapters do per message: one memcpy into the message's array('B')."""
     for image in outputs.images.values():
         array.array("B").frombytes(image.data)
     if outputs.points is not None:

@@ -1,2 +1,4 @@
-"""hcdp_ros: the lifecycle node (node.py, the only module that imports rclpy) and its ROS-free
-helpers."""
+"""hcdp_ros: the lifecycle node and its ROS-free helpers.
+
+node.py is the only module that imports rclpy.
+"""

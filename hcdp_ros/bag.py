@@ -96,8 +96,10 @@ STORE = get_typestore(Stores.ROS2_HUMBLE)
 
 
 class BagError(Exception):
-    """A problem with the command's inputs or outputs (missing topic, unreadable bag, existing
-    output)."""
+    """A problem with the command's inputs or outputs.
+
+    For example a missing topic, an unreadable bag or an existing output.
+    """
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,10 @@ VIDEO_SUFFIXES = (".mp4",)  # OpenCV's 'mp4v' encoder (SideBySideVideo)
 
 
 def _protected(input_bag: Path) -> list[Path]:
-    """What no output may touch: the input bag, and the bag folder of an input .db3/.mcap file."""
+    """Return what no output may touch.
+
+    The input bag, and the bag folder of an input .db3/.mcap file.
+    """
     path = input_bag.resolve()
     if path.is_file() and (path.parent / "metadata.yaml").is_file():
         return [path, path.parent]
@@ -163,7 +168,7 @@ def _within(path: Path, root: Path) -> bool:
 
 
 def _check_parent(path: Path, flag: str) -> None:
-    """The nearest existing ancestor of ``path`` is a folder this process can write into."""
+    """Check that ``path``'s nearest existing ancestor is a folder this process can write into."""
     parent = path.parent
     while not parent.exists() and parent != parent.parent:
         parent = parent.parent
@@ -230,14 +235,14 @@ class InputTopics:
     ground_truth: dict[str, list[Any]]  # kind (GT_CHANNELS key) -> connections
     image_count: int
 
-    def all(self) -> list[Any]:
+    def all_connections(self) -> list[Any]:
         return self.image + self.camera_info + [c for conns in self.ground_truth.values()
                                                 for c in conns]
 
 
 @contextmanager
 def open_input(path: Path) -> Iterator[Reader]:
-    """An open rosbag2 reader, or a BagError saying why ``path`` is not one."""
+    """Yield an open rosbag2 reader, or raise a BagError saying why ``path`` is not one."""
     if not path.exists():
         raise BagError(f"input bag {path} does not exist")
     reader = None
@@ -260,8 +265,10 @@ def _topic_listing(reader: Reader) -> str:
 
 
 def select_topics(reader: Reader, cfg: BagConfig) -> InputTopics:
-    """Check that the requested topics exist with usable types; ground truth only for
-    ``--metrics``."""
+    """Check that the requested topics exist with usable types.
+
+    Ground truth only for ``--metrics``.
+    """
     topics = reader.topics
 
     def need(name: str, types: tuple[str, ...]) -> Any:
@@ -288,8 +295,11 @@ def select_topics(reader: Reader, cfg: BagConfig) -> InputTopics:
 
 def synchronised(messages: Iterable[tuple[Any, int, Any]],
                  image_topic: str) -> Iterator[tuple[Any, int, Any]]:
-    """``messages`` (bag time order) with each image moved after the other messages of its bag
-    timestamp, up to the next image: at most one image is held, whatever the bag's timestamps."""
+    """Yield ``messages`` (bag time order), each image after the other messages of its bag time.
+
+    Each image is moved after the other messages of its bag timestamp, up to the next image: at
+    most one image is held, whatever the bag's timestamps.
+    """
     held: tuple[Any, int, Any] | None = None
     for item in messages:
         image = item[0].topic == image_topic
@@ -305,7 +315,10 @@ def synchronised(messages: Iterable[tuple[Any, int, Any]],
 
 
 def deserialize(raw: Any, msgtype: str, topic: str) -> Any:
-    """A rosbags message, or MalformedMessage for bytes that are not a valid ``msgtype``."""
+    """Return a rosbags message of type ``msgtype``.
+
+    Raise MalformedMessage for bytes that are not a valid ``msgtype``.
+    """
     try:
         return STORE.deserialize_cdr(raw, msgtype)
     # noqa: BLE001 - corrupt CDR raises SerdeError, struct.error, IndexError, ...
@@ -322,15 +335,20 @@ def stamp_ns(header: Any) -> int:
 
 
 def _message(msgtype: str, source: Any, **override: Any) -> Any:
-    """A rosbags message from one of the hcdp_ros.messages dataclasses (same field names)."""
+    """Return a rosbags message from one of the hcdp_ros.messages dataclasses.
+
+    The dataclass and the message have the same field names.
+    """
     values = {f.name: getattr(source, f.name) for f in dataclasses.fields(source)}
     values.update(override)
     return STORE.types[msgtype](**values)
 
 
 class OutputBag:
-    """A new rosbag2 receiving FrameOutputs as the node publishes them (topics under
-    ``namespace``)."""
+    """A new rosbag2 receiving FrameOutputs as the node publishes them.
+
+    The topics are under ``namespace``.
+    """
 
     def __init__(self, path: Path, storage: str, namespace: str, viz: bool,
                  compression: str = "none"):
@@ -376,7 +394,7 @@ class OutputBag:
         self.message_bytes += len(raw)
 
     def disk_bytes(self) -> int:
-        """The bag's size on disk (after close)."""
+        """Return the bag's size on disk (after close)."""
         return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
 
 
@@ -388,7 +406,7 @@ def _viz_tile(fields: ImageFields) -> np.ndarray:
 
 
 def _bag_fps(reader: Reader, image_count: int) -> float:
-    """The image rate estimated from the bag's time span (for the video)."""
+    """Estimate the image rate from the bag's time span (for the video)."""
     if image_count < 2 or reader.duration <= 0:
         return FALLBACK_FPS
     return float(np.clip((image_count - 1) * 1e9 / reader.duration, 1.0, 120.0))
@@ -483,7 +501,10 @@ class BagRunner:
         self.ground_truth.setdefault(stamp_ns(msg.header), {})[kind] = values
 
     def _take_ground_truth(self, stamp: int, size: tuple[int, int]) -> dict[str, np.ndarray]:
-        """This stamp's ground truth (of the image's size), forgetting it and anything older."""
+        """Return this stamp's ground truth (of the image's size).
+
+        It forgets that ground truth and anything older.
+        """
         gt = self.ground_truth.pop(stamp, {})
         for old in [s for s in self.ground_truth if s < stamp]:
             del self.ground_truth[old]
@@ -574,9 +595,11 @@ def _load(cfg: BagConfig) -> StreamingPredictor:
 
 
 def _baselines(cfg: BagConfig) -> Baselines:
-    """The --metrics baselines of the model: the same weights at window 1 and, for a checkpoint
-    (not an exported artefact, whose graph has no per-frame variant), the weights without temporal
-    blocks."""
+    """Build the --metrics baselines of the model.
+
+    The same weights at window 1 and, for a checkpoint (not an exported artefact, whose graph has
+    no per-frame variant), the weights without temporal blocks.
+    """
     predictors: dict[str, StreamingPredictor] = {}
     unavailable: dict[str, str] = {}
     try:
@@ -618,7 +641,7 @@ def run_bag(cfg: BagConfig) -> dict[str, Any]:
                 runner.baselines = _baselines(cfg)
             if cfg.video is not None:
                 runner.video = SideBySideVideo(cfg.video, _bag_fps(reader, topics.image_count))
-            runner.run(reader.messages(connections=topics.all()))
+            runner.run(reader.messages(connections=topics.all_connections()))
         report = {
             "input": {"bag": str(cfg.input_bag), "image_topic": cfg.image_topic,
                       "image_type": COMPRESSED_IMAGE if topics.compressed else IMAGE,

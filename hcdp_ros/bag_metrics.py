@@ -1,5 +1,7 @@
-"""`hcdp bag` metrics: temporal consistency and accuracy of a streamed bag, one consecutive pair at
-a time."""
+"""`hcdp bag` metrics: temporal consistency and accuracy of a streamed bag.
+
+One consecutive pair at a time.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,8 +27,10 @@ ACCURACY_METRICS = DEPTH_METRICS + NORMAL_METRICS + MASK_METRICS  # dtSSD (a pai
 
 @dataclass
 class FrameRecord:
-    """What the metrics keep of one frame (input size arrays; ``gt`` keyed by GT_CHANNELS
-    kinds)."""
+    """What the metrics keep of one frame.
+
+    Input size arrays; ``gt`` keyed by GT_CHANNELS kinds.
+    """
 
     rgb: np.ndarray
     depth: np.ndarray
@@ -54,7 +58,8 @@ class StreamMetrics:
     with OpenCV DIS flow (forward and backward, so the cycle check applies, as `hcdp eval --flow
     opencv`) and, when frame k has ground-truth ``flow_fwd``, with that flow. Frame metrics
     (accuracy) come from the same call. A pair is skipped when the cache was reset at k+1 or an
-    input frame between them was skipped."""
+    input frame between them was skipped.
+    """
 
     def __init__(self) -> None:
         self.accuracy = MetricAccumulator()
@@ -66,8 +71,10 @@ class StreamMetrics:
         self._prev_scored = False
 
     def add(self, frame: FrameRecord, continues: bool) -> None:
-        """``continues``: ``frame`` follows the previous one directly in the same temporal
-        segment."""
+        """Add one frame to the stream.
+
+        ``continues``: ``frame`` follows the previous one directly in the same temporal segment.
+        """
         prev = self._prev
         if prev is not None and continues and prev.depth.shape == frame.depth.shape:
             self._pair(prev, frame)
@@ -128,11 +135,13 @@ def finite_or_none(value: float) -> float | None:
 
 
 class Baselines:
-    """The same frames through the baselines of `hcdp eval`, scored like the model
-    (`StreamMetrics`): `window_1` (the same weights with no past: what temporal context adds),
-    `per_frame` (the weights without temporal blocks) and `per_frame_ema` (per_frame smoothed by
-    `ema_step`, alpha `smoothing`). `predictors` holds the ones that could be built; `unavailable`
-    says why the others could not."""
+    """The same frames through the baselines of `hcdp eval`, scored like the model.
+
+    Each is scored with a `StreamMetrics`: `window_1` (the same weights with no past: what temporal
+    context adds), `per_frame` (the weights without temporal blocks) and `per_frame_ema` (per_frame
+    smoothed by `ema_step`, alpha `smoothing`). `predictors` holds the ones that could be built;
+    `unavailable` says why the others could not.
+    """
 
     def __init__(self, predictors: dict[str, Any], unavailable: dict[str, str],
                  smoothing: float = 0.5):

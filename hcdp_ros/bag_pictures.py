@@ -16,7 +16,7 @@ SLICE_MAX_ROWS = 512
 
 
 def _label(tile: np.ndarray, text: str) -> np.ndarray:
-    """A copy of ``tile`` with ``text`` in its top-left corner (white on a dark outline)."""
+    """Return a copy of ``tile`` with ``text`` in its top-left corner (white on a dark outline)."""
     out = tile.copy()
     scale = max(0.35, tile.shape[0] / 600)
     origin = (4, int(4 + 22 * scale))
@@ -55,7 +55,8 @@ class ContactSheet:
 
     The x-t slice stacks the middle image row of every frame (of every k-th frame in long bags)
     from top to bottom, so time runs down; its depth is coloured with one range for the whole
-    slice, so depth that flickers from frame to frame shows as horizontal streaks."""
+    slice, so depth that flickers from frame to frame shows as horizontal streaks.
+    """
 
     def __init__(self, total_frames: int):
         count = max(1, min(SHEET_FRAMES, total_frames))
@@ -101,8 +102,10 @@ class ContactSheet:
 
 
 class SideBySideVideo:
-    """An MP4 (OpenCV 'mp4v') of input | depth | normals | mask overlay, one video frame per input
-    frame."""
+    """An MP4 (OpenCV 'mp4v') of input | depth | normals | mask overlay.
+
+    One video frame per input frame.
+    """
 
     def __init__(self, path: Path, fps: float):
         self.path = path

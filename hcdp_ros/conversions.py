@@ -117,7 +117,7 @@ class DecodedImage:
     encoding: str
 
     def to_rgb(self) -> np.ndarray:
-        """A contiguous uint8 ``H×W×3`` RGB copy (for visualisation)."""
+        """Return a contiguous uint8 ``H×W×3`` RGB copy (for visualisation)."""
         if self.encoding == "rgb8":
             return np.ascontiguousarray(self.pixels)
         if self.encoding == "bgr8":
@@ -126,8 +126,10 @@ class DecodedImage:
 
 
 def shown(text: str) -> str:
-    """``text`` quoted and capped for a log line: a newline or a megabyte of junk in a message
-    field cannot forge or flood the log."""
+    """``text`` quoted and capped for a log line.
+
+    A newline or a megabyte of junk in a message field cannot forge or flood the log.
+    """
     if len(text) <= _ENCODING_SHOWN:
         return repr(text)
     return f"{text[:_ENCODING_SHOWN]!r}… ({len(text)} characters)"
@@ -201,7 +203,7 @@ def _image_header(msg: Any, topic: str, accepted: tuple[str, ...],
 
 
 def _accepted_text(accepted: tuple[str, ...]) -> str:
-    """The accepted encodings for a message, the 16-bit and Bayer families folded."""
+    """Return the accepted encodings for a message, the 16-bit and Bayer families folded."""
     plain = [e for e in accepted if not (e.startswith("bayer_") or e.endswith("16"))]
     text = "/".join(plain)
     if len(plain) < len(accepted):
@@ -217,7 +219,10 @@ def _check_pixels(width: int, height: int, max_pixels: int, topic: str) -> None:
 
 def _rows(data: np.ndarray, height: int, width: int, step: int, bpp: int, encoding: str,
           topic: str) -> np.ndarray:
-    """A strided ``[H, W, bpp]`` uint8 view of ``data`` that honours row padding (``step``)."""
+    """Return a strided ``[H, W, bpp]`` uint8 view of ``data``.
+
+    The view honours row padding (``step``).
+    """
     row_bytes = width * bpp
     if step < row_bytes:
         raise SizeMismatch(f"expected step >= {row_bytes} for {width} px of {encoding}, got "
@@ -271,8 +276,10 @@ def decode_image(msg: Any, topic: str,
 
 
 def _png_size(payload: bytes, topic: str) -> tuple[int, int]:
-    """(width, height) from IHDR, after checking that every chunk fits in the payload: a corrupt
-    chunk length otherwise makes libpng allocate and read gigabytes."""
+    """(width, height) from IHDR, after checking that every chunk fits in the payload.
+
+    A corrupt chunk length otherwise makes libpng allocate and read gigabytes.
+    """
     pos, size = 8, None
     while pos + 8 <= len(payload):
         length = int.from_bytes(payload[pos:pos + 4], "big")
@@ -329,13 +336,12 @@ def _check_compressed_size(payload: bytes, fmt: str, topic: str, max_pixels: int
 
 def decode_compressed(msg: Any, topic: str,
                       max_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> DecodedImage:
-    """Decode a sensor_msgs/CompressedImage-like message (JPEG or PNG, as image_transport sends) to
-    bgr8.
+    """Decode a sensor_msgs/CompressedImage-like message to bgr8.
 
-    ``format`` follows image_transport (``"jpeg"``, ``"rgb8; jpeg compressed bgr8"``);
-    compressedDepth payloads are refused (they are depth, not colour). The header is read before
-    decoding and more than ``max_pixels`` pixels is refused (:class:`ImageTooLarge`), so a
-    decompression bomb costs microseconds, not gigabytes.
+    The message is JPEG or PNG, as image_transport sends. ``format`` follows image_transport
+    (``"jpeg"``, ``"rgb8; jpeg compressed bgr8"``); compressedDepth payloads are refused (they are
+    depth, not colour). The header is read before decoding and more than ``max_pixels`` pixels is
+    refused (:class:`ImageTooLarge`), so a decompression bomb costs microseconds, not gigabytes.
     """
     fmt = _field(msg, "format", topic)
     if not isinstance(fmt, str):
@@ -379,8 +385,10 @@ def decode_metric_depth(msg: Any, topic: str,
 
 def decode_float_image(msg: Any, channels: int, topic: str,
                        max_pixels: int = DEFAULT_MAX_INPUT_PIXELS) -> np.ndarray:
-    """A 32FC<channels> Image (e.g. ground truth in a bag) as float32 ``H×W`` (1 channel) or
-    ``H×W×C``, honouring ``step`` and the byte order. Always a new array."""
+    """Decode a 32FC<channels> Image (e.g. ground truth in a bag) as float32.
+
+    ``H×W`` (1 channel) or ``H×W×C``, honouring ``step`` and the byte order. Always a new array.
+    """
     encoding = f"32FC{channels}"
     height, width, _, step, bigendian = _image_header(msg, topic, (encoding,), max_pixels)
     raw = _rows(_data_bytes(msg, topic), height, width, step, 4 * channels, encoding, topic)
@@ -402,10 +410,12 @@ def _float_array(msg: Any, name: str, size: int | None, topic: str) -> np.ndarra
 
 
 def decode_camera_info(msg: Any, topic: str) -> CameraInfoFields:
-    """Validate a sensor_msgs/CameraInfo-like message (fields ``header, height, width,
-    distortion_model, d, k, r, p, binning_x, binning_y, roi``); K must be finite with positive
-    focal lengths. The result keeps the message's header (the node re-stamps it per output
-    frame)."""
+    """Validate a sensor_msgs/CameraInfo-like message.
+
+    The fields are ``header, height, width, distortion_model, d, k, r, p, binning_x, binning_y,
+    roi``; K must be finite with positive focal lengths. The result keeps the message's header (the
+    node re-stamps it per output frame).
+    """
     height = _int_field(msg, "height", topic)
     width = _int_field(msg, "width", topic)
     if height == 0 or width == 0:

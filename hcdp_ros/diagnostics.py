@@ -14,8 +14,10 @@ OK, WARN = 0, 1  # diagnostic levels (DiagnosticStatus.OK / WARN)
 
 
 class RateMeter:
-    """Events per second between the first and last of the events in the last ``window_s`` seconds
-    (0 with fewer than two)."""
+    """Events per second over the events of the last ``window_s`` seconds.
+
+    Measured between the first and last of them; 0 with fewer than two.
+    """
 
     def __init__(self, window_s: float = 5.0):
         self.window_s = window_s
@@ -54,12 +56,14 @@ class RecentValues:
     def mean(self) -> float:
         return sum(self._values) / len(self._values) if self._values else float("nan")
 
-    def max(self) -> float:
+    def maximum(self) -> float:
         return max(self._values) if self._values else float("nan")
 
     def percentile(self, q: float) -> float:
-        """The ``q``-th percentile (0..100), linear between the two nearest ranks (numpy's
-        default); NaN without samples."""
+        """Return the ``q``-th percentile, ``q`` in 0..100; NaN without samples.
+
+        Linear between the two nearest ranks (numpy's default).
+        """
         if not self._values:
             return float("nan")
         ordered = sorted(self._values)
@@ -74,8 +78,11 @@ STAGES = ("decode", "inference", "publish")  # per-frame stages timed by the nod
 
 @dataclass(frozen=True)
 class StageTimes:
-    """Milliseconds one frame spent in each stage: decoding the message, the predictor's step,
-    building and publishing the output messages."""
+    """Milliseconds one frame spent in each stage.
+
+    The stages: decoding the message, the predictor's step, building and publishing the output
+    messages.
+    """
 
     decode: float
     inference: float
@@ -96,7 +103,7 @@ def _summary(name: str, values: RecentValues) -> list[tuple[str, str]]:
     return [(f"{name}_mean", f"{values.mean():.1f}"),
             (f"{name}_p50", f"{values.percentile(50):.1f}"),
             (f"{name}_p95", f"{values.percentile(95):.1f}"),
-            (f"{name}_max", f"{values.max():.1f}")]
+            (f"{name}_max", f"{values.maximum():.1f}")]
 
 
 class NodeStats:
@@ -145,7 +152,7 @@ class NodeStats:
             self._last_bad = cause
 
     def report(self, now: float, dropped: int) -> Report:
-        """The status at time ``now``; ``dropped`` is the worker's dropped-frame count."""
+        """Return the status at time ``now``; ``dropped`` is the worker's dropped-frame count."""
         with self._lock:
             input_hz, output_hz = self._input.rate(now), self._output.rate(now)
             values = [

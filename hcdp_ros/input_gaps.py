@@ -25,7 +25,10 @@ class InputGaps:
         self._lock = threading.Lock()
 
     def record(self, stamp: float) -> None:
-        """A frame stamped ``stamp`` (seconds) arrived (called for every frame, dropped or not)."""
+        """Record that a frame stamped ``stamp`` (seconds) arrived.
+
+        Called for every frame, dropped or not.
+        """
         with self._lock:
             self._stamps.append(stamp)
 
@@ -36,9 +39,12 @@ class InputGaps:
             self._last_processed = None
 
     def take(self, stamp: float) -> str | None:
-        """The frame stamped ``stamp`` is processed now: the reason to reset the cache before it
-        (a gap of the input stream longer than ``max_gap_s`` since the last processed frame), or
-        None. Stamps received after this frame are kept for the next call."""
+        """Return the reason to reset the cache before the frame stamped ``stamp``, or None.
+
+        The frame stamped ``stamp`` is processed now; the reason is a gap of the input stream
+        longer than ``max_gap_s`` since the last processed frame. Stamps received after this frame
+        are kept for the next call.
+        """
         with self._lock:
             seen = [self._last_processed] if self._last_processed is not None else []
             if stamp in self._stamps:

@@ -1,5 +1,7 @@
-"""Once-per-cause log throttling: a flood of the same bad input gives one line per period, with a
-count."""
+"""Once-per-cause log throttling.
+
+A flood of the same bad input gives one line per period, with a count.
+"""
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
@@ -20,8 +22,10 @@ class CauseThrottle:
         self._lock = threading.Lock()
 
     def allow(self, key: Hashable) -> int | None:
-        """None to stay quiet, else the number of messages for ``key`` suppressed since the last
-        one."""
+        """None to stay quiet, else a count of suppressed messages for ``key``.
+
+        The count is the number of messages for ``key`` suppressed since the last one.
+        """
         now = self._clock()
         with self._lock:
             last = self._last.get(key)

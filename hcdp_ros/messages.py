@@ -37,7 +37,7 @@ VIZ_KEYS = ("relative_depth_viz", "normals_viz", "mask_viz")  # in VizRequest fi
 
 
 def output_topic(key: str, namespace: str = DEFAULT_NAMESPACE) -> str:
-    """The absolute name of output ``key`` under ``namespace``, e.g. /hcdp/mask/binary."""
+    """Return the absolute name of output ``key`` under ``namespace``, e.g. /hcdp/mask/binary."""
     return f"/{namespace.strip('/')}/{TOPICS[key]}" if namespace.strip("/") else f"/{TOPICS[key]}"
 
 
@@ -110,9 +110,11 @@ class CameraInfoFields:
     roi: RoiFields
 
     def scaled_to(self, height: int, width: int, header: Any) -> "CameraInfoFields":
-        """This calibration for images of ``height × width`` with ``header``: the size, K, P and
-        the ROI scaled (as image_proc's resize does) and binning cleared (K now describes the
-        published pixels); the values unchanged when the size matches."""
+        """Return this calibration for images of ``height × width`` with ``header``.
+
+        The size, K, P and the ROI scaled (as image_proc's resize does) and binning cleared (K now
+        describes the published pixels); the values unchanged when the size matches.
+        """
         sx, sy = width / self.width, height / self.height
         k = self.k.reshape(3, 3).copy()
         k[0] *= sx
@@ -129,8 +131,10 @@ class CameraInfoFields:
                        p=p.reshape(-1), binning_x=0, binning_y=0, roi=roi)
 
     def intrinsics(self, height: int, width: int) -> np.ndarray:
-        """3×3 K for an image of ``height × width``, scaled when the calibration has another
-        size."""
+        """3×3 K for an image of ``height × width``.
+
+        Scaled when the calibration has another size.
+        """
         k = self.k.reshape(3, 3).copy()
         k[0] *= width / self.width
         k[1] *= height / self.height
@@ -146,8 +150,10 @@ _ENCODINGS = {  # (numpy dtype, channels) -> ROS encoding
 
 
 def image_fields(header: Any, array: np.ndarray) -> ImageFields:
-    """Image fields for an H×W or H×W×C array: float32 → 32FC1/32FC3, uint8 → mono8/rgb8
-    (little-endian)."""
+    """Image fields for an H×W or H×W×C array.
+
+    float32 → 32FC1/32FC3, uint8 → mono8/rgb8 (little-endian).
+    """
     channels = 1 if array.ndim == 2 else array.shape[2]
     encoding = _ENCODINGS.get((array.dtype, channels))
     if encoding is None or array.ndim not in (2, 3):
@@ -169,9 +175,12 @@ def binary_mask(mask: np.ndarray, threshold: float) -> np.ndarray:
 
 def point_cloud_fields(header: Any, points: np.ndarray,
                        colors: np.ndarray | None) -> PointCloudFields:
-    """PointCloud2 fields for ``points [N,3] float32`` (x, y, z) and optional ``colors [N,3]
-    uint8`` packed as the usual rviz ``rgb`` float32 field (0x00RRGGBB). Points with a non-finite
-    coordinate are dropped; ``is_dense`` says whether every published point is finite."""
+    """PointCloud2 fields for ``points [N,3] float32`` (x, y, z) and optional ``colors``.
+
+    ``colors [N,3] uint8`` is packed as the usual rviz ``rgb`` float32 field (0x00RRGGBB). Points
+    with a non-finite coordinate are dropped; ``is_dense`` says whether every published point is
+    finite.
+    """
     finite = np.isfinite(points).all(axis=1)
     if not finite.all():
         points = points[finite]
@@ -201,8 +210,10 @@ class VizRequest:
 
 def viz_images(header: Any, depth: np.ndarray, normals: np.ndarray, mask: np.ndarray,
                rgb: np.ndarray | None, want: VizRequest) -> dict[str, ImageFields]:
-    """rgb8 visualisations, computed only for the requested ones (keys from VIZ_KEYS); NaN normals
-    are black, and so are depth colours off the mask."""
+    """rgb8 visualisations, computed only for the requested ones (keys from VIZ_KEYS).
+
+    NaN normals are black, and so are depth colours off the mask.
+    """
     out: dict[str, ImageFields] = {}
     if want.depth:
         out["relative_depth_viz"] = image_fields(header, colorize_depth(depth, mask))

@@ -27,8 +27,11 @@ class MetricFit:
 
 
 def registered_to(metric: np.ndarray, height: int, width: int) -> np.ndarray:
-    """The metric depth at the colour image's size (nearest neighbour, so no depth is invented
-    across edges); the depth must already be registered to the colour camera."""
+    """Return the metric depth at the colour image's size.
+
+    Nearest neighbour, so no depth is invented across edges; the depth must already be registered
+    to the colour camera.
+    """
     if metric.shape == (height, width):
         return metric
     return cv2.resize(metric, (width, height), interpolation=cv2.INTER_NEAREST)
@@ -41,8 +44,9 @@ def _as_batch(image: np.ndarray) -> torch.Tensor:
 
 def fit_metric_depth(relative: np.ndarray, metric: np.ndarray, mask: np.ndarray, threshold: float,
                      min_pixels: int, topic: str) -> MetricFit:
-    """Fit scale/shift of ``relative`` to ``metric`` (H×W metres, NaN/0 = no reading) where mask >
-    threshold.
+    """Fit scale/shift of ``relative`` to ``metric`` where mask > threshold.
+
+    ``metric`` is H×W metres, NaN/0 = no reading.
 
     Raises :class:`InvalidDepth` when fewer than ``min_pixels`` masked pixels have a finite,
     positive reading, or when the fit is degenerate (scale <= 0: metric depth must grow with
@@ -74,8 +78,10 @@ def fit_metric_depth(relative: np.ndarray, metric: np.ndarray, mask: np.ndarray,
 
 def apply_metric(relative: np.ndarray, fit: MetricFit, mask: np.ndarray,
                  threshold: float) -> np.ndarray:
-    """``scale × relative + shift`` in metres where mask > threshold and the result is > 0, else
-    NaN."""
+    """``scale × relative + shift`` in metres where mask > threshold and the result is > 0.
+
+    NaN elsewhere.
+    """
     metric = (relative * np.float32(fit.scale) + np.float32(fit.shift)).astype(np.float32,
                                                                                copy=False)
     metric[~((mask > threshold) & (metric > 0))] = np.nan

@@ -39,9 +39,12 @@ class StampPairing(Generic[T]):
             self._items.clear()
 
     def match(self, stamp: float, max_dt: float, wait_s: float) -> tuple[T | None, float | None]:
-        """The buffered item nearest to ``stamp`` within ``max_dt`` and its |stamp difference|,
-        or ``(None, nearest difference or None)``. Waits up to ``wait_s`` seconds while no item
-        stamped at or after ``stamp`` has arrived (a nearer one may still come)."""
+        """Return the buffered item nearest to ``stamp`` within ``max_dt``, and the difference.
+
+        That is ``(item, |stamp difference|)``, or ``(None, nearest difference or None)``. Waits up
+        to ``wait_s`` seconds while no item stamped at or after ``stamp`` has arrived (a nearer one
+        may still come).
+        """
         deadline = self._clock() + wait_s
         with self._cond:
             while not any(s >= stamp for s, _ in self._items):

@@ -1,6 +1,7 @@
-"""The node's parameters written out for people, from their one spec (params.PARAMETERS and
-params.NodeConfig's defaults): `config/hcdp.yaml`, a comment above every parameter, and the table
-of docs/ros.md's "Parameters" section.
+"""The node's parameters written out for people, from their one spec.
+
+From params.PARAMETERS and params.NodeConfig's defaults: `config/hcdp.yaml`, a comment above every
+parameter, and the table of docs/ros.md's "Parameters" section.
 
     python -m hcdp_ros.param_docs           # rewrite both from the spec
     python -m hcdp_ros.param_docs --check   # exit 1 naming the file that differs
@@ -36,7 +37,7 @@ SECTIONS = {
 
 
 def number(value: float) -> str:
-    """A range bound as people write it: 0.01, 60, 32768, 1e-4, 1e4, 1e7, 2^30."""
+    """Format a range bound as people write it: 0.01, 60, 32768, 1e-4, 1e4, 1e7, 2^30."""
     if isinstance(value, int):
         if value >= 1 << 20 and value & (value - 1) == 0:
             return f"2^{value.bit_length() - 1}"

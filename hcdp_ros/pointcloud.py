@@ -13,8 +13,9 @@ import numpy as np
 def backproject(depth: np.ndarray, mask: np.ndarray, k: np.ndarray, threshold: float = 0.5,
                 stride: int = 1, colors: np.ndarray | None = None) -> tuple[np.ndarray,
                                                                             np.ndarray | None]:
-    """Points ``X = z · K⁻¹ [u, v, 1]ᵀ`` for every ``stride``-th pixel with mask > threshold and z
-    > 0.
+    """Points ``X = z · K⁻¹ [u, v, 1]ᵀ`` of the pixels with mask > threshold and z > 0.
+
+    Every ``stride``-th pixel is taken.
 
     ``depth`` is planar z (H×W), ``k`` the 3×3 intrinsics in pixels (pixel centres at integer
     coordinates, the ROS convention). Returns ``(points [N,3] float32, colors [N,3] uint8 or

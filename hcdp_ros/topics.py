@@ -32,8 +32,11 @@ class NodeNames:
 
 
 def node_names(compressed: bool, use_metric_depth: bool) -> NodeNames:
-    """The names ``node.py`` creates: the image (or compressed image) and camera_info inputs, the
-    metric depth input and ``depth`` output only with ``use_metric_depth``."""
+    """Return the names ``node.py`` creates.
+
+    The image (or compressed image) and camera_info inputs, the metric depth input and ``depth``
+    output only with ``use_metric_depth``.
+    """
     image = ("compressed", "sensor_msgs/msg/CompressedImage") if compressed else \
         ("image", "sensor_msgs/msg/Image")
     subs = {INPUTS[image[0]]: image[1], INPUTS["camera_info"]: "sensor_msgs/msg/CameraInfo"}
@@ -46,7 +49,7 @@ def node_names(compressed: bool, use_metric_depth: bool) -> NodeNames:
 
 
 def expand(name: str, namespace: str, node: str) -> str:
-    """The fully qualified name of ``name`` (absolute, ``~/`` private or relative)."""
+    """Return the fully qualified name of ``name`` (absolute, ``~/`` private or relative)."""
     ns = "/" + namespace.strip("/") if namespace.strip("/") else ""
     if name.startswith("/"):
         return name
@@ -65,7 +68,9 @@ def remap(name: str, namespace: str, node: str, rules: list[tuple[str, str]]) ->
 
 
 def launch_remappings(image: str, camera_info: str, metric_depth: str) -> list[tuple[str, str]]:
-    """The launch file's remappings: the node's inputs to the camera's topics (image_transport's
-    ``<image>/compressed`` for the compressed image)."""
+    """Return the launch file's remappings: the node's inputs to the camera's topics.
+
+    The compressed image maps to image_transport's ``<image>/compressed``.
+    """
     return [(INPUTS["image"], image), (INPUTS["compressed"], image.rstrip("/") + "/compressed"),
             (INPUTS["camera_info"], camera_info), (INPUTS["metric_depth"], metric_depth)]

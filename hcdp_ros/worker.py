@@ -32,7 +32,7 @@ class LatestSlot(Generic[T]):
             return replaced
 
     def take(self, timeout: float | None = None) -> T | None:
-        """The newest item, or None when closed (or on timeout)."""
+        """Return the newest item, or None when closed (or on timeout)."""
         with self._cond:
             self._cond.wait_for(lambda: self._full or self._closed, timeout)
             if not self._full:

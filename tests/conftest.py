@@ -13,8 +13,10 @@ def _seed():
 
 @pytest.fixture(scope="session")
 def micro_checkpoint(tmp_path_factory):
-    """A saved micro model (every block, causal temporal blocks made active) for end-to-end
-    tests."""
+    """Save a micro model for end-to-end tests.
+
+    The model has every block, causal temporal blocks made active.
+    """
     from hcdp_model.checkpoint import save_checkpoint
     from hcdp_model.model import HCDPModel
     from tests.model.helpers import activate_temporal, micro_config

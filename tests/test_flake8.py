@@ -1,5 +1,8 @@
-"""flake8 with the project's ament-compatible configuration (setup.cfg [flake8], issue 15) reports
-nothing over the packages, tests, scripts, benchmarks and launch files; CI runs it without ROS."""
+"""flake8 with the project's ament-compatible configuration reports nothing.
+
+The configuration is setup.cfg [flake8] (issue 15); nothing is reported over the packages, tests,
+scripts, benchmarks and launch files. CI runs it without ROS.
+"""
 from __future__ import annotations
 
 import configparser
@@ -28,8 +31,8 @@ def test_the_configuration_is_ament_flake8s_at_99_columns():
     assert section["max-line-length"] == "99"
     assert section["import-order-style"] == "google"
     assert set(section["extend-ignore"].split(",")) == {
-        "B902", "C816", "D100", "D101", "D102", "D103", "D104", "D105", "D106", "D107", "D203", "D212",
-        "D404", "I202"}
+        "B902", "C816", "D100", "D101", "D102", "D103", "D104", "D105", "D106", "D107", "D203",
+        "D212", "D404", "I202"}
 
 
 def test_flake8_reports_nothing_over_the_repository():

@@ -16,8 +16,10 @@ def header(sec: int = 10, nanosec: int = 500_000_000,
 
 def image_msg(pixels: np.ndarray, encoding: str, step: int | None = None, hdr=None,
               bigendian: bool = False) -> SimpleNamespace:
-    """An Image-like message whose rows are padded to ``step`` bytes (default: no padding); its
-    data is a writable buffer, like rclpy's array('B')."""
+    """Return an Image-like message whose rows are padded to ``step`` bytes.
+
+    The default is no padding. Its data is a writable buffer, like rclpy's array('B').
+    """
     h, w = pixels.shape[:2]
     row = pixels.reshape(h, -1).view(np.uint8)
     step = row.shape[1] if step is None else step
@@ -42,7 +44,7 @@ def camera_info_msg(k: np.ndarray, height: int, width: int) -> SimpleNamespace:
 
 @dataclass
 class FakePredictor:
-    """StreamingPredictor's interface with a closed-form output:
+    """StreamingPredictor's interface with a closed-form output.
 
     depth = 1 + x/W (farther to the right), mask = 1 in the centre half, normals = (0, 0, -1).
     Records every call; ``delay_s`` simulates a slow model.

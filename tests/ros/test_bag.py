@@ -79,9 +79,11 @@ def _camera_info(header):
 def write_bag(path, frames: int = 5, storage: str = "sqlite3", compressed: bool = False,
               corrupt=None,
               frame_ids=None) -> list[tuple[int, int]]:
-    """The sequence as a rosbag2: image (first), camera_info and ground truth at the same bag time
-    per frame. ``corrupt``: {frame: "truncated" | "garbage"}. Returns (bag time, header stamp) of
-    every image."""
+    """Write the sequence as a rosbag2 and return (bag time, header stamp) of every image.
+
+    Per frame: image (first), camera_info and ground truth at the same bag time. ``corrupt``:
+    {frame: "truncated" | "garbage"}.
+    """
     corrupt = corrupt or {}
     plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}[storage]
     image_type = "sensor_msgs/msg/CompressedImage" if compressed else "sensor_msgs/msg/Image"
@@ -474,6 +476,7 @@ def test_bad_checkpoint_is_reported_not_raised(tmp_path, capsys):
 
 
 class _Conn:
+
     def __init__(self, topic):
         self.topic = topic
 

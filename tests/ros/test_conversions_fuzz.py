@@ -1,5 +1,8 @@
-"""Fuzz the conversion layer: malformed messages may only ever raise InputError (with the topic),
-and whatever decodes must be consistent with the message's own fields."""
+"""Fuzz the conversion layer.
+
+Malformed messages may only ever raise InputError (with the topic), and whatever decodes must be
+consistent with the message's own fields.
+"""
 from types import SimpleNamespace
 
 import cv2
@@ -29,7 +32,10 @@ IMAGE_DEFECTS = ("unknown_encoding", "junk_encoding", "zero_size", "negative_siz
 
 @st.composite
 def image_messages(draw, encodings=tuple(BYTES_PER_PIXEL)):
-    """A valid Image message (any supported encoding, padded rows) with zero to three defects."""
+    """Draw a valid Image message with zero to three defects.
+
+    Any supported encoding, padded rows.
+    """
     encoding = draw(st.sampled_from(encodings))
     bpp = BYTES_PER_PIXEL[encoding]
     height, width = draw(st.integers(1, 9)), 2 * draw(st.integers(1, 5))
@@ -86,8 +92,10 @@ COMPRESSED_DEFECTS = ("truncated", "flipped", "random", "empty", "junk_data", "j
 
 @st.composite
 def compressed_messages(draw):
-    """A real JPEG/PNG CompressedImage with zero to two defects (truncation, byte flips, junk,
-    …)."""
+    """Draw a real JPEG/PNG CompressedImage with zero to two defects.
+
+    The defects: truncation, byte flips, junk, …
+    """
     data = bytearray(PAYLOADS[draw(st.sampled_from(sorted(PAYLOADS)))])
     msg = SimpleNamespace(format=draw(st.sampled_from(["jpeg", "png", "", "rgb8; jpeg compressed "
                                                                           "bgr8"])), data=None)

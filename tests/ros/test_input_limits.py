@@ -1,5 +1,8 @@
-"""Hostile and robot-camera inputs: decompression bombs, huge raw frames, Bayer and 16-bit
-encodings, and encoding strings that try to forge log lines (issues 13 and 14)."""
+"""Hostile and robot-camera inputs.
+
+Decompression bombs, huge raw frames, Bayer and 16-bit encodings, and encoding strings that try to
+forge log lines (issues 13 and 14).
+"""
 import json
 from pathlib import Path
 import subprocess
@@ -28,7 +31,7 @@ SMALL = np.random.default_rng(1).integers(0, 256, (8, 8, 3), dtype=np.uint8)
 
 
 def bomb_jpeg(side: int = 8000) -> bytes:
-    """A ~600-byte JPEG whose frame header claims side×side pixels."""
+    """Return a ~600-byte JPEG whose frame header claims side×side pixels."""
     payload = bytearray(cv2.imencode(".jpg", SMALL)[1].tobytes())
     sof = payload.index(b"\xff\xc0")
     payload[sof + 5:sof + 9] = side.to_bytes(2, "big") + side.to_bytes(2, "big")
@@ -41,8 +44,11 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 
 def bomb_png(side: int = 8000) -> bytes:
-    """A valid PNG of side×side black rgb8 pixels: 8000² compresses to ~190 kB of zlib data;
-    a few rows are enough for the header to claim the full size."""
+    """Return a valid PNG of side×side black rgb8 pixels.
+
+    8000² compresses to ~190 kB of zlib data; a few rows are enough for the header to claim the
+    full size.
+    """
     ihdr = side.to_bytes(4, "big") * 2 + bytes([8, 2, 0, 0, 0])
     rows = zlib.compress(bytes(16 * (1 + 3 * side)), 9)
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", rows)

@@ -110,6 +110,7 @@ def _camera_info(frame_id: str) -> CameraInfo:
 
 
 class TestHcdpNode(unittest.TestCase):
+
     @classmethod
     def setUpClass(cls):
         rclpy.init()
@@ -141,8 +142,10 @@ class TestHcdpNode(unittest.TestCase):
         return [m for m in self.received[topic] if m.header.frame_id == frame_id]
 
     def _stream(self, frames, frame_id, until, timeout_s=120.0):
-        """Publish frames at ~10 Hz (cycling), each one's depth 20 ms after it, until ``until()``
-        or the timeout (model loading included)."""
+        """Publish frames at ~10 Hz (cycling), each one's depth 20 ms after it.
+
+        They are published until ``until()`` or the timeout (model loading included).
+        """
         start, i = time.monotonic(), 0
         while time.monotonic() - start < timeout_s and not until():
             frame = frames[i % len(frames)]
@@ -155,8 +158,11 @@ class TestHcdpNode(unittest.TestCase):
             rclpy.spin_once(self.node, timeout_sec=0.08)
 
     def _status(self):
-        """The latest /diagnostics status of the configured /hcdp/hcdp as a dict (found by its
-        fully qualified name; "starting up" and "not configured" ones carry no counters)."""
+        """Return the latest /diagnostics status of the configured /hcdp/hcdp as a dict.
+
+        It is found by its fully qualified name; "starting up" and "not configured" ones carry no
+        counters.
+        """
         for array in reversed(self.diagnostics):
             for status in array.status:
                 values = {kv.key: kv.value for kv in status.values}
@@ -297,6 +303,7 @@ class TestHcdpNode(unittest.TestCase):
 
 @launch_testing.post_shutdown_test()
 class TestShutdown(unittest.TestCase):
+
     def test_node_exits_cleanly(self, proc_info):
         # exit code 0 only: a node killed by a signal (-2, -15, -9) fails this test
         launch_testing.asserts.assertExitCodes(proc_info)

@@ -1,5 +1,8 @@
-"""What the node and `hcdp bag` publish: honest (masked) maps, camera_info at the output size,
-a point cloud without non-finite points, downscaled inputs, requested cache resets."""
+"""What the node and `hcdp bag` publish.
+
+Honest (masked) maps, camera_info at the output size, a point cloud without non-finite points,
+downscaled inputs, requested cache resets.
+"""
 from hcdp_ros.conversions import decode_camera_info
 from hcdp_ros.messages import point_cloud_fields
 from hcdp_ros.pipeline import decode_input, FrameProcessor, limit_side, OutputOptions

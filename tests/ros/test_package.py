@@ -1,5 +1,8 @@
-"""package.xml declares exactly the ROS packages the node, the launch file and the launch test
-import (issue 14 item 8: rviz2 and cv_bridge were hard dependencies nothing needed)."""
+"""package.xml declares exactly the ROS packages its code imports.
+
+The code: the node, the launch file and the launch test (issue 14 item 8: rviz2 and cv_bridge were
+hard dependencies nothing needed).
+"""
 import ast
 from pathlib import Path
 import xml.etree.ElementTree as ET

@@ -1,5 +1,8 @@
-"""The output dataclasses use sensor_msgs field names, so rosbags message classes take them as they
-are (what the offline bag runner does), and the messages survive CDR serialisation unchanged."""
+"""rosbags message classes take the output dataclasses as they are (sensor_msgs field names).
+
+The output dataclasses use sensor_msgs field names, so this is what the offline bag runner does;
+the messages survive CDR serialisation unchanged.
+"""
 import dataclasses
 
 from hcdp_ros.conversions import decode_camera_info, decode_image

@@ -1,5 +1,8 @@
-"""The names the node creates: inputs and outputs never share a name, even after the launch
-file's remappings (issue 14 item 1: the output camera_info went out on the camera's topic)."""
+"""The names the node creates: inputs and outputs never share a name.
+
+This holds even after the launch file's remappings (issue 14 item 1: the output camera_info went
+out on the camera's topic).
+"""
 import ast
 from pathlib import Path
 
