@@ -1,6 +1,8 @@
-"""Checkpoints of a training run: the model (safetensors, hcdp_model.checkpoint) beside a
-`trainer_state.pt` holding only tensors and primitive values (optimizer, scheduler, grad scaler,
-step, data position, RNG states), loaded with `torch.load(weights_only=True)`.
+"""Checkpoints of a training run.
+
+The model (safetensors, hcdp_model.checkpoint) beside a `trainer_state.pt` holding only tensors and
+primitive values (optimizer, scheduler, grad scaler, step, data position, RNG states), loaded with
+`torch.load(weights_only=True)`.
 
 Layout under the run folder `out`:
     train_config.yaml
@@ -13,23 +15,22 @@ complete-looking name.
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
 import os
+from pathlib import Path
 import random
 import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
+from hcdp_model.checkpoint import CONFIG_NAMES, save_checkpoint, WEIGHTS_NAME
+from hcdp_model.model import HCDPModel
 import numpy as np
 import torch
-
-from hcdp_model.checkpoint import CONFIG_NAMES, WEIGHTS_NAME, save_checkpoint
-from hcdp_model.model import HCDPModel
 
 STATE_NAME = "trainer_state.pt"
 CONFIG_NAME = "train_config.yaml"
@@ -40,8 +41,10 @@ _PARTIAL = ".partial"
 
 @dataclass
 class Progress:
-    """Where a run is: optimizer steps done, the epoch, micro-batches consumed in it, steps
-    skipped."""
+    """Where a run is.
+
+    Optimizer steps done, the epoch, micro-batches consumed in it, steps skipped.
+    """
 
     step: int = 0
     epoch: int = 0
@@ -78,9 +81,11 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def git_commit(where: Path | None = None) -> str:
-    """The commit of the source checkout this package runs from (or of `where`), with "-dirty"
-    appended when tracked files differ from it, so a checkpoint trained from uncommitted code says
-    so; "" outside git."""
+    """Return the commit of the source checkout this package runs from (or of `where`).
+
+    "-dirty" is appended when tracked files differ from it, so a checkpoint trained from
+    uncommitted code says so; "" outside git.
+    """
     cwd = where or Path(__file__).resolve().parent
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
@@ -106,9 +111,11 @@ def _fsync_tree(folder: Path) -> None:
 
 @contextmanager
 def atomic_folder(target: Path) -> Iterator[Path]:
-    """Yield a temporary folder beside ``target``; when the block succeeds, flush it and rename it
-    to ``target`` (replacing an older one); when it fails, remove it and leave ``target`` as it
-    was."""
+    """Yield a temporary folder beside ``target``.
+
+    When the block succeeds, flush it and rename it to ``target`` (replacing an older one); when it
+    fails, remove it and leave ``target`` as it was.
+    """
     target = Path(target)
     tmp = target.with_name(f".{target.name}{_PARTIAL}")
     old = target.with_name(f".{target.name}.old")
@@ -156,7 +163,7 @@ def save_training_checkpoint(out: Path, model: HCDPModel, progress: Progress,
 
 
 def is_complete(folder: Path) -> bool:
-    """A step folder holding the weights, the model config and the trainer state."""
+    """Check whether `folder` holds the weights, the model config and the trainer state."""
     names = (WEIGHTS_NAME, CONFIG_NAMES[0], STATE_NAME)
     return all((Path(folder) / name).is_file() for name in names)
 
@@ -172,8 +179,11 @@ def list_checkpoints(out: Path) -> list[Path]:
 
 
 def newest_loadable(out: Path, load: Callable[[Path], Any]) -> tuple[Path, Any]:
-    """The newest complete checkpoint under ``out`` that ``load`` reads without error, and what it
-    returned; each newer one that fails is named on stderr. FileNotFoundError when none is left."""
+    """Return the newest complete checkpoint under ``out`` that ``load`` reads without error.
+
+    Also returns what ``load`` returned; each newer one that fails is named on stderr.
+    FileNotFoundError when none is left.
+    """
     failures = []
     for path in reversed(list_checkpoints(out)):
         try:
@@ -188,7 +198,7 @@ def newest_loadable(out: Path, load: Callable[[Path], Any]) -> tuple[Path, Any]:
 
 
 def run_entries(out: Path) -> list[str]:
-    """The names in ``out`` (empty when it does not exist)."""
+    """Return the names in ``out`` (empty when it does not exist)."""
     out = Path(out)
     return sorted(p.name for p in out.iterdir()) if out.is_dir() else []
 
@@ -204,7 +214,7 @@ def clear_run(out: Path) -> None:
 
 
 def load_trainer_state(path: Path) -> dict[str, Any]:
-    """The trainer state of a step folder (tensors and primitives only: `weights_only=True`)."""
+    """Load a step folder's trainer state (tensors and primitives only: `weights_only=True`)."""
     file = Path(path) / STATE_NAME
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)

@@ -26,18 +26,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import cv2
-import numpy as np
-import torch
-from torch import nn
-
 from hcdp_model.checkpoint import load_checkpoint
 from hcdp_model.model import HCDPModel
-from hcdp_training.batch import Batch, TaskOutput, as_clip
+from hcdp_training.batch import as_clip, Batch, TaskOutput
 from hcdp_training.config import TrainConfig
-from hcdp_training.data.datasets import StridedClips, resize_square
+from hcdp_training.data.datasets import resize_square, StridedClips
 from hcdp_training.losses import (stage1_loss, temporal_depth_loss, temporal_masks,
                                   temporal_normal_loss)
 from hcdp_training.metrics import clip_flows
+import numpy as np
+import torch
+from torch import nn
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
@@ -48,8 +47,10 @@ def _images(folder: Path) -> list[Path]:
 
 
 def find_sources(root: str | Path) -> list[Path]:
-    """Video files and image folders under `root` (recursively), sorted; `root` if it is an image
-    folder."""
+    """Video files and image folders under `root` (recursively), sorted.
+
+    `root` itself if it is an image folder.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"data.root {root}: expected a folder of videos or image "
@@ -65,8 +66,10 @@ def find_sources(root: str | Path) -> list[Path]:
 
 
 def count_frames(source: Path) -> int:
-    """Frames of a video (decoded once: container frame counts are often wrong) or of an image
-    folder."""
+    """Count the frames of a video or of an image folder.
+
+    A video is decoded once: container frame counts are often wrong.
+    """
     if source.is_dir():
         return len(_images(source))
     cap = cv2.VideoCapture(str(source))
@@ -102,9 +105,12 @@ def read_frames(source: Path, indices: list[int]) -> list[np.ndarray]:
 
 
 class VideoFolderClips(StridedClips):
-    """Clips of `frames` frames with a random stride in (min, max), drawn from (seed, epoch, index)
-    like `VideoClips`, centre-cropped and resized to `size`, with DIS flows. Items: image [T,3,S,S]
-    in [0,1], flow_fwd / flow_bwd [T,2,S,S], stride, frame_index [T]."""
+    """Clips of `frames` frames with a random stride in (min, max), with DIS flows.
+
+    The stride is drawn from (seed, epoch, index) like `VideoClips`; frames are centre-cropped and
+    resized to `size`. Items: image [T,3,S,S] in [0,1], flow_fwd / flow_bwd [T,2,S,S], stride,
+    frame_index [T].
+    """
 
     augment = None  # unlabeled frames are used as they are (the teacher sees the same pixels)
 
@@ -133,8 +139,10 @@ class VideoFolderClips(StridedClips):
 
 
 def teacher_targets(teacher: HCDPModel, clip: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The frozen per-frame model's predictions on a normalised clip [B,T,3,S,S], as targets
-    [B,T,C,S,S]: depth, normal and the soft mask sigmoid(mask_logits)."""
+    """Return the frozen per-frame model's predictions on a normalised clip [B,T,3,S,S].
+
+    As targets [B,T,C,S,S]: depth, normal and the soft mask sigmoid(mask_logits).
+    """
     b, t = clip.shape[:2]
     with torch.no_grad():
         out = teacher(clip.flatten(0, 1)[:, None])
@@ -144,8 +152,10 @@ def teacher_targets(teacher: HCDPModel, clip: torch.Tensor) -> dict[str, torch.T
 
 
 class SelfSupervisedTask(nn.Module):
-    """Stage 2 on unlabeled video: the loss of the module docstring. The teacher is `selfsup`'s
-    frozen copy of the stage-1 checkpoint (`model.init`)."""
+    """Stage 2 on unlabeled video: the loss of the module docstring.
+
+    The teacher is `selfsup`'s frozen copy of the stage-1 checkpoint (`model.init`).
+    """
 
     def __init__(self, model: HCDPModel, cfg: TrainConfig) -> None:
         super().__init__()
