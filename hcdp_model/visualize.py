@@ -84,7 +84,10 @@ def normals_to_rgb(normals: np.ndarray) -> np.ndarray:
     if normals.ndim != 3 or normals.shape[2] != 3:
         raise ValueError(f"normals: expected an H×W×3 array, got shape {normals.shape}")
     # |127.5 n + 127.5| rounded and saturated; n >= -1 so the absolute value changes nothing
-    return cv2.convertScaleAbs(np.ascontiguousarray(normals), alpha=127.5, beta=127.5)
+    rgb = cv2.convertScaleAbs(np.ascontiguousarray(normals), alpha=127.5, beta=127.5)
+    # NaN saturates to 0 in OpenCV 4 but to 255 in OpenCV 5: blacken it explicitly
+    rgb[np.isnan(normals[:, :, 0])] = 0
+    return rgb
 
 
 def mask_to_rgb(mask: np.ndarray, image: np.ndarray | None = None) -> np.ndarray:
