@@ -1,5 +1,6 @@
-"""`hcdp ablate`: train and evaluate the variants of the paper's Tables 5 and 12 at tiny scale, one
-table.
+"""`hcdp ablate`: train and evaluate the variants of the paper's Tables 5 and 12 at tiny scale.
+
+One table.
 
 Every variant runs the real pipeline: stage 0 (prior encoder) -> stage 1 (images) -> stage 2
 (clips, causal), from the stage configs (`training/configs/<prefix>_stage{0,1,2}.yaml`) with the
@@ -14,17 +15,17 @@ itself.
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 import json
 import math
+from pathlib import Path
 import sys
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from hcdp_model.config import ConfigError, ModelConfig, preset
 from hcdp_model.predictor import load_predictor
-from hcdp_training.config import TrainConfig, load_config
+from hcdp_training.config import load_config, TrainConfig
 from hcdp_training.data.format import list_sequences
 from hcdp_training.evaluate import evaluate, json_safe
 from hcdp_training.metrics import METRIC_NAMES
@@ -62,8 +63,7 @@ TrainFn = Callable[[TrainConfig], Path]  # run one stage, return its final check
 
 
 def train_stage(cfg: TrainConfig) -> Path:
-    """The trainer (`hcdp train`): run the stage to its last step and return the final
-    checkpoint."""
+    """Run the trainer (`hcdp train`): the stage to its last step; return the final checkpoint."""
     from hcdp_training.train import train
 
     result = train(cfg)
@@ -107,15 +107,14 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
 
 
 def structure_key(model: dict[str, dict[str, Any]]) -> str:
-    """A folder-safe name for a set of model overrides: `base`, `prior.kind-none`, ..."""
+    """Return a folder-safe name for a set of model overrides: `base`, `prior.kind-none`, ..."""
     items = [f"{section}.{k}-{v}".lower()
              for section, values in sorted(model.items()) for k, v in sorted(values.items())]
     return "_".join(items) or "base"
 
 
 class Ablation:
-    """Trains what the requested variants need (each shared run once) and evaluates every
-    variant."""
+    """Trains what the requested variants need (each shared run once), evaluates every variant."""
 
     def __init__(self, cfg: AblationConfig, train_fn: TrainFn = train_stage) -> None:
         self.cfg = cfg
@@ -130,7 +129,7 @@ class Ablation:
                             f"out={out}", *steps, *extra])
 
     def _base_model(self) -> ModelConfig:
-        """The network the stage-1 config builds (its model.config, else its preset)."""
+        """Return the network the stage-1 config builds (its model.config, else its preset)."""
         m = self._stage_config(1, self.cfg.out, []).model
         return ModelConfig.load(m.config) if m.config else preset(m.preset, m.family)
 
@@ -154,8 +153,10 @@ class Ablation:
         return self.runs[(stage, key)]
 
     def checkpoint(self, variant: Variant) -> tuple[Path, list[TrainingRun]]:
-        """Train (or reuse) the variant's stages; its final checkpoint and the runs it depends
-        on."""
+        """Train (or reuse) the variant's stages.
+
+        Returns its final checkpoint and the runs it depends on.
+        """
         runs = []
         structure = structure_key(variant.model)
         model_config = self._model_config(variant.model)
@@ -172,8 +173,11 @@ class Ablation:
         return runs[-1].checkpoint, runs
 
     def run(self, variants: list[Variant]) -> dict[str, dict[str, Any]]:
-        """Per variant: metrics of its streaming model on the held-out data at window W and
-        (variants with temporal blocks) at window 1, training seconds, checkpoint."""
+        """Per variant: metrics, training seconds, checkpoint.
+
+        The metrics are those of its streaming model on the held-out data at window W and
+        (variants with temporal blocks) at window 1.
+        """
         sequences = list_sequences(self.cfg.eval_data)[:self.cfg.max_sequences]
         if not sequences:
             raise FileNotFoundError("no held-out sequences (folders with meta.json) under "
@@ -198,8 +202,11 @@ class Ablation:
 
 
 def markdown_table(results: dict[str, dict[str, Any]], window: int | None = None) -> str:
-    """Variants as rows (each variant with temporal blocks followed by a row of the same weights at
-    window 1), `METRIC_NAMES` and the training seconds of the variant's stages as columns."""
+    """Return a markdown table: variants as rows, metrics and training seconds as columns.
+
+    Rows: each variant with temporal blocks is followed by a row of the same weights at window 1.
+    Columns: `METRIC_NAMES` and the training seconds of the variant's stages.
+    """
     header = ["Variant", "Table"] + list(METRIC_NAMES) + ["train s (0/1/2)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     at = f", W={window}" if window else ""

@@ -26,32 +26,31 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from dataclasses import dataclass, field
 import math
 import os
-import sys
-import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
+import sys
 from typing import Any
+import warnings
 
-import torch
-import yaml
-from safetensors import safe_open
-import torch.distributed as dist
-from torch.nn.parallel import DistributedDataParallel
-
-from hcdp_model.checkpoint import WEIGHTS_NAME, CheckpointError, load_checkpoint
+from hcdp_model.checkpoint import CheckpointError, load_checkpoint, WEIGHTS_NAME
 from hcdp_model.config import ConfigError
 from hcdp_model.model import HCDPModel
 from hcdp_model.pretrained import BackboneLoadError
-from hcdp_training.config import TrainConfig, load_config
-from hcdp_training.loader import ResumableSampler, build_dataset, make_loader
+from hcdp_training.config import load_config, TrainConfig
+from hcdp_training.loader import build_dataset, make_loader, ResumableSampler
 from hcdp_training.logger import RunLogger
 from hcdp_training.schedule import build_scheduler
 from hcdp_training.stages import build_model, make_task, param_groups, prepare
-from hcdp_training.state import (CONFIG_NAME, Progress, clear_run, git_commit, load_trainer_state,
-                                 newest_loadable, run_entries, save_final_checkpoint,
+from hcdp_training.state import (clear_run, CONFIG_NAME, git_commit, load_trainer_state,
+                                 newest_loadable, Progress, run_entries, save_final_checkpoint,
                                  save_training_checkpoint, set_rng_state)
+from safetensors import safe_open
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+import yaml
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -70,8 +69,10 @@ class Distributed:
 
 
 def setup_distributed(device: str) -> Distributed:
-    """Read torchrun's environment; init the process group (nccl on CUDA, gloo on CPU) when world >
-    1."""
+    """Read torchrun's environment; init the process group when world > 1.
+
+    The backend is nccl on CUDA, gloo on CPU.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
@@ -109,8 +110,10 @@ def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def config_changes(run_yaml: str, cfg: TrainConfig) -> list[str]:
-    """``key: old -> new`` for every setting of ``cfg`` that differs from the run's recorded config
-    (output and logging settings excepted)."""
+    """List ``key: old -> new`` for every setting of ``cfg`` that differs from the run's.
+
+    The reference is the run's recorded config; output and logging settings are excepted.
+    """
     recorded = yaml.safe_load(run_yaml) if run_yaml else None
     if not isinstance(recorded, dict):  # a run from before configs were recorded: no comparison
         return []
@@ -120,7 +123,7 @@ def config_changes(run_yaml: str, cfg: TrainConfig) -> list[str]:
 
 
 def _load_resume_point(path: Path) -> tuple[HCDPModel, dict[str, Any], str]:
-    """The model, trainer state and recorded training config (YAML) of a step folder."""
+    """Load the model, trainer state and recorded training config (YAML) of a step folder."""
     model, state = load_checkpoint(path), load_trainer_state(path)
     with safe_open(str(path / WEIGHTS_NAME), "pt") as weights:
         recorded = (weights.metadata() or {}).get("train_config", "")
@@ -139,8 +142,11 @@ def check_output(cfg: TrainConfig, resume: bool, overwrite: bool) -> None:
 
 
 def check_start_points(cfg: TrainConfig, configs: Path | None = None) -> None:
-    """``model.init`` and ``model.prior_init`` exist; when not, name the config (a YAML in
-    ``configs`` whose ``out``/final it is) that writes them: what the user must run first."""
+    """Check that ``model.init`` and ``model.prior_init`` exist.
+
+    When not, name the config (a YAML in ``configs`` whose ``out``/final it is) that writes them:
+    what the user must run first.
+    """
     for key in ("init", "prior_init"):
         value = getattr(cfg.model, key)
         if not value or Path(value).exists():
@@ -166,10 +172,13 @@ def _metadata(cfg: TrainConfig) -> dict[str, str]:
 
 def train(cfg: TrainConfig, resume: bool = False, stop_at: int | None = None,
           overwrite: bool = False, allow_config_change: bool = False) -> TrainResult:
-    """Run (or resume) the stage described by `cfg`; `stop_at` ends the invocation after that many
-    optimizer steps in total, with a checkpoint, so that a later `resume` continues it. A new run
-    needs an empty (or absent) `cfg.out` unless `overwrite`; `resume` refuses a config that differs
-    from the resumed run's unless `allow_config_change`."""
+    """Run (or resume) the stage described by `cfg`.
+
+    `stop_at` ends the invocation after that many optimizer steps in total, with a checkpoint, so
+    that a later `resume` continues it. A new run needs an empty (or absent) `cfg.out` unless
+    `overwrite`; `resume` refuses a config that differs from the resumed run's unless
+    `allow_config_change`.
+    """
     out = Path(cfg.out)
     check_output(cfg, resume, overwrite)
     state: dict[str, Any] | None = None
@@ -316,7 +325,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def summary(cfg: TrainConfig, result: TrainResult) -> str:
-    """The closing line(s) of `hcdp train`: what was trained, where it is, what to do next."""
+    """Return the closing line(s) of `hcdp train`.
+
+    What was trained, where it is, what to do next.
+    """
     p = result.progress
     done = (f"hcdp train: stage {cfg.stage}: {p.step} of {cfg.optim.steps} steps "
             f"({p.skipped} skipped), epoch {p.epoch}")
