@@ -21,11 +21,11 @@ The photometric chain follows a camera: lens blur, sensor (ISO) noise, then the 
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 import dataclasses
+from dataclasses import dataclass
 import math
 import os
-from collections.abc import Sequence
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -51,8 +51,10 @@ def gaussian_kernel(sigma: float) -> np.ndarray:
 
 
 def disc_kernel(radius: float) -> np.ndarray:
-    """Defocus point-spread function: a uniform disc of `radius` pixels, edge pixels weighted by
-    the fraction of their area inside the disc (4×4 supersampling)."""
+    """Defocus point-spread function: a uniform disc of `radius` pixels.
+
+    Edge pixels are weighted by the fraction of their area inside the disc (4×4 supersampling).
+    """
     if radius < 0.5:
         raise ValueError(f"disc_kernel: expected radius >= 0.5, got {radius}")
     r = math.ceil(radius)
@@ -65,8 +67,10 @@ def disc_kernel(radius: float) -> np.ndarray:
 
 
 def motion_kernel(length: float, angle_deg: float) -> np.ndarray:
-    """Linear motion blur: a segment of `length` pixels through the centre at `angle_deg`
-    (0 = horizontal, counter-clockwise in the image)."""
+    """Linear motion blur: a segment of `length` pixels through the centre at `angle_deg`.
+
+    0 = horizontal, counter-clockwise in the image.
+    """
     if length < 1:
         raise ValueError(f"motion_kernel: expected length >= 1, got {length}")
     r = math.ceil(length / 2)
@@ -105,8 +109,10 @@ def blur(rgb: np.ndarray, kernel: np.ndarray) -> np.ndarray:
 
 
 def brightness_contrast(rgb: np.ndarray, brightness: float, contrast: float) -> np.ndarray:
-    """DAViD B.6: add a constant `brightness` offset (in [0,1] units), then
-    img = (img - 0.5) × (1 + contrast) + 0.5."""
+    """Add a constant `brightness` offset (in [0,1] units), then scale the contrast (DAViD B.6).
+
+    img = (img - 0.5) × (1 + contrast) + 0.5.
+    """
     x = _to_float(rgb) + brightness
     return _to_uint8((x - 0.5) * (1.0 + contrast) + 0.5)
 
@@ -138,13 +144,16 @@ def jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
 
 def iso_noise(rgb: np.ndarray, photons: float, read_noise: float,
               rng: np.random.Generator) -> np.ndarray:
-    """Camera noise (DAViD B.6, after Hewitt et al.): Poisson shot noise for a sensor that collects
-    `photons` photo-electrons at full white, plus Gaussian read noise of standard deviation
-    `read_noise` (in [0,1] units). The per-pixel variance is x/photons + read_noise².
+    """Camera noise (DAViD B.6, after Hewitt et al.).
+
+    Poisson shot noise for a sensor that collects `photons` photo-electrons at full white, plus
+    Gaussian read noise of standard deviation `read_noise` (in [0,1] units). The per-pixel variance
+    is x/photons + read_noise².
 
     Shot noise is sampled exactly (Poisson) where fewer than 20 photo-electrons arrive and by its
     Gaussian limit above (indistinguishable there, and ~10× faster). It acts on the 8-bit values as
-    if they were linear, an approximation that skips the camera's tone curve."""
+    if they were linear, an approximation that skips the camera's tone curve.
+    """
     if photons <= 0 or read_noise < 0:
         raise ValueError(f"iso_noise: expected photons > 0 and read_noise >= 0, "
                          f"got {photons}, {read_noise}")
@@ -202,9 +211,11 @@ def hflip(frame: dict, canonical_mirror_axis: int | None = 0) -> dict:
 
 @dataclass(frozen=True)
 class CropBox:
-    """A crop of `w`×`h` input pixels starting at column `x0`, row `y0` (it may extend past the
-    image: outside, the image repeats its border and the ground truth is empty), resized to
-    `out_w`×`out_h`."""
+    """A crop of `w`×`h` input pixels from column `x0`, row `y0`, resized to `out_w`×`out_h`.
+
+    It may extend past the image: outside, the image repeats its border and the ground truth is
+    empty.
+    """
 
     x0: int
     y0: int
@@ -219,8 +230,10 @@ class CropBox:
 
 
 def crop_intrinsics(K: np.ndarray, box: CropBox) -> np.ndarray:
-    """K after cropping and resizing with pixel centres at integers:
-    u' = (u - x0 + 0.5)·out_w/w - 0.5, so fx' = fx·out_w/w, cx' = (cx - x0 + 0.5)·out_w/w - 0.5."""
+    """K after cropping and resizing with pixel centres at integers.
+
+    u' = (u - x0 + 0.5)·out_w/w - 0.5, so fx' = fx·out_w/w, cx' = (cx - x0 + 0.5)·out_w/w - 0.5.
+    """
     sx, sy = box.out_w / box.w, box.out_h / box.h
     k = np.array(K, dtype=np.float64)
     k[0, :] *= sx
@@ -253,7 +266,8 @@ def crop_scale(frame: dict, box: CropBox) -> dict:
 
     rgb (border replicated, like DAViD's padding) and mask (zero outside) are resampled smoothly;
     depth/normal/flow/canonical with nearest neighbour (empty outside: NaN depth, zeros elsewhere);
-    flow vectors are scaled by the resize factors; K follows `crop_intrinsics`."""
+    flow vectors are scaled by the resize factors; K follows `crop_intrinsics`.
+    """
     h, w = _frame_size(frame)
     out = dict(frame)
     if "rgb" in frame:
@@ -284,8 +298,11 @@ def crop_scale(frame: dict, box: CropBox) -> dict:
 # ----------------------------------------------------------------------------------------------
 @dataclass
 class AugmentConfig:
-    """Probabilities and ranges of every augmentation; each range is (low, high), sampled
-    uniformly. Defaults are moderate values in the spirit of DAViD B.6 (which gives no numbers)."""
+    """Probabilities and ranges of every augmentation.
+
+    Each range is (low, high), sampled uniformly. Defaults are moderate values in the spirit of
+    DAViD B.6 (which gives no numbers).
+    """
 
     # Geometric
     p_flip: float = 0.5
@@ -398,16 +415,18 @@ def apply(frame: dict, params: AugmentParams, rng: np.random.Generator,
 
 @dataclass(frozen=True)
 class FrameNuisance:
-    """What changes from one frame of a real camera to the next while the scene does not: sensor
-    noise, codec artefacts, auto-exposure steps, focus/motion blur and a briefly corrupted patch
-    (a glint, a dropped macro-block), and now and then a badly degraded frame (a burst of blur and
-    noise that leaves little detail: a missed exposure, a shaken camera). Each is drawn
+    """What changes from one frame of a real camera to the next while the scene does not.
+
+    Sensor noise, codec artefacts, auto-exposure steps, focus/motion blur and a briefly corrupted
+    patch (a glint, a dropped macro-block), and now and then a badly degraded frame (a burst of
+    blur and noise that leaves little detail: a missed exposure, a shaken camera). Each is drawn
     independently for every frame with probability `p_* × strength`, so a per-frame model flickers
     with them and only a model that looks at earlier frames can undo them (issue 17; the flicker
     the paper's temporal loss fights). The degraded frame destroys information no per-frame model
     can recover: there, only the past helps. Stage-2 clips use
     it through `AugmentConfig.frame_nuisance`; `hcdp eval --perturb` applies the same model to
-    held-out inputs. Ground truth is left as it is: the target is the scene, not the glitch."""
+    held-out inputs. Ground truth is left as it is: the target is the scene, not the glitch.
+    """
 
     strength: float = 1.0
     p_noise: float = 0.5
@@ -431,8 +450,10 @@ class FrameNuisance:
             raise ValueError(f"FrameNuisance.strength: expected [0,1], got {self.strength}")
 
     def __call__(self, rgb: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-        """One frame's nuisances: uint8 H×W×3 RGB in, uint8 H×W×3 RGB out (`rgb` is not
-        changed)."""
+        """Apply one frame's nuisances: uint8 H×W×3 RGB in, uint8 H×W×3 RGB out.
+
+        `rgb` is not changed.
+        """
         s, h, w = self.strength, rgb.shape[0], rgb.shape[1]
 
         def hit(p: float) -> bool:
