@@ -1,5 +1,7 @@
-"""Evaluation metrics (paper appendix A.7, eqs. 15-24, and the video-matting metrics), their
-aggregation over sequences and a dataset, and OpenCV DIS flow for data without ground-truth flow.
+"""Evaluation metrics (paper appendix A.7, eqs. 15-24, and the video-matting metrics).
+
+Also their aggregation over sequences and a dataset, and OpenCV DIS flow for data without
+ground-truth flow.
 
 The torch functions are batched over frames (`[B,C,H,W]`) and return one value per frame or pair
 (`[B]`), NaN where the frame has no valid pixel. `evaluate_sequence` is the numpy entry point for a
@@ -23,14 +25,11 @@ Metric names (`METRIC_NAMES`, the keys of every result):
 """
 from __future__ import annotations
 
-import math
 from collections import defaultdict
+import math
 from typing import Mapping
 
 import cv2
-import numpy as np
-import torch
-
 from hcdp_model.geometry import (
     align_scale_shift,
     backward_warp,
@@ -40,6 +39,8 @@ from hcdp_model.geometry import (
     masked_min_max,
     normalise_min_max,
 )
+import numpy as np
+import torch
 
 DEPTH_METRICS = ("AbsRel", "RMSE")
 NORMAL_METRICS = ("AngleMean", "AngleMedian", "Within11.25", "Within22.5", "Within30")
@@ -60,10 +61,12 @@ def _mean_over(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 @full_precision
 def depth_errors(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> Values:
-    """AbsRel and RMSE (eqs. 15-16) of relative depth `pred [B,1,H,W]` against GT depth `gt
-    [B,1,H,W]` over bool `mask` (which must exclude invalid GT), after per-frame scale-shift
-    alignment to the GT normalised to [0, 1] on the mask (see the module docstring). Returns
-    {"AbsRel": [B], "RMSE": [B]}."""
+    """Compute AbsRel and RMSE (eqs. 15-16) of relative depth `pred [B,1,H,W]` against GT depth.
+
+    GT depth `gt [B,1,H,W]`, over bool `mask` (which must exclude invalid GT), after per-frame
+    scale-shift alignment to the GT normalised to [0, 1] on the mask (see the module docstring).
+    Returns {"AbsRel": [B], "RMSE": [B]}.
+    """
     mask = mask.bool() & torch.isfinite(gt) & (gt > 0)
     gt = torch.where(mask, gt, torch.ones_like(gt))
     lo, hi = masked_min_max(gt, mask)
@@ -79,18 +82,21 @@ def depth_errors(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> Va
 
 @full_precision
 def angular_error_deg(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Angle in degrees between the vectors of `a` and `b` `[B,3,H,W]` (each normalised first):
-    `[B,1,H,W]`."""
+    """Angle in degrees between the vectors of `a` and `b` `[B,3,H,W]`, as `[B,1,H,W]`.
+
+    Each is normalised first.
+    """
     cos = cosine_similarity(a, b)
     return torch.rad2deg(torch.acos(cos.clamp(-1.0, 1.0)))
 
 
 @full_precision
 def normal_errors(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> Values:
-    """Eqs. 17-19 over bool `mask [B,1,H,W]` for normals `[B,3,H,W]`: mean and median angle
-    (degrees; the median interpolates between the two middle values) and the percentage of pixels
-    with angle < 11.25,
-    22.5, 30 degrees."""
+    """Eqs. 17-19 over bool `mask [B,1,H,W]` for normals `[B,3,H,W]`.
+
+    Mean and median angle (degrees; the median interpolates between the two middle values) and the
+    percentage of pixels with angle < 11.25, 22.5, 30 degrees.
+    """
     mask = mask.bool()
     angle = angular_error_deg(pred, gt)
     out = {"AngleMean": _mean_over(angle, mask)}
@@ -108,9 +114,11 @@ def temporal_valid_mask(
     mask_k: torch.Tensor, flow_fwd: torch.Tensor, flow_bwd_next: torch.Tensor | None = None,
     tau_c: float = 1.0
 ) -> torch.Tensor:
-    """The valid set M of eqs. 20-24 in frame k: `mask_k` (bool `[B,1,H,W]`) & the warp lands
-    inside frame k+1 & (with the backward flow of frame k+1) the forward-backward cycle returns
-    within `tau_c` pixels."""
+    """Return the valid set M of eqs. 20-24 in frame k.
+
+    `mask_k` (bool `[B,1,H,W]`) & the warp lands inside frame k+1 & (with the backward flow of
+    frame k+1) the forward-backward cycle returns within `tau_c` pixels.
+    """
     if flow_bwd_next is None:
         _, inside = backward_warp(mask_k.float(), flow_fwd)
         return mask_k.bool() & inside
@@ -120,8 +128,11 @@ def temporal_valid_mask(
 @full_precision
 def temporal_depth_errors(depth_k: torch.Tensor, depth_k1: torch.Tensor, flow_fwd: torch.Tensor,
                           valid: torch.Tensor) -> Values:
-    """OPW (eq. 20) and TC-RMSE (eq. 21): |D_k - W(D_{k+1}, O_{k->k+1})| over `valid` `[B,1,H,W]`,
-    mean and root-mean-square. Depth `[B,1,H,W]` in whatever units the caller aligned it to."""
+    """OPW (eq. 20) and TC-RMSE (eq. 21).
+
+    |D_k - W(D_{k+1}, O_{k->k+1})| over `valid` `[B,1,H,W]`, mean and root-mean-square. Depth
+    `[B,1,H,W]` in whatever units the caller aligned it to.
+    """
     warped, _ = backward_warp(depth_k1, flow_fwd)
     diff = depth_k - warped
     return {"OPW": _mean_over(diff.abs(), valid.bool()),
@@ -133,10 +144,11 @@ def temporal_normal_errors(
     normal_k: torch.Tensor, normal_k1: torch.Tensor, flow_fwd: torch.Tensor, valid: torch.Tensor,
     gt_k: torch.Tensor | None = None, gt_k1: torch.Tensor | None = None,
 ) -> Values:
-    """TC-Mean (eq. 22): mean angle between N_k and W(N_{k+1}, O_{k->k+1}); TC-Abs (eqs. 23-24):
-    mean
-    |that angle - the same angle of the GT normals| (NaN without GT). Normals `[B,3,H,W]`,
-    degrees."""
+    """TC-Mean (eq. 22) and TC-Abs (eqs. 23-24).
+
+    TC-Mean: mean angle between N_k and W(N_{k+1}, O_{k->k+1}); TC-Abs: mean |that angle - the same
+    angle of the GT normals| (NaN without GT). Normals `[B,3,H,W]`, degrees.
+    """
     valid = valid.bool()
     angle = angular_error_deg(normal_k, backward_warp(normal_k1, flow_fwd)[0])
     out = {"TC-Mean": _mean_over(angle, valid)}
@@ -150,8 +162,11 @@ def temporal_normal_errors(
 
 @full_precision
 def mask_errors(pred: torch.Tensor, gt: torch.Tensor) -> Values:
-    """IoU (both binarised at 0.5; 1 when both are empty), SAD (sum |a_hat - a| / 1e3) and MSE
-    (mean (a_hat - a)^2 * 1e3) of soft masks `[B,1,H,W]`, over all pixels."""
+    """Compute IoU, SAD and MSE of soft masks `[B,1,H,W]`, over all pixels.
+
+    IoU (both binarised at 0.5; 1 when both are empty), SAD (sum |a_hat - a| / 1e3) and MSE
+    (mean (a_hat - a)^2 * 1e3).
+    """
     p, g = pred > 0.5, gt > 0.5
     inter = (p & g).flatten(1).sum(1).float()
     union = (p | g).flatten(1).sum(1).float()
@@ -166,18 +181,21 @@ def mask_errors(pred: torch.Tensor, gt: torch.Tensor) -> Values:
 @full_precision
 def dtssd(pred_k: torch.Tensor, pred_k1: torch.Tensor, gt_k: torch.Tensor,
           gt_k1: torch.Tensor) -> torch.Tensor:
-    """dtSSD (Erofeev et al. 2015; x1e2 as RVM): sqrt(mean over pixels ((a_hat_{k+1} - a_hat_k) -
-    (a_{k+1} - a_k))^2)
-    * 100 of soft masks `[B,1,H,W]`: temporal change of the matte that the GT does not have.
-      `[B]`."""
+    """Compute dtSSD (Erofeev et al. 2015; x1e2 as RVM) of soft masks `[B,1,H,W]`, as `[B]`.
+
+    sqrt(mean over pixels ((a_hat_{k+1} - a_hat_k) - (a_{k+1} - a_k))^2) * 100: temporal change of
+    the matte that the GT does not have.
+    """
     d = ((pred_k1 - pred_k) - (gt_k1 - gt_k)).flatten(1)
     return (d * d).mean(1).sqrt() * 1e2
 
 
 def flow_opencv(prev_rgb: np.ndarray, next_rgb: np.ndarray) -> np.ndarray:
-    """Optical flow prev -> next with OpenCV DIS (preset MEDIUM) on the grey images, `[H,W,2]`
-    float32 pixels (dx, dy), so that prev(p) ~ next(p + flow(p)): the `flow_fwd` convention. Images
-    uint8 `[H,W,3]` RGB or `[H,W]` grey, same size."""
+    """Optical flow prev -> next with OpenCV DIS (preset MEDIUM) on the grey images.
+
+    `[H,W,2]` float32 pixels (dx, dy), so that prev(p) ~ next(p + flow(p)): the `flow_fwd`
+    convention. Images uint8 `[H,W,3]` RGB or `[H,W]` grey, same size.
+    """
     if (prev_rgb.shape != next_rgb.shape or prev_rgb.dtype != np.uint8
             or next_rgb.dtype != np.uint8):
         raise ValueError(
@@ -197,9 +215,11 @@ def flow_opencv(prev_rgb: np.ndarray, next_rgb: np.ndarray) -> np.ndarray:
 
 
 def clip_flows(frames: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """DIS flows (`flow_opencv`) of a clip of T images `[H,W,3]` (or `[T,H,W,3]`):
+    """DIS flows (`flow_opencv`) of a clip of T images `[H,W,3]` (or `[T,H,W,3]`).
+
     `(flow_fwd, flow_bwd)`, each `[T,H,W,2]`, in the dataset contract: fwd[t] maps t -> t+1,
-    bwd[t] maps t -> t-1, zeros where the neighbour is outside the clip."""
+    bwd[t] maps t -> t-1, zeros where the neighbour is outside the clip.
+    """
     t = len(frames)
     h, w = frames[0].shape[:2]
     fwd, bwd = np.zeros((t, h, w, 2), np.float32), np.zeros((t, h, w, 2), np.float32)
@@ -210,7 +230,7 @@ def clip_flows(frames: np.ndarray | list[np.ndarray]) -> tuple[np.ndarray, np.nd
 
 
 def _chw(x: np.ndarray, channels: int) -> torch.Tensor:
-    """numpy [T,H,W] or [T,H,W,C] -> float32 tensor [T,C,H,W]."""
+    """Convert numpy [T,H,W] or [T,H,W,C] -> float32 tensor [T,C,H,W]."""
     x = np.asarray(x, dtype=np.float32)
     t = torch.from_numpy(np.ascontiguousarray(x))
     if channels == 1:
@@ -224,10 +244,12 @@ def _chw(x: np.ndarray, channels: int) -> torch.Tensor:
 
 def _sequence_depth(pred: torch.Tensor, gt: torch.Tensor | None,
                     region: torch.Tensor) -> torch.Tensor:
-    """Depth `[T,1,H,W]` in one unit for the whole sequence, for the temporal metrics: with GT,
-    aligned by one (s, t) per sequence to the GT normalised to [0, 1] over the sequence, so scale
-    or shift changing between frames counts as flicker (a per-frame alignment would hide it);
-    without GT, the prediction minus its minimum, divided by its range, over the region."""
+    """Depth `[T,1,H,W]` in one unit for the whole sequence, for the temporal metrics.
+
+    With GT, aligned by one (s, t) per sequence to the GT normalised to [0, 1] over the sequence,
+    so scale or shift changing between frames counts as flicker (a per-frame alignment would hide
+    it); without GT, the prediction minus its minimum, divided by its range, over the region.
+    """
     if gt is None:
         lo, hi = masked_min_max(pred[None], region[None])
         # shifted first: a constant map is exactly 0
@@ -246,14 +268,17 @@ def evaluate_sequence(
     gt_mask: np.ndarray | None = None,
     flow_bwd: np.ndarray | None = None, tau_c: float = 1.0,
 ) -> dict[str, np.ndarray]:
-    """Every metric of one sequence of T frames: frame metrics as arrays of T values, pair metrics
-    (OPW, TC-*, dtSSD) as arrays of T-1 values (pair k = frames k, k+1), NaN where undefined.
+    """Compute every metric of one sequence of T frames.
+
+    Frame metrics as arrays of T values, pair metrics (OPW, TC-*, dtSSD) as arrays of T-1 values
+    (pair k = frames k, k+1), NaN where undefined.
 
     Arrays as in the common contract: depth `[T,H,W]` (GT NaN or 0 where invalid), normals
     `[T,H,W,3]`, masks `[T,H,W]`, flows `[T,H,W,2]` (`flow_fwd[k]`: k -> k+1; `flow_bwd[k]`: k ->
     k-1; ground truth or `flow_opencv`). The evaluation region is the GT mask > 0.5, or the
     predicted one without GT. Metrics that need a missing GT (depth, normals, mask) are left out of
-    the result."""
+    the result.
+    """
     depth, normal, mask = _chw(pred_depth, 1), _chw(pred_normal, 3), _chw(pred_mask, 1)
     fwd = _chw(flow_fwd, 2)
     bwd = _chw(flow_bwd, 2) if flow_bwd is not None else None
@@ -294,15 +319,18 @@ class MetricAccumulator:
     Every metric is first computed per frame (or per adjacent pair) over that frame's valid pixels;
     the dataset value is the mean over all frames (pairs) of all sequences, each frame weighing the
     same (so long sequences weigh more than short ones; `sequence_summary` gives each sequence's
-    own mean). NaN values (a frame without valid pixels) are skipped and not counted."""
+    own mean). NaN values (a frame without valid pixels) are skipped and not counted.
+    """
 
     def __init__(self) -> None:
         self._values: dict[str, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
 
     def add(self, values: Mapping[str, float | np.ndarray | torch.Tensor],
             sequence: str = "") -> None:
-        """Add one frame's values (scalars) or a sequence's (arrays, e.g. `evaluate_sequence`'s
-        result)."""
+        """Add one frame's values (scalars) or a sequence's.
+
+        A sequence's values are arrays, e.g. `evaluate_sequence`'s result.
+        """
         for name, value in values.items():
             flat = np.asarray(value.detach().cpu() if torch.is_tensor(value) else value,
                               dtype=np.float64).ravel()
