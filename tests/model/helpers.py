@@ -1,12 +1,11 @@
 """A micro model with the full structure (every block present) that runs in milliseconds."""
 from __future__ import annotations
 
-import torch
-
-from hcdp_model.config import (BackboneConfig, DecoderConfig, FusionConfig, ModelConfig,
-                               PriorConfig,
-                               TemporalConfig)
+from hcdp_model.config import (
+    BackboneConfig, DecoderConfig, FusionConfig, ModelConfig, PriorConfig, TemporalConfig,
+)
 from hcdp_model.model import HCDPModel
+import torch
 
 
 def micro_config(temporal: bool = False, mode: str = "causal", family: str = "dinov2",

@@ -8,18 +8,17 @@ import sys
 import types
 import zipfile
 
-import numpy as np
-import onnx
-import pytest
-import torch
-from onnx import numpy_helper
-
 from hcdp_model.backends import BackendError
 from hcdp_model.backends import build as build_module
-from hcdp_model.backends.build import ExportSpec, check_path, export_artefact, open_artefact
+from hcdp_model.backends.build import check_path, export_artefact, ExportSpec, open_artefact
 from hcdp_model.backends.cache import cache_root
 from hcdp_model.backends.manifest import Manifest, manifest_path
 from hcdp_model.predictor import load_predictor
+import numpy as np
+import onnx
+from onnx import numpy_helper
+import pytest
+import torch
 
 WINDOW = 3
 UNTRUSTED = "refusing a torch-export artefact this machine did not build"

@@ -7,10 +7,6 @@ import subprocess
 import sys
 import types
 
-import numpy as np
-import pytest
-import torch
-
 from hcdp_model.backends import BackendError, ExportStep
 from hcdp_model.backends import build as build_module
 from hcdp_model.backends import trt
@@ -18,8 +14,11 @@ from hcdp_model.backends.cache import cache_key, cache_root, cached_artefact
 from hcdp_model.backends.manifest import Manifest, manifest_path
 from hcdp_model.backends.torch_eager import TorchBackend
 from hcdp_model.model import HCDPModel
-from hcdp_model.predictor import StreamingPredictor, load_predictor
+from hcdp_model.predictor import load_predictor, StreamingPredictor
+import numpy as np
+import pytest
 from tests.model.helpers import activate_temporal, micro_config, random_clip
+import torch
 
 WINDOW = 3
 

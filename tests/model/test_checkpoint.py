@@ -1,20 +1,20 @@
 import json
 import os
+from pathlib import Path
 import pickle
 import stat
 import subprocess
 import sys
-from pathlib import Path
 
+from hcdp_model.checkpoint import (
+    checkpoint_hash, CheckpointError, load_checkpoint, resolve_checkpoint, save_checkpoint,
+)
+from hcdp_model.model import HCDPModel
 import pytest
+from safetensors.torch import save_file
+from tests.model.helpers import activate_temporal, micro_config, random_clip
 import torch
 import yaml
-from safetensors.torch import save_file
-
-from hcdp_model.checkpoint import (CheckpointError, checkpoint_hash, load_checkpoint,
-                                   resolve_checkpoint, save_checkpoint)
-from hcdp_model.model import HCDPModel
-from tests.model.helpers import activate_temporal, micro_config, random_clip
 
 
 @pytest.mark.parametrize("name", ["ckpt", "model.safetensors"])

@@ -2,9 +2,8 @@
 import argparse
 import importlib
 
+from hcdp_model.cli import command_parser, main, SUBCOMMANDS
 import pytest
-
-from hcdp_model.cli import SUBCOMMANDS, command_parser, main
 
 
 def _module(name: str):

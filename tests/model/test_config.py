@@ -1,6 +1,5 @@
+from hcdp_model.config import ConfigError, ModelConfig, preset, PRESETS
 import pytest
-
-from hcdp_model.config import PRESETS, ConfigError, ModelConfig, preset
 
 
 @pytest.mark.parametrize("name", PRESETS)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import inspect
 import io
-import tokenize
 from pathlib import Path
+import tokenize
 
-from hcdp_model.backends.base import (DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_PRECISION,
-                                      DEFAULT_WINDOW)
+from hcdp_model.backends.base import (
+    DEFAULT_BACKEND, DEFAULT_DEVICE, DEFAULT_PRECISION, DEFAULT_WINDOW,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 HOME = ROOT / "hcdp_model" / "backends" / "base.py"

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import copy
 
+from hcdp_model.backends.cuda_graph import reset_ring, static_ring
+from hcdp_model.backends.step import ExportStep, InPlaceStreamingStep, StreamingStep
+from hcdp_model.backends.torch_eager import _RingOutputs, TorchBackend
+from hcdp_model.model import HCDPModel
 import pytest
+from tests.model.helpers import activate_temporal, micro_config, random_clip
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-
-from hcdp_model.backends.cuda_graph import reset_ring, static_ring
-from hcdp_model.backends.step import ExportStep, InPlaceStreamingStep, StreamingStep
-from hcdp_model.backends.torch_eager import TorchBackend, _RingOutputs
-from hcdp_model.model import HCDPModel
-from tests.model.helpers import activate_temporal, micro_config, random_clip
 
 # Python-level calls that move data between host and device or wait for the device.
 HOST_CALLS = {"tensor", "new_tensor", "as_tensor", "asarray", "from_numpy", "item", "tolist",

@@ -3,18 +3,18 @@
 clearly."""
 import json
 
-import pytest
-import torch
-
 from hcdp_model.backends import BackendError
 from hcdp_model.backends import build as build_module
-from hcdp_model.backends.build import (ExportError, ExportSpec, export_artefact, open_artefact,
-                                       open_backend)
+from hcdp_model.backends.build import (
+    export_artefact, ExportError, ExportSpec, open_artefact, open_backend,
+)
 from hcdp_model.backends.manifest import Manifest, manifest_path
 from hcdp_model.backends.step import ExportStep
 from hcdp_model.checkpoint import checkpoint_hash, load_checkpoint
 from hcdp_model.cli import main as hcdp
+import pytest
 from tests.model.helpers import random_clip
+import torch
 
 WINDOW = 3
 

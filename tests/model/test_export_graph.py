@@ -7,14 +7,13 @@ from __future__ import annotations
 import sys
 import types
 
-import pytest
-import torch
-from torch import nn
-
 from hcdp_model.backends import trt
 from hcdp_model.backends.step import ExportStep
 from hcdp_model.model import HCDPModel
+import pytest
 from tests.model.helpers import micro_config
+import torch
+from torch import nn
 
 SDPA = "scaled_dot_product"
 

@@ -1,16 +1,9 @@
+from hcdp_model.geometry import (
+    align_scale_shift, backward_warp, cycle_consistency_mask, dilate, erode, laplacian,
+    normalise_min_max, sobel,
+)
 import pytest
 import torch
-
-from hcdp_model.geometry import (
-    align_scale_shift,
-    backward_warp,
-    cycle_consistency_mask,
-    dilate,
-    erode,
-    laplacian,
-    normalise_min_max,
-    sobel,
-)
 
 
 def _coords(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,10 +2,9 @@
 functions (device-agnostic) run on the CPU with the tiny preset."""
 from __future__ import annotations
 
+from benchmarks import gpu
 import pytest
 import torch
-
-from benchmarks import gpu
 
 
 def test_it_refuses_without_cuda_and_says_what_to_run_instead():

@@ -4,8 +4,8 @@ literal name."""
 from __future__ import annotations
 
 import ast
-import re
 from pathlib import Path
+import re
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,11 +1,10 @@
 import json
-import re
 from pathlib import Path
-
-import pytest
+import re
 
 from hcdp_model.cli import main
 from hcdp_model.info import count
+import pytest
 
 
 @pytest.mark.parametrize("name, paper", [("base", 0.097e9), ("large", 0.337e9)])

@@ -6,18 +6,18 @@ from __future__ import annotations
 
 import json
 
-import pytest
-import torch
-
 from hcdp_model.checkpoint import checkpoint_hash, load_checkpoint
 from hcdp_model.cli import main
 from hcdp_model.config import ConfigError, ModelConfig
-from hcdp_model.heads import INVERSE_DEPTH_EPS, depth_from_inverse
-from hcdp_model.init_from import REPORT_NAME, InitError, convert, identify, map_state
+from hcdp_model.heads import depth_from_inverse, INVERSE_DEPTH_EPS
+from hcdp_model.init_from import convert, identify, InitError, map_state, REPORT_NAME
 from hcdp_model.pretrained import read_state_dict
+import pytest
+import torch
 
-from .depth_anything_reference import (DEPTH_ANYTHING, DINO, fabricate, reference_dpt,
-                                       reference_features, source_shapes)
+from .depth_anything_reference import (
+    DEPTH_ANYTHING, DINO, fabricate, reference_dpt, reference_features, source_shapes,
+)
 
 PRESET = {384: "small", 768: "base", 1024: "large"}
 

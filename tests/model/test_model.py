@@ -1,9 +1,8 @@
-import pytest
-import torch
-
 from hcdp_model.config import preset
 from hcdp_model.model import HCDPModel
+import pytest
 from tests.model.helpers import activate_temporal, micro_config, random_clip
+import torch
 
 
 def test_outputs_have_frame_shapes_and_valid_ranges():

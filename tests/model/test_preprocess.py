@@ -1,9 +1,9 @@
+from hcdp_model.preprocess import (
+    denormalize, Letterbox, letterbox_maps, preprocess, to_rgb, unpreprocess,
+)
 import numpy as np
 import pytest
 import torch
-
-from hcdp_model.preprocess import (Letterbox, denormalize, letterbox_maps, preprocess, to_rgb,
-                                   unpreprocess)
 
 
 @pytest.mark.parametrize("h, w, content, top, left", [

@@ -4,16 +4,15 @@ weights)."""
 import collections
 import io
 import json
+from pathlib import Path
 import pickle
 import zipfile
-from pathlib import Path
-
-import pytest
-import torch
 
 from hcdp_model.backbone import VisionTransformer
 from hcdp_model.config import BackboneConfig
 from hcdp_model.pretrained import BackboneLoadError, load_backbone, resize_pos_embed
+import pytest
+import torch
 
 FIXTURES = Path(__file__).parent.parent / "fixtures"
 OFFICIAL = json.loads((FIXTURES / "dino_official_keys.json").read_text())["models"]

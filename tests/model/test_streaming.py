@@ -1,14 +1,13 @@
-import numpy as np
-import pytest
-import torch
-
 from hcdp_model.backends.step import InPlaceStreamingStep, StreamingStep
 from hcdp_model.config import TemporalConfig
 from hcdp_model.model import HCDPModel
-from hcdp_model.preprocess import preprocess
 from hcdp_model.predictor import StreamingPredictor
+from hcdp_model.preprocess import preprocess
 from hcdp_model.temporal import TemporalBlock
+import numpy as np
+import pytest
 from tests.model.helpers import activate_temporal, micro_config, random_clip
+import torch
 
 
 @pytest.mark.parametrize("step_class", [StreamingStep, InPlaceStreamingStep])

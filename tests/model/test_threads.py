@@ -1,9 +1,8 @@
 """The default inference thread count: OMP_NUM_THREADS when set, else half the CPUs (1..4)."""
 import os
 
-import pytest
-
 from hcdp_model import threads
+import pytest
 
 
 @pytest.mark.parametrize("cpus, expected", [(1, 1), (2, 1), (3, 1), (8, 4), (64, 4)])

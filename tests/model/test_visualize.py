@@ -1,8 +1,8 @@
+from hcdp_model.visualize import (
+    colorize_depth, contact_sheet, mask_to_rgb, normals_to_rgb, TURBO_LUT,
+)
 import numpy as np
 import pytest
-
-from hcdp_model.visualize import (TURBO_LUT, colorize_depth, contact_sheet, mask_to_rgb,
-                                  normals_to_rgb)
 
 
 def test_turbo_lut_runs_from_blue_through_green_to_red():

@@ -7,14 +7,13 @@ import argparse
 import json
 from pathlib import Path
 
-import pytest
-
 from hcdp_model.checkpoint import load_checkpoint, save_checkpoint
 from hcdp_model.config import ModelConfig
 from hcdp_model.model import HCDPModel
 from hcdp_training import ablation
 from hcdp_training.config import TrainConfig
 from hcdp_training.metrics import METRIC_NAMES
+import pytest
 from tests.model.helpers import micro_config
 from tests.training.test_evaluate import write_sequence
 

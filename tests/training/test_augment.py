@@ -1,31 +1,15 @@
 """Behaviour of DAViD's augmentations on the frame dict contract (hcdp_training.augment)."""
 import dataclasses
 
+from hcdp_model.geometry import backward_warp
+from hcdp_training.augment import (
+    apply, Augment, AugmentConfig, AugmentParams, blur, brightness_contrast, crop_intrinsics,
+    crop_scale, CropBox, disc_kernel, FrameNuisance, gaussian_kernel, greyscale, hflip,
+    hue_saturation, iso_noise, jpeg, motion_kernel,
+)
 import numpy as np
 import pytest
 import torch
-
-from hcdp_model.geometry import backward_warp
-from hcdp_training.augment import (
-    Augment,
-    AugmentConfig,
-    AugmentParams,
-    CropBox,
-    FrameNuisance,
-    apply,
-    blur,
-    brightness_contrast,
-    crop_intrinsics,
-    crop_scale,
-    disc_kernel,
-    gaussian_kernel,
-    greyscale,
-    hflip,
-    hue_saturation,
-    iso_noise,
-    jpeg,
-    motion_kernel,
-)
 
 H, W = 48, 64
 K0 = np.array([[80.0, 0.0, 30.25], [0.0, 82.0, 22.5], [0.0, 0.0, 1.0]], np.float32)

@@ -2,11 +2,10 @@
 contract."""
 import time
 
-import numpy as np
-import pytest
-
 from hcdp_training.data import list_sequences, read_frame
 from hcdp_training.data.format import write_frame, write_meta, write_npz
+import numpy as np
+import pytest
 
 H, W = 12, 16
 

@@ -1,11 +1,10 @@
 """StaticFrames and VideoClips: tensor contract, strided clips with the matching rendered flow,
 resizing."""
+from hcdp_training.data import StaticFrames, VideoClips
+from hcdp_training.data.datasets import resize_square
 import numpy as np
 import pytest
 import torch
-
-from hcdp_training.data import StaticFrames, VideoClips
-from hcdp_training.data.datasets import resize_square
 
 from .test_data_format import H, W, write_sequence
 

@@ -8,20 +8,20 @@ import math
 from pathlib import Path
 
 import cv2
-import numpy as np
-import pytest
-import torch
-
 from hcdp_model.checkpoint import save_checkpoint
 from hcdp_model.cli import main as hcdp_main
 from hcdp_model.model import HCDPModel
 from hcdp_model.predictor import Prediction
 from hcdp_training.data.format import list_sequences, write_frame, write_meta
-from hcdp_training.evaluate import (EvalResult, Predictions, evaluate, exponential_smoothing,
-                                    load_sequence,
-                                    markdown_table, per_frame_model)
+from hcdp_training.evaluate import (
+    EvalResult, evaluate, exponential_smoothing, load_sequence, markdown_table, per_frame_model,
+    Predictions,
+)
 from hcdp_training.metrics import METRIC_NAMES
+import numpy as np
+import pytest
 from tests.model.helpers import activate_temporal, micro_config
+import torch
 
 H, W, T, SPEED = 48, 64, 6, 2  # a textured ellipse moving SPEED px/frame to the right
 

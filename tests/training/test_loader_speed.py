@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import os
 
+from benchmarks.loader import workers_needed
 import cv2
-import numpy as np
-import pytest
-
 from hcdp_training.data.datasets import resize_square
 from hcdp_training.data.format import _unit, read_meta, write_meta
-
-from benchmarks.loader import workers_needed
+import numpy as np
+import pytest
 
 
 def test_unit_equals_the_linalg_norm_formula_bit_for_bit():

@@ -1,23 +1,12 @@
 import math
 
+from hcdp_training.losses import (
+    depth_edge_mask, depth_loss, LossConfig, normal_loss, PairMasks, seg_loss, stage1_loss,
+    stage2_loss, temporal_depth_loss, temporal_masks, temporal_normal_loss, tgm_loss,
+)
 import pytest
 import torch
 import torch.nn.functional as F
-
-from hcdp_training.losses import (
-    LossConfig,
-    PairMasks,
-    depth_edge_mask,
-    depth_loss,
-    normal_loss,
-    seg_loss,
-    stage1_loss,
-    stage2_loss,
-    temporal_depth_loss,
-    temporal_masks,
-    temporal_normal_loss,
-    tgm_loss,
-)
 
 CFG = LossConfig()
 H = W = 32

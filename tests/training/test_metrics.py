@@ -1,22 +1,13 @@
 import math
 
+from hcdp_training.metrics import (
+    depth_errors, dtssd, evaluate_sequence, flow_opencv, mask_errors, METRIC_NAMES,
+    MetricAccumulator, normal_errors, temporal_depth_errors, temporal_normal_errors,
+    temporal_valid_mask,
+)
 import numpy as np
 import pytest
 import torch
-
-from hcdp_training.metrics import (
-    METRIC_NAMES,
-    MetricAccumulator,
-    depth_errors,
-    dtssd,
-    evaluate_sequence,
-    flow_opencv,
-    mask_errors,
-    normal_errors,
-    temporal_depth_errors,
-    temporal_normal_errors,
-    temporal_valid_mask,
-)
 
 
 def _vec(x: float, y: float, z: float, h: int = 4, w: int = 4) -> torch.Tensor:

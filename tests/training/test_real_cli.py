@@ -6,13 +6,12 @@ import json
 from pathlib import Path
 
 import cv2
-import numpy as np
-import pytest
-
 from hcdp_model.checkpoint import save_checkpoint
 from hcdp_model.cli import main as hcdp_main
 from hcdp_model.model import HCDPModel
-from hcdp_training.real.cli import METHODS, TILE, clip_names, find_inputs
+from hcdp_training.real.cli import clip_names, find_inputs, METHODS, TILE
+import numpy as np
+import pytest
 from tests.model.helpers import activate_temporal, micro_config
 
 H, W, FRAMES = 48, 64, 10

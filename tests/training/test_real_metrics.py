@@ -3,11 +3,10 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
-import pytest
-
 from hcdp_training.real import metrics, reference
 from hcdp_training.real.baselines import all_foreground, centred_ellipse
+import numpy as np
+import pytest
 
 
 def test_ramp_share_of_a_plane_is_one_and_of_a_checkerboard_zero():

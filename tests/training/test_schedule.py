@@ -1,10 +1,9 @@
 """The appendix-A.6 schedule: linear warm-up from 1/100, then polynomial decay (power 1.5) to 0."""
 import math
 
+from hcdp_training.schedule import build_scheduler, lr_factor
 import pytest
 import torch
-
-from hcdp_training.schedule import build_scheduler, lr_factor
 
 
 @pytest.mark.parametrize("step, expected", [

@@ -9,16 +9,16 @@ import hashlib
 import json
 from pathlib import Path
 
-import numpy as np
-import pytest
-import torch
-
 from hcdp_model.geometry import backward_warp
 from hcdp_training.data import read_frame
 from hcdp_training.synth.body import BodyModel
-from hcdp_training.synth.generate import (SequenceWriter, SynthConfig, generate_dataset,
-                                          sequence_seed)
+from hcdp_training.synth.generate import (
+    generate_dataset, sequence_seed, SequenceWriter, SynthConfig,
+)
 from hcdp_training.synth.scene import sample_scene
+import numpy as np
+import pytest
+import torch
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,11 @@
 """Motion library: joint limits, mirroring, determinism, root motion; the dataset card's
 histograms."""
-import numpy as np
-import pytest
-
 from hcdp_training.synth.card import control_values, histogram
 from hcdp_training.synth.motion import MOTIONS, sample_motion
-from hcdp_training.synth.tracks import JOINT_LIMITS, clamp_to_limits, euler_to_matrix, pose_deltas
 from hcdp_training.synth.scene import sample_scene
+from hcdp_training.synth.tracks import clamp_to_limits, euler_to_matrix, JOINT_LIMITS, pose_deltas
+import numpy as np
+import pytest
 
 LABELS = ["root", "spine05", "spine03", "spine01", "neck01", "head"] + [
     f"{j}.{s}"

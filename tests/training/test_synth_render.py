@@ -1,11 +1,10 @@
 """The renderer's ground truth on analytic scenes (no anny): planar depth, normals, exact flow,
 soft mask."""
-import numpy as np
-import pytest
-
 from hcdp_training.synth.appearance import material, texture_layers
 from hcdp_training.synth.camera import intrinsics
 from hcdp_training.synth.render import FrameGeometry, Lighting, Renderer
+import numpy as np
+import pytest
 
 W, H = 64, 48
 

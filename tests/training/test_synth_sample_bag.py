@@ -2,12 +2,11 @@
 exactly."""
 import json
 
-import numpy as np
-from rosbags.rosbag2 import Reader
-from rosbags.typesys import Stores, get_typestore
-
 from hcdp_training.data import read_frame
 from hcdp_training.synth.sample_bag import TOPICS, write_bag
+import numpy as np
+from rosbags.rosbag2 import Reader
+from rosbags.typesys import get_typestore, Stores
 
 from .test_data_format import H, W, write_sequence
 

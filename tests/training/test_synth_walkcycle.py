@@ -6,15 +6,15 @@ The cycle is solved once per process (a few seconds); anny is built once per mac
 """
 import json
 
+from hcdp_training.synth.body import BodyModel, PHENOTYPES
+from hcdp_training.synth.motion import sample_motion
+from hcdp_training.synth.tracks import clamp_to_limits, JOINT_LIMITS, Motion, pose_deltas
+from hcdp_training.synth.walkcycle import (
+    AUTHORED_FPS, bezier_fcurve, CYCLE_FRAMES, FCurve, parse_fcurves, solved_walk_cycle,
+    walkcycle_file,
+)
 import numpy as np
 import pytest
-
-from hcdp_training.synth.body import PHENOTYPES, BodyModel
-from hcdp_training.synth.motion import sample_motion
-from hcdp_training.synth.tracks import JOINT_LIMITS, Motion, clamp_to_limits, pose_deltas
-from hcdp_training.synth.walkcycle import (AUTHORED_FPS, CYCLE_FRAMES, FCurve, bezier_fcurve,
-                                           parse_fcurves,
-                                           solved_walk_cycle, walkcycle_file)
 
 
 @pytest.fixture(scope="module")

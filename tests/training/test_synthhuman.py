@@ -2,19 +2,14 @@
 from pathlib import Path
 
 import cv2
+from hcdp_training.augment import crop_intrinsics, CropBox, hflip
+from hcdp_training.data.synthhuman import (
+    DAVID_NORMALS, fit_normal_convention, NormalConvention, read_synthhuman_frame,
+    synthhuman_view, SynthHumanFrames,
+)
 import numpy as np
 import OpenEXR
 import pytest
-
-from hcdp_training.augment import CropBox, crop_intrinsics, hflip
-from hcdp_training.data.synthhuman import (
-    DAVID_NORMALS,
-    NormalConvention,
-    SynthHumanFrames,
-    fit_normal_convention,
-    read_synthhuman_frame,
-    synthhuman_view,
-)
 
 H, W = 32, 40  # not square, so a transposed axis shows
 K = np.array([[50.0, 0.0, 19.5], [0.0, 52.0, 15.5], [0.0, 0.0, 1.0]])

@@ -5,18 +5,17 @@ from __future__ import annotations
 import math
 
 import cv2
-import numpy as np
-import pytest
-import torch
-
 from hcdp_model.checkpoint import load_checkpoint
 from hcdp_model.model import HCDPModel
-from hcdp_model.predictor import StreamingPredictor, default_checkpoint
+from hcdp_model.predictor import default_checkpoint, StreamingPredictor
 from hcdp_model.preprocess import preprocess
-from hcdp_training.temporal_context import (block_inputs, attention_probabilities,
-                                            attention_report,
-                                            mean_report)
+from hcdp_training.temporal_context import (
+    attention_probabilities, attention_report, block_inputs, mean_report,
+)
+import numpy as np
+import pytest
 from tests.model.helpers import activate_temporal, micro_config, random_clip
+import torch
 
 
 def _model_with_bias(offset_bias: dict[int, float]) -> HCDPModel:

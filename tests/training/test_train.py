@@ -5,23 +5,23 @@ folder never loses or mixes up a run: used folders are refused, checkpoints are 
 falls back and checks the config."""
 import copy
 import os
+from pathlib import Path
 import subprocess
 import sys
-from pathlib import Path
-
-import pytest
-import torch
-from safetensors import safe_open
-from torch.utils.data import default_collate
 
 from hcdp_model.checkpoint import load_checkpoint
 from hcdp_model.cli import main as hcdp_main
+from hcdp_training import state as state_module
 from hcdp_training.loader import build_dataset
 from hcdp_training.stages import build_model, make_task
-from hcdp_training import state as state_module
-from hcdp_training.state import (STATE_NAME, git_commit, list_checkpoints, load_trainer_state,
-                                 save_final_checkpoint)
+from hcdp_training.state import (
+    git_commit, list_checkpoints, load_trainer_state, save_final_checkpoint, STATE_NAME,
+)
 from hcdp_training.train import OutputError, train
+import pytest
+from safetensors import safe_open
+import torch
+from torch.utils.data import default_collate
 
 from .train_helpers import train_config, write_disc_sequences, write_micro_config
 

@@ -2,11 +2,10 @@
 messages, unknown keys are rejected and command-line overrides apply."""
 from pathlib import Path
 
+from hcdp_model.config import ConfigError
+from hcdp_training.config import load_config, TrainConfig
 import pytest
 import yaml
-
-from hcdp_model.config import ConfigError
-from hcdp_training.config import TrainConfig, load_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "training" / "configs").glob("*.yaml"))
 

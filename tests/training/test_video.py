@@ -2,17 +2,16 @@
 clips with DIS flows, and fine-tuning with the temporal terms + distillation starts at zero
 distillation and lowers its loss."""
 import cv2
+from hcdp_training.metrics import clip_flows
+from hcdp_training.stages import build_model, make_task
+from hcdp_training.train import train
+from hcdp_training.video import find_sources, read_frames, VideoFolderClips
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import default_collate
 
-from hcdp_training.stages import build_model, make_task
-from hcdp_training.train import train
-from hcdp_training.metrics import clip_flows
-from hcdp_training.video import VideoFolderClips, find_sources, read_frames
-
-from .train_helpers import SIZE, disc_frame, train_config, write_disc_sequences, write_micro_config
+from .train_helpers import disc_frame, SIZE, train_config, write_disc_sequences, write_micro_config
 
 SPEED = 2.0
 

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from hcdp_training.config import TrainConfig
 from hcdp_training.data.format import write_frame, write_meta
+import numpy as np
 from tests.model.helpers import micro_config
 
 SIZE = 56  # micro_config().resolution
