@@ -1,5 +1,7 @@
-"""`hcdp eval`: a checkpoint streamed causally against its own per-frame model and per-frame +
-exponential smoothing, on held-out sequences in hcdp's on-disk format (docs/evaluation.md).
+"""`hcdp eval`: a checkpoint streamed causally against its own per-frame model (+ smoothing).
+
+The checkpoint, streamed causally, against its own per-frame model and per-frame + exponential
+smoothing, on held-out sequences in hcdp's on-disk format (docs/evaluation.md).
 
 Four methods, one run, the same frames and the same flow:
 - `streaming`: the checkpoint through `load_predictor` with window W, frame by frame, exactly
@@ -31,34 +33,33 @@ block, the attention mass on the current frame vs earlier ones (`hcdp_training.t
 from __future__ import annotations
 
 import argparse
+from dataclasses import dataclass, field
 import json
 import math
+from pathlib import Path
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import cv2
-import numpy as np
-import torch
-from tqdm import tqdm
-
-from hcdp_model.backends.base import (BACKENDS, DEFAULT_BACKEND, DEFAULT_DEVICE,
-                                      DEFAULT_PRECISION, DEFAULT_WINDOW, PRECISIONS, BackendError)
+from hcdp_model.backends.base import (BackendError, BACKENDS, DEFAULT_BACKEND, DEFAULT_DEVICE,
+                                      DEFAULT_PRECISION, DEFAULT_WINDOW, PRECISIONS)
 from hcdp_model.backends.build import ARTEFACT_BACKENDS
 from hcdp_model.backends.manifest import Manifest, manifest_path
-from hcdp_model.checkpoint import (CheckpointError, checkpoint_hash, load_checkpoint,
+from hcdp_model.checkpoint import (checkpoint_hash, CheckpointError, load_checkpoint,
                                    save_checkpoint)
 from hcdp_model.model import HCDPModel
-from hcdp_model.predictor import Prediction, default_checkpoint, load_predictor
+from hcdp_model.predictor import default_checkpoint, load_predictor, Prediction
 from hcdp_model.preprocess import preprocess
 from hcdp_model.visualize import colorize_depth, contact_sheet, mask_to_rgb, normals_to_rgb
 from hcdp_training.augment import FrameNuisance
 from hcdp_training.data.format import list_sequences, read_frame, read_meta
-from hcdp_training.metrics import METRIC_NAMES, MetricAccumulator, clip_flows, evaluate_sequence
+from hcdp_training.metrics import clip_flows, evaluate_sequence, METRIC_NAMES, MetricAccumulator
 from hcdp_training.temporal_context import attention_report, mean_report, report_table
+import numpy as np
+import torch
+from tqdm import tqdm
 
 METHODS = ("streaming", "window_1", "per_frame", "per_frame_ema")
 HIGHER_IS_BETTER = frozenset({"Within11.25", "Within22.5", "Within30", "IoU"})
@@ -111,8 +112,11 @@ class EvalResult:
     metadata: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        """JSON-ready: `methods` (one object per method, `METRIC_NAMES` keys), counts, per-sequence
-        values, timing and metadata; NaN (a metric without a single valid frame) becomes null."""
+        """JSON-ready result.
+
+        `methods` (one object per method, `METRIC_NAMES` keys), counts, per-sequence values,
+        timing and metadata; NaN (a metric without a single valid frame) becomes null.
+        """
         return json_safe({"methods": self.summary, "counts": self.counts,
                           "per_sequence": self.per_sequence,
                           "inference_ms": self.inference_ms, "metadata": self.metadata})
@@ -140,8 +144,11 @@ def per_frame_model(model: HCDPModel) -> HCDPModel:
 
 
 def source_checkpoint(checkpoint: Path) -> Path:
-    """The checkpoint whose weights the baselines run: `checkpoint` itself, or for an artefact of
-    `hcdp export` (.onnx, .pt2, .ep) the checkpoint its manifest names, whose hash must match."""
+    """Return the checkpoint whose weights the baselines run.
+
+    `checkpoint` itself, or for an artefact of `hcdp export` (.onnx, .pt2, .ep) the checkpoint its
+    manifest names, whose hash must match.
+    """
     if checkpoint.suffix not in ARTEFACT_BACKENDS:
         return checkpoint
     try:
@@ -159,8 +166,11 @@ def source_checkpoint(checkpoint: Path) -> Path:
 
 
 def per_frame_checkpoint(checkpoint: Path, workdir: Path) -> Path:
-    """`checkpoint` itself when it has no temporal blocks, else its `per_frame_model` written
-    under `workdir`, so that every method loads through the same `load_predictor`."""
+    """`checkpoint` itself when it has no temporal blocks, else its `per_frame_model`.
+
+    The per-frame model is written under `workdir`, so that every method loads through the same
+    `load_predictor`.
+    """
     model = load_checkpoint(checkpoint)
     if model.temporal_blocks is None:
         return checkpoint
@@ -169,10 +179,12 @@ def per_frame_checkpoint(checkpoint: Path, workdir: Path) -> Path:
 
 def load_predictors(checkpoint: Path, stage1: Path | None, window: int, workdir: Path,
                     **runtime) -> dict[str, Predictor]:
-    """The three predicting methods, each through `load_predictor` with the same `runtime`
-    (device, backend, precision, trust_artefact): `streaming` on `checkpoint` (a checkpoint or an
-    exported artefact) at `window`, `window_1` on the same weights at window 1, `per_frame` on
-    `stage1` or those weights without temporal blocks."""
+    """Load the three predicting methods, each through `load_predictor` with the same `runtime`.
+
+    `runtime` is (device, backend, precision, trust_artefact). `streaming` on `checkpoint` (a
+    checkpoint or an exported artefact) at `window`, `window_1` on the same weights at window 1,
+    `per_frame` on `stage1` or those weights without temporal blocks.
+    """
     weights = source_checkpoint(checkpoint)
     per_frame = per_frame_checkpoint(stage1 or weights, workdir)
     return {"streaming": load_predictor(checkpoint, window, **runtime),
@@ -182,10 +194,12 @@ def load_predictors(checkpoint: Path, stage1: Path | None, window: int, workdir:
 
 def load_sequence(sequence_dir: Path, max_frames: int | None = None, flow: str = "gt",
                   perturb: int | None = None) -> Sequence:
-    """Read a sequence (the first `max_frames` frames) with stride-1 ground-truth flow, or OpenCV
-    DIS flow between the images when `flow == "opencv"`. With `perturb` (a seed), the images get
-    `FrameNuisance` drawn per frame from (seed, sequence name); ground truth and flow stay the
-    clean scene's."""
+    """Read a sequence (the first `max_frames` frames) with its flow.
+
+    Stride-1 ground-truth flow, or OpenCV DIS flow between the images when `flow == "opencv"`.
+    With `perturb` (a seed), the images get `FrameNuisance` drawn per frame from (seed, sequence
+    name); ground truth and flow stay the clean scene's.
+    """
     if flow not in FLOW_SOURCES:
         raise ValueError(f"expected flow source {'/'.join(FLOW_SOURCES)}, got {flow!r}")
     meta = read_meta(sequence_dir)
@@ -205,8 +219,10 @@ def load_sequence(sequence_dir: Path, max_frames: int | None = None, flow: str =
 
 def run_predictor(predictor: Predictor, sequence: Sequence,
                   progress: tqdm | None = None) -> Predictions:
-    """Feed the sequence frame by frame, as a camera would (stamps from the frame rate, one
-    frame_id)."""
+    """Feed the sequence frame by frame, as a camera would.
+
+    Stamps come from the frame rate; one frame_id.
+    """
     predictor.reset()
     outs = []
     for k, image in enumerate(sequence.rgb):
@@ -222,9 +238,11 @@ def run_predictor(predictor: Predictor, sequence: Sequence,
 def ema_step(previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None, depth: np.ndarray,
              normals: np.ndarray, mask: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray,
                                                                            np.ndarray]:
-    """One step of `exponential_smoothing`: (depth, normals, mask) blended into the previous
-    smoothed frame (None: the first frame, returned as it is); the normals are renormalised after
-    the blend."""
+    """One step of `exponential_smoothing`.
+
+    (depth, normals, mask) blended into the previous smoothed frame (None: the first frame,
+    returned as it is); the normals are renormalised after the blend.
+    """
     if previous is None:
         return depth, normals, mask
     blend = alpha * normals + (1.0 - alpha) * previous[1]
@@ -234,10 +252,12 @@ def ema_step(previous: tuple[np.ndarray, np.ndarray, np.ndarray] | None, depth: 
 
 
 def exponential_smoothing(pred: Predictions, alpha: float) -> Predictions:
-    """Causal per-pixel exponential smoothing y_0 = x_0, y_t = alpha x_t + (1 - alpha) y_{t-1} of
-    the raw relative depth, the normals (renormalised after each blend) and the soft mask. alpha =
-    1 changes nothing; smaller alpha is smoother and lags more behind motion (nothing is
-    motion-compensated)."""
+    """Causal per-pixel exponential smoothing y_0 = x_0, y_t = alpha x_t + (1 - alpha) y_{t-1}.
+
+    Of the raw relative depth, the normals (renormalised after each blend) and the soft mask.
+    alpha = 1 changes nothing; smaller alpha is smoother and lags more behind motion (nothing is
+    motion-compensated).
+    """
     if not 0.0 < alpha <= 1.0:
         raise ValueError(f"expected a smoothing alpha in (0, 1], got {alpha}")
     depth, normals, mask = pred.depth.copy(), pred.normals.copy(), pred.mask.copy()
@@ -260,9 +280,12 @@ def evaluate(sequence_dirs: list[Path], predictors: dict[str, Predictor],
              flow: str = "gt", max_frames: int | None = None, progress: bool = True,
              keep_first: bool = False, perturb: int | None = None
              ) -> tuple[EvalResult, tuple[Sequence, dict[str, Predictions]] | None]:
-    """Run every predictor over every sequence and aggregate their metrics; with `smoothing` and a
-    "per_frame" predictor, add "per_frame_ema" (`exponential_smoothing` of its outputs). With
-    `keep_first`, also return the first sequence and its predictions (for the contact sheet)."""
+    """Run every predictor over every sequence and aggregate their metrics.
+
+    With `smoothing` and a "per_frame" predictor, add "per_frame_ema" (`exponential_smoothing` of
+    its outputs). With `keep_first`, also return the first sequence and its predictions (for the
+    contact sheet).
+    """
     if not sequence_dirs or not predictors:
         raise ValueError(f"expected sequences and predictors, got {len(sequence_dirs)} sequences "
                          f"and {len(predictors)} predictors")
@@ -305,14 +328,17 @@ COMPARISONS = (("window_1", "streaming vs W=1 (same weights)"), ("per_frame", "s
 
 
 def relative_change(new: float, ref: float) -> str:
-    """`new` against `ref` in percent, or '–' when either is missing or `ref` is 0."""
+    """Return `new` against `ref` in percent, or '–' when either is missing or `ref` is 0."""
     finite = math.isfinite(ref) and ref != 0 and math.isfinite(new)
     return f"{100.0 * (new - ref) / abs(ref):+.1f}%" if finite else "–"
 
 
 def markdown_table(result: EvalResult, labels: dict[str, str] | None = None) -> str:
-    """Metrics as rows (arrow: which way is better), methods as columns, plus the relative change
-    of `streaming` against each baseline present: the same weights at window 1, and `per_frame`."""
+    """Metrics as rows (arrow: which way is better), methods as columns.
+
+    Plus the relative change of `streaming` against each baseline present: the same weights at
+    window 1, and `per_frame`.
+    """
     methods = list(result.summary)
     labels = labels or {}
     header = ["Metric"] + [labels.get(m, m) for m in methods]
@@ -340,18 +366,22 @@ def _tile(image: np.ndarray, width: int, height: int) -> np.ndarray:
 
 
 def _slice_row(mask: np.ndarray) -> int:
-    """The image row that crosses the human in the most (frame, pixel) pairs: the x-t slice's
-    row."""
+    """Return the image row that crosses the human in the most (frame, pixel) pairs.
+
+    It is the x-t slice's row.
+    """
     return int(np.argmax((mask > 0.5).sum(axis=(0, 2))))
 
 
 def sheet_image(sequence: Sequence, preds: dict[str, Predictions], frames: int = 3) -> np.ndarray:
-    """Contact sheet: one row per sampled frame (input, GT depth/normals/mask, then each method's
-    depth, normals and mask), and a last row of x-t time slices: the same columns along one image
-    row (drawn in white on the inputs) stacked over time, top = first frame, so flicker shows as
-    horizontal streaks.
+    """Contact sheet: one row per sampled frame and a last row of x-t time slices.
+
+    A frame's row: input, GT depth/normals/mask, then each method's depth, normals and mask. The
+    x-t slices: the same columns along one image row (drawn in white on the inputs) stacked over
+    time, top = first frame, so flicker shows as horizontal streaks.
     Depth is coloured on the GT mask for every method (the region the metrics use; each method's
-    own mask has its column), with robust percentiles per tile."""
+    own mask has its column), with robust percentiles per tile.
+    """
     t_count, h, w = sequence.mask.shape
     tile_w = max(1, round(SHEET_TILE * w / h))
     row_y = _slice_row(sequence.mask)
@@ -392,7 +422,7 @@ def method_labels(window: int, smoothing: float) -> dict[str, str]:
 
 
 def sequence_clip(sequence: Sequence, resolution: int) -> torch.Tensor:
-    """A sequence's images preprocessed as one clip [1, T, 3, S, S] (the model's offline input)."""
+    """Preprocess a sequence's images as one clip [1, T, 3, S, S] (the model's offline input)."""
     return torch.cat([preprocess(image, resolution)[0] for image in sequence.rgb])[None]
 
 
