@@ -27,7 +27,7 @@ def source_shapes(name: str) -> dict[str, list[int]]:
     """{state-dict name: shape} of a released model (DA-V2, VDA or a DINOv2/v3 backbone)."""
     if name in DEPTH_ANYTHING:
         return DEPTH_ANYTHING[name]
-    return {key: shape for key, shape in DINO[name]["state_dict"]}
+    return dict(DINO[name]["state_dict"])
 
 
 def fabricate(shapes: dict[str, list[int]], seed: int = 0, device: str = "cpu"

@@ -140,15 +140,15 @@ def test_importing_the_backends_loads_neither_onnxruntime_nor_torch_tensorrt():
 # --- the generic artefact cache (what the TensorRT path relies on) -------------------------------
 
 def _manifest(**changes) -> Manifest:
-    fields = dict(format="tensorrt", checkpoint="c", checkpoint_hash="abc", preset="micro",
-                  precision="fp16",
-                  window=WINDOW, model_resolution=56, camera_size=[480, 640], letterbox={},
-                  inputs={"frame": [1, 3, 56, 56]}, outputs={}, io_dtype="float32",
-                  gpu="NVIDIA H100")
+    fields = {"format": "tensorrt", "checkpoint": "c", "checkpoint_hash": "abc",
+              "preset": "micro", "precision": "fp16", "window": WINDOW, "model_resolution": 56,
+              "camera_size": [480, 640], "letterbox": {}, "inputs": {"frame": [1, 3, 56, 56]},
+              "outputs": {}, "io_dtype": "float32", "gpu": "NVIDIA H100"}
     return Manifest(**{**fields, **changes})
 
 
 class _FakeBuilds:
+
     def __init__(self):
         self.built = 0
 
@@ -247,9 +247,8 @@ def test_missing_or_too_old_torch_tensorrt_is_a_clear_error(monkeypatch):
 
 def test_tensorrt_cache_key_changes_with_every_field():
     api = trt.TensorRTApi("2.8.0", "10.3.0")
-    base = dict(api=api, gpu="Orin", precision="fp16", window=16, resolution=518,
-                checkpoint_hash="abc",
-                inputs={"frame": [1, 3, 518, 518]})
+    base = {"api": api, "gpu": "Orin", "precision": "fp16", "window": 16, "resolution": 518,
+            "checkpoint_hash": "abc", "inputs": {"frame": [1, 3, 518, 518]}}
     variants = [{}, {"api": trt.TensorRTApi("2.10.0", "10.3.0")},
                 {"api": trt.TensorRTApi("2.8.0", "10.7.0")},
                 {"gpu": "NVIDIA H100"}, {"precision": "fp32"}, {"window": 8}, {"resolution": 224},

@@ -40,6 +40,7 @@ def test_a_pickle_renamed_to_safetensors_is_not_unpickled(tmp_path):
     path = save_checkpoint(HCDPModel(micro_config()), tmp_path / "ckpt")
 
     class Boom:
+
         def __reduce__(self):
             return (exec, ("raise SystemExit('unpickled!')",))
 

@@ -158,14 +158,14 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 
 
 @cuda
-@pytest.mark.parametrize("compile", [False, True])
-def test_cuda_graph_backends_equal_the_offline_causal_forward(compile):
+@pytest.mark.parametrize("use_compile", [False, True])
+def test_cuda_graph_backends_equal_the_offline_causal_forward(use_compile):
     model = activate_temporal(HCDPModel(micro_config(temporal=True))).eval()
     window, frames = 3, 8
     clip = random_clip(model, frames)
     with torch.no_grad():
         offline = model(clip, window=window)
-    backend = TorchBackend(model, window, "cuda", "fp32", compile=compile, cuda_graph=True)
+    backend = TorchBackend(model, window, "cuda", "fp32", compile=use_compile, cuda_graph=True)
     for round_ in range(2):  # a reset (init_state) in the middle of a stream
         state = backend.init_state()
         for t in range(frames):

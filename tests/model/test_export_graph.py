@@ -19,6 +19,7 @@ SDPA = "scaled_dot_product"
 
 
 class BlockStep(nn.Module):
+
     def __init__(self, block) -> None:
         super().__init__()
         self.block = block
@@ -83,6 +84,7 @@ def test_tensorrt_compile_keeps_its_timing_cache_in_the_persistent_hcdp_cache(
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
 
     class FakeStep(nn.Module):  # compile_step only needs example inputs and .to().eval()
+
         def example_inputs(self, device, dtype):
             return (torch.zeros(1),)
 

@@ -121,6 +121,7 @@ def test_partial_mismatch_is_reported_and_strict_refuses_it(tmp_path):
 
 def test_pickled_code_in_a_pth_file_is_refused(tmp_path):
     class Boom:
+
         def __reduce__(self):
             return (exec, ("raise SystemExit('unpickled!')",))
 

@@ -78,10 +78,10 @@ def test_prediction_is_at_input_resolution_with_valid_ranges():
 
 
 @pytest.mark.parametrize("second, reason", [
-    (dict(stamp=0.9, frame_id="cam"), "time went backwards"),
-    (dict(stamp=1.0 + 0.6, frame_id="cam"), "gap"),
-    (dict(stamp=1.1, frame_id="other"), "frame_id changed"),
-    (dict(stamp=1.1, frame_id="cam", size=(40, 50)), "image size changed"),
+    ({"stamp": 0.9, "frame_id": "cam"}, "time went backwards"),
+    ({"stamp": 1.0 + 0.6, "frame_id": "cam"}, "gap"),
+    ({"stamp": 1.1, "frame_id": "other"}, "frame_id changed"),
+    ({"stamp": 1.1, "frame_id": "cam", "size": (40, 50)}, "image size changed"),
 ])
 def test_reset_rules(second, reason):
     predictor = StreamingPredictor(HCDPModel(micro_config(temporal=True)), window=4, max_gap_s=0.5)

@@ -343,6 +343,7 @@ def test_config_rejects_bad_values_with_a_clear_message():
 
 
 class _Draws(torch.utils.data.Dataset):
+
     def __init__(self):
         self.augment = Augment(AugmentConfig(p_brightness_contrast=1.0), rng=0)
 

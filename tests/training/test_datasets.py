@@ -73,6 +73,7 @@ def test_video_clips_refuse_a_stride_without_rendered_flow(root):
 
 def test_video_clips_apply_one_augment_draw_to_the_whole_clip(root):
     class Recorder:
+
         def __init__(self):
             self.calls = []
 

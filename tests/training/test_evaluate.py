@@ -164,7 +164,7 @@ def test_per_frame_model_equals_the_stage1_model_it_was_built_on():
 
 
 def test_markdown_table_has_a_row_per_metric_and_the_relative_change():
-    summary = {m: {n: 1.0 for n in METRIC_NAMES} for m in ("streaming", "per_frame")}
+    summary = {m: dict.fromkeys(METRIC_NAMES, 1.0) for m in ("streaming", "per_frame")}
     summary["streaming"]["OPW"] = 0.5
     summary["per_frame"]["TC-Abs"] = math.nan
     table = markdown_table(EvalResult(summary, {}, {}, {}))
@@ -217,7 +217,8 @@ def test_hcdp_eval_reports_a_missing_checkpoint(dataset, tmp_path, capsys):
 
 
 def test_markdown_table_compares_streaming_with_the_same_weights_at_window_1():
-    summary = {m: {n: 1.0 for n in METRIC_NAMES} for m in ("streaming", "window_1", "per_frame")}
+    summary = {m: dict.fromkeys(METRIC_NAMES, 1.0)
+               for m in ("streaming", "window_1", "per_frame")}
     summary["streaming"]["OPW"] = 0.6
     summary["window_1"]["OPW"] = 0.8
     summary["per_frame"]["OPW"] = 1.2

@@ -56,8 +56,8 @@ def _clip() -> dict[str, torch.Tensor]:
     fwd = torch.zeros(T, 2, H, W)
     fwd[:, 0] = 1.0
     bwd = -fwd
-    return {k: v[None] for k,
-            v in dict(depth=depth, normal=normal, mask=masks, flow_fwd=fwd, flow_bwd=bwd).items()}
+    fields = {"depth": depth, "normal": normal, "mask": masks, "flow_fwd": fwd, "flow_bwd": bwd}
+    return {k: v[None] for k, v in fields.items()}
 
 
 def _perfect_prediction(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -389,9 +389,9 @@ def test_stage2_loss_rejects_single_frames_with_a_clear_error():
 
 
 @pytest.mark.parametrize("kwargs, field", [
-    (dict(temporal="optical"), "temporal"), (dict(edge_dilation=4), "edge_dilation"),
-    (dict(lambda_normal=-1.0), "lambda_normal"),
-    (dict(laplacian_scales=[0, 2]), "laplacian_scales"),
+    ({"temporal": "optical"}, "temporal"), ({"edge_dilation": 4}, "edge_dilation"),
+    ({"lambda_normal": -1.0}, "lambda_normal"),
+    ({"laplacian_scales": [0, 2]}, "laplacian_scales"),
 ])
 def test_loss_config_rejects_invalid_values_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):

@@ -166,9 +166,9 @@ def _sequence(t: int = 4, h: int = 16, w: int = 20, flicker: float = 0.0) -> dic
     fwd = np.zeros((t, h, w, 2), np.float32)
     fwd[..., 0] = 1.0
     pred = 2.0 * depth + 1.0 + flicker * (np.arange(t) % 2)[:, None, None]
-    return dict(pred_depth=pred, pred_normal=normal, pred_mask=mask, flow_fwd=fwd,
-                gt_depth=np.where(mask > 0.5, depth, np.nan),
-                gt_normal=normal, gt_mask=mask, flow_bwd=-fwd)
+    return {"pred_depth": pred, "pred_normal": normal, "pred_mask": mask, "flow_fwd": fwd,
+            "gt_depth": np.where(mask > 0.5, depth, np.nan),
+            "gt_normal": normal, "gt_mask": mask, "flow_bwd": -fwd}
 
 
 def test_evaluate_sequence_of_a_perfect_prediction():
