@@ -17,9 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, NamedTuple
 
-import torch
-import torch.nn.functional as F
-
 from hcdp_model.geometry import (
     align_scale_shift,
     backward_warp,
@@ -33,14 +30,19 @@ from hcdp_model.geometry import (
     normalise_min_max,
     sobel,
 )
+import torch
+import torch.nn.functional as F
 
 TEMPORAL_LOSSES = ("flow", "tgm")
 
 
 @dataclass
 class LossConfig:
-    """Every weight and threshold of the losses. Paper values (Tables 18/19) for the lambdas; the
-    values the paper leaves open are our documented choices."""
+    """Every weight and threshold of the losses.
+
+    Paper values (Tables 18/19) for the lambdas; the values the paper leaves open are our
+    documented choices.
+    """
 
     lambda_depth: float = 1.0  # lambda_d, eq. 11
     lambda_normal: float = 0.1  # lambda_n, eq. 11 (Tables 18/19)
@@ -103,8 +105,10 @@ Terms = dict[str, torch.Tensor]
 
 
 def _per_sample_mean(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean of `x [N, ...]` over the bool `mask` per sample: `(means [N], non-empty [N])`. Off-mask
-    values are replaced, not multiplied, so they cannot leak NaN or inf."""
+    """Mean of `x [N, ...]` over the bool `mask` per sample: `(means [N], non-empty [N])`.
+
+    Off-mask values are replaced, not multiplied, so they cannot leak NaN or inf.
+    """
     keep = mask.expand_as(x)
     total = torch.where(keep, x, torch.zeros_like(x)).flatten(1).sum(1)
     count = keep.flatten(1).sum(1)
@@ -112,8 +116,10 @@ def _per_sample_mean(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor,
 
 
 def _batch_mean(values: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
-    """Mean of per-sample values over the samples that have any valid pixel; 0 (with grad) if none
-    has."""
+    """Mean of per-sample values over the samples that have any valid pixel.
+
+    0 (with grad) if none has.
+    """
     return torch.where(has, values, torch.zeros_like(values)).sum() / has.sum().clamp_min(1)
 
 
@@ -143,7 +149,8 @@ def depth_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tensor,
       mean over the gate eroded by 3x3 of ln(1 + |d/dx e| / a) + ln(1 + |d/dy e| / a), e the
       aligned residual, Sobel derivatives, a = `grad_log_alpha`. Hu et al. write ln(|.| + a); we
       subtract ln a, which changes no gradient and makes the term 0 for a perfect prediction.
-    Per-image values are averaged over the images with a non-empty gate."""
+    Per-image values are averaged over the images with a non-empty gate.
+    """
     _check_same_shape(pred=pred, target=target, gate=gate)
     gate = gate.bool()
     d = torch.where(gate, normalise_min_max(target, gate), torch.zeros_like(target))
@@ -159,8 +166,10 @@ def depth_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tensor,
 
 
 def _edge_weight(target: torch.Tensor, inner: torch.Tensor, eta: float) -> torch.Tensor:
-    """w_edge = 1 + eta * (||grad N|| - min) / (max - min) (sec. 3.3.1), min/max per image over
-    `inner`. [B,1,H,W]; a constant target gives w = 1."""
+    """Edge weight w_edge = 1 + eta * (||grad N|| - min) / (max - min) (sec. 3.3.1), [B,1,H,W].
+
+    min/max per image over `inner`; a constant target gives w = 1.
+    """
     gx, gy = sobel(target)
     magnitude = torch.sqrt((gx * gx + gy * gy).sum(1, keepdim=True))
     return 1.0 + eta * normalise_min_max(magnitude, inner).clamp(0.0, 1.0)
@@ -179,7 +188,8 @@ def normal_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tensor,
     - L_lap (eq. 8, multi-scale): w_edge * sum over channels of |Lap(N_hat) - Lap(N)|, at each
       factor of `laplacian_scales` (normals, w_edge average-pooled; the gate kept where all pooled
       pixels are inside, then eroded), averaged over the scales that fit the image (at least 3
-      pooled pixels a side)."""
+      pooled pixels a side).
+    """
     _check_same_shape(pred=pred, target=target)
     gate = gate.bool()
     if gate.shape != pred.shape[:1] + (1,) + pred.shape[2:]:
@@ -214,11 +224,12 @@ def normal_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tensor,
 
 @full_precision
 def seg_loss(mask_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Eq. 10: binary cross-entropy of the soft GT mask S against sigmoid(logits), mean over all
-    pixels.
+    """Eq. 10: binary cross-entropy of the soft GT mask S against sigmoid(logits).
 
-    We subtract the target's own entropy H(S) (a constant), i.e. return the KL divergence: same
-    gradient as the BCE, and 0 exactly when sigmoid(logits) = S, also for soft targets."""
+    Mean over all pixels. We subtract the target's own entropy H(S) (a constant), i.e.
+    return the KL divergence: same gradient as the BCE, and 0 exactly when sigmoid(logits) = S,
+    also for soft targets.
+    """
     _check_same_shape(mask_logits=mask_logits, target=target)
     target = target.clamp(0.0, 1.0)
     bce = F.binary_cross_entropy_with_logits(mask_logits, target, reduction="none")
@@ -227,7 +238,7 @@ def seg_loss(mask_logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def _get(obj: Any, name: str) -> torch.Tensor:
-    """A field of the model's output or of a batch: a mapping key or an attribute."""
+    """Get a field of the model's output or of a batch: a mapping key or an attribute."""
     value = obj[name] if isinstance(obj, Mapping) else getattr(obj, name, None)
     if value is None:
         raise KeyError(f"expected a tensor named {name!r} in {type(obj).__name__}")
@@ -240,8 +251,11 @@ def _frames(x: torch.Tensor) -> torch.Tensor:
 
 
 def supervision_gates(batch: Any, cfg: LossConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The GT gates `(depth gate, normal gate)`, bool, shaped like the GT mask: mask >
-    mask_threshold, and for depth also depth > 0 (the dataset writes 0 where depth is invalid)."""
+    """Return the GT gates `(depth gate, normal gate)`, bool, shaped like the GT mask.
+
+    mask > mask_threshold, and for depth also depth > 0 (the dataset writes 0 where depth is
+    invalid).
+    """
     region = _get(batch, "mask") > cfg.mask_threshold
     return region & (_get(batch, "depth") > 0), region
 
@@ -252,7 +266,8 @@ def stage1_loss(pred: Any, batch: Any, cfg: LossConfig) -> tuple[torch.Tensor, T
     `pred`: the model's output (mapping or attributes `depth`, `normal`, `mask_logits`), `batch`:
     the dataset batch (`depth`, `normal`, `mask`); single frames `[B,C,H,W]` or clips `[B,T,C,H,W]`
     (every frame counts once). Returns `(total, terms)` with terms depth*, normal*, seg, stage1 and
-    total."""
+    total.
+    """
     depth_gate, normal_gate = (_frames(g) for g in supervision_gates(batch, cfg))
     l_depth, terms = depth_loss(_frames(_get(pred, "depth")), _frames(_get(batch, "depth")),
                                 depth_gate, cfg)
@@ -266,9 +281,11 @@ def stage1_loss(pred: Any, batch: Any, cfg: LossConfig) -> tuple[torch.Tensor, T
 
 
 class PairMasks(NamedTuple):
-    """The valid sets M = M_cyc & M_edge (& region) of each adjacent pair (k, k+1), both
-    `[B,T-1,1,H,W]` bool: `k` in frame k's pixel grid (compares frame k with frame k+1 warped by
-    O_{k->k+1}), `k1` in frame k+1's grid (frame k+1 with frame k warped by O_{k+1->k})."""
+    """The valid sets M = M_cyc & M_edge (& region) of each adjacent pair (k, k+1).
+
+    Both `[B,T-1,1,H,W]` bool: `k` in frame k's pixel grid (compares frame k with frame k+1 warped
+    by O_{k->k+1}), `k1` in frame k+1's grid (frame k+1 with frame k warped by O_{k+1->k}).
+    """
 
     k: torch.Tensor
     k1: torch.Tensor
@@ -287,18 +304,22 @@ def _pairs(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def _pair_flows(flow_fwd: torch.Tensor, flow_bwd: torch.Tensor) -> tuple[torch.Tensor,
                                                                          torch.Tensor]:
-    """(O_{k->k+1} = flow_fwd of frame k, O_{k+1->k} = flow_bwd of frame k+1), each
-    [B*(T-1),2,H,W]."""
+    """Return (O_{k->k+1} = flow_fwd of frame k, O_{k+1->k} = flow_bwd of frame k+1).
+
+    Each is [B*(T-1),2,H,W].
+    """
     return _pairs(flow_fwd)[0], _pairs(flow_bwd)[1]
 
 
 @full_precision
 def depth_edge_mask(depth: torch.Tensor, threshold: float, dilation: int,
                     region: torch.Tensor | None = None) -> torch.Tensor:
-    """Dilate(E_k) of sec. 3.3.2, bool `[N,1,H,W]`: E_k is where the Sobel slope of the predicted
-    depth, divided by the depth's range (max - min over `region`, else the whole image;
-    affine-invariant), exceeds `threshold`; it is then dilated by a `dilation` square. The
-    silhouette is an edge too."""
+    """Dilate(E_k) of sec. 3.3.2, bool `[N,1,H,W]`.
+
+    E_k is where the Sobel slope of the predicted depth, divided by the depth's range (max - min
+    over `region`, else the whole image; affine-invariant), exceeds `threshold`; it is then dilated
+    by a `dilation` square. The silhouette is an edge too.
+    """
     with torch.no_grad():
         depth = depth.detach()
         lo, hi = masked_min_max(depth,
@@ -313,12 +334,14 @@ def temporal_masks(
     depth: torch.Tensor, flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, cfg: LossConfig,
     region: torch.Tensor | None = None,
 ) -> PairMasks:
-    """M = M_cyc & M_edge for every adjacent pair of a clip (sec. 3.3.2), from the predicted depth
-    `[B,T,1,H,W]` and the flows `[B,T,2,H,W]`. With `region` (bool `[B,T,1,H,W]`, the GT human mask
-    in supervised training, the predicted one on unlabeled video) M is also restricted to it, since
-    depth and normals are only supervised on the human. The paper writes one M for both directions;
-    each direction lives in its own frame's pixel grid, so each gets its own cycle check and its
-    own frame's edges."""
+    """Compute M = M_cyc & M_edge for every adjacent pair of a clip (sec. 3.3.2).
+
+    From the predicted depth `[B,T,1,H,W]` and the flows `[B,T,2,H,W]`. With `region` (bool
+    `[B,T,1,H,W]`, the GT human mask in supervised training, the predicted one on unlabeled video)
+    M is also restricted to it, since depth and normals are only supervised on the human. The paper
+    writes one M for both directions; each direction lives in its own frame's pixel grid, so each
+    gets its own cycle check and its own frame's edges.
+    """
     b, t = depth.shape[:2]
     with torch.no_grad():
         d_k, d_k1 = _pairs(depth.detach())
@@ -334,8 +357,10 @@ def temporal_masks(
 
 
 def _valid_frames(masks: PairMasks, t: int) -> torch.Tensor:
-    """Per frame `[B,T,1,H,W]`: the pixels some pair's valid set compares (M_k as frame k, M_k1 as
-    frame k+1)."""
+    """Per frame `[B,T,1,H,W]`: the pixels some pair's valid set compares.
+
+    M_k as frame k, M_k1 as frame k+1.
+    """
     b = masks.k.shape[0]
     valid = torch.zeros((b, t) + masks.k.shape[2:], dtype=torch.bool, device=masks.k.device)
     valid[:, :-1] |= masks.k.bool()
@@ -344,15 +369,17 @@ def _valid_frames(masks: PairMasks, t: int) -> torch.Tensor:
 
 
 def _mean_abs_deviation(x: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Per clip `[B]`: the mean absolute deviation of `x [B,T,1,H,W]` from its mean over
-    `valid`."""
+    """Per clip `[B]`: the mean absolute deviation of `x [B,T,1,H,W]` from its mean on `valid`."""
     centre, _ = _per_sample_mean(x, valid)
     return _per_sample_mean((x - centre.view(-1, 1, 1, 1, 1)).abs(), valid)[0]
 
 
 def _spread_over_range(reference: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
-    """Per clip `[B]`: the mean absolute deviation of `reference` over `valid` (and finite) divided
-    by its max - min there; 0 for a clip whose reference is flat or has no such pixel."""
+    """Per clip `[B]`: the mean absolute deviation of `reference`, divided by its range.
+
+    Over `valid` (and finite) pixels, divided by its max - min there; 0 for a clip whose reference
+    is flat or has no such pixel.
+    """
     _check_same_shape(reference=reference, valid=valid)
     valid = valid & torch.isfinite(reference)
     ref = torch.where(valid, reference, torch.zeros_like(reference))
@@ -367,7 +394,9 @@ def temporal_depth_loss(
     depth: torch.Tensor, flow_fwd: torch.Tensor, flow_bwd: torch.Tensor, masks: PairMasks,
     reference: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Eq. 12: (1/|M|) ||M (D_k - W(D_{k+1}, O_{k->k+1}))||_1 + (1/|M|) ||M (D_{k+1} - W(D_k,
+    """Eq. 12, the temporal depth loss.
+
+    (1/|M|) ||M (D_k - W(D_{k+1}, O_{k->k+1}))||_1 + (1/|M|) ||M (D_{k+1} - W(D_k,
     O_{k+1->k}))||_1.
 
     `depth` `[B,T,1,H,W]`, flows `[B,T,2,H,W]`, `masks` from `temporal_masks`. Relative depth has a
@@ -386,7 +415,8 @@ def temporal_depth_loss(
     the reference's MAD / (max - min) over the same pixels, a per-clip constant of the data
     (0.11-0.19 on generated clips). Without it the term is in MAD units, 5-9x larger, and at the
     paper's weights (Table 19) it outweighs the normal and mask terms. Mean per pair and direction,
-    averaged over the pairs with a non-empty M."""
+    averaged over the pairs with a non-empty M.
+    """
     _check_same_shape(depth=depth[:, :, :1], flow=flow_fwd[:, :, :1], flow_bwd=flow_bwd[:, :, :1])
     valid = _valid_frames(masks, depth.shape[1])
     scale = 1.0 / _mean_abs_deviation(depth, valid).clamp_min(1e-6)
@@ -404,12 +434,15 @@ def temporal_depth_loss(
 @full_precision
 def temporal_normal_loss(normal: torch.Tensor, flow_fwd: torch.Tensor, flow_bwd: torch.Tensor,
                          masks: PairMasks) -> torch.Tensor:
-    """Eq. 13: (1/|M|) M (1 - cos<N_k, W(N_{k+1}, O_{k->k+1})>) + (1/|M|) M (1 - cos<N_{k+1},
+    """Eq. 13, the temporal normal loss.
+
+    (1/|M|) M (1 - cos<N_k, W(N_{k+1}, O_{k->k+1})>) + (1/|M|) M (1 - cos<N_{k+1},
     W(N_k, O_{k+1->k})>).
 
     `normal` `[B,T,3,H,W]`. Eq. 13 as printed warps N_k with O_{k->k+1}; with backward warping that
     samples frame k at frame k+1's positions, so we pair the warps as in eq. 12 (each frame against
-    its neighbour brought into its own grid). Mean per pair and direction over M."""
+    its neighbour brought into its own grid). Mean per pair and direction over M.
+    """
     n_k, n_k1 = _pairs(normal)
     fwd, bwd = _pair_flows(flow_fwd, flow_bwd)
     n_k1_at_k, _ = backward_warp(n_k1, fwd)
@@ -423,16 +456,18 @@ def temporal_normal_loss(normal: torch.Tensor, flow_fwd: torch.Tensor, flow_bwd:
 @full_precision
 def tgm_loss(depth: torch.Tensor, target: torch.Tensor, gate: torch.Tensor,
              cfg: LossConfig) -> torch.Tensor:
-    """Temporal gradient matching (Video Depth Anything, Chen et al., CVPR 2025, sec. 3.2): match
-    the prediction's frame-to-frame depth change to the GT's at the same pixel (no flow), where the
-    GT change is small.
+    """Temporal gradient matching (Video Depth Anything, Chen et al., CVPR 2025, sec. 3.2).
+
+    Match the prediction's frame-to-frame depth change to the GT's at the same pixel (no flow),
+    where the GT change is small.
 
     `depth`, `target` `[B,T,1,H,W]`, `gate` bool `[B,T,1,H,W]`. As in VDA, the prediction is
     aligned with one (s, t) per clip; here the target is normalised to [0, 1] per clip on the gate
     (per-frame normalisation would itself change between frames). For each pair: mean over gate_k &
     gate_{k+1} & |g_{k+1} - g_k| < `tgm_threshold` of |(d_{k+1} - d_k) - (g_{k+1} - g_k)| (signed
     changes, as VDA's released loss; one temporal stride, no trimming), averaged over the pairs
-    with a non-empty set."""
+    with a non-empty set.
+    """
     _check_same_shape(depth=depth, target=target, gate=gate)
     _check_clip(depth)
     gate = gate.bool()
@@ -445,10 +480,12 @@ def tgm_loss(depth: torch.Tensor, target: torch.Tensor, gate: torch.Tensor,
 
 
 def stage2_loss(pred: Any, batch: Any, cfg: LossConfig) -> tuple[torch.Tensor, Terms]:
-    """Eq. 14: L_stage2 = L_stage1 + lambda^d_temp L^d_temp + lambda^n_temp L^n_temp, on clips
-    `[B,T,C,H,W]` (batch adds `flow_fwd`, `flow_bwd`). The temporal valid sets are restricted to
-    the GT human mask. With `cfg.temporal == "tgm"` both flow terms are replaced by lambda_tgm *
-    L_TGM (VDA, depth only; Table 12)."""
+    """Eq. 14: L_stage2 = L_stage1 + lambda^d_temp L^d_temp + lambda^n_temp L^n_temp.
+
+    On clips `[B,T,C,H,W]` (batch adds `flow_fwd`, `flow_bwd`). The temporal valid sets are
+    restricted to the GT human mask. With `cfg.temporal == "tgm"` both flow terms are replaced by
+    lambda_tgm * L_TGM (VDA, depth only; Table 12).
+    """
     total, terms = stage1_loss(pred, batch, cfg)
     depth = _get(pred, "depth")
     depth_gate, region = supervision_gates(batch, cfg)
