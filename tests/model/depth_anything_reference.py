@@ -32,8 +32,11 @@ def source_shapes(name: str) -> dict[str, list[int]]:
 
 def fabricate(shapes: dict[str, list[int]], seed: int = 0, device: str = "cpu"
               ) -> dict[str, torch.Tensor]:
-    """Random tensors of these names and shapes. Buffers get the values their models compute:
-    DINOv3's key-bias mask (1, 0, 1 over q, k, v) and RoPE periods (100^(2k/(head_dim/2)))."""
+    """Random tensors of these names and shapes.
+
+    Buffers get the values their models compute: DINOv3's key-bias mask (1, 0, 1 over q, k, v) and
+    RoPE periods (100^(2k/(head_dim/2))).
+    """
     g = torch.Generator().manual_seed(seed)
     state = {}
     for key, shape in shapes.items():

@@ -26,8 +26,10 @@ def micro_config(temporal: bool = False, mode: str = "causal", family: str = "di
 
 
 def activate_temporal(model: HCDPModel, scale: float = 0.5) -> HCDPModel:
-    """Give the zero-initialised temporal output projections (and time biases) non-zero values, so
-    the temporal blocks actually change the output in tests about them."""
+    """Give the zero-initialised temporal output projections (and time biases) non-zero values.
+
+    Then the temporal blocks actually change the output in tests about them.
+    """
     g = torch.Generator().manual_seed(1)
     with torch.no_grad():
         for block in model.temporal_blocks:

@@ -1,6 +1,9 @@
-"""Exported artefacts from elsewhere: a torch.export / Torch-TensorRT program this machine did not
-build is refused before it is loaded (loading can run code), and every artefact re-runs its stored
-check frames where it is opened, refusing one that no longer computes what was exported."""
+"""Exported artefacts from elsewhere: refused when not built here, re-checked where opened.
+
+A torch.export / Torch-TensorRT program this machine did not build is refused before it is loaded
+(loading can run code), and every artefact re-runs its stored check frames where it is opened,
+refusing one that no longer computes what was exported.
+"""
 import io
 import json
 import shutil
@@ -30,8 +33,10 @@ def checkpoint(micro_checkpoint):
 
 
 def _copy_artefact(src, dst, data: bytes | None = None):
-    """`dst` with the bytes of `src` (or `data`) and src's manifest and check data beside it:
-    what a user receives from someone else."""
+    """Write `dst` with the bytes of `src` (or `data`) and src's manifest and check data beside it.
+
+    That is what a user receives from someone else.
+    """
     dst.write_bytes(src.read_bytes() if data is None else data)
     shutil.copy(manifest_path(src), manifest_path(dst))
     shutil.copy(check_path(src), check_path(dst))
@@ -39,7 +44,7 @@ def _copy_artefact(src, dst, data: bytes | None = None):
 
 
 def _rewrite_zip(src, change) -> bytes:
-    """The archive `src` with each member's bytes passed through change(name, data)."""
+    """Return the archive `src` with each member's bytes passed through change(name, data)."""
     out = io.BytesIO()
     with zipfile.ZipFile(src) as archive, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as new:
         for info in archive.infolist():
@@ -58,8 +63,10 @@ class _WritesMarker:
 
 
 def _poisoned(src, marker) -> bytes:
-    """A real torch.export archive whose first weight is swapped for a pickle that runs code: the
-    archive's weights config marks it `use_pickle`, so torch.export.load unpickles it."""
+    """Return a real torch.export archive whose first weight is swapped for a code-running pickle.
+
+    The archive's weights config marks it `use_pickle`, so torch.export.load unpickles it.
+    """
     payload = io.BytesIO()
     torch.save(_WritesMarker(marker), payload)
 
@@ -133,8 +140,10 @@ def onnx_artefact(checkpoint, tmp_path_factory):
 
 
 def _onnx_with_changed_weights(src, dst):
-    """The exported graph with one mask-head bias moved by 0.5: what a corrupted copy, a broken
-    converter or a runtime bug would give."""
+    """Return the exported graph with one mask-head bias moved by 0.5.
+
+    That is what a corrupted copy, a broken converter or a runtime bug would give.
+    """
     model = onnx.load(str(src))
     initializer = next(i for i in model.graph.initializer if "mask" in i.name and "bias" in i.name)
     changed = numpy_helper.to_array(initializer) + np.float32(0.5)

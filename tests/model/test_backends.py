@@ -1,7 +1,9 @@
-"""Backends: the onnxruntime backend drives StreamingPredictor exactly like the torch one; the
-artefact cache reuses, rebuilds stale or corrupt entries; the Torch-TensorRT logic (API detection,
-compile settings, cache keys, manifest checks) works with torch_tensorrt absent, against fake
-modules."""
+"""Backends: onnxruntime, the artefact cache and the Torch-TensorRT logic.
+
+The onnxruntime backend drives StreamingPredictor exactly like the torch one; the artefact cache
+reuses, rebuilds stale or corrupt entries; the Torch-TensorRT logic (API detection, compile
+settings, cache keys, manifest checks) works with torch_tensorrt absent, against fake modules.
+"""
 import logging
 import subprocess
 import sys

@@ -1,5 +1,8 @@
-"""One home per run-time default (issue 15): the streaming window, backend, precision and device
-defaults are hcdp_model.backends.base's DEFAULT_* names, which every entry point reads."""
+"""One home per run-time default (issue 15).
+
+The streaming window, backend, precision and device defaults are hcdp_model.backends.base's
+DEFAULT_* names, which every entry point reads.
+"""
 from __future__ import annotations
 
 import inspect
@@ -17,8 +20,10 @@ SCANNED = ("hcdp_model", "hcdp_ros", "training", "benchmarks", "scripts", "launc
 
 
 def window_literals(path: Path, root: Path = ROOT) -> list[str]:
-    """Lines where code (not a comment or a string) writes the window default as a number:
-    `window: int = 16`, `default=16` on a --window option, `16 if window is None`."""
+    """Find lines where code (not a comment or a string) writes the window default as a number.
+
+    For example `window: int = 16`, `default=16` on a --window option, `16 if window is None`.
+    """
     found = []
     lines = path.read_text().splitlines()
     tokens = list(tokenize.generate_tokens(io.StringIO(path.read_text()).readline))

@@ -1,7 +1,9 @@
-"""The streaming step never touches the host (issue 19.1): run on the `meta` device, every tensor
-any op creates or reads stays there, nothing builds a tensor from host data (torch.tensor,
-new_tensor, ...) and nothing reads one back (.item(), .cpu(), ...). That is what a CUDA graph
-capture needs; the CUDA tests at the end run where a GPU exists."""
+"""The streaming step never touches the host (issue 19.1).
+
+Run on the `meta` device, every tensor any op creates or reads stays there, nothing builds a
+tensor from host data (torch.tensor, new_tensor, ...) and nothing reads one back (.item(), .cpu(),
+...). That is what a CUDA graph capture needs; the CUDA tests at the end run where a GPU exists.
+"""
 from __future__ import annotations
 
 import copy
@@ -44,8 +46,10 @@ class HostTraffic(TorchFunctionMode):
 
 
 class SyncOps(TorchDispatchMode):
-    """Records every aten op that reads a value back or has a data-dependent shape, and every
-    tensor in or out of an op that is off `device`."""
+    """Record every aten op that reads a value back or has a data-dependent shape.
+
+    Also every tensor in or out of an op that is off `device`.
+    """
 
     def __init__(self, device: str) -> None:
         super().__init__()
@@ -117,8 +121,11 @@ def test_static_rings_keep_their_storage_when_reset():
 
 
 def test_compiled_ring_step_mutates_only_static_inputs_so_cuda_graphs_are_not_skipped():
-    """torch.compile's CUDA graph trees skip a graph for "mutated inputs" unless every mutated
-    input is static (cudagraph_utils.check_for_mutation): the rings must be marked static."""
+    """Check torch.compile's CUDA graph trees do not skip the graph: the rings must be static.
+
+    torch.compile's CUDA graph trees skip a graph for "mutated inputs" unless every mutated input
+    is static (cudagraph_utils.check_for_mutation): the rings must be marked static.
+    """
     model = activate_temporal(HCDPModel(micro_config(temporal=True))).eval()
     step = InPlaceStreamingStep(model, 3)
     seen: dict[str, list] = {}
@@ -194,8 +201,11 @@ def test_predictor_on_the_cuda_graph_backend_equals_the_cpu_predictor():
 
 
 def test_default_cuda_graphs_fall_back_to_eager_when_the_capture_fails(caplog):
-    """On CUDA the default backend captures the step; a capture that fails (an op that cannot be
-    captured) must leave a working eager backend, warned about, with the same outputs."""
+    """Check a failed CUDA capture of the default backend leaves a working, warned-about eager one.
+
+    On CUDA the default backend captures the step; a capture that fails (an op that cannot be
+    captured) must leave a working eager backend, warned about, with the same outputs.
+    """
     model = activate_temporal(HCDPModel(micro_config(temporal=True))).eval()
     reference = TorchBackend(copy.deepcopy(model), 3, "cpu")
     backend = TorchBackend(model, 3, "cpu", cuda_graph=False)

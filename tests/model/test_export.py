@@ -1,6 +1,8 @@
-"""hcdp export: ONNX and torch.export artefacts reproduce eager PyTorch over a streaming sequence
-(so the cache path is exercised), manifests say what was exported, and bad artefacts fail
-clearly."""
+"""hcdp export: artefacts reproduce eager PyTorch, manifests are right, bad artefacts fail clearly.
+
+ONNX and torch.export artefacts reproduce eager PyTorch over a streaming sequence (so the cache
+path is exercised), manifests say what was exported, and bad artefacts fail clearly.
+"""
 import json
 
 from hcdp_model.backends import BackendError
@@ -163,8 +165,11 @@ def test_export_cli_rejects_a_wrong_suffix_and_a_missing_checkpoint(tmp_path, ca
 
 
 def test_example_inputs_follow_the_device_of_the_weights():
-    """`make_manifest` runs the step on `example_inputs()`: on a CUDA model they were made on the
-    CPU ("Input type (torch.FloatTensor) and weight type (torch.cuda.FloatTensor)", issue 19.5)."""
+    """Check `make_manifest` builds `example_inputs()` on the device of the weights.
+
+    `make_manifest` runs the step on `example_inputs()`: on a CUDA model they were made on the CPU
+    ("Input type (torch.FloatTensor) and weight type (torch.cuda.FloatTensor)", issue 19.5).
+    """
     from hcdp_model.model import HCDPModel
     from tests.model.helpers import micro_config
 

@@ -1,7 +1,10 @@
-"""What the exported step graph is made of (issue 19.4): TensorRT 10.3 (JetPack 6, Torch-TensorRT
-2.8) has no attention layer, so the temporal attention must export as plain products, a softmax in
-fp32 and sums: no scaled_dot_product_attention op, whatever the precision. And engines build with
-their timing cache in the persistent hcdp cache, not under /tmp."""
+"""What the exported step graph is made of (issue 19.4).
+
+TensorRT 10.3 (JetPack 6, Torch-TensorRT 2.8) has no attention layer, so the temporal attention
+must export as plain products, a softmax in fp32 and sums: no scaled_dot_product_attention op,
+whatever the precision. And engines build with their timing cache in the persistent hcdp cache,
+not under /tmp.
+"""
 from __future__ import annotations
 
 import sys
@@ -53,8 +56,11 @@ def test_exported_temporal_step_is_products_and_an_fp32_softmax(dtype, slot_loop
 
 
 def test_only_the_backbone_keeps_sdpa_in_the_exported_streaming_step():
-    """The DINO backbone's attention is standard SDPA (lowered by Torch-TensorRT and ONNX export);
-    the temporal blocks contribute none."""
+    """Check only the DINO backbone's attention is SDPA; the temporal blocks contribute none.
+
+    The DINO backbone's attention is standard SDPA (lowered by Torch-TensorRT and ONNX export); the
+    temporal blocks contribute none.
+    """
     model = HCDPModel(micro_config(temporal=True)).eval()
     step = ExportStep(model, 4)
     with torch.no_grad():

@@ -1,5 +1,8 @@
-"""benchmarks/gpu.py on a machine without a GPU: it refuses clearly, and its helpers and measuring
-functions (device-agnostic) run on the CPU with the tiny preset."""
+"""benchmarks/gpu.py on a machine without a GPU.
+
+It refuses clearly, and its helpers and measuring functions (device-agnostic) run on the CPU with
+the tiny preset.
+"""
 from __future__ import annotations
 
 from benchmarks import gpu

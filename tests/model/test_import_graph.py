@@ -1,6 +1,8 @@
-"""The import graph of hcdp_model, hcdp_ros and the trainer has no cycle (issue 15): every import
-counts, function-level and TYPE_CHECKING ones included, and importlib.import_module("...") with a
-literal name."""
+"""The import graph of hcdp_model, hcdp_ros and the trainer has no cycle (issue 15).
+
+Every import counts, function-level and TYPE_CHECKING ones included, and
+importlib.import_module("...") with a literal name.
+"""
 from __future__ import annotations
 
 import ast
@@ -11,8 +13,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def module_names(package_dir: Path, package: str | None = None) -> dict[str, Path]:
-    """Dotted module name -> file, for every .py under `package_dir` (packages as their __init__);
-    `package`: the name it is installed as (default: the folder's name)."""
+    """Map dotted module name -> file, for every .py under `package_dir`.
+
+    Packages count as their __init__; `package`: the name it is installed as (default: the folder's
+    name).
+    """
     names = {}
     for path in sorted(package_dir.rglob("*.py")):
         parts = (package or package_dir.name, *path.relative_to(package_dir).with_suffix("").parts)
@@ -31,7 +36,7 @@ def _absolute(module: str, is_package: bool, level: int, name: str | None) -> st
 
 
 def imports_of(module: str, path: Path, known: set[str]) -> set[str]:
-    """The modules of `known` that `module` imports anywhere in its file."""
+    """Return the modules of `known` that `module` imports anywhere in its file."""
     is_package = path.name == "__init__.py"
     found: set[str] = set()
 
@@ -112,7 +117,7 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def _example_cycle(graph: dict[str, set[str]], component: set[str]) -> list[str]:
-    """A shortest path from the component's first module back to itself (breadth first)."""
+    """Return a shortest path from the component's first module back to itself (breadth first)."""
     start = min(component)
     parents: dict[str, str] = {}
     frontier = [start]
@@ -162,7 +167,7 @@ def lines_matching(package_dir: Path, pattern: re.Pattern) -> list[str]:
 
 
 def names_of_users(package_dir: Path) -> list[str]:
-    """The lines under `package_dir` that name the hcdp_ros or hcdp_training package."""
+    """Return the lines under `package_dir` that name the hcdp_ros or hcdp_training package."""
     return lines_matching(package_dir, USERS)
 
 

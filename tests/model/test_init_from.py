@@ -1,7 +1,9 @@
-"""`hcdp init-from`: fabricated public checkpoints (exact names and shapes, random values)
-convert, every source tensor is mapped or ignored for a reason, the mapped encoder + DPT + depth
-head compute the published Depth Anything V2 forward, and the bundled model is unchanged by the
-new layout."""
+"""`hcdp init-from`: fabricated public checkpoints convert and compute the published forward.
+
+Fabricated public checkpoints (exact names and shapes, random values) convert, every source
+tensor is mapped or ignored for a reason, the mapped encoder + DPT + depth head compute the
+published Depth Anything V2 forward, and the bundled model is unchanged by the new layout.
+"""
 from __future__ import annotations
 
 import json
@@ -23,7 +25,7 @@ PRESET = {384: "small", 768: "base", 1024: "large"}
 
 
 def _strip(state: dict) -> dict:
-    """What read_state_dict does to a Depth Anything file: "pretrained." removed."""
+    """Do what read_state_dict does to a Depth Anything file: "pretrained." removed."""
     return {k.removeprefix("pretrained."): v for k, v in state.items()}
 
 
@@ -37,7 +39,10 @@ def small_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory, small_file):
-    """The fabricated DA-V2-S file through the CLI at 56 px (fast enough for training and bags)."""
+    """Convert the fabricated DA-V2-S file through the CLI at 56 px.
+
+    That is fast enough for training and bags.
+    """
     out = tmp_path_factory.mktemp("conv") / "da_small"
     assert main(["init-from", str(small_file[0]), "--preset", "small", "--out", str(out),
                  "--resolution", "56"]) == 0
@@ -284,8 +289,11 @@ def test_stage1_lr_decoder_gives_exactly_the_mapped_decoder_its_own_group(conver
 
 
 def test_the_depth_anything_output_transform_keeps_float_rounding_below_export_tolerance():
-    """fp32 vs fp64 of one model: q's rounding must not grow past the 1e-3 depth tolerance of
-    `hcdp export` (with eps 1e-3 it did: an ONNX export of a converted model was off by 0.74)."""
+    """Check q's rounding (fp32 vs fp64 of one model) stays below the export's depth tolerance.
+
+    fp32 vs fp64 of one model: q's rounding must not grow past the 1e-3 depth tolerance of `hcdp
+    export` (with eps 1e-3 it did: an ONNX export of a converted model was off by 0.74).
+    """
     from hcdp_model.model import HCDPModel
     from tests.model.helpers import micro_config, random_clip
 

@@ -81,8 +81,10 @@ def test_causal_window_limits_how_far_back_a_frame_looks():
 
 
 def test_time_enters_only_as_a_relative_position():
-    """Shifting a clip in time (prepending frames that are masked out by the window) changes
-    nothing."""
+    """Check shifting a clip in time changes nothing.
+
+    Shifting means prepending frames that are masked out by the window.
+    """
     model = activate_temporal(HCDPModel(micro_config(temporal=True))).eval()
     clip = random_clip(model, frames=6)
     with torch.no_grad():

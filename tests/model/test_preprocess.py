@@ -85,7 +85,7 @@ def test_letterbox_maps_places_ground_truth_like_the_image():
 
 
 def _reference_host_maps(maps):
-    """What the predictor computed before the packed copy (three separate results)."""
+    """Compute what the predictor computed before the packed copy (three separate results)."""
     from hcdp_model.heads import unit
     normals = unit(maps[1:4], dim=0).permute(1, 2, 0).contiguous()
     return maps[0].clamp_min(0).numpy(), normals.numpy(), torch.sigmoid(maps[4]).numpy()
@@ -137,8 +137,11 @@ def test_preprocess_and_host_maps_on_cuda_equal_the_cpu():
 
 @pytest.mark.parametrize("h, w, size", [(480, 640, 56), (30, 40, 56), (7, 9, 28)])
 def test_bgr8_and_mono8_converted_after_the_resize_equal_converting_first(h, w, size):
-    """preprocess uploads bgr8/mono8 bytes as they are and reorders / expands the channels at model
-    resolution; the resize works per channel, so that is exactly converting on the host first."""
+    """Check converting bgr8/mono8 after the resize equals converting on the host first.
+
+    preprocess uploads bgr8/mono8 bytes as they are and reorders / expands the channels at model
+    resolution; the resize works per channel, so that is exactly converting on the host first.
+    """
     rng = np.random.default_rng(2)
     rgb = rng.integers(0, 256, (2, h, w, 3), dtype=np.uint8)
     bgr = np.ascontiguousarray(rgb[..., ::-1])
@@ -154,8 +157,11 @@ def test_bgr8_and_mono8_converted_after_the_resize_equal_converting_first(h, w, 
 
 
 def test_predictor_uploads_a_bgr8_frame_without_a_host_conversion_copy(monkeypatch):
-    """The bgr8 frame reaches the device as the caller's bytes (a view, on the CPU no copy at
-    all): the reversed-channel host copy cost 2.6 ms at 640x480 (7 ms at 1280x720)."""
+    """Check the bgr8 frame reaches the device as the caller's bytes.
+
+    It is a view, on the CPU no copy at all: the reversed-channel host copy cost 2.6 ms at 640x480
+    (7 ms at 1280x720).
+    """
     import hcdp_model.preprocess as module
 
     seen = []

@@ -1,6 +1,8 @@
-"""Loading official DINOv2/DINOv3 backbone files: state dicts built with the official names and
-shapes (tests/fixtures/dino_official_keys.json, taken from the hub models instantiated without
-weights)."""
+"""Loading official DINOv2/DINOv3 backbone files.
+
+State dicts built with the official names and shapes (tests/fixtures/dino_official_keys.json,
+taken from the hub models instantiated without weights).
+"""
 import collections
 import io
 import json

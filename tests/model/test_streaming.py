@@ -116,9 +116,11 @@ def test_fp16_on_cpu_is_refused_with_a_hint():
 @pytest.mark.parametrize("ring", [False, True])
 def test_streaming_step_of_one_block_equals_its_offline_causal_forward_for_a_batch(ring,
                                                                                    slot_loop):
-    """The functional step and the in-place ring, each with both attention paths (all slots at
-    once, and slot by slot as on large maps), batch 2, a non-square map, the window sliding twice
-    over."""
+    """Check the streaming step of one block equals its offline causal forward for a batch.
+
+    The functional step and the in-place ring, each with both attention paths (all slots at once,
+    and slot by slot as on large maps), batch 2, a non-square map, the window sliding twice over.
+    """
     torch.manual_seed(0)
     window, frames = 3, 8
     block = TemporalBlock(8,

@@ -1,6 +1,8 @@
-"""hcdp ablate: the plan (which stages each variant trains and shares), the configs it hands the
-trainer, and the table; once with a stub trainer over every variant, once with the real trainer for
-one variant."""
+"""hcdp ablate: the plan, the configs it hands the trainer, and the table.
+
+The plan says which stages each variant trains and shares; tested once with a stub trainer over
+every variant, once with the real trainer for one variant.
+"""
 from __future__ import annotations
 
 import argparse
@@ -45,8 +47,7 @@ def _args(setup: dict[str, Path], out: Path, *extra: str) -> argparse.Namespace:
 
 
 class StubTrainer:
-    """Records every stage config and writes an untrained micro checkpoint of the right
-    structure."""
+    """Record every stage config and write an untrained micro checkpoint of the right structure."""
 
     def __init__(self) -> None:
         self.configs: list[TrainConfig] = []

@@ -135,9 +135,11 @@ def _translated_pair(shift: tuple[int, int]) -> tuple[dict, dict]:
 
 def _warp_back(image: np.ndarray, flow: np.ndarray, margin: int = 2
                ) -> tuple[np.ndarray, np.ndarray]:
-    """image(p + flow(p)) through the project's backward_warp, and where both p and p + flow lie
-    at least `margin` pixels inside the image (resizing treats the outermost pixels
-    differently)."""
+    """Warp image(p + flow(p)) back through the project's backward_warp, with its valid mask.
+
+    The mask is where both p and p + flow lie at least `margin` pixels inside the image (resizing
+    treats the outermost pixels differently).
+    """
     x = torch.from_numpy(image.astype(np.float32)).permute(2, 0, 1)[None]
     f = torch.from_numpy(flow).permute(2, 0, 1)[None]
     warped, inside = backward_warp(x, f)

@@ -1,5 +1,7 @@
-"""The on-disk format: lossless-enough round trips, deterministic bytes, the read_frame
-contract."""
+"""The on-disk format.
+
+Lossless-enough round trips, deterministic bytes, the read_frame contract.
+"""
 import time
 
 from hcdp_training.data import list_sequences, read_frame
@@ -11,7 +13,7 @@ H, W = 12, 16
 
 
 def write_sequence(path, frames: int = 3, strides: int = 2, seed: int = 0) -> list[dict]:
-    """A tiny sequence with known arrays; returns what was written per frame."""
+    """Write a tiny sequence with known arrays; return what was written per frame."""
     rng = np.random.default_rng(seed)
     written = []
     for t in range(frames):

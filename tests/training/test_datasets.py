@@ -1,5 +1,7 @@
-"""StaticFrames and VideoClips: tensor contract, strided clips with the matching rendered flow,
-resizing."""
+"""StaticFrames and VideoClips: tensor contract, strided clips with matching flow, resizing.
+
+The strided clips come with the matching rendered flow.
+"""
 from hcdp_training.data import StaticFrames, VideoClips
 from hcdp_training.data.datasets import resize_square
 import numpy as np

@@ -1,5 +1,8 @@
-"""hcdp eval: end to end on a hand-written dataset in the on-disk format with a micro model, plus
-the baselines' behaviour on constructed predictions."""
+"""hcdp eval: end to end with a micro model, plus the baselines' behaviour.
+
+End to end on a hand-written dataset in the on-disk format with a micro model, plus the
+baselines' behaviour on constructed predictions.
+"""
 from __future__ import annotations
 
 import copy
@@ -86,8 +89,10 @@ class ReplayPredictor:
 
 
 def _gt_replay(sequence, depth_noise=0.0, seed=0) -> ReplayPredictor:
-    """The GT as a prediction; each frame's depth scaled by its own random factor (per-frame
-    flicker)."""
+    """Return the GT as a prediction, each frame's depth scaled by its own random factor.
+
+    That is per-frame flicker.
+    """
     gain = 1.0 + depth_noise * np.random.default_rng(seed).standard_normal(T).astype(np.float32)
     depth = np.nan_to_num(sequence.depth, nan=2.0) * gain[:, None, None]
     normals = np.where(sequence.mask[..., None] > 0.5, sequence.normal, np.float32([0, 0, -1]))

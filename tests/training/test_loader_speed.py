@@ -1,6 +1,8 @@
-"""The read-path shortcuts of the training data (issue 19.5) change no value: meta.json parsed once
-per file version, float16 normals renormalised in place of np.linalg.norm, and a frame already at
-the training size skips the resize."""
+"""The read-path shortcuts of the training data (issue 19.5) change no value.
+
+meta.json parsed once per file version, float16 normals renormalised in place of np.linalg.norm,
+and a frame already at the training size skips the resize.
+"""
 from __future__ import annotations
 
 import os

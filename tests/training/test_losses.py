@@ -20,13 +20,19 @@ def _grid(shift: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _depth_field(shift: float = 0.0) -> torch.Tensor:
-    """A smooth, gently varying human depth, content moved `shift` px to the right. [1,H,W]"""
+    """Return a smooth, gently varying human depth, content moved `shift` px to the right.
+
+    Shape [1,H,W].
+    """
     xs, ys = _grid(shift)
     return (2.0 + 0.01 * xs + 0.006 * ys + 0.01 * torch.sin(xs / 3.0) * torch.cos(ys / 4.0))[None]
 
 
 def _normal_field(shift: float = 0.0) -> torch.Tensor:
-    """A smooth unit normal field facing the camera, moved `shift` px to the right. [3,H,W]"""
+    """Return a smooth unit normal field facing the camera, moved `shift` px to the right.
+
+    Shape [3,H,W].
+    """
     xs, ys = _grid(shift)
     return F.normalize(torch.stack([0.3 * torch.sin(xs / 5.0), 0.2 * torch.cos(ys / 6.0),
                                     -torch.ones_like(xs)]), dim=0)
@@ -229,8 +235,10 @@ def test_temporal_depth_loss_is_invariant_to_the_scale_of_the_relative_depth():
 
 
 def test_temporal_depth_loss_gives_no_gradient_to_pixels_outside_the_valid_set():
-    """A pixel outside M (here the clip's deepest pixel) cannot lower the loss by moving, so the
-    network is not paid to stretch the depth range with pixels the loss does not compare."""
+    """Check a pixel outside M (here the clip's deepest pixel) cannot lower the loss by moving.
+
+    So the network is not paid to stretch the depth range with pixels the loss does not compare.
+    """
     batch = _clip()
     region = batch["mask"] > 0.5
     depth = _perfect_prediction(batch)["depth"] + 0.05 * torch.rand(1, T, 1, H, W)
@@ -246,8 +254,10 @@ def test_temporal_depth_loss_gives_no_gradient_to_pixels_outside_the_valid_set()
 
 
 def test_temporal_depth_loss_gives_no_gradient_along_a_global_scale_or_shift_of_the_depth():
-    """Shrinking the contrast of the whole map must not lower the loss (relative depth has a free
-    scale)."""
+    """Check shrinking the contrast of the whole map does not lower the loss.
+
+    Relative depth has a free scale.
+    """
     batch = _clip()
     region = batch["mask"] > 0.5
     depth = _perfect_prediction(batch)["depth"] + 0.05 * torch.rand(1, T, 1, H, W)
@@ -264,11 +274,14 @@ def test_temporal_depth_loss_gives_no_gradient_along_a_global_scale_or_shift_of_
 
 
 def test_temporal_depth_loss_with_a_reference_is_eq_12_in_units_of_the_references_range():
-    """Prediction = 3 g + 0.5 for a flickering reference g, flow 1 px to the right, M a hand-set
+    """Check the term with a reference is eq. 12 in units of the reference's range.
+
+    Prediction = 3 g + 0.5 for a flickering reference g, flow 1 px to the right, M a hand-set
     block: the term is eq. 12 on g / (max g - min g over the compared pixels), computed here by
     indexing, not warping.
     The reference's own scale and shift do not matter, a NaN pixel of it is ignored, and the
-    depth's scale still does not matter."""
+    depth's scale still does not matter.
+    """
     g = 1.0 + torch.rand(1, T, 1, H, W, dtype=torch.float64)
     pred = 3.0 * g + 0.5
     fwd = torch.zeros(1, T, 2, H, W, dtype=torch.float64)

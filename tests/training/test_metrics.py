@@ -15,7 +15,7 @@ def _vec(x: float, y: float, z: float, h: int = 4, w: int = 4) -> torch.Tensor:
 
 
 def _shift_right(x: torch.Tensor, by: int) -> torch.Tensor:
-    """Content moved `by` px to the right (edge columns replicated). [...,H,W]"""
+    """Content moved `by` px to the right (edge columns replicated), shape [...,H,W]."""
     return torch.cat([x[..., :1].expand(*x.shape[:-1], by), x[..., :-by]], dim=-1)
 
 
@@ -154,7 +154,7 @@ def test_iou_of_two_empty_masks_is_one():
 # --- sequences and aggregation -------------------------------------------------------------------
 
 def _sequence(t: int = 4, h: int = 16, w: int = 20, flicker: float = 0.0) -> dict[str, np.ndarray]:
-    """A human moving 1 px/frame right; prediction = 2 * GT + 1 (+ flicker on odd frames)."""
+    """Build a human moving 1 px/frame right; prediction = 2 * GT + 1 (+ flicker on odd frames)."""
     rng = np.random.default_rng(0)
     base = 2.0 + rng.random((h, w + t)).astype(np.float32)
     depth = np.stack([base[:, t - k:t - k + w] for k in range(t)])

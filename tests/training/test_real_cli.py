@@ -1,5 +1,7 @@
-"""hcdp eval-real end to end on a fabricated photo (with a reference mask) and a static-camera
-video with a moving blob, with a micro model."""
+"""hcdp eval-real end to end with a micro model.
+
+On a fabricated photo (with a reference mask) and a static-camera video with a moving blob.
+"""
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
-"""Ground truth of generated anny sequences: normals vs depth, flow vs warping, determinism,
-diversity.
+"""Ground truth of generated anny sequences.
+
+Normals vs depth, flow vs warping, determinism, diversity.
 
 The anny model is built once per machine into ~/.cache/hcdp/anny (60-80 s the first time, then ~1
 s).
@@ -81,8 +82,10 @@ def _warp(x: np.ndarray, flow: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _visible_both(a, b, fwd: np.ndarray) -> np.ndarray:
-    """Pixels of frame a on the human whose forward-flow target lands on frame b's human, not
-    occluded."""
+    """Pixels of frame a on the human whose forward-flow target lands on frame b's human.
+
+    Only those not occluded.
+    """
     warped_depth, valid = _warp(np.nan_to_num(b.depth, nan=-1.0)[..., None], fwd)
     return np.isfinite(a.depth) & valid & (warped_depth[..., 0] > 0) & (a.mask > 0.99)
 

@@ -1,5 +1,7 @@
-"""Motion library: joint limits, mirroring, determinism, root motion; the dataset card's
-histograms."""
+"""Motion library: joint limits, mirroring, determinism, root motion; dataset card histograms.
+
+The histograms are the dataset card's.
+"""
 from hcdp_training.synth.card import control_values, histogram
 from hcdp_training.synth.motion import MOTIONS, sample_motion
 from hcdp_training.synth.scene import sample_scene

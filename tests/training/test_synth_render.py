@@ -1,5 +1,7 @@
-"""The renderer's ground truth on analytic scenes (no anny): planar depth, normals, exact flow,
-soft mask."""
+"""The renderer's ground truth on analytic scenes (no anny).
+
+Planar depth, normals, exact flow, soft mask.
+"""
 from hcdp_training.synth.appearance import material, texture_layers
 from hcdp_training.synth.camera import intrinsics
 from hcdp_training.synth.render import FrameGeometry, Lighting, Renderer

@@ -1,5 +1,7 @@
-"""make-sample-bag: a rosbag2 (rosbags) whose topics carry the sequence's frames and ground truth
-exactly."""
+"""make-sample-bag: a rosbag2 (rosbags) carrying the sequence's frames and ground truth exactly.
+
+Its topics carry the sequence's frames and ground truth exactly.
+"""
 import json
 
 from hcdp_training.data import read_frame

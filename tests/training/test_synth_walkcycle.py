@@ -1,5 +1,6 @@
-"""anny's bundled walk cycle: Bezier F-curves, axis mapping, IK accuracy on anny, antiphase,
-looping.
+"""anny's bundled walk cycle.
+
+Bezier F-curves, axis mapping, IK accuracy on anny, antiphase, looping.
 
 The cycle is solved once per process (a few seconds); anny is built once per machine
 (~/.cache/hcdp/anny).

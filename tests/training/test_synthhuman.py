@@ -36,8 +36,11 @@ def write_exr(path: Path, channels: dict) -> None:
 
 
 def write_sample(folder: Path, sid: str, stored_normals=lambda n: n * [1.0, -1.0, -1.0]) -> dict:
-    """One sample as the release stores it: depth in cm as float16 'Y' with 65504 background,
-    normals as 'RGB' (by default OpenGL camera axes: x right, y up, z towards the viewer)."""
+    """Write one sample as the release stores it.
+
+    Depth in cm as float16 'Y' with 65504 background, normals as 'RGB' (by default OpenGL camera
+    axes: x right, y up, z towards the viewer).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     depth_cm, normal, hit = sphere()
     alpha = np.where(hit, 255, 0).astype(np.uint8)

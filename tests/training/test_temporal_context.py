@@ -1,5 +1,7 @@
-"""The temporal-context diagnostic: attention mass and how much of a block's update needs the
-past."""
+"""The temporal-context diagnostic.
+
+Attention mass and how much of a block's update needs the past.
+"""
 from __future__ import annotations
 
 import math
@@ -71,7 +73,7 @@ def test_mean_report_averages_blocks_and_offsets():
 
 
 def _frames(seed: int, count: int, size: int = 160) -> list[np.ndarray]:
-    """A smooth random scene with a bright disc moving across it: camera-like uint8 frames."""
+    """Make a smooth random scene with a bright disc moving across it: camera-like uint8 frames."""
     rng = np.random.default_rng(seed)
     scene = cv2.GaussianBlur(rng.integers(0, 255, (size, size, 3), dtype=np.uint8), (0, 0), 6)
     frames = []

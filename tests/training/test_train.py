@@ -1,8 +1,11 @@
-"""The trainer: each stage lowers its loss on generated data, freezes what the paper freezes, stage
-2 starts from the stage-1 predictions, gradient dropping skips steps, resume is bitwise exact, the
-CLI writes the final checkpoint with its metadata, and torchrun runs two gloo processes. The output
-folder never loses or mixes up a run: used folders are refused, checkpoints are atomic, resume
-falls back and checks the config."""
+"""The trainer: stages, resume, the CLI, torchrun, and a safe output folder.
+
+Each stage lowers its loss on generated data, freezes what the paper freezes, stage 2 starts from
+the stage-1 predictions, gradient dropping skips steps, resume is bitwise exact, the CLI writes
+the final checkpoint with its metadata, and torchrun runs two gloo processes. The output folder
+never loses or mixes up a run: used folders are refused, checkpoints are atomic, resume falls back
+and checks the config.
+"""
 import copy
 import os
 from pathlib import Path
@@ -200,7 +203,7 @@ def _micro(setup, out, **optim):
 
 
 def _fake_step(out, step):
-    """A complete-looking step folder of an older run (step numbers above the new run's)."""
+    """Make a complete-looking step folder of an older run (step numbers above the new run's)."""
     folder = out / "checkpoints" / f"step_{step:07d}"
     folder.mkdir(parents=True)
     for name in ("model.safetensors", "config.yaml", STATE_NAME):

@@ -1,5 +1,8 @@
-"""TrainConfig: the shipped YAML recipes load, values are type- and range-checked with clear
-messages, unknown keys are rejected and command-line overrides apply."""
+"""TrainConfig: recipes load, values are checked, unknown keys rejected, overrides apply.
+
+The shipped YAML recipes load, values are type- and range-checked with clear messages, unknown
+keys are rejected and command-line overrides apply.
+"""
 from pathlib import Path
 
 from hcdp_model.config import ConfigError

@@ -1,6 +1,8 @@
-"""Self-supervised stage 2 on unlabeled video: folders of videos or image sequences are read into
-clips with DIS flows, and fine-tuning with the temporal terms + distillation starts at zero
-distillation and lowers its loss."""
+"""Self-supervised stage 2 on unlabeled video.
+
+Folders of videos or image sequences are read into clips with DIS flows, and fine-tuning with the
+temporal terms + distillation starts at zero distillation and lowers its loss.
+"""
 import cv2
 from hcdp_training.metrics import clip_flows
 from hcdp_training.stages import build_model, make_task

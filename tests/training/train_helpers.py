@@ -1,7 +1,9 @@
-"""Tiny generated data and configs for the trainer tests: a textured disc "person" moving right by
-a known number of pixels per frame over a static textured background, with exact depth, normals,
-mask, canonical coordinates and flows, written in the hcdp on-disk format at the micro model's
-resolution."""
+"""Tiny generated data and configs for the trainer tests.
+
+A textured disc "person" moving right by a known number of pixels per frame over a static textured
+background, with exact depth, normals, mask, canonical coordinates and flows, written in the hcdp
+on-disk format at the micro model's resolution.
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -36,8 +38,10 @@ def disc_frame(t: int, rng_bg: np.ndarray, speed: float, y0: float,
 
 def write_disc_sequences(root: Path, sequences: int = 2, frames: int = 4, strides: int = 2,
                          seed: int = 0) -> Path:
-    """`sequences` folders of `frames` frames; the disc moves 1.5 px/frame (flows exact inside the
-    disc, 0 on the static background)."""
+    """Write `sequences` folders of `frames` frames; the disc moves 1.5 px/frame.
+
+    Flows are exact inside the disc, 0 on the static background.
+    """
     rng = np.random.default_rng(seed)
     for s in range(sequences):
         background = rng.integers(0, 120, (SIZE, SIZE, 3)).astype(np.float32)
@@ -66,7 +70,7 @@ def write_micro_config(path: Path) -> Path:
 
 def train_config(stage: int, out: Path, data_root: Path, model_config: Path,
                  **sections) -> TrainConfig:
-    """A micro run: no warm-up, high learning rates, no logging, checkpoints every step."""
+    """Return a micro run: no warm-up, high learning rates, no logging, checkpoints every step."""
     base = {
         "stage": stage, "out": str(out),
         "model": {"config": str(model_config)},
