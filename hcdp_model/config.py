@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass, field
 import json
 import math
+from pathlib import Path
 import types
 import typing
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -39,8 +39,10 @@ def _bounded(name: str, value: int | float, low: int | float, high: int | float)
 
 @dataclass
 class BackboneConfig:
-    """ViT encoder in the DINOv2 (patch 14, learned absolute positions) or DINOv3 (patch 16, RoPE)
-    family."""
+    """ViT encoder of the DINOv2 or DINOv3 family.
+
+    DINOv2: patch 14, learned absolute positions; DINOv3: patch 16, RoPE.
+    """
 
     family: str = "dinov2"
     embed_dim: int = 384
@@ -140,8 +142,10 @@ class TemporalConfig:
 
 @dataclass
 class PriorConfig:
-    """Human geometric prior (paper eq. 4-5): embedding z -> 1x1 conv + upsample -> added to
-    F_DPT."""
+    """Human geometric prior (paper eq. 4-5).
+
+    Embedding z -> 1x1 conv + upsample -> added to F_DPT.
+    """
 
     kind: str = "learned"
     embed_dim: int = 16
@@ -240,10 +244,12 @@ def _check(ok: bool, message: str) -> None:
 
 
 def build(cls: type, data: Any, source: str) -> Any:
-    """Build dataclass `cls` from a mapping, checking every value against the field's annotation
-    (bool, int, float, str, fixed and variable tuples, X | None, nested dataclasses); unknown keys
-    and wrong types raise ConfigError naming the key. The dataclass's own __post_init__ checks
-    still run."""
+    """Build dataclass `cls` from a mapping, checking every value against the field's annotation.
+
+    Annotations checked: bool, int, float, str, fixed and variable tuples, X | None, nested
+    dataclasses; unknown keys and wrong types raise ConfigError naming the key. The dataclass's own
+    __post_init__ checks still run.
+    """
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: expected a mapping, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -313,8 +319,11 @@ def _vit(family: str, dim: int, depth: int, heads: int, layers: tuple[int, int, 
 
 
 def preset(name: str, family: str = "dinov2") -> ModelConfig:
-    """The four shipped presets. small/base/large match the official ViT-S/B/L backbones and the
-    Depth Anything V2 decoder widths; tiny is a CPU/CI model with the same structure."""
+    """Return one of the four shipped presets.
+
+    small/base/large match the official ViT-S/B/L backbones and the Depth Anything V2 decoder
+    widths; tiny is a CPU/CI model with the same structure.
+    """
     if family not in FAMILIES:
         raise ConfigError(f"family: expected one of {FAMILIES}, got {family!r}")
     p = 16 if family == "dinov3" else 14

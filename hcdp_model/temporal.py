@@ -5,14 +5,14 @@ Each block attends along time at every spatial position of one DPT scale:
 `proj_out` is zero-initialised, so a freshly inserted block is the identity and stage-2 training
 starts from the stage-1 predictions. Time positions enter only as a learned bias per head and
 *relative* offset t - s (no absolute encoding), which makes a sliding-window key/value cache exact:
-  the streaming
-`step` over a cache of the last W-1 frames equals the offline causal forward with window W.
+the streaming `step` over a cache of the last W-1 frames equals the offline causal forward with
+window W.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+import torch.nn.functional as F
 
 from .config import TemporalConfig
 
@@ -24,14 +24,18 @@ RingCache = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def _slot_loop(asked: bool | None, x: torch.Tensor) -> bool:
-    """Attend slot by slot on large maps (h*w >= 1024), where the all-slots temporary would leave
-    the cache."""
+    """Attend slot by slot on large maps (h*w >= 1024).
+
+    On those, the all-slots temporary would leave the cache.
+    """
     return x.shape[2] * x.shape[3] >= 1024 if asked is None else asked
 
 
 def _softmax_fp32(scores: torch.Tensor) -> torch.Tensor:
-    """Softmax over the slots (dim 0) computed in fp32 whatever the compute dtype: fp16 engines
-    (TensorRT 10.3 on Jetson) then keep the exp/sum exact; a no-op cast in fp32."""
+    """Softmax over the slots (dim 0) computed in fp32 whatever the compute dtype.
+
+    fp16 engines (TensorRT 10.3 on Jetson) then keep the exp/sum exact; a no-op cast in fp32.
+    """
     return scores.float().softmax(0).to(scores.dtype)
 
 
@@ -63,10 +67,11 @@ def attend_slots(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias
 
 def write_ring(keys: torch.Tensor, values: torch.Tensor, ages: torch.Tensor, key: torch.Tensor,
                value: torch.Tensor) -> None:
-    """Write one frame's key/value [1, B, C, N] into a ring in place (an empty slot, else the oldest).
+    """Write one frame's key/value [1, B, C, N] into a ring in place.
 
-    All on the device (a scalar fill, no host tensor, no sync), so the step can be captured in a
-    CUDA graph; ages count the frames since each slot was written (-1 = empty).
+    It goes into an empty slot, else the oldest. All on the device (a scalar fill, no host tensor,
+    no sync), so the step can be captured in a CUDA graph; ages count the frames since each slot
+    was written (-1 = empty).
     """
     slot = ages.masked_fill(ages < 0, torch.iinfo(ages.dtype).max).argmax().view(1)
     keys.index_copy_(0, slot, key)
@@ -75,6 +80,7 @@ def write_ring(keys: torch.Tensor, values: torch.Tensor, ages: torch.Tensor, key
 
 
 class TemporalAttention(nn.Module):
+
     def __init__(self, dim: int, num_heads: int, max_relative_distance: int) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -102,7 +108,10 @@ class TemporalAttention(nn.Module):
         return self.proj(out.transpose(1, 2).reshape(n, t, h * hd))
 
     def forward(self, x: torch.Tensor, causal: bool, window: int | None) -> torch.Tensor:
-        """x [N, T, C] -> [N, T, C]; causal with `window` W lets frame t see frames t-W+1 .. t."""
+        """Attend along time: x [N, T, C] -> [N, T, C].
+
+        Causal with `window` W lets frame t see frames t-W+1 .. t.
+        """
         t = x.shape[1]
         pos = torch.arange(t, device=x.device)
         offsets = pos[:, None] - pos[None, :]  # [T_query, T_key]
@@ -116,6 +125,7 @@ class TemporalAttention(nn.Module):
 
 
 class TemporalBlock(nn.Module):
+
     def __init__(self, dim: int, cfg: TemporalConfig) -> None:
         super().__init__()
         self.causal = cfg.mode == "causal"
@@ -158,8 +168,7 @@ class TemporalBlock(nn.Module):
         return kv, kv.clone(), torch.full((window,), -1, dtype=torch.long, device=device)
 
     def _frame_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, C, h, w] -> the frame as a sequence [B*h*w, 1, C] and its q, k, v as [B, 3C,
-        h*w]."""
+        """Return x [B, C, h, w] as a sequence [B*h*w, 1, C] and its q, k, v as [B, 3C, h*w]."""
         b, c, h, w = x.shape
         seq = x.permute(0, 2, 3, 1).reshape(b * h * w, 1, c)
         normed = self.norm1(seq).view(b, h * w, c).transpose(1, 2)  # [B, C, N] view, no copy
@@ -169,8 +178,10 @@ class TemporalBlock(nn.Module):
                                   normed)
 
     def _frame_out(self, seq: torch.Tensor, out: torch.Tensor, shape: torch.Size) -> torch.Tensor:
-        """Attention output [B, C, N] -> projection, MLP and proj_out -> the block's output [B, C,
-        h, w]."""
+        """Attention output [B, C, N] -> projection, MLP and proj_out -> the block's output.
+
+        The output is [B, C, h, w].
+        """
         b, c, h, w = shape
         proj = self.attn.proj  # [B, C, N] -> [B, N, C] through the transposed product
         attended = torch.baddbmm(proj.bias.expand(b, h * w, -1), out.transpose(1, 2),
@@ -180,10 +191,12 @@ class TemporalBlock(nn.Module):
 
     def step(self, x: torch.Tensor, cache: KVCache,
              slot_loop: bool | None = None) -> tuple[torch.Tensor, KVCache]:
-        """Streaming, causal, functional (what export compiles): one frame x [B, C, h, w] plus the
-        keys/values of up to W-1 earlier frames ([W-1, B, C, h*w] oldest first, fixed shape,
-        `valid` marks filled slots) -> output frame and the rolled cache. `slot_loop`: see
-        `attend_slots` (default on maps of h*w >= 1024 positions)."""
+        """Streaming, causal, functional (what export compiles).
+
+        One frame x [B, C, h, w] plus the keys/values of up to W-1 earlier frames ([W-1, B, C, h*w]
+        oldest first, fixed shape, `valid` marks filled slots) -> output frame and the rolled
+        cache. `slot_loop`: see `attend_slots` (default on maps of h*w >= 1024 positions).
+        """
         if not self.causal:
             raise RuntimeError("streaming needs temporal blocks in causal mode; this model is "
                                "bidirectional")
@@ -204,11 +217,13 @@ class TemporalBlock(nn.Module):
 
     def step_ring(self, x: torch.Tensor, cache: RingCache,
                   slot_loop: bool | None = None) -> torch.Tensor:
-        """Streaming, causal, eager only: like `step`, but the cache is a ring of W slots updated
-        IN PLACE (the new key/value overwrite an empty or the oldest slot, then the query attends
-        over the ring), so a frame copies no cache. Slot ages (-1 = empty) give the relative
-        offsets, so the result equals `step` and the offline causal forward. `slot_loop`: as in
-        `step`."""
+        """Streaming, causal, eager only: like `step`, but the cache is a ring updated IN PLACE.
+
+        The ring has W slots (the new key/value overwrite an empty or the oldest slot, then the
+        query attends over the ring), so a frame copies no cache. Slot ages (-1 = empty) give the
+        relative offsets, so the result equals `step` and the offline causal forward. `slot_loop`:
+        as in `step`.
+        """
         keys, values, ages = cache
         c = x.shape[1]
         seq, qkv = self._frame_qkv(x)
@@ -221,28 +236,29 @@ class TemporalBlock(nn.Module):
 
 
 # q = k = QK_INIT * LN(x) at initialisation: the attention of a fresh fused block is content-based
-# from the first step (earlier frames whose features at a position resemble the current frame's weigh
-# more), instead of uniform; a uniform average over a moving person blurs it.
+# from the first step (earlier frames whose features at a position resemble the current frame's
+# weigh more), instead of uniform; a uniform average over a moving person blurs it.
 QK_INIT = 1.7
 
 
 class FusedTemporalBlock(nn.Module):
     """A temporal block on the fused features, after every per-frame path (issue 17).
 
-    The four DPT-scale blocks cannot steady what enters after them: the human prior (added to F_DPT)
-    and the CNN branch see each frame on its own, and on inputs with per-frame nuisances they carry
-    most of the flicker (docs/training.md, "Does stage 2 use the past?"). This block attends along
-    time at every pixel of the fused map, just before CWA and the heads, and its update comes only
-    from earlier frames:
+    The four DPT-scale blocks cannot steady what enters after them: the human prior (added to
+    F_DPT) and the CNN branch see each frame on its own, and on inputs with per-frame nuisances
+    they carry most of the flicker (docs/training.md, "Does stage 2 use the past?"). This block
+    attends along time at every pixel of the fused map, just before CWA and the heads, and its
+    update comes only from earlier frames:
 
         p = softmax_s(q_t . k_s / sqrt(d) + b(t - s)),   s in the last `fused_window` frames
         out_t = x_t + P (sum_s p_s x_s - x_t)
 
-    with q, k linear in LN(x) and the values the features themselves. Without earlier frames the sum
-    is x_t and the block is exactly the identity, so "same weights, window 1" is the model without
-    it, and the block cannot lower the loss by smoothing each frame on its own: only by borrowing
-    from the past. P is zero-initialised (a fresh block changes nothing). Streaming uses the same
-    cache layouts as `TemporalBlock` ([slots, B, C, h*w]), with `fused_window` slots at most.
+    with q, k linear in LN(x) and the values the features themselves. Without earlier frames the
+    sum is x_t and the block is exactly the identity, so "same weights, window 1" is the model
+    without it, and the block cannot lower the loss by smoothing each frame on its own: only by
+    borrowing from the past. P is zero-initialised (a fresh block changes nothing). Streaming uses
+    the same cache layouts as `TemporalBlock` ([slots, B, C, h*w]), with `fused_window` slots at
+    most.
     """
 
     def __init__(self, dim: int, cfg: TemporalConfig) -> None:
@@ -289,7 +305,7 @@ class FusedTemporalBlock(nn.Module):
         out = seq + self.proj_out(past - seq)
         return out.reshape(b, h, w, t, c).permute(0, 3, 4, 1, 2)
 
-    # -- streaming ---------------------------------------------------------------------------------
+    # -- streaming --------------------------------------------------------------------------------
     def empty_cache(self, x_shape: torch.Size, window: int, device, dtype) -> KVCache:
         b, c, h, w = x_shape
         kv = torch.zeros(self.slots(window) - 1, b, c, h * w, device=device, dtype=dtype)
@@ -301,7 +317,7 @@ class FusedTemporalBlock(nn.Module):
         return kv, kv.clone(), torch.full((kv.shape[0],), -1, dtype=torch.long, device=device)
 
     def _frame_qk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x [B, C, h, w] -> the frame as [B, C, h*w] (a view) and its q, k as [B, 2C, h*w]."""
+        """Return x [B, C, h, w] as [B, C, h*w] (a view) and its q, k as [B, 2C, h*w]."""
         b, c, h, w = x.shape
         flat = x.reshape(b, c, h * w)
         normed = self.norm(x.permute(0, 2, 3, 1).reshape(b, h * w, c)).transpose(1, 2)
@@ -311,7 +327,7 @@ class FusedTemporalBlock(nn.Module):
 
     def _frame_out(self, flat: torch.Tensor, past: torch.Tensor,
                    shape: torch.Size) -> torch.Tensor:
-        """x + P(past - x) for one frame: [B, C, h*w] -> [B, C, h, w]."""
+        """Return x + P(past - x) for one frame: [B, C, h*w] -> [B, C, h, w]."""
         b = flat.shape[0]
         p = self.proj_out
         return torch.baddbmm(flat + p.bias[None, :, None], p.weight.expand(b, -1, -1),
@@ -319,7 +335,10 @@ class FusedTemporalBlock(nn.Module):
 
     def step(self, x: torch.Tensor, cache: KVCache,
              slot_loop: bool | None = None) -> tuple[torch.Tensor, KVCache]:
-        """Streaming, functional: as `TemporalBlock.step` (keys and the frames' features cached)."""
+        """Streaming, functional: as `TemporalBlock.step`.
+
+        Keys and the frames' features are cached.
+        """
         if not self.causal:
             raise RuntimeError("streaming needs temporal blocks in causal mode; this model is "
                                "bidirectional")

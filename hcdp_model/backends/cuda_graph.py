@@ -1,5 +1,7 @@
-"""The streaming step replayed from a CUDA graph: the whole frame (encoder, temporal ring update
-and attention, decoder) is one graph launch, so the step costs no kernel-launch or host time.
+"""The streaming step replayed from a CUDA graph: the whole frame is one graph launch.
+
+The whole frame (encoder, temporal ring update and attention, decoder) is one graph launch, so the
+step costs no kernel-launch or host time.
 
 `InPlaceStreamingStep` keeps everything on the device (ring slot and ages are device tensors, no
 `.item()`, no host tensor: tests/model/test_device_step.py), so it can be captured as it is. The
@@ -16,7 +18,8 @@ from .step import InPlaceStreamingStep
 
 WARMUP_STEPS = 3  # eager runs on a side stream before capture (cuBLAS/cuDNN handles, allocator)
 # The first replay is checked against an eager step on the same frame and rings: largest
-# |replayed - eager| over the outputs, relative to the eager outputs' largest magnitude (at least 1).
+# |replayed - eager| over the outputs, relative to the eager outputs' largest magnitude
+# (at least 1).
 REPLAY_TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 4e-2}
 
 
@@ -44,15 +47,19 @@ def check_replay(replayed: StepOutput, eager: StepOutput, dtype: torch.dtype) ->
 
 
 def reset_ring(state: State) -> None:
-    """Empty the ring caches of `InPlaceStreamingStep` in place (keys, values 0; ages -1), keeping
-    their storage: what a captured graph and `torch.compile`'s CUDA graphs need."""
+    """Empty the ring caches of `InPlaceStreamingStep` in place (keys, values 0; ages -1).
+
+    Their storage is kept: what a captured graph and `torch.compile`'s CUDA graphs need.
+    """
     for i, tensor in enumerate(state):
         tensor.fill_(-1 if i % 3 == 2 else 0)
 
 
 def static_ring(step: InPlaceStreamingStep, device: torch.device, dtype: torch.dtype) -> State:
-    """The rings of `step`, allocated once and marked as static addresses for `torch.compile`, so
-    its CUDA graphs accept the in-place updates (mutations of static inputs are allowed)."""
+    """Allocate the rings of `step` once and mark them as static addresses for `torch.compile`.
+
+    Its CUDA graphs then accept the in-place updates (mutations of static inputs are allowed).
+    """
     state = step.init_state(1, device, dtype)
     for tensor in state:
         torch._dynamo.mark_static_address(tensor)

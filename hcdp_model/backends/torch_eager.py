@@ -15,11 +15,11 @@ import logging
 import torch
 from torch import nn
 
-from ..model import HCDPModel
-from .base import (DEFAULT_DEVICE, DEFAULT_PRECISION, DEFAULT_WINDOW, Backend, State, StepOutput,
-                   check_precision)
+from .base import (Backend, check_precision, DEFAULT_DEVICE, DEFAULT_PRECISION, DEFAULT_WINDOW,
+                   State, StepOutput)
 from .cuda_graph import CapturedStep, reset_ring, static_ring
 from .step import ExportStep, InPlaceStreamingStep
+from ..model import HCDPModel
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,14 @@ class TorchBackend(Backend):
 
     def __init__(self, model: HCDPModel, window: int = DEFAULT_WINDOW,
                  device: str | torch.device = DEFAULT_DEVICE,
-                 precision: str = DEFAULT_PRECISION, compile: bool = False,
+                 precision: str = DEFAULT_PRECISION,
+                 compile: bool = False,  # noqa: A002 (a keyword callers pass: compile=True)
                  cuda_graph: bool | None = None) -> None:
-        """`cuda_graph` None (default): CUDA graphs on a CUDA device unless `compile`, falling back
-        to eager with a warning if the capture fails; True: required (CUDA only); False: never."""
+        """Set up the backend; `cuda_graph` chooses whether the step replays a CUDA graph.
+
+        `cuda_graph` None (default): CUDA graphs on a CUDA device unless `compile`, falling back
+        to eager with a warning if the capture fails; True: required (CUDA only); False: never.
+        """
         self.device = torch.device(device)
         self.input_dtype = check_precision(precision, self.device)
         if cuda_graph and self.device.type != "cuda":
