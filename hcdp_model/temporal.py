@@ -256,9 +256,9 @@ class FusedTemporalBlock(nn.Module):
     with q, k linear in LN(x) and the values the features themselves. Without earlier frames the
     sum is x_t and the block is exactly the identity, so "same weights, window 1" is the model
     without it, and the block cannot lower the loss by smoothing each frame on its own: only by
-    borrowing from the past. P is zero-initialised (a fresh block changes nothing). Streaming uses
-    the same cache layouts as `TemporalBlock` ([slots, B, C, h*w]), with `fused_window` slots at
-    most.
+    borrowing from the past. P is linear without a bias and zero-initialised (a fresh block changes
+    nothing). Streaming uses the same cache layouts as `TemporalBlock` ([slots, B, C, h*w]), with
+    `fused_window` slots at most.
     """
 
     def __init__(self, dim: int, cfg: TemporalConfig) -> None:
@@ -273,9 +273,10 @@ class FusedTemporalBlock(nn.Module):
             self.qk.weight.copy_(torch.cat([torch.eye(dim), torch.eye(dim)]) * QK_INIT)
             self.qk.bias.zero_()
         self.relative_bias = nn.Parameter(torch.zeros(cfg.num_heads, 2 * self.max_rel + 1))
-        self.proj_out = nn.Linear(dim, dim)
+        # No bias: P(0) must be 0, or the block would shift every frame by a constant even without
+        # a past (a per-frame layer again).
+        self.proj_out = nn.Linear(dim, dim, bias=False)
         nn.init.zeros_(self.proj_out.weight)
-        nn.init.zeros_(self.proj_out.bias)
 
     def bias(self, offsets: torch.Tensor) -> torch.Tensor:
         """Bias for an integer tensor of offsets: [...] -> [heads, ...]."""
@@ -328,9 +329,7 @@ class FusedTemporalBlock(nn.Module):
     def _frame_out(self, flat: torch.Tensor, past: torch.Tensor,
                    shape: torch.Size) -> torch.Tensor:
         """Return x + P(past - x) for one frame: [B, C, h*w] -> [B, C, h, w]."""
-        b = flat.shape[0]
-        p = self.proj_out
-        return torch.baddbmm(flat + p.bias[None, :, None], p.weight.expand(b, -1, -1),
+        return torch.baddbmm(flat, self.proj_out.weight.expand(flat.shape[0], -1, -1),
                              past - flat).view(shape)
 
     def step(self, x: torch.Tensor, cache: KVCache,

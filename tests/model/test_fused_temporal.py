@@ -24,10 +24,10 @@ def fused_model(window: int = 3, scale: float = 0.5) -> HCDPModel:
     model.insert_fused_temporal_block()
     g = torch.Generator().manual_seed(3)
     block = model.fused_temporal
-    with torch.no_grad():
-        block.proj_out.weight.copy_(torch.randn(block.proj_out.weight.shape, generator=g) * scale
-                                    + torch.eye(block.proj_out.in_features) * 0.5)
-        block.relative_bias.copy_(torch.randn(block.relative_bias.shape, generator=g))
+    with torch.no_grad():  # every parameter away from its initialisation
+        for p in block.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * scale)
+        block.proj_out.weight.add_(torch.eye(block.proj_out.in_features) * 0.5)
     return model.eval()
 
 
@@ -43,7 +43,8 @@ def test_a_fresh_fused_block_is_the_identity():
 
 
 def test_without_a_past_the_fused_block_is_exactly_the_identity():
-    # Window 1: same weights, no earlier frame -> the outputs of the model without the block.
+    # Window 1: same weights, no earlier frame -> the outputs of the model without the block,
+    # whatever its weights (no parameter may act on a frame alone, e.g. an output bias).
     model = fused_model()
     bare = copy.deepcopy(model)
     bare.fused_temporal = None
