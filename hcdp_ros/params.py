@@ -1,5 +1,6 @@
-"""The node's parameters: one typed dataclass, one spec per parameter, validation with clear
-messages.
+"""The node's parameters: one typed dataclass, one spec per parameter, validation.
+
+The validation gives clear messages.
 
 `node.py` declares every ROS parameter from :data:`PARAMETERS` (type, description, range,
 read-only flag, default) and validates changes with :func:`validate_value`. This is the one home
@@ -24,8 +25,10 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ParamSpec:
-    """How a parameter is declared: description, range (numbers) or choices (strings),
-    read-only."""
+    """How a parameter is declared.
+
+    Description, range (numbers) or choices (strings), read-only.
+    """
 
     name: str
     description: str
@@ -72,7 +75,7 @@ class NodeConfig:
         return self
 
     def with_values(self, values: dict[str, Any]) -> "NodeConfig":
-        """A validated copy with ``values`` applied (unknown names are an error)."""
+        """Return a validated copy with ``values`` applied (unknown names are an error)."""
         unknown = sorted(set(values) - set(PARAMETERS))
         if unknown:
             raise ConfigError(f"unknown hcdp parameters {unknown}; expected names from "
@@ -162,13 +165,15 @@ class DeclareErrors:
 
 
 def param_type(name: str) -> type:
-    """The Python type of a parameter (bool, int, float or str)."""
+    """Return the Python type of a parameter (bool, int, float or str)."""
     return type(getattr(DEFAULTS, name))
 
 
 def validate_value(name: str, value: Any) -> str | None:
-    """None if ``value`` is valid for parameter ``name``, else a sentence saying what was
-    expected."""
+    """Check ``value`` for parameter ``name``.
+
+    Return None if ``value`` is valid, else a sentence saying what was expected.
+    """
     spec = PARAMETERS.get(name)
     if spec is None:
         return f"unknown parameter {name!r}"

@@ -1,5 +1,6 @@
-"""Training configuration: one dataclass per concern, loaded from YAML, validated, unknown keys
-rejected.
+"""Training configuration: one dataclass per concern, loaded from YAML and validated.
+
+Unknown keys are rejected.
 
 A run is described by a `TrainConfig`:
 
@@ -26,11 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from hcdp_model.config import FAMILIES, PRESETS, TEMPORAL_MODES, ConfigError, build
+from hcdp_model.config import build, ConfigError, FAMILIES, PRESETS, TEMPORAL_MODES
 from hcdp_training.augment import AugmentConfig
 from hcdp_training.losses import LossConfig
+import yaml
 
 STAGES = (0, 1, 2)
 DATA_KINDS = ("hcdp", "synthhuman", "video")
@@ -40,8 +40,11 @@ DEVICES = ("auto", "cpu", "cuda")
 
 @dataclass
 class ModelSection:
-    """The network. Stage 0/1 build `preset` (or the model config file `config`); `init` loads a
-    full checkpoint instead (required in stage 2: the stage-1 model)."""
+    """The network.
+
+    Stage 0/1 build `preset` (or the model config file `config`); `init` loads a full checkpoint
+    instead (required in stage 2: the stage-1 model).
+    """
 
     preset: str = "tiny"
     family: str = "dinov2"
@@ -61,9 +64,12 @@ class ModelSection:
 
 @dataclass
 class DataSection:
-    """Training samples. `hcdp`: our generated sequences (training/data/format.py); `synthhuman`:
-    DAViD's release layout (stage 0/1 have no canonical coordinates there, so stage 1 only);
-    `video`: a folder of unlabeled videos or image sequences (stage 2 only, self-supervised)."""
+    """Training samples.
+
+    `hcdp`: our generated sequences (training/data/format.py); `synthhuman`: DAViD's release layout
+    (stage 0/1 have no canonical coordinates there, so stage 1 only); `video`: a folder of
+    unlabeled videos or image sequences (stage 2 only, self-supervised).
+    """
 
     kind: str = "hcdp"
     root: str = ""
@@ -79,8 +85,10 @@ class DataSection:
 
 @dataclass
 class OptimSection:
-    """AdamW with per-group learning rates and the paper's schedule (appendix A.6, Tables
-    18/19)."""
+    """AdamW with per-group learning rates and the paper's schedule.
+
+    The schedule is appendix A.6, Tables 18/19.
+    """
 
     steps: int = 1000  # optimizer steps
     batch_size: int = 4  # samples (clips in stage 2) per process and micro-batch
@@ -250,8 +258,10 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 
 def apply_override(data: dict[str, Any], item: str) -> None:
-    """Set `data[a][b] = yaml(value)` for the override string `a.b=value`, creating sections as
-    needed."""
+    """Set `data[a][b] = yaml(value)` for the override string `a.b=value`.
+
+    Sections are created as needed.
+    """
     key, sep, text = item.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {item!r}: expected key.sub=value")

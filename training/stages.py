@@ -1,4 +1,6 @@
-"""What each stage trains: the model it starts from, what is frozen, the parameter groups and their
+"""What each stage trains: start model, frozen parts, parameter groups and the task module.
+
+Each stage defines the model it starts from, what is frozen, the parameter groups and their
 learning rates, and the task module that turns a batch into (loss, terms, prediction, target).
 
 Stage 0 (human prior, SPEC 3.4): the prior encoder regresses the generated canonical body-surface
@@ -15,22 +17,21 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-import torch
-from torch import nn
-
 from hcdp_model.checkpoint import load_checkpoint
 from hcdp_model.config import ConfigError, ModelConfig, preset
 from hcdp_model.model import HCDPModel
-from hcdp_model.pretrained import load_backbone
 from hcdp_model.preprocess import normalize_float
-from hcdp_training.batch import Batch, TaskOutput, as_clip
+from hcdp_model.pretrained import load_backbone
+from hcdp_training.batch import as_clip, Batch, TaskOutput
 from hcdp_training.config import TrainConfig
 from hcdp_training.losses import LossConfig, seg_loss, stage1_loss, stage2_loss
 from hcdp_training.video import SelfSupervisedTask
+import torch
+from torch import nn
 
 
 def build_model(cfg: TrainConfig) -> HCDPModel:
-    """The stage's starting model (seeded by cfg.seed), with its frozen parts frozen."""
+    """Build the stage's starting model (seeded by cfg.seed), with its frozen parts frozen."""
     m = cfg.model
     torch.manual_seed(cfg.seed)
     if m.init:
@@ -61,8 +62,10 @@ def build_model(cfg: TrainConfig) -> HCDPModel:
 
 
 def prepare(model: HCDPModel, cfg: TrainConfig) -> HCDPModel:
-    """Set the temporal mode and freeze what the stage does not train (also after loading a
-    checkpoint)."""
+    """Set the temporal mode and freeze what the stage does not train.
+
+    Also applied after loading a checkpoint.
+    """
     model.requires_grad_(True)
     if cfg.stage == 0:
         model.requires_grad_(False)
@@ -90,8 +93,10 @@ def load_prior_encoder(model: HCDPModel, path: str) -> None:
 
 
 def param_groups(model: HCDPModel, cfg: TrainConfig) -> list[dict[str, Any]]:
-    """Named AdamW groups of the trainable parameters with their base learning rates (empty groups
-    dropped)."""
+    """Named AdamW groups of the trainable parameters with their base learning rates.
+
+    Empty groups are dropped.
+    """
     o = cfg.optim
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     if cfg.stage == 0:
@@ -132,9 +137,11 @@ def param_groups(model: HCDPModel, cfg: TrainConfig) -> list[dict[str, Any]]:
 def prior_loss(canonical: torch.Tensor, mask_logits: torch.Tensor, batch: Batch,
                cfg: LossConfig) -> tuple[
         torch.Tensor, dict[str, torch.Tensor]]:
-    """Stage-0 objective (ours; the paper uses a pretrained CSE): L1 of the canonical body-surface
-    coordinates [B,3,H,W] (summed over x, y, z) over the GT human mask (> mask_threshold), plus the
-    mask term of eq. 10."""
+    """Stage-0 objective (ours; the paper uses a pretrained CSE).
+
+    L1 of the canonical body-surface coordinates [B,3,H,W] (summed over x, y, z) over the GT human
+    mask (> mask_threshold), plus the mask term of eq. 10.
+    """
     gate = batch["mask"] > cfg.mask_threshold
     err = (canonical.float() - batch["canonical"]).abs().sum(1, keepdim=True)
     l1 = torch.where(gate, err, torch.zeros_like(err)).sum() / gate.sum().clamp_min(1)
