@@ -1,7 +1,7 @@
 """Where the flicker under per-frame nuisances enters the network (issue 17).
 
     python scripts/flicker_origin.py [--checkpoint DIR] [--data gen/heldout] [--sequences 4]
-        [--frames 16] [--window 16] [--perturb 7]
+        [--frames 16] [--window W] [--perturb 7]
 
 The same frames are fed with and without `FrameNuisance` (`hcdp eval --perturb`) to the two halves
 of the network separately: the ViT path (encoder, reassemble, the DPT-scale temporal blocks) and
@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hcdp_model.backends.base import DEFAULT_WINDOW
 from hcdp_model.checkpoint import load_checkpoint
 from hcdp_model.model import HCDPModel
 from hcdp_model.predictor import default_checkpoint
@@ -57,7 +58,7 @@ def main() -> None:
     parser.add_argument("--data", default="gen/heldout")
     parser.add_argument("--sequences", type=int, default=4)
     parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--window", type=int, default=16)
+    parser.add_argument("--window", type=int, default=DEFAULT_WINDOW)
     parser.add_argument("--perturb", type=int, default=7, help="FrameNuisance seed")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
