@@ -79,6 +79,21 @@ def write_ring(keys: torch.Tensor, values: torch.Tensor, ages: torch.Tensor, key
     ages.add_((ages >= 0).to(ages.dtype)).index_fill_(0, slot, 0)
 
 
+def append_frame(cache: KVCache, key: torch.Tensor, value: torch.Tensor,
+                 time_bias) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Append one frame's key/value [1, B, C, N] to a functional cache.
+
+    Returns keys and values [W, B, C, N] (oldest first, the frame last), which slots hold a frame
+    ([W] bool) and the attention bias [W, heads] from `time_bias(offsets)` (-inf on empty slots).
+    """
+    past_k, _, valid = cache
+    keys, values = torch.cat([past_k, key]), torch.cat([cache[1], value])
+    offsets = torch.arange(past_k.shape[0], -1, -1, device=key.device)  # W-1 ... 1, 0 for now
+    allowed = torch.cat([valid, torch.ones(1, dtype=torch.bool, device=key.device)])
+    bias = time_bias(offsets).masked_fill(~allowed, float("-inf")).to(key.dtype).t()
+    return keys, values, allowed, bias
+
+
 class TemporalAttention(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, max_relative_distance: int) -> None:
@@ -200,17 +215,10 @@ class TemporalBlock(nn.Module):
         if not self.causal:
             raise RuntimeError("streaming needs temporal blocks in causal mode; this model is "
                                "bidirectional")
-        past_k, past_v, valid = cache
         c = x.shape[1]
         seq, qkv = self._frame_qkv(x)
-        keys = torch.cat([past_k, qkv[None, :, c:2 * c]])
-        values = torch.cat([past_v, qkv[None, :, 2 * c:]])
-        slots = past_k.shape[0]
-        # W-1 ... 1 for the cache, 0 for now
-        offsets = torch.arange(slots, -1, -1, device=x.device)
-        allowed = torch.cat([valid, torch.ones(1, dtype=torch.bool, device=x.device)])
-        # [W, heads]
-        bias = self.attn.bias(offsets).masked_fill(~allowed, float("-inf")).to(x.dtype).t()
+        keys, values, allowed, bias = append_frame(cache, qkv[None, :, c:2 * c],
+                                                   qkv[None, :, 2 * c:], self.attn.bias)
         out = attend_slots(qkv[:, :c], keys, values, bias, self.attn.num_heads,
                            _slot_loop(slot_loop, x))
         return self._frame_out(seq, out, x.shape), (keys[1:], values[1:], allowed[1:])
@@ -341,14 +349,9 @@ class FusedTemporalBlock(nn.Module):
         if not self.causal:
             raise RuntimeError("streaming needs temporal blocks in causal mode; this model is "
                                "bidirectional")
-        past_k, past_v, valid = cache
         c = x.shape[1]
         flat, qk = self._frame_qk(x)
-        keys = torch.cat([past_k, qk[None, :, c:]])
-        values = torch.cat([past_v, flat[None]])
-        offsets = torch.arange(past_k.shape[0], -1, -1, device=x.device)
-        allowed = torch.cat([valid, torch.ones(1, dtype=torch.bool, device=x.device)])
-        bias = self.bias(offsets).masked_fill(~allowed, float("-inf")).to(x.dtype).t()
+        keys, values, allowed, bias = append_frame(cache, qk[None, :, c:], flat[None], self.bias)
         past = attend_slots(qk[:, :c], keys, values, bias, self.num_heads,
                             _slot_loop(slot_loop, x))
         return self._frame_out(flat, past, x.shape), (keys[1:], values[1:], allowed[1:])

@@ -43,3 +43,13 @@ def activate_temporal(model: HCDPModel, scale: float = 0.5) -> HCDPModel:
 def random_clip(model: HCDPModel, frames: int, batch: int = 1, seed: int = 0) -> torch.Tensor:
     s = model.cfg.resolution
     return torch.randn(batch, frames, 3, s, s, generator=torch.Generator().manual_seed(seed))
+
+
+def assert_backends_agree(backend, reference, clip: torch.Tensor, atol: float = 1e-6) -> None:
+    """Stream `clip` [B,T,3,S,S] through two backends from fresh states; outputs must agree."""
+    state, want_state = backend.init_state(), reference.init_state()
+    for t in range(clip.shape[1]):
+        got, state = backend.step(clip[:, t], state)
+        want, want_state = reference.step(clip[:, t], want_state)
+        for g, w in zip(got, want):
+            torch.testing.assert_close(g, w, atol=atol, rtol=0)

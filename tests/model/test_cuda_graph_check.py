@@ -16,7 +16,7 @@ from hcdp_model.backends.step import InPlaceStreamingStep
 from hcdp_model.backends.torch_eager import TorchBackend
 from hcdp_model.model import HCDPModel
 import pytest
-from tests.model.helpers import activate_temporal, micro_config, random_clip
+from tests.model.helpers import activate_temporal, assert_backends_agree, micro_config, random_clip
 import torch
 
 
@@ -117,12 +117,7 @@ def test_the_default_backend_falls_back_to_eager_on_a_wrong_replay(caplog):
     backend._captured = _captured_on_cpu(backend.module.model, 3, works=False)
     backend._fallback = True  # as cuda_graph=None on a CUDA device
     clip = random_clip(model, 4)
-    state, want_state = backend.init_state(), reference.init_state()
-    for t in range(4):
-        got, state = backend.step(clip[:, t], state)
-        want, want_state = reference.step(clip[:, t], want_state)
-        for g, w in zip(got, want):
-            torch.testing.assert_close(g, w, atol=1e-6, rtol=0)
+    assert_backends_agree(backend, reference, clip)
     assert backend.name == "torch" and backend._captured is None
     assert "first replay disagreed with eager" in caplog.text
     required = TorchBackend(copy.deepcopy(model), 3, "cpu", cuda_graph=False)

@@ -13,7 +13,7 @@ from hcdp_model.backends.step import ExportStep, InPlaceStreamingStep, Streaming
 from hcdp_model.backends.torch_eager import _RingOutputs, TorchBackend
 from hcdp_model.model import HCDPModel
 import pytest
-from tests.model.helpers import activate_temporal, micro_config, random_clip
+from tests.model.helpers import activate_temporal, assert_backends_agree, micro_config, random_clip
 import torch
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
@@ -223,12 +223,7 @@ def test_default_cuda_graphs_fall_back_to_eager_when_the_capture_fails(caplog):
 
     backend._captured, backend._fallback = FailingCapture(), True
     clip = random_clip(model, 4)
-    state, want_state = backend.init_state(), reference.init_state()
-    for t in range(4):
-        got, state = backend.step(clip[:, t], state)
-        want, want_state = reference.step(clip[:, t], want_state)
-        for g, w in zip(got, want):
-            torch.testing.assert_close(g, w, atol=1e-6, rtol=0)
+    assert_backends_agree(backend, reference, clip)
     assert backend.name == "torch" and backend._captured is None
     assert "CUDA graph capture of the streaming step failed" in caplog.text
     required = TorchBackend(copy.deepcopy(model), 3, "cpu", cuda_graph=False)
