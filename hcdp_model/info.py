@@ -3,7 +3,7 @@
 GMACs are counted by torch's FlopCounterMode (matmuls, convolutions, attention) on the meta device,
 so even `large` is measured in well under a second without allocating weights. The streaming
 temporal attention is written as elementwise products over the cache (see
-TemporalBlock._attend_slots), which the counter does not see, so its 2 x window x C MACs per
+temporal.attend_slots), which the counter does not see, so its 2 x window x C MACs per
 position (scores and weighted sum) are added by formula. The model runs at its fixed internal
 resolution whatever the camera size, so --size changes only the letterbox, not the cost;
 the per-frame count is the streaming cost with the temporal blocks attending over `--window`
