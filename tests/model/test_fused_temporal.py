@@ -132,3 +132,39 @@ def test_a_fused_block_round_trips_through_a_checkpoint(tmp_path):
     clip = random_clip(model, 4)
     with torch.no_grad():
         torch.testing.assert_close(loaded(clip, window=3)["depth"], model(clip, window=3)["depth"])
+
+
+def _fused_inputs(model: HCDPModel, clip: torch.Tensor) -> torch.Tensor:
+    """Return the fused features [1,T,C,S,S] the fused block sees for `clip` (causal, W 16)."""
+    t = clip.shape[1]
+    frames = clip.flatten(0, 1)
+    scales = [block(x.unflatten(0, (1, t)), 16).flatten(0, 1)
+              for block, x in zip(model.temporal_blocks, model.encode(frames))]
+    return model.fuse(frames, scales)[0].unflatten(0, (1, t))
+
+
+def test_the_bundled_fused_block_changes_its_output_when_earlier_frames_change():
+    from hcdp_model.checkpoint import load_checkpoint
+    from hcdp_model.predictor import default_checkpoint
+
+    model = load_checkpoint(default_checkpoint()).eval()
+    model.set_temporal_mode("causal")
+    s = model.cfg.resolution
+    yy, xx = torch.meshgrid(torch.arange(s), torch.arange(s), indexing="ij")
+
+    def frame(shift: float) -> torch.Tensor:  # a smooth pattern that moves with `shift`
+        return torch.stack([torch.sin(0.04 * (xx + shift) + c) + torch.cos(0.03 * yy + 2 * c)
+                            for c in range(3)]).float()
+
+    now = frame(0.0)
+    clips = [torch.stack([frame(d) for d in past] + [now])[None]
+             for past in ((-9.0, -6.0, -3.0), (30.0, 50.0, 70.0))]
+    with torch.no_grad():
+        updates = []
+        for clip in clips:
+            x = _fused_inputs(model, clip)
+            updates.append(model.fused_temporal(x, window=16)[:, -1] - x[:, -1])
+        alone = _fused_inputs(model, clips[0][:, -1:])
+        assert torch.equal(model.fused_temporal(alone, window=16), alone)  # no past: identity
+    change = float((updates[0] - updates[1]).norm() / updates[0].norm())
+    assert change > 0.05, f"the bundled fused block ignored a different past ({change:.3f})"
