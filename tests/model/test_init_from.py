@@ -55,8 +55,8 @@ BUNDLED = "data/models/default"
 BUNDLED_SHA256 = "ca0509738f02fe982a18191bf3812b7718ec5bbb5fe94b68eec60ab7b4f0810e"
 # Computed with the code before decoder.depth_head existed (`git archive 13cb89b hcdp_model`), on
 # `_pattern_clip()`: (mean, mean |x|, values at (frame, row, col) of POINTS per channel). The model
-# bundled since then adds the fused temporal block (issue 17) to the same weights: without it, it is
-# the model these values were computed with.
+# bundled since then adds the fused temporal block (issue 17) to the same weights: without it, it
+# is the model these values were computed with.
 POINTS = [(0, 10, 20), (1, 100, 150), (1, 200, 31), (1, 112, 112)]
 BEFORE = {
     "depth": (0.4830598, 0.4830598, [[0.450171], [0.428138], [0.689513], [0.47257]]),
