@@ -134,8 +134,8 @@ class HCDPModel(nn.Module):
         """
         self.cfg.temporal.mode = mode
         self.cfg.temporal.validate()
-        for block in [*(self.temporal_blocks or []), *([self.fused_temporal]
-                                                       if self.fused_temporal else [])]:
+        fused = [] if self.fused_temporal is None else [self.fused_temporal]
+        for block in [*(self.temporal_blocks or []), *fused]:
             block.causal = mode == "causal"
 
     def freeze_prior_encoder(self) -> None:

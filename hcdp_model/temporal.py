@@ -94,6 +94,12 @@ def append_frame(cache: KVCache, key: torch.Tensor, value: torch.Tensor,
     return keys, values, allowed, bias
 
 
+def relative_time_bias(table: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Look up a [heads, 2R+1] bias table at integer offsets clipped to [-R, R] -> [heads, ...]."""
+    max_rel = (table.shape[1] - 1) // 2
+    return table[:, offsets.clamp(-max_rel, max_rel) + max_rel]
+
+
 class TemporalAttention(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, max_relative_distance: int) -> None:
@@ -108,7 +114,7 @@ class TemporalAttention(nn.Module):
 
     def bias(self, offsets: torch.Tensor) -> torch.Tensor:
         """Bias for an integer tensor of offsets: [...] -> [heads, ...]."""
-        return self.relative_bias[:, offsets.clamp(-self.max_rel, self.max_rel) + self.max_rel]
+        return relative_time_bias(self.relative_bias, offsets)
 
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n, t, c = x.shape
@@ -288,7 +294,7 @@ class FusedTemporalBlock(nn.Module):
 
     def bias(self, offsets: torch.Tensor) -> torch.Tensor:
         """Bias for an integer tensor of offsets: [...] -> [heads, ...]."""
-        return self.relative_bias[:, offsets.clamp(-self.max_rel, self.max_rel) + self.max_rel]
+        return relative_time_bias(self.relative_bias, offsets)
 
     def slots(self, window: int) -> int:
         """Frames the block attends over (current included) within a streaming window."""
@@ -349,6 +355,8 @@ class FusedTemporalBlock(nn.Module):
         if not self.causal:
             raise RuntimeError("streaming needs temporal blocks in causal mode; this model is "
                                "bidirectional")
+        if cache[0].shape[0] == 0:  # no slot for the past (W = 1): exactly the identity
+            return x, cache
         c = x.shape[1]
         flat, qk = self._frame_qk(x)
         keys, values, allowed, bias = append_frame(cache, qk[None, :, c:], flat[None], self.bias)
@@ -360,6 +368,8 @@ class FusedTemporalBlock(nn.Module):
                   slot_loop: bool | None = None) -> torch.Tensor:
         """Streaming, in place: as `TemporalBlock.step_ring`."""
         keys, values, ages = cache
+        if keys.shape[0] == 1:  # a ring of one slot holds only the current frame: the identity
+            return x
         c = x.shape[1]
         flat, qk = self._frame_qk(x)
         write_ring(keys, values, ages, qk[None, :, c:], flat[None])

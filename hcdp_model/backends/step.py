@@ -64,7 +64,8 @@ class StreamingStep(nn.Module):
                 new_state.extend(cache)
         fused, f_dpt = self.model.fuse(frame, scales)
         if self.model.fused_temporal is not None:
-            fused, cache = self.model.fused_temporal.step(fused, tuple(state[12:15]))
+            first = 3 * len(self.model.temporal_blocks)  # after the DPT-scale blocks' caches
+            fused, cache = self.model.fused_temporal.step(fused, tuple(state[first:first + 3]))
             new_state.extend(cache)
         out = self.model.predict(fused, f_dpt)
         return (out["depth"], out["normal"], out["mask_logits"], *new_state)
@@ -87,7 +88,8 @@ class InPlaceStreamingStep(StreamingStep):
             scales[i] = block.step_ring(scales[i], tuple(state[3 * i:3 * i + 3]))
         fused, f_dpt = self.model.fuse(frame, scales)
         if self.model.fused_temporal is not None:
-            fused = self.model.fused_temporal.step_ring(fused, tuple(state[12:15]))
+            first = 3 * len(self.model.temporal_blocks)
+            fused = self.model.fused_temporal.step_ring(fused, tuple(state[first:first + 3]))
         out = self.model.predict(fused, f_dpt)
         return (out["depth"], out["normal"], out["mask_logits"], *state)
 
