@@ -1,7 +1,7 @@
 """Per-frame latency of streaming inference vs a single-frame model vs naive window recomputation.
 
-    python benchmarks/streaming.py [--preset tiny] [--windows 8 16 32] [--rounds 15] [--threads 2]
-    [--json]
+    python benchmarks/streaming.py [--preset tiny | --checkpoint DIR] [--windows 8 16 32]
+        [--rounds 15] [--threads 2] [--json]
 
 All three run the same network weights on the same preprocessed frames, interleaved round by round
 so background load on a noisy machine hits them alike; medians are reported with same-run ratios:
@@ -22,6 +22,7 @@ import statistics
 import time
 
 from hcdp_model.backends.step import InPlaceStreamingStep, StreamingStep
+from hcdp_model.checkpoint import load_checkpoint
 from hcdp_model.config import preset
 from hcdp_model.model import HCDPModel
 import torch
@@ -36,6 +37,11 @@ def _time(fn) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="tiny")
+    parser.add_argument("--checkpoint",
+                        help="time this stage-2 checkpoint (e.g. data/models/default) instead of "
+                             "a preset with fresh temporal blocks; its single-frame model is the "
+                             "same weights without temporal blocks, and a fused temporal block "
+                             "adds stream_W_without_fused rows")
     parser.add_argument("--windows", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
@@ -47,15 +53,29 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    cfg = preset(args.preset)
-    single = HCDPModel(cfg).eval()
-    temporal = copy.deepcopy(single)
-    temporal.insert_temporal_blocks("causal")
+    if args.checkpoint:
+        temporal = load_checkpoint(args.checkpoint).eval()
+        temporal.set_temporal_mode("causal")
+        cfg = temporal.cfg
+        single = copy.deepcopy(temporal)
+        single.temporal_blocks = single.fused_temporal = None
+    else:
+        cfg = preset(args.preset)
+        single = HCDPModel(cfg).eval()
+        temporal = copy.deepcopy(single)
+        temporal.insert_temporal_blocks("causal")
+    without_fused = None
+    if temporal.fused_temporal is not None:
+        without_fused = copy.deepcopy(temporal)
+        without_fused.fused_temporal = None
     s = cfg.resolution
     frames = torch.randn(max(args.windows) + args.rounds + 1, 1, 3, s, s)
 
     single_step = StreamingStep(single, 1)
     streams = {f"stream_{w}": InPlaceStreamingStep(temporal, w) for w in args.windows}
+    if without_fused is not None:
+        streams.update({f"stream_{w}_without_fused": InPlaceStreamingStep(without_fused, w)
+                        for w in args.windows})
     if args.functional:
         streams.update({f"functional_{w}": StreamingStep(temporal, w) for w in args.windows})
     states = {name: stream.init_state() for name, stream in streams.items()}
@@ -83,7 +103,8 @@ def main() -> None:
 
     median = {k: statistics.median(v) for k, v in times.items()}
     result = {
-        "preset": args.preset, "resolution": s, "threads": args.threads, "rounds": args.rounds,
+        "preset": args.checkpoint or args.preset, "resolution": s, "threads": args.threads,
+        "rounds": args.rounds,
         "cpu": platform.processor() or platform.machine(), "torch": torch.__version__,
         "median_ms": median,
         "ratio_streaming_vs_single": {w: median[f"stream_{w}"] / median["single"]
@@ -95,11 +116,12 @@ def main() -> None:
     if args.json:
         print(json.dumps(result))
         return
-    print(f"{args.preset} preset at {s}x{s}, CPU, {args.threads} threads, median of {args.rounds} "
+    model_name = args.checkpoint or f"{args.preset} preset"
+    print(f"{model_name} at {s}x{s}, CPU, {args.threads} threads, median of {args.rounds} "
           "interleaved rounds")
-    print(f"{'method':<14}{'ms/frame':>10}{'vs single':>11}")
+    print(f"{'method':<26}{'ms/frame':>10}{'vs single':>11}")
     for name, ms in median.items():
-        print(f"{name:<14}{ms:>10.1f}{ms / median['single']:>11.2f}")
+        print(f"{name:<26}{ms:>10.1f}{ms / median['single']:>11.2f}")
 
 
 if __name__ == "__main__":
