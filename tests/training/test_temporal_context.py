@@ -133,3 +133,24 @@ def test_lr_time_bias_gives_exactly_the_relative_time_biases_their_own_stage_2_g
     assert len(every) == len(set(every)) == sum(p.requires_grad for p in model.parameters())
     plain = TrainConfig.from_dict(base)
     assert [g["name"] for g in param_groups(build_model(plain), plain)] == ["temporal", "others"]
+
+
+def test_the_fused_recipe_trains_only_the_fused_block(tmp_path):
+    # model.fused_temporal inserts the block; a learning rate of 0 freezes a group (no gradient).
+    from hcdp_model.checkpoint import save_checkpoint
+    from hcdp_training.config import TrainConfig
+    from hcdp_training.stages import build_model, param_groups
+
+    init = save_checkpoint(activate_temporal(HCDPModel(micro_config(temporal=True))),
+                           tmp_path / "stage2")
+    cfg = TrainConfig.from_dict({
+        "stage": 2, "model": {"init": str(init), "fused_temporal": True},
+        "data": {"root": str(tmp_path), "frames": 4},
+        "optim": {"lr_temporal": 0.0, "lr_others": 0.0, "lr_fused_temporal": 4e-3}})
+    model = build_model(cfg)
+    groups = param_groups(model, cfg)
+    assert [(g["name"], g["lr"]) for g in groups] == [("fused_temporal", 4e-3)]
+    assert {id(p) for p in groups[0]["params"]} == {
+        id(p) for p in model.fused_temporal.parameters()}
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert trainable == {id(p) for p in model.fused_temporal.parameters()}
