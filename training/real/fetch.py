@@ -6,8 +6,9 @@ licence.
 Third-party media: DIR belongs outside git (e.g. gen/real/, which .gitignore covers). Nothing is
 downloaded but the Debian package opencv-doc (`apt-get download`) and the mahotas wheel
 (`pip download --no-deps`), each only when it is not installed.
-The photos' reference masks come from `segment_photos.py` run by a Python with mediapipe (the
-`real-eval` extra); without one, photos have no reference.
+The photos' reference masks (MediaPipe Pose segmentation) and their selfie-segmentation
+comparison masks come from `segment_photos.py` run by a Python with mediapipe (the `real-eval`
+extra); without one, photos have no reference.
 """
 from __future__ import annotations
 
@@ -94,21 +95,37 @@ def _mahotas_data(scratch: Path) -> tuple[Path, str]:
         f"{MAHOTAS_VERSION} (pip download)"
 
 
+def _run_segmenter(python: str, reference: str, photos: list[Path]) -> list[str]:
+    """segment_photos.py's lines: one a photo, then the mediapipe version."""
+    script = Path(__file__).with_name("segment_photos.py")
+    done = subprocess.run([python, str(script), "--reference", reference, *map(str, photos)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"segment_photos.py --reference {reference} with {python} failed: "
+                           f"{done.stderr.strip()[-400:]}")
+    return done.stdout.strip().splitlines()
+
+
 def _segment(photos: list[Path], python: str | None) -> str:
-    """Run the segmenter over the photos; returns what SOURCES.md says about their references."""
+    """Run both segmenters over the photos; returns what SOURCES.md says about their masks."""
     if python is None and importlib.util.find_spec("mediapipe") is not None:
         python = sys.executable
     if python is None:
         return ("none: no Python with mediapipe was given (--segmenter-python), so the photos are "
                 "scored on the depth ramp and the correlation only")
-    script = Path(__file__).with_name("segment_photos.py")
-    done = subprocess.run([python, str(script), *map(str, photos)], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise RuntimeError(f"segment_photos.py with {python} failed: {done.stderr.strip()[-400:]}")
-    version = done.stdout.strip().splitlines()[-1]
-    return (f"`<stem>.ref.png`: MediaPipe selfie segmentation (general model), {version}, "
-            "Apache-2.0, model file shipped in the wheel, run offline by "
-            "training/real/segment_photos.py; a development reference, never used at run time")
+    pose = _run_segmenter(python, "pose", photos)
+    selfie = _run_segmenter(python, "selfie", photos)
+    return "\n".join([
+        f"`<stem>.ref.png`, the reference: MediaPipe Pose segmentation (BlazePose GHUM, "
+        f"pose_detection.tflite + pose_landmark_full.tflite), {pose[-1]}, Apache-2.0, model files "
+        "shipped in the wheel, run offline by training/real/segment_photos.py; several people by "
+        "greying out each one found and running again. A network independent of the model's "
+        "human prior; a development reference, never used at run time",
+        *(f"  - {line}" for line in pose[:-1]),
+        f"- photos, for comparison only (never the reference): `<stem>.selfie.ref.png`, MediaPipe "
+        f"selfie segmentation (general model), {selfie[-1]}: the same network as the model's "
+        "human prior (hcdp_model/selfie_prior.py), so it is not independent of the model",
+        *(f"  - {line}" for line in selfie[:-1])])
 
 
 def fetch(out: Path, segmenter_python: str | None = None) -> int:
