@@ -13,7 +13,7 @@ from typing import Any
 import yaml
 
 FAMILIES = ("dinov2", "dinov3")
-PRIORS = ("learned", "fourier_uv", "none")
+PRIORS = ("learned", "fourier_uv", "selfie", "none")
 TEMPORAL_MODES = ("causal", "bidirectional")
 DEPTH_HEADS = ("hcdp", "depth_anything")
 
@@ -147,13 +147,19 @@ class PriorConfig:
     Embedding z -> 1x1 conv + upsample -> added to F_DPT.
     """
 
+    # learned: our stage-0 CNN; fourier_uv: its canonical coordinates, Fourier-encoded; selfie:
+    # MediaPipe selfie segmentation, real-trained (selfie_prior.py); none: no prior.
     kind: str = "learned"
-    embed_dim: int = 16
-    width: int = 32
+    embed_dim: int = 16  # learned: the embedding width D (selfie: fixed by the network)
+    width: int = 32  # learned / fourier_uv: the CNN's width
     fourier_frequencies: int = 4
+    selfie_feature: str = "dec8"  # selfie: the decoder stage psi reads (dec8 | dec4 | dec2)
 
     def validate(self) -> None:
         _check(self.kind in PRIORS, f"prior.kind: expected one of {PRIORS}, got {self.kind!r}")
+        _check(self.selfie_feature in ("dec8", "dec4", "dec2"),
+               "prior.selfie_feature: expected dec8, dec4 or dec2, got "
+               f"{self.selfie_feature!r}")
         _bounded("prior.embed_dim", self.embed_dim, 1, MAX_WIDTH)
         _bounded("prior.width", self.width, 1, MAX_WIDTH)
         _bounded("prior.fourier_frequencies", self.fourier_frequencies, 1, 32)

@@ -41,8 +41,9 @@ class HCDPModel(nn.Module):
         self.human_prior = HumanPrior(cfg.prior, features) if cfg.prior.kind != "none" else None
         self.neck = nn.Conv2d(features, fc.channels, 1)
         self.cnn_branch = CNNBranch(fc.cnn_channels) if fc.cnn_branch else None
-        self.fusion = FeatureFusion(fc.channels + (fc.cnn_channels if fc.cnn_branch else 0),
-                                    fc.channels)
+        person = self.human_prior.person_channels if self.human_prior is not None else 0
+        self.fusion = FeatureFusion(fc.channels + (fc.cnn_channels if fc.cnn_branch else 0)
+                                    + person, fc.channels)
         self.fused_temporal = (FusedTemporalBlock(fc.channels, cfg.temporal)
                                if cfg.temporal.enabled and cfg.temporal.fused else None)
         self.cwa = (ChannelWeightAdaptation(fc.channels, fc.cwa_reduction) if fc.cwa
@@ -60,14 +61,17 @@ class HCDPModel(nn.Module):
     def fuse(self, frames: torch.Tensor,
              scales: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Frames [N,3,S,S] and the 4 scales -> fused features [N,C,S,S] and F_DPT (eq. 5)."""
-        f_dpt = self.dpt_fusion(scales)
+        f_dpt, person = self.dpt_fusion(scales), None
         if self.human_prior is not None:
-            f_dpt = f_dpt + self.human_prior(frames, f_dpt.shape[-2:])
-        f = F.interpolate(self.neck(f_dpt), size=frames.shape[-2:], mode="bilinear",
-                          align_corners=False)
+            z_tilde, person = self.human_prior(frames, f_dpt.shape[-2:])
+            f_dpt = f_dpt + z_tilde
+        parts = [F.interpolate(self.neck(f_dpt), size=frames.shape[-2:], mode="bilinear",
+                               align_corners=False)]
         if self.cnn_branch is not None:
-            f = torch.cat([f, self.cnn_branch(frames)], dim=1)
-        return self.fusion(f), f_dpt
+            parts.append(self.cnn_branch(frames))
+        if person is not None:  # prior.kind selfie: its full-resolution person probability
+            parts.append(person)
+        return self.fusion(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]), f_dpt
 
     def predict(self, fused: torch.Tensor, f_dpt: torch.Tensor) -> Outputs:
         """Fused features (after the fused temporal block, if any) -> CWA -> the three heads."""

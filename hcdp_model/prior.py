@@ -7,6 +7,13 @@ projected by psi = 1x1 conv + bilinear upsampling to F_DPT's width and size (eq.
 F_DPT (eq. 5).
 Ablation variants: `fourier_uv` feeds a Fourier encoding of the predicted canonical coordinates
 instead of z (the paper's "+ Fourier UV" row of Table 7); `none` removes the prior.
+
+`selfie` (issue 16) uses a real-trained network instead, as the paper's CSE is: MediaPipe selfie
+segmentation (selfie_prior.SelfiePrior, frozen, its converted weights loaded by
+`hcdp_training.stages` from `model.prior_init`). z is one of its decoder stages with its person
+probability pooled to that grid as one more channel; the full-resolution probability also goes to
+the fusion phi as an extra input channel (HCDPModel.fuse), so the heads see the real-trained
+person cue at the image's resolution.
 """
 from __future__ import annotations
 
@@ -17,6 +24,8 @@ from torch import nn
 import torch.nn.functional as F
 
 from .config import PriorConfig
+from .preprocess import IMAGENET_MEAN, IMAGENET_STD
+from .selfie_prior import FEATURES, SelfiePrior
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -59,22 +68,55 @@ def fourier_features(x: torch.Tensor, frequencies: int) -> torch.Tensor:
 
 
 class HumanPrior(nn.Module):
+    """E_prior and psi (eq. 4).
+
+    forward(frames, size) -> (psi(z) at `size`, the person probability [B,1,H,W] or None).
+    """
 
     def __init__(self, cfg: PriorConfig, features: int) -> None:
         super().__init__()
         self.kind = cfg.kind
         self.frequencies = cfg.fourier_frequencies
-        self.encoder = PriorEncoder(cfg)
-        z_dim = cfg.embed_dim if cfg.kind == "learned" else 2 * 3 * cfg.fourier_frequencies
+        if cfg.kind == "selfie":
+            self.encoder: nn.Module = SelfiePrior(cfg.selfie_feature).freeze()
+            z_dim = FEATURES[cfg.selfie_feature][0] + 1
+            self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
+                                 persistent=False)
+            self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
+                                 persistent=False)
+        else:
+            self.encoder = PriorEncoder(cfg)
+            z_dim = cfg.embed_dim if cfg.kind == "learned" else 2 * 3 * cfg.fourier_frequencies
         self.psi = nn.Conv2d(z_dim, features, 1)
 
-    def embedding(self, x: torch.Tensor) -> torch.Tensor:
+    @property
+    def person_channels(self) -> int:
+        """Extra full-resolution channels this prior hands to the fusion phi (1 for selfie)."""
+        return 1 if self.kind == "selfie" else 0
+
+    def embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Normalised frames [B,3,H,W] -> (z [B,D,h,w], person probability [B,1,H,W] or None)."""
+        if self.kind == "selfie":
+            rgb = (x * self.std.to(x.dtype) + self.mean.to(x.dtype)).clamp(0.0, 1.0)
+            size = tuple(-(-n // 32) * 32 for n in x.shape[-2:])  # SelfiePrior: multiples of 32
+            if size != tuple(x.shape[-2:]):
+                rgb = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False)
+            maps = self.encoder.forward_features(rgb)
+            person = torch.sigmoid(maps["logits"])
+            if size != tuple(x.shape[-2:]):
+                person = F.interpolate(person, size=x.shape[-2:], mode="bilinear",
+                                       align_corners=False)
+            feat = maps[self.encoder.feature]
+            pooled = F.adaptive_avg_pool2d(person, feat.shape[-2:])
+            return torch.cat([feat, pooled], dim=1), person
         z = self.encoder(x)
         if self.kind == "fourier_uv":
             z = fourier_features(self.encoder.head(z)[:, :3], self.frequencies)
-        return z
+        return z, None
 
-    def forward(self, x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """z~ = psi(z) at `size` (eq. 4), to be added to F_DPT (eq. 5)."""
-        return F.interpolate(self.psi(self.embedding(x)), size=size, mode="bilinear",
-                             align_corners=False)
+    def forward(self, x: torch.Tensor,
+                size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """z~ = psi(z) at `size` (eq. 4), to be added to F_DPT (eq. 5), and the person map."""
+        z, person = self.embedding(x)
+        z_tilde = F.interpolate(self.psi(z), size=size, mode="bilinear", align_corners=False)
+        return z_tilde, person

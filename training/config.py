@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hcdp_model.config import build, ConfigError, FAMILIES, PRESETS, TEMPORAL_MODES
+from hcdp_model.config import build, ConfigError, FAMILIES, PRESETS, PRIORS, TEMPORAL_MODES
 from hcdp_training.augment import AugmentConfig
 from hcdp_training.losses import LossConfig
 import yaml
@@ -51,8 +51,13 @@ class ModelSection:
     # a model config YAML/JSON (hcdp_model.config.ModelConfig); overrides preset/family
     config: str = ""
     init: str = ""  # checkpoint to start from (stage 2: the stage-1 checkpoint)
-    # stage-0 checkpoint whose prior encoder is copied in (stage 1), then frozen
+    # stage-0 checkpoint whose prior encoder is copied in (stage 1), then frozen; for prior.kind
+    # selfie, the converted selfie_prior.safetensors (scripts/convert_selfie_prior.py), stage 1
+    # or 2
     prior_init: str = ""
+    # with `init`: rebuild the checkpoint's model with this prior.kind ("" = keep it); every other
+    # weight is kept, the new prior adds nothing until trained (stages.swap_prior)
+    prior_kind: str = ""
     # official DINOv2/DINOv3 weights file for the encoder (stage 1; local path only)
     backbone: str = ""
     temporal_mode: str = "causal"  # stage 2: causal (streaming) or bidirectional (offline clips)
@@ -169,6 +174,10 @@ class TrainConfig:
         _check(m.family in FAMILIES, f"model.family: expected one of {FAMILIES}, got {m.family!r}")
         _check(m.temporal_mode in TEMPORAL_MODES,
                f"model.temporal_mode: expected one of {TEMPORAL_MODES}, got {m.temporal_mode!r}")
+        _check(m.prior_kind in ("", *PRIORS),
+               f"model.prior_kind: expected one of {PRIORS} (or empty), got {m.prior_kind!r}")
+        _check(not m.prior_kind or m.init, "model.prior_kind: changes the prior of the model.init "
+                                           "checkpoint; expected model.init too")
         _check(m.window >= 0, f"model.window: expected >= 0 (0 = whole clip), got {m.window}")
         _check(self.stage != 2 or m.init,
                "model.init: stage 2 starts from the stage-1 checkpoint; "

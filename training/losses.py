@@ -76,6 +76,15 @@ class LossConfig:
     # TGM: pixels whose GT depth change (clip-normalised to [0,1]) is below this are supervised
     # (VDA: 0.05).
     tgm_threshold: float = 0.05
+    # Backdrop term (hcdp's, not the paper's; issue 16): our renders put a person in front of a
+    # flat photograph, so the background is a fronto-parallel plane behind the person. 0 = off
+    # (the paper supervises depth on people only).
+    lambda_backdrop: float = 0.0
+    # ... the plane lies at least this far behind the person's farthest point, in units of the
+    # person's depth range (the person's GT depth is normalised to [0, 1]).
+    backdrop_gap: float = 0.5
+    # ... background = GT mask <= 0.05 outside the person dilated by this square (odd, pixels)
+    backdrop_dilation: int = 9
 
     def __post_init__(self) -> None:
         self.laplacian_scales = tuple(int(s) for s in self.laplacian_scales)
@@ -85,13 +94,16 @@ class LossConfig:
         if not self.laplacian_scales or min(self.laplacian_scales) < 1:
             raise ValueError("LossConfig.laplacian_scales: expected positive integers, got "
                              f"{self.laplacian_scales}")
+        if self.backdrop_dilation < 1 or self.backdrop_dilation % 2 == 0:
+            raise ValueError("LossConfig.backdrop_dilation: expected an odd size >= 1, got "
+                             f"{self.backdrop_dilation}")
         if self.edge_dilation < 1 or self.edge_dilation % 2 == 0:
             raise ValueError("LossConfig.edge_dilation: expected an odd size >= 1, got "
                              f"{self.edge_dilation}")
         for name in ("lambda_depth", "lambda_normal", "lambda_seg", "lambda_temp_depth",
                      "lambda_temp_normal",
                      "lambda_tgm", "omega_grad", "eta", "alpha", "beta", "tau_c", "edge_threshold",
-                     "tgm_threshold"):
+                     "tgm_threshold", "lambda_backdrop", "backdrop_gap"):
             if getattr(self, name) < 0:
                 raise ValueError(f"LossConfig.{name}: expected >= 0, got {getattr(self, name)}")
         if self.grad_log_alpha <= 0:
@@ -163,6 +175,36 @@ def depth_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tensor,
     grad = _masked_mean(torch.log1p(ex.abs() / a) + torch.log1p(ey.abs() / a), erode(gate, 3))
     total = l2 + cfg.omega_grad * grad
     return total, {"depth": total.detach(), "depth_l2": l2.detach(), "depth_grad": grad.detach()}
+
+
+@full_precision
+def backdrop_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tensor,
+                  mask: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
+    """Ask the background to be a flat backdrop behind the person (hcdp's term, not the paper's).
+
+    `pred` `[B,1,H,W]` relative depth, `target` the GT depth, `gate` the depth gate (person
+    pixels with depth), `mask` the soft GT mask. With (s, t) the least-squares fit of `pred` to
+    the person's [0, 1]-normalised GT depth on the gate (as in `depth_loss`, here held fixed), the
+    aligned background d = s * pred + t should be flat and behind the person:
+        mean_bg relu(1 + backdrop_gap - d) + mean_bg |d - median_bg(d)|
+    bg = mask <= 0.05 outside the person dilated by `backdrop_dilation`. The plane's distance is
+    not known (only that it is behind), so the median is the prediction's own, without gradient.
+    Images without a gate or background count 0.
+    """
+    _check_same_shape(pred=pred, target=target, gate=gate, mask=mask)
+    gate = gate.bool()
+    background = ~dilate(mask > 0.05, cfg.backdrop_dilation)
+    with torch.no_grad():
+        d = torch.where(gate, normalise_min_max(target, gate), torch.zeros_like(target))
+        s, t = align_scale_shift(pred, d, gate)
+    aligned = s.view(-1, 1, 1, 1) * pred + t.view(-1, 1, 1, 1)
+    has_gate = gate.flatten(1).any(1).view(-1, 1, 1, 1)
+    region = background & has_gate
+    with torch.no_grad():
+        level = torch.where(region, aligned, torch.nan).flatten(1).nanmedian(1).values
+        level = torch.nan_to_num(level).view(-1, 1, 1, 1)
+    behind = F.relu(1.0 + cfg.backdrop_gap - aligned)
+    return _masked_mean(behind + (aligned - level).abs(), region)
 
 
 def _edge_weight(target: torch.Tensor, inner: torch.Tensor, eta: float) -> torch.Tensor:
@@ -275,6 +317,11 @@ def stage1_loss(pred: Any, batch: Any, cfg: LossConfig) -> tuple[torch.Tensor, T
                                          _frames(_get(batch, "normal")), normal_gate, cfg)
     l_seg = seg_loss(_frames(_get(pred, "mask_logits")), _frames(_get(batch, "mask")))
     total = cfg.lambda_depth * l_depth + cfg.lambda_normal * l_normal + cfg.lambda_seg * l_seg
+    if cfg.lambda_backdrop > 0:
+        l_bg = backdrop_loss(_frames(_get(pred, "depth")), _frames(_get(batch, "depth")),
+                             depth_gate, _frames(_get(batch, "mask")), cfg)
+        total = total + cfg.lambda_backdrop * l_bg
+        terms = {**terms, "backdrop": l_bg.detach()}
     summary = total.detach()
     return total, {**terms, **normal_terms, "seg": l_seg.detach(), "stage1": summary,
                    "total": summary}

@@ -36,6 +36,8 @@ def build_model(cfg: TrainConfig) -> HCDPModel:
     torch.manual_seed(cfg.seed)
     if m.init:
         model = load_checkpoint(m.init)
+        if m.prior_kind and m.prior_kind != model.cfg.prior.kind:
+            model = swap_prior(model, m.prior_kind)
     elif m.config:
         model = HCDPModel(ModelConfig.load(m.config))
     else:
@@ -43,6 +45,12 @@ def build_model(cfg: TrainConfig) -> HCDPModel:
     if cfg.stage == 0 and model.human_prior is None:
         raise ConfigError("stage 0 trains the human prior encoder, but the model has prior.kind "
                           "'none'")
+    if cfg.stage == 0 and model.cfg.prior.kind == "selfie":
+        raise ConfigError("stage 0 trains our own prior encoder; prior.kind selfie is trained "
+                          "already (load it with model.prior_init in stage 1 or 2)")
+    selfie = model.human_prior is not None and model.cfg.prior.kind == "selfie"
+    if cfg.stage == 2 and selfie and m.prior_init:
+        load_prior_encoder(model, m.prior_init)
     if cfg.stage == 1:
         if m.prior_init:
             load_prior_encoder(model, m.prior_init)
@@ -79,8 +87,50 @@ def prepare(model: HCDPModel, cfg: TrainConfig) -> HCDPModel:
     return model
 
 
+def swap_prior(model: HCDPModel, kind: str) -> HCDPModel:
+    """Rebuild `model` with prior.kind `kind`, keeping every weight the new model has room for.
+
+    The new prior's psi is zero-initialised and the fusion phi's input columns for the prior's
+    person channel (selfie) are zero, so until trained the prior adds nothing; the old prior's
+    contribution to F_DPT is dropped (the predictions change by what it added).
+    """
+    cfg = ModelConfig.from_dict(model.cfg.to_dict())
+    cfg.prior.kind = kind
+    new = HCDPModel(cfg).to(next(model.parameters()).device)
+    old_state = model.state_dict()
+    with torch.no_grad():
+        for name, tensor in new.state_dict().items():
+            if name.startswith("human_prior."):
+                continue
+            source = old_state.get(name)
+            if source is None:
+                raise ConfigError(f"model.prior_kind: {name} has no counterpart in model.init")
+            if name == "fusion.layers.0.weight" and source.shape != tensor.shape:
+                tensor.zero_()
+                tensor[:, :source.shape[1]] = source  # the person channel comes last
+            else:
+                tensor.copy_(source)
+        if new.human_prior is not None:
+            new.human_prior.psi.weight.zero_()
+            new.human_prior.psi.bias.zero_()
+    return new
+
+
 def load_prior_encoder(model: HCDPModel, path: str) -> None:
-    """Copy `human_prior.encoder.*` from a (stage-0) checkpoint into `model`."""
+    """Copy `human_prior.encoder.*` from a (stage-0) checkpoint into `model`.
+
+    For prior.kind selfie, `path` is the converted selfie_prior.safetensors instead.
+    """
+    if model.human_prior is not None and model.cfg.prior.kind == "selfie":
+        from safetensors.torch import load_file
+
+        try:
+            model.human_prior.encoder.load_state_dict(load_file(path), strict=True)
+        except (RuntimeError, OSError) as err:
+            raise ConfigError(f"model.prior_init {path}: not the converted selfie segmentation "
+                              f"weights (scripts/convert_selfie_prior.py): {err}") from err
+        model.human_prior.encoder.freeze()
+        return
     source = load_checkpoint(path)
     if model.human_prior is None or source.human_prior is None:
         raise ConfigError(f"model.prior_init {path}: both models need a human prior (prior.kind "

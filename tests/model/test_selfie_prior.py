@@ -26,11 +26,17 @@ import importlib.util
 import os
 from pathlib import Path
 
+from hcdp_model.config import ConfigError
+from hcdp_model.model import HCDPModel
+from hcdp_model.preprocess import IMAGENET_MEAN, IMAGENET_STD
 from hcdp_model.selfie_prior import (FEATURES, NUM_PARAMETERS, SameConv, SelfiePrior,
                                      TFLITE_LAYERS)
+from hcdp_training.config import TrainConfig
+from hcdp_training.stages import build_model, load_prior_encoder, prepare, swap_prior
 import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
+from tests.model.helpers import activate_temporal, micro_config
 import torch
 import torch.nn.functional as F
 
@@ -305,3 +311,103 @@ def test_converter_reproduces_the_weights(converted, tmp_path: Path) -> None:
     fresh, shipped = load_file(str(out) + ".safetensors"), load_file(str(_weights()))
     assert fresh.keys() == shipped.keys()
     assert all(torch.equal(fresh[k], shipped[k]) for k in fresh)
+
+
+# ------------------------------------------------------------ as the model's prior (kind selfie)
+
+
+def _selfie_model(temporal: bool = False) -> HCDPModel:
+    torch.manual_seed(0)
+    model = HCDPModel(micro_config(temporal=temporal, prior="selfie"))
+    with torch.no_grad():  # a trained-like prior path: psi and phi's person column non-zero
+        model.human_prior.psi.weight.normal_(0.0, 0.5)
+        model.fusion.layers[0].weight[:, -1].normal_(0.0, 0.5)
+    return model.eval()
+
+
+def test_selfie_prior_model_runs_at_a_size_the_network_cannot_take_and_uses_the_person_map():
+    model = _selfie_model()
+    assert model.cfg.resolution % 32  # 56 px: the prior resizes to 64 and back
+    clip = torch.randn(1, 2, 3, 56, 56)
+    out = model(clip)
+    assert out["depth"].shape == (1, 2, 1, 56, 56)
+    assert model.fusion.layers[0].weight.shape[1] == 8 + 8 + 1  # neck + CNN branch + person
+    z, person = model.human_prior.embedding(clip[0])
+    assert z.shape[1] == FEATURES["dec8"][0] + 1 and person.shape == (2, 1, 56, 56)
+    assert 0.0 <= person.min() and person.max() <= 1.0
+    with torch.no_grad():
+        model.fusion.layers[0].weight[:, -1] = 0.0
+        model.human_prior.psi.weight.zero_()
+        model.human_prior.psi.bias.zero_()
+    assert (model(clip)["depth"] - out["depth"]).abs().max() > 1e-4
+
+
+def test_selfie_prior_un_normalises_the_frames_it_is_given():
+    model = _selfie_model()
+    rgb = torch.rand(1, 3, 64, 64)
+    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    _, person = model.human_prior.embedding((rgb - mean) / std)
+    expected, _ = model.human_prior.encoder(rgb)
+    assert (person - expected).abs().max() < 1e-5
+
+
+def test_selfie_prior_stays_frozen_through_stage_preparation(tmp_path):
+    model = _selfie_model(temporal=True)
+    cfg = TrainConfig.from_dict({"stage": 2, "out": str(tmp_path), "model": {"init": "x"},
+                                 "data": {"root": "x", "frames": 2}})
+    prepare(model, cfg)
+    assert not any(p.requires_grad for p in model.human_prior.encoder.parameters())
+    assert model.human_prior.psi.weight.requires_grad
+    assert model.fusion.layers[0].weight.requires_grad
+
+
+@pytest.mark.parametrize("temporal", [False, True])
+def test_swap_prior_keeps_every_other_weight_and_the_output_when_the_old_prior_added_nothing(
+        temporal: bool) -> None:
+    torch.manual_seed(1)
+    old = HCDPModel(micro_config(temporal=temporal))
+    if temporal:
+        old.insert_fused_temporal_block()
+        activate_temporal(old)
+    with torch.no_grad():
+        old.human_prior.psi.weight.zero_()
+        old.human_prior.psi.bias.zero_()
+    new = swap_prior(old.eval(), "selfie").eval()
+    assert new.cfg.prior.kind == "selfie" and old.cfg.prior.kind == "learned"
+    clip = torch.randn(1, 3, 3, 56, 56)
+    with torch.no_grad():
+        a, b = old(clip, window=3), new(clip, window=3)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+    with torch.no_grad():  # ... and the person column does reach the output once trained
+        new.fusion.layers[0].weight[:, -1] = 1.0
+        assert (new(clip, window=3)["depth"] - a["depth"]).abs().max() > 1e-4
+
+
+def test_prior_init_loads_converted_selfie_weights_and_refuses_other_files(tmp_path):
+    model = _selfie_model()
+    source = _random_model()
+    path = tmp_path / "selfie_prior.safetensors"
+    save_file(source.state_dict(), str(path))
+    load_prior_encoder(model, str(path))
+    for name, value in source.state_dict().items():
+        assert torch.equal(model.human_prior.encoder.state_dict()[name], value)
+    assert not any(p.requires_grad for p in model.human_prior.encoder.parameters())
+    bad = tmp_path / "other.safetensors"
+    save_file({"stem.weight": torch.zeros(1)}, str(bad))
+    with pytest.raises(ConfigError, match="not the converted selfie segmentation weights"):
+        load_prior_encoder(model, str(bad))
+
+
+def test_train_config_checks_the_prior_swap_and_stage_0_refuses_the_selfie_prior(tmp_path):
+    base = {"stage": 1, "out": str(tmp_path), "data": {"root": "x"}}
+    with pytest.raises(ConfigError, match="model.prior_kind: expected one of"):
+        TrainConfig.from_dict({**base, "model": {"init": "x", "prior_kind": "cse"}})
+    with pytest.raises(ConfigError, match="expected model.init too"):
+        TrainConfig.from_dict({**base, "model": {"prior_kind": "selfie"}})
+    config = tmp_path / "micro.yaml"
+    micro_config(prior="selfie").save(config)
+    cfg = TrainConfig.from_dict({**base, "stage": 0, "model": {"config": str(config)}})
+    with pytest.raises(ConfigError, match="prior.kind selfie is trained already"):
+        build_model(cfg)

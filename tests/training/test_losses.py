@@ -1,7 +1,9 @@
 import math
 
+from hcdp_model.geometry import dilate
 from hcdp_training.losses import (
-    depth_edge_mask, depth_loss, LossConfig, normal_loss, PairMasks, seg_loss, stage1_loss,
+    backdrop_loss, depth_edge_mask, depth_loss, LossConfig, normal_loss, PairMasks, seg_loss,
+    stage1_loss,
     stage2_loss, temporal_depth_loss, temporal_masks, temporal_normal_loss, tgm_loss,
 )
 import pytest
@@ -182,6 +184,71 @@ def test_stage1_loss_is_zero_for_a_perfect_prediction_and_the_weighted_sum_of_it
                 + CFG.lambda_seg * terms["seg"])
     assert total.item() == pytest.approx(expected.item(), rel=1e-6)
     assert terms["total"] == terms["stage1"]
+
+
+# --- the backdrop term (hcdp's) ------------------------------------------------------------------
+
+def _person_on_backdrop() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Return a square person (GT depth 2..3 m left to right) on an empty background.
+
+    mask, target and gate, [2,1,H,W] each.
+    """
+    mask = torch.zeros(2, 1, H, W)
+    mask[..., 8:24, 8:24] = 1.0
+    target = torch.zeros(2, 1, H, W)
+    target[..., 8:24, 8:24] = torch.linspace(2.0, 3.0, 16)
+    return mask, target, mask > 0.5
+
+
+def test_backdrop_loss_is_zero_for_a_flat_background_far_enough_behind_and_counts_the_shortfall():
+    mask, target, gate = _person_on_backdrop()
+    cfg = LossConfig(lambda_backdrop=1.0, backdrop_gap=0.5)
+    # the person's normalised depth is (d - 2) / 1; a prediction 2x + 1 aligns with s = 0.5
+    pred = 2.0 * target + 1.0
+    pred = torch.where(gate, pred, torch.full_like(pred, 2.0 * 3.5 + 1.0))  # at 1 + gap exactly
+    assert backdrop_loss(pred, target, gate, mask, cfg).item() == pytest.approx(0.0, abs=1e-5)
+    farther = torch.where(gate, pred, torch.full_like(pred, 2.0 * 9.0 + 1.0))
+    assert backdrop_loss(farther, target, gate, mask, cfg).item() == pytest.approx(0.0, abs=1e-5)
+    # flat at the person's middle (normalised 0.5): short of 1.5 by 1.0 everywhere
+    short = torch.where(gate, pred, torch.full_like(pred, 2.0 * 2.5 + 1.0))
+    assert backdrop_loss(short, target, gate, mask, cfg).item() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_backdrop_loss_charges_a_background_ramp_its_mean_deviation_from_the_median():
+    mask, target, gate = _person_on_backdrop()
+    cfg = LossConfig(lambda_backdrop=1.0, backdrop_gap=0.0, backdrop_dilation=1)
+    xs = torch.arange(W, dtype=torch.float32).expand(2, 1, H, W)
+    ramp = 10.0 + xs  # far behind (no shortfall), varying by x
+    pred = torch.where(gate, target - 2.0, ramp)  # person: s = 1, t = 0
+    background = ~gate
+    values = ramp[background].view(2, -1)[0]
+    expected = (values - values.median()).abs().mean().item()
+    assert backdrop_loss(pred, target, gate, mask, cfg).item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_backdrop_loss_ignores_the_person_and_the_band_around_it_and_images_without_a_person():
+    mask, target, gate = _person_on_backdrop()
+    cfg = LossConfig(lambda_backdrop=1.0, backdrop_dilation=9)
+    pred = torch.where(gate, target, torch.full_like(target, 100.0)).requires_grad_(True)
+    band = dilate(gate, 9) & ~gate
+    with torch.no_grad():
+        pred[band] = -50.0  # any value in the band around the person is free
+    backdrop_loss(pred, target, gate, mask, cfg).backward()
+    assert pred.grad[band].abs().max() == 0 and pred.grad[gate].abs().max() == 0
+    empty = torch.zeros_like(gate)
+    loss = backdrop_loss(pred, target, empty, mask * 0, cfg)
+    assert loss.item() == 0.0 and torch.isfinite(loss)
+
+
+def test_stage1_loss_adds_the_weighted_backdrop_term_only_when_its_weight_is_set():
+    batch = _frame()
+    pred = _perfect_prediction(batch)
+    pred["depth"] = pred["depth"] + 0.1 * torch.rand_like(pred["depth"])
+    off, terms_off = stage1_loss(pred, batch, CFG)
+    assert "backdrop" not in terms_off
+    cfg = LossConfig(lambda_backdrop=0.5)
+    on, terms = stage1_loss(pred, batch, cfg)
+    assert on.item() == pytest.approx(off.item() + 0.5 * terms["backdrop"].item(), rel=1e-6)
 
 
 # --- eqs. 12-14 ----------------------------------------------------------------------------------
@@ -405,6 +472,8 @@ def test_stage2_loss_rejects_single_frames_with_a_clear_error():
     ({"temporal": "optical"}, "temporal"), ({"edge_dilation": 4}, "edge_dilation"),
     ({"lambda_normal": -1.0}, "lambda_normal"),
     ({"laplacian_scales": [0, 2]}, "laplacian_scales"),
+    ({"backdrop_dilation": 2}, "backdrop_dilation"),
+    ({"lambda_backdrop": -1.0}, "lambda_backdrop"),
 ])
 def test_loss_config_rejects_invalid_values_naming_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):
