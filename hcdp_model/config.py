@@ -13,7 +13,8 @@ from typing import Any
 import yaml
 
 FAMILIES = ("dinov2", "dinov3")
-PRIORS = ("learned", "fourier_uv", "selfie", "none")
+PRIORS = ("learned", "fourier_uv", "selfie", "learned_selfie", "none")
+SELFIE_KINDS = ("selfie", "learned_selfie")  # priors with the real-trained selfie network
 TEMPORAL_MODES = ("causal", "bidirectional")
 DEPTH_HEADS = ("hcdp", "depth_anything")
 
@@ -148,7 +149,7 @@ class PriorConfig:
     """
 
     # learned: our stage-0 CNN; fourier_uv: its canonical coordinates, Fourier-encoded; selfie:
-    # MediaPipe selfie segmentation, real-trained (selfie_prior.py); none: no prior.
+    # MediaPipe selfie segmentation, real-trained (selfie_prior.py); learned_selfie: both; none.
     kind: str = "learned"
     embed_dim: int = 16  # learned: the embedding width D (selfie: fixed by the network)
     width: int = 32  # learned / fourier_uv: the CNN's width

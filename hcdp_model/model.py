@@ -11,6 +11,8 @@ With `decoder.depth_head: depth_anything` the depth head is Depth Anything V2's,
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 import torch.nn.functional as F
@@ -24,6 +26,13 @@ from .prior import HumanPrior
 from .temporal import FusedTemporalBlock, TemporalBlock
 
 Outputs = dict[str, torch.Tensor]
+
+
+class Side(NamedTuple):
+    """What `fuse` hands `predict` besides the fused features."""
+
+    f_dpt: torch.Tensor  # F'_DPT (for the depth_anything head)
+    person_logits: torch.Tensor | None  # a selfie prior's person logits [N,1,S,S], else None
 
 
 class HCDPModel(nn.Module):
@@ -58,9 +67,11 @@ class HCDPModel(nn.Module):
     def decode(self, frames: torch.Tensor, scales: list[torch.Tensor]) -> Outputs:
         return self.predict(*self.fuse(frames, scales))
 
-    def fuse(self, frames: torch.Tensor,
-             scales: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frames [N,3,S,S] and the 4 scales -> fused features [N,C,S,S] and F_DPT (eq. 5)."""
+    def fuse(self, frames: torch.Tensor, scales: list[torch.Tensor]) -> tuple[torch.Tensor, Side]:
+        """Frames [N,3,S,S] and the 4 scales -> fused features [N,C,S,S] and what the heads add.
+
+        Side: F_DPT (eq. 5) and, with a selfie prior, its person logits [N,1,S,S].
+        """
         f_dpt, person = self.dpt_fusion(scales), None
         if self.human_prior is not None:
             z_tilde, person = self.human_prior(frames, f_dpt.shape[-2:])
@@ -69,13 +80,22 @@ class HCDPModel(nn.Module):
                                align_corners=False)]
         if self.cnn_branch is not None:
             parts.append(self.cnn_branch(frames))
-        if person is not None:  # prior.kind selfie: its full-resolution person probability
-            parts.append(person)
-        return self.fusion(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]), f_dpt
+        if person is not None:  # a selfie prior: its full-resolution person probability
+            parts.append(torch.sigmoid(person))
+        fused = self.fusion(torch.cat(parts, dim=1) if len(parts) > 1 else parts[0])
+        return fused, Side(f_dpt, person)
 
-    def predict(self, fused: torch.Tensor, f_dpt: torch.Tensor) -> Outputs:
-        """Fused features (after the fused temporal block, if any) -> CWA -> the three heads."""
-        return self.heads(self.cwa(fused), f_dpt)
+    def predict(self, fused: torch.Tensor, side: Side) -> Outputs:
+        """Fused features (after the fused temporal block, if any) -> CWA -> the three heads.
+
+        With a selfie prior the mask is a correction of its person logits:
+        mask_logits = head + mask_gain * person_logits.
+        """
+        out = self.heads(self.cwa(fused), side.f_dpt)
+        if side.person_logits is not None:
+            out["mask_logits"] = (out["mask_logits"]
+                                  + self.human_prior.mask_gain * side.person_logits)
+        return out
 
     def forward(self, clip: torch.Tensor, window: int | None = None) -> Outputs:
         """Clip [B,T,3,S,S] (normalised, see preprocess.py) -> depth, normal, mask_logits.
@@ -95,10 +115,10 @@ class HCDPModel(nn.Module):
         if self.temporal_blocks is not None:
             scales = [block(x.unflatten(0, (b, t)), window).flatten(0, 1)
                       for block, x in zip(self.temporal_blocks, scales)]
-        fused, f_dpt = self.fuse(frames, scales)
+        fused, side = self.fuse(frames, scales)
         if self.fused_temporal is not None:
             fused = self.fused_temporal(fused.unflatten(0, (b, t)), window).flatten(0, 1)
-        return {name: y.unflatten(0, (b, t)) for name, y in self.predict(fused, f_dpt).items()}
+        return {name: y.unflatten(0, (b, t)) for name, y in self.predict(fused, side).items()}
 
     def scale_sizes(self) -> list[int]:
         """Side lengths of the 4 reassembled scales: 4g, 2g, g and ceil(g/2) for patch grid g."""
@@ -143,8 +163,9 @@ class HCDPModel(nn.Module):
             block.causal = mode == "causal"
 
     def freeze_prior_encoder(self) -> None:
+        """Freeze the prior's networks (our stage-0 CNN and/or the selfie network); psi trains."""
         if self.human_prior is not None:
-            self.human_prior.encoder.requires_grad_(False)
+            self.human_prior.freeze_networks()
 
     def decoder_parameters(self) -> list[nn.Parameter]:
         """Return the parameters of the DPT decoder and (depth_anything layout) of the depth head.

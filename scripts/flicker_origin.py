@@ -43,10 +43,10 @@ def predict(model: HCDPModel, vit: torch.Tensor, per_frame: torch.Tensor,
     scales = model.encode(vit)
     scales = [block(x.unflatten(0, (1, t)), window).flatten(0, 1)
               for block, x in zip(model.temporal_blocks or [], scales)] or scales
-    fused, f_dpt = model.fuse(per_frame, scales)
+    fused, side = model.fuse(per_frame, scales)
     if model.fused_temporal is not None:
         fused = model.fused_temporal(fused.unflatten(0, (1, t)), window).flatten(0, 1)
-    out = model.predict(fused, f_dpt)
+    out = model.predict(fused, side)
     normal = torch.nn.functional.normalize(out["normal"], dim=1)
     return (out["depth"][:, 0].clamp_min(0).numpy(), normal.permute(0, 2, 3, 1).numpy(),
             torch.sigmoid(out["mask_logits"][:, 0]).numpy())

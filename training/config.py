@@ -51,10 +51,11 @@ class ModelSection:
     # a model config YAML/JSON (hcdp_model.config.ModelConfig); overrides preset/family
     config: str = ""
     init: str = ""  # checkpoint to start from (stage 2: the stage-1 checkpoint)
-    # stage-0 checkpoint whose prior encoder is copied in (stage 1), then frozen; for prior.kind
-    # selfie, the converted selfie_prior.safetensors (scripts/convert_selfie_prior.py), stage 1
-    # or 2
+    # stage-0 checkpoint whose prior encoder is copied in (stage 1), then frozen
     prior_init: str = ""
+    # prior.kind selfie / learned_selfie: the converted selfie_prior.safetensors
+    # (scripts/convert_selfie_prior.py), loaded into the prior's selfie network (stage 1 or 2)
+    selfie_init: str = ""
     # with `init`: rebuild the checkpoint's model with this prior.kind ("" = keep it); every other
     # weight is kept, the new prior adds nothing until trained (stages.swap_prior)
     prior_kind: str = ""

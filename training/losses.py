@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 
 TEMPORAL_LOSSES = ("flow", "tgm")
+BACKDROP_CAP = 4.0  # backdrop_loss: the most one background pixel is charged
 
 
 @dataclass
@@ -189,7 +190,9 @@ def backdrop_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tensor,
         mean_bg relu(1 + backdrop_gap - d) + mean_bg |d - median_bg(d)|
     bg = mask <= 0.05 outside the person dilated by `backdrop_dilation`. The plane's distance is
     not known (only that it is behind), so the median is the prediction's own, without gradient.
-    Images without a gate or background count 0.
+    Each pixel's charge is capped at BACKDROP_CAP (4 person depth ranges), so an image whose
+    person is predicted nearly flat (huge s) cannot dominate a batch. Images without a gate or
+    background count 0.
     """
     _check_same_shape(pred=pred, target=target, gate=gate, mask=mask)
     gate = gate.bool()
@@ -204,7 +207,9 @@ def backdrop_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tensor,
         level = torch.where(region, aligned, torch.nan).flatten(1).nanmedian(1).values
         level = torch.nan_to_num(level).view(-1, 1, 1, 1)
     behind = F.relu(1.0 + cfg.backdrop_gap - aligned)
-    return _masked_mean(behind + (aligned - level).abs(), region)
+    # each pixel's charge is capped: early in training a nearly flat person gives a huge s
+    cost = (behind + (aligned - level).abs()).clamp_max(BACKDROP_CAP)
+    return _masked_mean(cost, region)
 
 
 def _edge_weight(target: torch.Tensor, inner: torch.Tensor, eta: float) -> torch.Tensor:

@@ -18,7 +18,7 @@ import sys
 from typing import Any
 
 from hcdp_model.checkpoint import load_checkpoint
-from hcdp_model.config import ConfigError, ModelConfig, preset
+from hcdp_model.config import ConfigError, ModelConfig, preset, SELFIE_KINDS
 from hcdp_model.model import HCDPModel
 from hcdp_model.preprocess import normalize_float
 from hcdp_model.pretrained import load_backbone
@@ -48,9 +48,12 @@ def build_model(cfg: TrainConfig) -> HCDPModel:
     if cfg.stage == 0 and model.cfg.prior.kind == "selfie":
         raise ConfigError("stage 0 trains our own prior encoder; prior.kind selfie is trained "
                           "already (load it with model.prior_init in stage 1 or 2)")
-    selfie = model.human_prior is not None and model.cfg.prior.kind == "selfie"
-    if cfg.stage == 2 and selfie and m.prior_init:
-        load_prior_encoder(model, m.prior_init)
+    if m.selfie_init:
+        load_selfie_prior(model, m.selfie_init)
+    elif cfg.stage > 0 and model.cfg.prior.kind in SELFIE_KINDS and not m.init:
+        print("hcdp train: prior.kind selfie without model.selfie_init: the selfie network has "
+              "random weights (convert them with scripts/convert_selfie_prior.py)",
+              file=sys.stderr)
     if cfg.stage == 1:
         if m.prior_init:
             load_prior_encoder(model, m.prior_init)
@@ -90,51 +93,67 @@ def prepare(model: HCDPModel, cfg: TrainConfig) -> HCDPModel:
 def swap_prior(model: HCDPModel, kind: str) -> HCDPModel:
     """Rebuild `model` with prior.kind `kind`, keeping every weight the new model has room for.
 
-    The new prior's psi is zero-initialised and the fusion phi's input columns for the prior's
-    person channel (selfie) are zero, so until trained the prior adds nothing; the old prior's
-    contribution to F_DPT is dropped (the predictions change by what it added).
+    Kept: everything outside the prior, and (learned -> learned_selfie) our prior CNN with its
+    psi columns. Zero: the new psi columns (all of psi for -> selfie) and the fusion phi's input
+    column for the selfie person map, so F_DPT, depth and normals are unchanged until trained
+    (-> learned_selfie) or lose only what the old prior added (-> selfie). The mask changes at
+    once: mask_gain starts at 1 (HCDPModel.predict). The selfie network's weights come from
+    model.selfie_init.
     """
+    old_kind = model.cfg.prior.kind
     cfg = ModelConfig.from_dict(model.cfg.to_dict())
     cfg.prior.kind = kind
     new = HCDPModel(cfg).to(next(model.parameters()).device)
     old_state = model.state_dict()
+    keep_psi = old_kind == "learned" and kind == "learned_selfie"
     with torch.no_grad():
         for name, tensor in new.state_dict().items():
-            if name.startswith("human_prior."):
-                continue
             source = old_state.get(name)
-            if source is None:
+            if name.startswith("human_prior.psi."):
+                tensor.zero_()
+                if keep_psi and source is not None and source.dim() == 1:
+                    tensor.copy_(source)  # the bias
+                elif keep_psi and source is not None:
+                    tensor[:, :source.shape[1]] = source  # our CNN's z comes first
+            elif name.startswith("human_prior."):
+                if source is not None and source.shape == tensor.shape:
+                    tensor.copy_(source)
+            elif source is None:
                 raise ConfigError(f"model.prior_kind: {name} has no counterpart in model.init")
-            if name == "fusion.layers.0.weight" and source.shape != tensor.shape:
+            elif name == "fusion.layers.0.weight" and source.shape != tensor.shape:
                 tensor.zero_()
                 tensor[:, :source.shape[1]] = source  # the person channel comes last
             else:
                 tensor.copy_(source)
-        if new.human_prior is not None:
-            new.human_prior.psi.weight.zero_()
-            new.human_prior.psi.bias.zero_()
     return new
 
 
+def load_selfie_prior(model: HCDPModel, path: str) -> None:
+    """Load the converted selfie segmentation weights into the prior's selfie network (frozen)."""
+    prior = model.human_prior
+    if prior is None or prior.selfie is None:
+        raise ConfigError(f"model.selfie_init {path}: the model's prior.kind "
+                          f"{model.cfg.prior.kind!r} has no selfie network (expected one of "
+                          f"{SELFIE_KINDS})")
+    from safetensors.torch import load_file
+
+    try:
+        prior.selfie.load_state_dict(load_file(path), strict=True)
+    except (RuntimeError, OSError) as err:
+        raise ConfigError(f"model.selfie_init {path}: not the converted selfie segmentation "
+                          f"weights (scripts/convert_selfie_prior.py): {err}") from err
+    prior.selfie.freeze()
+
+
 def load_prior_encoder(model: HCDPModel, path: str) -> None:
-    """Copy `human_prior.encoder.*` from a (stage-0) checkpoint into `model`.
-
-    For prior.kind selfie, `path` is the converted selfie_prior.safetensors instead.
-    """
-    if model.human_prior is not None and model.cfg.prior.kind == "selfie":
-        from safetensors.torch import load_file
-
-        try:
-            model.human_prior.encoder.load_state_dict(load_file(path), strict=True)
-        except (RuntimeError, OSError) as err:
-            raise ConfigError(f"model.prior_init {path}: not the converted selfie segmentation "
-                              f"weights (scripts/convert_selfie_prior.py): {err}") from err
-        model.human_prior.encoder.freeze()
-        return
+    """Copy `human_prior.encoder.*` from a (stage-0) checkpoint into `model`."""
     source = load_checkpoint(path)
     if model.human_prior is None or source.human_prior is None:
         raise ConfigError(f"model.prior_init {path}: both models need a human prior (prior.kind "
                           "not 'none')")
+    if model.human_prior.encoder is None or source.human_prior.encoder is None:
+        raise ConfigError(f"model.prior_init {path}: prior.kind selfie has no stage-0 encoder "
+                          "(its network comes from model.selfie_init)")
     try:
         model.human_prior.encoder.load_state_dict(source.human_prior.encoder.state_dict())
     except RuntimeError as err:

@@ -62,12 +62,12 @@ class StreamingStep(nn.Module):
             for i, block in enumerate(self.model.temporal_blocks):
                 scales[i], cache = block(scales[i], cache=tuple(state[3 * i:3 * i + 3]))
                 new_state.extend(cache)
-        fused, f_dpt = self.model.fuse(frame, scales)
+        fused, side = self.model.fuse(frame, scales)
         if self.model.fused_temporal is not None:
             first = 3 * len(self.model.temporal_blocks)  # after the DPT-scale blocks' caches
             fused, cache = self.model.fused_temporal.step(fused, tuple(state[first:first + 3]))
             new_state.extend(cache)
-        out = self.model.predict(fused, f_dpt)
+        out = self.model.predict(fused, side)
         return (out["depth"], out["normal"], out["mask_logits"], *new_state)
 
 
@@ -86,11 +86,11 @@ class InPlaceStreamingStep(StreamingStep):
         scales = self.model.encode(frame)
         for i, block in enumerate(self.model.temporal_blocks or []):
             scales[i] = block.step_ring(scales[i], tuple(state[3 * i:3 * i + 3]))
-        fused, f_dpt = self.model.fuse(frame, scales)
+        fused, side = self.model.fuse(frame, scales)
         if self.model.fused_temporal is not None:
             first = 3 * len(self.model.temporal_blocks)
             fused = self.model.fused_temporal.step_ring(fused, tuple(state[first:first + 3]))
-        out = self.model.predict(fused, f_dpt)
+        out = self.model.predict(fused, side)
         return (out["depth"], out["normal"], out["mask_logits"], *state)
 
 

@@ -228,3 +228,23 @@ def test_export_cli_verifies_on_the_images_of_check_images(checkpoint, tmp_path,
     torch.testing.assert_close(stored["frame_1"], expected[1])
     with pytest.raises(ValueError, match="found none at"):
         read_images(tmp_path / "nothing", 2)
+
+
+def test_onnx_export_of_a_model_with_the_selfie_prior_equals_eager(tmp_path):
+    """The real-trained prior (prior.kind selfie, in the bundled model) exports like the rest."""
+    from hcdp_model.checkpoint import save_checkpoint
+    from hcdp_model.model import HCDPModel
+    from tests.model.helpers import activate_temporal, micro_config
+
+    torch.manual_seed(0)
+    model = activate_temporal(HCDPModel(micro_config(temporal=True, prior="selfie")))
+    with torch.no_grad():  # the prior's path active, as after training
+        model.human_prior.psi.weight.normal_(0.0, 0.5)
+        model.fusion.layers[0].weight[:, -1].normal_(0.0, 0.5)
+    checkpoint = save_checkpoint(model, tmp_path / "selfie")
+    out = tmp_path / "step.onnx"
+    export_artefact(checkpoint, out, ExportSpec("onnx", window=WINDOW, camera_size=(40, 60)))
+    pairs = _eager_vs_backend(checkpoint, open_artefact(out))
+    for want, got in pairs:
+        for w, g in zip(want, got):
+            torch.testing.assert_close(g, w, atol=1e-4, rtol=0)

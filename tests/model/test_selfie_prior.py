@@ -29,10 +29,11 @@ from pathlib import Path
 from hcdp_model.config import ConfigError
 from hcdp_model.model import HCDPModel
 from hcdp_model.preprocess import IMAGENET_MEAN, IMAGENET_STD
+from hcdp_model.prior import PERSON_LOGIT_CAP
 from hcdp_model.selfie_prior import (FEATURES, NUM_PARAMETERS, SameConv, SelfiePrior,
                                      TFLITE_LAYERS)
 from hcdp_training.config import TrainConfig
-from hcdp_training.stages import build_model, load_prior_encoder, prepare, swap_prior
+from hcdp_training.stages import build_model, load_selfie_prior, prepare, swap_prior
 import numpy as np
 import pytest
 from safetensors.torch import load_file, save_file
@@ -316,30 +317,39 @@ def test_converter_reproduces_the_weights(converted, tmp_path: Path) -> None:
 # ------------------------------------------------------------ as the model's prior (kind selfie)
 
 
-def _selfie_model(temporal: bool = False) -> HCDPModel:
+def _selfie_model(temporal: bool = False, kind: str = "selfie") -> HCDPModel:
     torch.manual_seed(0)
-    model = HCDPModel(micro_config(temporal=temporal, prior="selfie"))
+    model = HCDPModel(micro_config(temporal=temporal, prior=kind))
     with torch.no_grad():  # a trained-like prior path: psi and phi's person column non-zero
         model.human_prior.psi.weight.normal_(0.0, 0.5)
         model.fusion.layers[0].weight[:, -1].normal_(0.0, 0.5)
+        for p in model.human_prior.selfie.parameters():  # person logits within the cap
+            p.copy_(torch.randn_like(p) * 0.2)
     return model.eval()
 
 
-def test_selfie_prior_model_runs_at_a_size_the_network_cannot_take_and_uses_the_person_map():
-    model = _selfie_model()
+@pytest.mark.parametrize("kind, z_dim", [("selfie", FEATURES["dec8"][0] + 1),
+                                         ("learned_selfie", 8 + FEATURES["dec8"][0] + 1)])
+def test_selfie_prior_model_runs_at_a_size_the_network_cannot_take_and_uses_the_person_map(
+        kind: str, z_dim: int) -> None:
+    model = _selfie_model(kind=kind)
     assert model.cfg.resolution % 32  # 56 px: the prior resizes to 64 and back
     clip = torch.randn(1, 2, 3, 56, 56)
     out = model(clip)
     assert out["depth"].shape == (1, 2, 1, 56, 56)
     assert model.fusion.layers[0].weight.shape[1] == 8 + 8 + 1  # neck + CNN branch + person
     z, person = model.human_prior.embedding(clip[0])
-    assert z.shape[1] == FEATURES["dec8"][0] + 1 and person.shape == (2, 1, 56, 56)
-    assert 0.0 <= person.min() and person.max() <= 1.0
-    with torch.no_grad():
+    assert z.shape[1] == z_dim and person.shape == (2, 1, 56, 56)
+    assert person.abs().max() <= PERSON_LOGIT_CAP
+    with torch.no_grad():  # the person map reaches depth through phi and psi ...
         model.fusion.layers[0].weight[:, -1] = 0.0
-        model.human_prior.psi.weight.zero_()
-        model.human_prior.psi.bias.zero_()
-    assert (model(clip)["depth"] - out["depth"]).abs().max() > 1e-4
+        model.human_prior.psi.weight[:, -(FEATURES["dec8"][0] + 1):] = 0.0
+        plain = model(clip)
+    assert (plain["depth"] - out["depth"]).abs().max() > 1e-4
+    with torch.no_grad():  # ... and the mask through mask_gain * person logits
+        model.human_prior.mask_gain.zero_()
+        no_gain = model(clip)["mask_logits"]
+    torch.testing.assert_close(plain["mask_logits"] - no_gain, person.view(1, 2, 1, 56, 56))
 
 
 def test_selfie_prior_un_normalises_the_frames_it_is_given():
@@ -348,22 +358,25 @@ def test_selfie_prior_un_normalises_the_frames_it_is_given():
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
     _, person = model.human_prior.embedding((rgb - mean) / std)
-    expected, _ = model.human_prior.encoder(rgb)
-    assert (person - expected).abs().max() < 1e-5
+    expected = model.human_prior.selfie.forward_features(rgb)["logits"]
+    torch.testing.assert_close(person, expected.clamp(-PERSON_LOGIT_CAP, PERSON_LOGIT_CAP))
 
 
-def test_selfie_prior_stays_frozen_through_stage_preparation(tmp_path):
-    model = _selfie_model(temporal=True)
+@pytest.mark.parametrize("kind", ["selfie", "learned_selfie"])
+def test_selfie_prior_stays_frozen_through_stage_preparation(tmp_path, kind: str) -> None:
+    model = _selfie_model(temporal=True, kind=kind)
     cfg = TrainConfig.from_dict({"stage": 2, "out": str(tmp_path), "model": {"init": "x"},
                                  "data": {"root": "x", "frames": 2}})
     prepare(model, cfg)
-    assert not any(p.requires_grad for p in model.human_prior.encoder.parameters())
-    assert model.human_prior.psi.weight.requires_grad
+    frozen = [*model.human_prior.selfie.parameters(),
+              *(model.human_prior.encoder.parameters() if model.human_prior.encoder else [])]
+    assert frozen and not any(p.requires_grad for p in frozen)
+    assert model.human_prior.psi.weight.requires_grad and model.human_prior.mask_gain.requires_grad
     assert model.fusion.layers[0].weight.requires_grad
 
 
 @pytest.mark.parametrize("temporal", [False, True])
-def test_swap_prior_keeps_every_other_weight_and_the_output_when_the_old_prior_added_nothing(
+def test_swap_to_learned_selfie_keeps_every_weight_and_depth_and_normals_exactly(
         temporal: bool) -> None:
     torch.manual_seed(1)
     old = HCDPModel(micro_config(temporal=temporal))
@@ -371,33 +384,49 @@ def test_swap_prior_keeps_every_other_weight_and_the_output_when_the_old_prior_a
         old.insert_fused_temporal_block()
         activate_temporal(old)
     with torch.no_grad():
-        old.human_prior.psi.weight.zero_()
-        old.human_prior.psi.bias.zero_()
-    new = swap_prior(old.eval(), "selfie").eval()
-    assert new.cfg.prior.kind == "selfie" and old.cfg.prior.kind == "learned"
+        old.human_prior.psi.weight.normal_(0.0, 0.5)  # our prior's contribution is kept
+    new = swap_prior(old.eval(), "learned_selfie").eval()
+    assert new.cfg.prior.kind == "learned_selfie" and old.cfg.prior.kind == "learned"
     clip = torch.randn(1, 3, 3, 56, 56)
     with torch.no_grad():
         a, b = old(clip, window=3), new(clip, window=3)
-    for name in a:
-        assert torch.equal(a[name], b[name]), name
-    with torch.no_grad():  # ... and the person column does reach the output once trained
+        _, person = new.human_prior.embedding(clip[0])
+    assert torch.equal(a["depth"], b["depth"]) and torch.equal(a["normal"], b["normal"])
+    torch.testing.assert_close(b["mask_logits"], a["mask_logits"] + person.view(1, 3, 1, 56, 56))
+    with torch.no_grad():  # ... and the person column does reach the depth once trained
         new.fusion.layers[0].weight[:, -1] = 1.0
         assert (new(clip, window=3)["depth"] - a["depth"]).abs().max() > 1e-4
 
 
-def test_prior_init_loads_converted_selfie_weights_and_refuses_other_files(tmp_path):
+def test_swap_to_selfie_drops_only_what_the_old_prior_added():
+    torch.manual_seed(1)
+    old = HCDPModel(micro_config())
+    with torch.no_grad():
+        old.human_prior.psi.weight.zero_()
+        old.human_prior.psi.bias.zero_()
+    new = swap_prior(old.eval(), "selfie").eval()
+    assert new.human_prior.encoder is None
+    clip = torch.randn(1, 2, 3, 56, 56)
+    with torch.no_grad():
+        a, b = old(clip), new(clip)
+    assert torch.equal(a["depth"], b["depth"]) and torch.equal(a["normal"], b["normal"])
+
+
+def test_selfie_init_loads_converted_weights_and_refuses_other_files_and_models(tmp_path):
     model = _selfie_model()
     source = _random_model()
     path = tmp_path / "selfie_prior.safetensors"
     save_file(source.state_dict(), str(path))
-    load_prior_encoder(model, str(path))
+    load_selfie_prior(model, str(path))
     for name, value in source.state_dict().items():
-        assert torch.equal(model.human_prior.encoder.state_dict()[name], value)
-    assert not any(p.requires_grad for p in model.human_prior.encoder.parameters())
+        assert torch.equal(model.human_prior.selfie.state_dict()[name], value)
+    assert not any(p.requires_grad for p in model.human_prior.selfie.parameters())
     bad = tmp_path / "other.safetensors"
     save_file({"stem.weight": torch.zeros(1)}, str(bad))
     with pytest.raises(ConfigError, match="not the converted selfie segmentation weights"):
-        load_prior_encoder(model, str(bad))
+        load_selfie_prior(model, str(bad))
+    with pytest.raises(ConfigError, match="has no selfie network"):
+        load_selfie_prior(HCDPModel(micro_config()), str(path))
 
 
 def test_train_config_checks_the_prior_swap_and_stage_0_refuses_the_selfie_prior(tmp_path):
