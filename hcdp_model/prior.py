@@ -8,12 +8,12 @@ F_DPT (eq. 5).
 Ablation variants: `fourier_uv` feeds a Fourier encoding of the predicted canonical coordinates
 instead of z (the paper's "+ Fourier UV" row of Table 7); `none` removes the prior.
 
-`selfie` (issue 16) uses a real-trained network instead, as the paper's CSE is: MediaPipe selfie
-segmentation (selfie_prior.SelfiePrior, frozen, its converted weights loaded by
-`hcdp_training.stages` from `model.prior_init`). z is one of its decoder stages with its person
-probability pooled to that grid as one more channel; the full-resolution probability also goes to
-the fusion phi as an extra input channel (HCDPModel.fuse), so the heads see the real-trained
-person cue at the image's resolution.
+`selfie` and `learned_selfie` (issue 16) use a real-trained network, as the paper's CSE is:
+MediaPipe selfie segmentation (selfie_prior.SelfiePrior, frozen; the training config's
+`model.selfie_init` loads its converted weights), instead of or beside our CNN. z concatenates our
+CNN's embedding (learned_selfie), one of the selfie network's decoder stages and its person
+probability pooled to that grid; the full-resolution probability is one more input channel of the
+fusion phi, and the mask is a correction of its person logits (HCDPModel.predict).
 """
 from __future__ import annotations
 

@@ -2,8 +2,8 @@ import math
 
 from hcdp_model.geometry import dilate
 from hcdp_training.losses import (
-    backdrop_loss, depth_edge_mask, depth_loss, LossConfig, normal_loss, PairMasks, seg_loss,
-    stage1_loss,
+    BACKDROP_CAP, backdrop_loss, depth_edge_mask, depth_loss, LossConfig, normal_loss, PairMasks,
+    seg_loss, stage1_loss,
     stage2_loss, temporal_depth_loss, temporal_masks, temporal_normal_loss, tgm_loss,
 )
 import pytest
@@ -218,12 +218,16 @@ def test_backdrop_loss_charges_a_background_ramp_its_mean_deviation_from_the_med
     mask, target, gate = _person_on_backdrop()
     cfg = LossConfig(lambda_backdrop=1.0, backdrop_gap=0.0, backdrop_dilation=1)
     xs = torch.arange(W, dtype=torch.float32).expand(2, 1, H, W)
-    ramp = 10.0 + xs  # far behind (no shortfall), varying by x
+    ramp = 10.0 + 0.1 * xs  # far behind (no shortfall), varying by x (deviations under the cap)
     pred = torch.where(gate, target - 2.0, ramp)  # person: s = 1, t = 0
     background = ~gate
     values = ramp[background].view(2, -1)[0]
     expected = (values - values.median()).abs().mean().item()
     assert backdrop_loss(pred, target, gate, mask, cfg).item() == pytest.approx(expected, rel=1e-4)
+    steep = torch.where(gate, target - 2.0, 10.0 + 10.0 * xs)  # charges capped per pixel
+    capped = (10.0 * xs[background].view(2, -1)[0])
+    capped = (capped - capped.median()).abs().clamp_max(BACKDROP_CAP).mean().item()
+    assert backdrop_loss(steep, target, gate, mask, cfg).item() == pytest.approx(capped, rel=1e-4)
 
 
 def test_backdrop_loss_ignores_the_person_and_the_band_around_it_and_images_without_a_person():
