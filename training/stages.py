@@ -93,19 +93,20 @@ def prepare(model: HCDPModel, cfg: TrainConfig) -> HCDPModel:
 def swap_prior(model: HCDPModel, kind: str) -> HCDPModel:
     """Rebuild `model` with prior.kind `kind`, keeping every weight the new model has room for.
 
-    Kept: everything outside the prior, and (learned -> learned_selfie) our prior CNN with its
-    psi columns. Zero: the new psi columns (all of psi for -> selfie) and the fusion phi's input
-    column for the selfie person map, so F_DPT, depth and normals are unchanged until trained
-    (-> learned_selfie) or lose only what the old prior added (-> selfie). The mask changes at
-    once: mask_gain starts at 1 (HCDPModel.predict). The selfie network's weights come from
-    model.selfie_init.
+    Kept: everything outside the prior, and (between learned and learned_selfie) our prior CNN
+    with its psi columns. Zero: the new psi columns (all of psi for -> selfie) and the fusion
+    phi's input column for the selfie person map (dropped when going back), so F_DPT, depth and
+    normals are unchanged until trained (-> learned_selfie, and back) or lose only what the old
+    prior added (-> selfie). The mask changes at once: mask_gain starts at 1
+    (HCDPModel.predict). The selfie network's weights come from model.selfie_init.
     """
     old_kind = model.cfg.prior.kind
     cfg = ModelConfig.from_dict(model.cfg.to_dict())
     cfg.prior.kind = kind
     new = HCDPModel(cfg).to(next(model.parameters()).device)
     old_state = model.state_dict()
-    keep_psi = old_kind == "learned" and kind == "learned_selfie"
+    ours = ("learned", "learned_selfie")  # kinds whose z starts with our CNN's embedding
+    keep_psi = old_kind in ours and kind in ours
     with torch.no_grad():
         for name, tensor in new.state_dict().items():
             source = old_state.get(name)
@@ -114,15 +115,17 @@ def swap_prior(model: HCDPModel, kind: str) -> HCDPModel:
                 if keep_psi and source is not None and source.dim() == 1:
                     tensor.copy_(source)  # the bias
                 elif keep_psi and source is not None:
-                    tensor[:, :source.shape[1]] = source  # our CNN's z comes first
+                    cols = cfg.prior.embed_dim  # our CNN's z comes first
+                    tensor[:, :cols] = source[:, :cols]
             elif name.startswith("human_prior."):
                 if source is not None and source.shape == tensor.shape:
                     tensor.copy_(source)
             elif source is None:
                 raise ConfigError(f"model.prior_kind: {name} has no counterpart in model.init")
             elif name == "fusion.layers.0.weight" and source.shape != tensor.shape:
+                shared = min(source.shape[1], tensor.shape[1])  # the person channel comes last
                 tensor.zero_()
-                tensor[:, :source.shape[1]] = source  # the person channel comes last
+                tensor[:, :shared] = source[:, :shared]
             else:
                 tensor.copy_(source)
     return new

@@ -440,3 +440,17 @@ def test_train_config_checks_the_prior_swap_and_stage_0_refuses_the_selfie_prior
     cfg = TrainConfig.from_dict({**base, "stage": 0, "model": {"config": str(config)}})
     with pytest.raises(ConfigError, match="prior.kind selfie is trained already"):
         build_model(cfg)
+
+
+def test_swap_back_from_learned_selfie_drops_the_person_column_and_keeps_our_prior():
+    torch.manual_seed(2)
+    old = HCDPModel(micro_config())
+    with torch.no_grad():
+        old.human_prior.psi.weight.normal_(0.0, 0.5)
+    there = swap_prior(old.eval(), "learned_selfie")
+    back = swap_prior(there, "learned").eval()
+    clip = torch.randn(1, 2, 3, 56, 56)
+    with torch.no_grad():
+        a, b = old(clip), back(clip)
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
