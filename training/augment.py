@@ -17,7 +17,9 @@ with the image, which is exact when the neighbouring frames receive the same tra
 `Augment.clip` does that for clips.
 
 The photometric chain follows a camera: lens blur, sensor (ISO) noise, then the image processor
-(brightness/contrast, hue/saturation, greyscale) and the codec (JPEG) last.
+(brightness/contrast, hue/saturation, greyscale) and the codec (JPEG) last. A letterbox comes after
+all of them: it is what `hcdp_model.preprocess` adds to a non-square camera frame (bands of the
+ImageNet mean colour, 0 after normalisation), which no camera noise or codec touches.
 """
 from __future__ import annotations
 
@@ -31,9 +33,13 @@ import cv2
 import numpy as np
 import torch.utils.data
 
+from hcdp_model.preprocess import IMAGENET_MEAN
+
 # Keys whose pixels are geometry: resampled with nearest neighbour, filled when outside the image.
 _NEAREST_FILL = {"depth": np.nan, "normal": 0.0, "flow_fwd": 0.0, "flow_bwd": 0.0,
                  "canonical": 0.0}
+# The colour of hcdp_model.preprocess's letterbox bands (the ImageNet mean), as uint8 RGB.
+LETTERBOX_RGB = np.round(np.asarray(IMAGENET_MEAN) * 255.0).astype(np.uint8)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -293,6 +299,55 @@ def crop_scale(frame: dict, box: CropBox) -> dict:
     return out
 
 
+@dataclass(frozen=True)
+class LetterboxBox:
+    """Where a camera frame's content sits in the model input once letterboxed: rows `top`..`top+h`,
+    columns `left`..`left+w` of an H×W frame that becomes the square model input, placed as
+    `hcdp_model.preprocess.Letterbox.fit` places it (longer side full, the other centred).
+    `content_aspect` is the content's width / height in that square input (1 = no bands)."""
+
+    top: int
+    left: int
+    h: int
+    w: int
+
+    @classmethod
+    def fit(cls, frame_h: int, frame_w: int, content_aspect: float) -> "LetterboxBox":
+        if content_aspect <= 0:
+            raise ValueError(f"LetterboxBox: expected content_aspect > 0, got {content_aspect}")
+        h = min(frame_h, max(1, round(frame_h / content_aspect)))
+        w = min(frame_w, max(1, round(frame_w * content_aspect)))
+        return cls((frame_h - h) // 2, (frame_w - w) // 2, h, w)
+
+
+def letterbox(frame: dict, box: LetterboxBox) -> dict:
+    """Replace everything outside `box` by letterbox bands, as the runtime's preprocessing does.
+
+    The image gets the ImageNet mean colour (`LETTERBOX_RGB`, 0 after normalisation); the mask is 0
+    (no person in a band); depth is NaN and normal/flow/canonical are 0 (no ground truth), so the
+    losses supervise the bands only through the mask. The content is not resampled: a band cuts
+    the scene as a crop would, at the scale the renderer drew it. K is unchanged.
+    """
+    h, w = _frame_size(frame)
+    inside = np.zeros((h, w), dtype=bool)
+    inside[box.top:box.top + box.h, box.left:box.left + box.w] = True
+    if inside.all():
+        return dict(frame)
+    out = dict(frame)
+    if "rgb" in frame:
+        rgb = frame["rgb"].copy()
+        rgb[~inside] = LETTERBOX_RGB
+        out["rgb"] = rgb
+    if "mask" in frame:
+        out["mask"] = np.where(inside, frame["mask"], 0.0).astype(frame["mask"].dtype)
+    for key, fill in _NEAREST_FILL.items():
+        if key in frame:
+            filled = frame[key].astype(np.float32, copy=True)
+            filled[~inside] = fill
+            out[key] = filled
+    return out
+
+
 # ----------------------------------------------------------------------------------------------
 # Configuration, sampled parameters and the Augment callable.
 # ----------------------------------------------------------------------------------------------
@@ -334,6 +389,10 @@ class AugmentConfig:
     # Clips: strength in [0,1] of the per-frame nuisances of `FrameNuisance` (sensor noise, codec,
     # exposure, blur, a corrupted patch), drawn independently for every frame (0 = off).
     frame_nuisance: float = 0.0
+    # Letterbox: the bands the runtime pads a non-square camera frame with (`letterbox`). The
+    # content's aspect (width / height) is log-uniform in `letterbox_aspect`; one draw per clip.
+    p_letterbox: float = 0.0
+    letterbox_aspect: tuple[float, float] = (0.5, 2.0)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -346,9 +405,11 @@ class AugmentConfig:
                     raise ValueError(f"AugmentConfig.{f.name}: expected (low, high) with low <= "
                                      f"high, got {value}")
                 setattr(self, f.name, (float(value[0]), float(value[1])))
-        if self.zoom[0] <= 0 or self.blur_strength[0] < 0 or self.photons[0] <= 0:
+        if (self.zoom[0] <= 0 or self.blur_strength[0] < 0 or self.photons[0] <= 0
+                or self.letterbox_aspect[0] <= 0):
             raise ValueError("AugmentConfig: expected zoom > 0, blur_strength >= 0, photons > 0, "
-                             f"got {self.zoom}, {self.blur_strength}, {self.photons}")
+                             f"letterbox_aspect > 0, got {self.zoom}, {self.blur_strength}, "
+                             f"{self.photons}, {self.letterbox_aspect}")
         if not (1 <= self.jpeg_quality[0] and self.jpeg_quality[1] <= 100):
             raise ValueError("AugmentConfig.jpeg_quality: expected within [1,100], got "
                              f"{self.jpeg_quality}")
@@ -384,6 +445,7 @@ class AugmentParams:
     greyscale: bool = False
     jpeg_quality: int | None = None
     iso: tuple[float, float] | None = None  # (photons, read_noise)
+    letterbox: LetterboxBox | None = None  # applied last, after every photometric operation
 
 
 def apply(frame: dict, params: AugmentParams, rng: np.random.Generator,
@@ -395,7 +457,7 @@ def apply(frame: dict, params: AugmentParams, rng: np.random.Generator,
     if params.flip:
         out = hflip(out, canonical_mirror_axis)
     if "rgb" not in out:
-        return out
+        return out if params.letterbox is None else letterbox(out, params.letterbox)
     rgb = out["rgb"]
     if params.blur_kernel is not None:
         rgb = blur(rgb, params.blur_kernel)
@@ -410,7 +472,7 @@ def apply(frame: dict, params: AugmentParams, rng: np.random.Generator,
     if params.jpeg_quality is not None:
         rgb = jpeg(rgb, params.jpeg_quality)
     out["rgb"] = rgb
-    return out
+    return out if params.letterbox is None else letterbox(out, params.letterbox)
 
 
 @dataclass(frozen=True)
@@ -554,8 +616,13 @@ class Augment:
         quality = round(self._uniform(c.jpeg_quality)) if self._hit(c.p_jpeg) else None
         iso = ((self._uniform(c.photons), self._uniform(c.read_noise))
                if self._hit(c.p_iso_noise) else None)
+        box = None
+        if c.p_letterbox > 0.0 and self._hit(c.p_letterbox):  # no draw when off: streams kept
+            lo, hi = c.letterbox_aspect
+            aspect = math.exp(self._uniform((math.log(lo), math.log(hi))))
+            box = LetterboxBox.fit(h, w, aspect)
         return AugmentParams(flip, crop, kernel, brightness, contrast, hue, saturation, grey,
-                             quality, iso)
+                             quality, iso, box)
 
     def _jitter(self, params: AugmentParams) -> AugmentParams:
         c, j = self.config, self.config.clip_jitter
@@ -585,9 +652,10 @@ class Augment:
             return []
         h, w = _frame_size(frames[0])
         params = self.sample(h, w)
+        box, params = params.letterbox, dataclasses.replace(params, letterbox=None)
         out = [apply(f, self._jitter(params), self.rng, self.config.canonical_mirror_axis)
                for f in frames]
         if self.config.frame_nuisance > 0.0:
             nuisance = FrameNuisance(strength=self.config.frame_nuisance)
             out = [dict(f, rgb=nuisance(f["rgb"], self.rng)) if "rgb" in f else f for f in out]
-        return out
+        return out if box is None else [letterbox(f, box) for f in out]

@@ -5,8 +5,9 @@ from hcdp_model.geometry import backward_warp
 from hcdp_training.augment import (
     apply, Augment, AugmentConfig, AugmentParams, blur, brightness_contrast, crop_intrinsics,
     crop_scale, CropBox, disc_kernel, FrameNuisance, gaussian_kernel, greyscale, hflip,
-    hue_saturation, iso_noise, jpeg, motion_kernel,
+    hue_saturation, iso_noise, jpeg, letterbox, LETTERBOX_RGB, LetterboxBox, motion_kernel,
 )
+from hcdp_model.preprocess import Letterbox, preprocess
 import numpy as np
 import pytest
 import torch
@@ -332,6 +333,62 @@ def test_each_frame_nuisance_changes_the_image_and_strength_0_changes_nothing():
     np.testing.assert_array_equal(rgb, before)  # the input is never written
     with pytest.raises(ValueError, match="frame_nuisance.*\\[0,1\\]"):
         AugmentConfig(frame_nuisance=2.0)
+
+
+@pytest.mark.parametrize("in_h, in_w", [(48, 64), (64, 36), (30, 64), (64, 64)])
+def test_letterbox_puts_the_bands_where_the_runtime_preprocessing_does(in_h, in_w):
+    size = 64
+    box = LetterboxBox.fit(size, size, in_w / in_h)
+    runtime = Letterbox.fit(in_h, in_w, size)
+    assert (box.top, box.left, box.h, box.w) == (runtime.top, runtime.left, runtime.new_h,
+                                                 runtime.new_w)
+    frame = {"rgb": smooth_image(size, size)}
+    x = preprocess(letterbox(frame, box)["rgb"][None], size)[0][0]  # the bands, as the model sees
+    content = torch.zeros(size, size, dtype=torch.bool)
+    content[box.top:box.top + box.h, box.left:box.left + box.w] = True
+    assert content.all() == (in_h == in_w)
+    band = x[:, ~content]
+    assert band.numel() == 0 or band.abs().max() < 0.01  # ~0 normalised, like the runtime's pad
+    assert x[:, content].abs().mean() > 0.2
+
+
+def test_letterbox_bands_carry_no_ground_truth_and_the_content_is_untouched():
+    frame = full_frame(5)
+    box = LetterboxBox.fit(H, W, 2.0)  # a wide frame: bands at the top and the bottom
+    assert (box.left, box.w) == (0, W) and box.h == round(H / 2.0) and box.top > 0
+    out = letterbox(frame, box)
+    rows = slice(box.top, box.top + box.h)
+    for key in ("rgb", "depth", "mask", "normal", "flow_fwd", "flow_bwd", "canonical"):
+        np.testing.assert_array_equal(out[key][rows], frame[key][rows], err_msg=key)
+        band = np.concatenate([out[key][:box.top], out[key][box.top + box.h:]])
+        if key == "rgb":
+            assert (band == LETTERBOX_RGB).all()
+        elif key == "depth":
+            assert np.isnan(band).all()
+        else:
+            assert (band == 0).all(), key
+    np.testing.assert_array_equal(out["K"], frame["K"])
+    assert letterbox(frame, LetterboxBox.fit(H, W, 1.0))["rgb"] is frame["rgb"]  # no bands
+    with pytest.raises(ValueError, match="content_aspect > 0"):
+        LetterboxBox.fit(H, W, 0.0)
+
+
+def test_clip_letterbox_is_one_box_per_clip_applied_after_the_frame_nuisances():
+    frame = full_frame(6)
+    config = AugmentConfig(p_letterbox=1.0, letterbox_aspect=(1.6, 2.0), frame_nuisance=1.0,
+                           p_iso_noise=1.0)
+    clip = Augment(config, rng=2).clip([frame] * 5)
+    bands = np.isnan(clip[0]["depth"]) & (clip[0]["mask"] == 0)
+    rows = np.flatnonzero(~(clip[0]["rgb"] == LETTERBOX_RGB).all(axis=(1, 2)))
+    top, bottom = rows[0], rows[-1] + 1
+    assert top > 0 and bottom < H and 1.6 - 0.1 <= H / (bottom - top) <= 2.0 + 0.1  # square input
+    for f in clip:  # the same bands on every frame, exactly the pad colour: no noise, no codec
+        assert (f["rgb"][:top] == LETTERBOX_RGB).all() and (f["rgb"][bottom:] == LETTERBOX_RGB).all()
+        assert not (f["rgb"][top:bottom] == LETTERBOX_RGB).all()
+        assert bands[:top].all() and bands[bottom:].all()
+    assert not np.array_equal(clip[1]["rgb"][top:bottom], clip[0]["rgb"][top:bottom])
+    with pytest.raises(ValueError, match="letterbox_aspect > 0"):
+        AugmentConfig(letterbox_aspect=(0.0, 2.0))
 
 
 def test_config_rejects_bad_values_with_a_clear_message():
