@@ -7,19 +7,22 @@ temporal.attend_slots), which the counter does not see, so its 2 x window x C MA
 position (scores and weighted sum) are added by formula. The model runs at its fixed internal
 resolution whatever the camera size, so --size changes only the letterbox, not the cost;
 the per-frame count is the streaming cost with the temporal blocks attending over `--window`
-frames.
+frames. `--checkpoint` counts the architecture a checkpoint's config describes (the bundled model
+has the fused temporal block and the selfie prior, which no preset has); no weight is read.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from .backends.base import DEFAULT_WINDOW
 from .backends.step import StreamingStep
-from .config import preset, PRESETS
+from .checkpoint import CheckpointError, resolve_checkpoint
+from .config import ModelConfig, preset, PRESETS
 from .model import HCDPModel
 from .preprocess import Letterbox
 
@@ -29,8 +32,15 @@ PAPER_TABLE_17 = {"base": (0.097, 471), "large": (0.337, 753)}
 
 def count(preset_name: str, height: int, width: int, window: int = DEFAULT_WINDOW,
           family: str = "dinov2") -> dict:
+    """Count a preset (with temporal blocks) at a camera size."""
     cfg = preset(preset_name, family)
     cfg.temporal.enabled = True
+    return count_config(cfg, height, width, window)
+
+
+def count_config(cfg: ModelConfig, height: int, width: int,
+                 window: int = DEFAULT_WINDOW) -> dict:
+    """Count the model `cfg` describes, as it is (temporal blocks only if it has them)."""
     with torch.device("meta"):
         model = HCDPModel(cfg)
         step = StreamingStep(model, window)
@@ -40,7 +50,13 @@ def count(preset_name: str, height: int, width: int, window: int = DEFAULT_WINDO
     with counter:
         step(frame, *state)
     flops = counter.get_flop_counts()
-    attention = [2 * window * cfg.decoder.features * side * side for side in model.scale_sizes()]
+    attention = ([2 * window * cfg.decoder.features * side * side for side in model.scale_sizes()]
+                 if model.temporal_blocks is not None else [])
+    # the fused block attends over its own slots at every pixel of the S x S fused map; with one
+    # slot (W = 1) it is the identity and computes nothing
+    slots = model.fused_temporal.slots(window) if model.fused_temporal is not None else 1
+    fused = 2 * slots * cfg.fusion.channels * cfg.resolution ** 2 if slots > 1 else 0
+    by_formula = {"temporal_blocks": sum(attention), "fused_temporal": fused}
     blocks = {}
     for name, module in model.block_modules().items():
         key = f"StreamingStep.model.{name}"
@@ -48,24 +64,25 @@ def count(preset_name: str, height: int, width: int, window: int = DEFAULT_WINDO
         keys = [key] if key in flops else [k for k in flops if k.rsplit(".", 1)[0] == key]
         blocks[name] = {
             "params": sum(p.numel() for p in module.parameters()),
-            "gmacs": (sum(sum(flops[k].values())
-                          for k in keys) / 2 + sum(attention) * (name == "temporal_blocks"))
+            "gmacs": (sum(sum(flops[k].values()) for k in keys) / 2 + by_formula.get(name, 0))
             / 1e9,
         }
     total_params = sum(p.numel() for p in model.parameters())
     box = Letterbox.fit(height, width, cfg.resolution)
     return {
-        "preset": preset_name,
-        "family": family,
+        "preset": cfg.preset,
+        "family": cfg.backbone.family,
+        "prior": cfg.prior.kind,
+        "fused_temporal": model.fused_temporal is not None,
         "input_size": [height, width],
         "model_resolution": cfg.resolution,
         "letterbox": {"content": [box.new_h, box.new_w], "top": box.top, "left": box.left},
         "window": window,
         "blocks": blocks,
         "params": total_params,
-        "gmacs": (counter.get_total_flops() / 2 + sum(attention)) / 1e9,
-        "paper_params_b": PAPER_TABLE_17.get(preset_name, (None, None))[0],
-        "paper_gflops": PAPER_TABLE_17.get(preset_name, (None, None))[1],
+        "gmacs": (counter.get_total_flops() / 2 + sum(attention) + fused) / 1e9,
+        "paper_params_b": PAPER_TABLE_17.get(cfg.preset, (None, None))[0],
+        "paper_gflops": PAPER_TABLE_17.get(cfg.preset, (None, None))[1],
     }
 
 
@@ -74,7 +91,8 @@ def format_table(info: dict) -> str:
              f"{info['input_size'][0]}x{info['input_size'][1]} -> model "
              f"{info['model_resolution']}x{info['model_resolution']} (content "
              f"{info['letterbox']['content'][0]}x{info['letterbox']['content'][1]}), streaming "
-             f"window {info['window']}",
+             f"window {info['window']}; prior {info['prior']}, fused temporal block "
+             f"{'yes' if info['fused_temporal'] else 'no'}",
              f"{'block':<18}{'params (M)':>12}{'GMACs':>10}"]
     for name, b in info["blocks"].items():
         lines.append(f"{name:<18}{b['params'] / 1e6:>12.3f}{b['gmacs']:>10.2f}")
@@ -110,11 +128,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         default=(480, 640), help="camera image size")
     parser.add_argument("--window", type=_int_in(1, MAX_WINDOW), default=DEFAULT_WINDOW,
                         help="streaming window (frames)")
+    parser.add_argument("--checkpoint", default=None, metavar="PATH",
+                        help="count the architecture of this checkpoint (directory, .safetensors "
+                             "or its config) instead of a preset; e.g. data/models/default")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object instead of the table")
 
 
 def run(args: argparse.Namespace) -> int:
-    info = count(args.preset, args.size[0], args.size[1], args.window, args.family)
+    if args.checkpoint is not None:
+        try:
+            cfg = ModelConfig.load(resolve_checkpoint(args.checkpoint)[1])
+        except (CheckpointError, ValueError, OSError) as err:
+            print(f"hcdp info: {err}", file=sys.stderr)
+            return 2
+        info = count_config(cfg, args.size[0], args.size[1], args.window)
+    else:
+        info = count(args.preset, args.size[0], args.size[1], args.window, args.family)
     print(json.dumps(info) if args.json else format_table(info))
     return 0

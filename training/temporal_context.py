@@ -9,37 +9,54 @@ the streaming step computes) and, for every temporal block, measures
 - `past_share`: how much of that update depends on the past,
   ||T_W(x) - T_1(x)|| / ||T_W(x) - x||, T_1 being the same block with window 1.
 A block that acts as an extra per-frame layer shows `mass_current` near 1 or `past_share` near 0.
+The fused block (`FusedTemporalBlock`, after every per-frame path) is reported last, as block
+"fused": it is the identity without a past, so its `past_share` is 1 by construction and its
+`update` alone says how much the past moves the fused features.
 """
 from __future__ import annotations
 
 from hcdp_model.model import HCDPModel
-from hcdp_model.temporal import TemporalBlock
+from hcdp_model.temporal import FusedTemporalBlock, TemporalBlock
 import numpy as np
 import torch
 
 
-def attention_probabilities(block: TemporalBlock, x: torch.Tensor, window: int) -> torch.Tensor:
+def attention_probabilities(block: TemporalBlock | FusedTemporalBlock, x: torch.Tensor,
+                            window: int) -> torch.Tensor:
     """Causal attention probabilities of `block` over an input x [B, T, C, h, w] with window W.
 
     Returns [B*h*w, heads, T_query, T_key] (zero where masked). Same q, k, bias and mask as the
-    block's forward.
+    block's forward (the fused block attends over its own `slots(window)` frames at most).
     """
     b, t, c, h, w = x.shape
     seq = x.permute(0, 3, 4, 1, 2).reshape(b * h * w, t, c)
-    q, k, _ = block.attn.split(block.norm1(seq))  # [N, heads, T, hd]
+    if isinstance(block, FusedTemporalBlock):
+        heads = block.num_heads
+        q, k = block.qk(block.norm(seq)).reshape(-1, t, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
+        span, bias_of = block.slots(window), block.bias
+    else:
+        q, k, _ = block.attn.split(block.norm1(seq))  # [N, heads, T, hd]
+        span, bias_of = window, block.attn.bias
     pos = torch.arange(t, device=x.device)
     offsets = pos[:, None] - pos[None, :]
-    allowed = (offsets >= 0) & (offsets < window)
-    bias = block.attn.bias(offsets).masked_fill(~allowed, float("-inf"))  # [heads, T, T]
+    allowed = (offsets >= 0) & (offsets < span)
+    bias = bias_of(offsets).masked_fill(~allowed, float("-inf"))  # [heads, T, T]
     scores = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5 + bias[None]
     return scores.softmax(-1)
 
 
+def temporal_blocks(model: HCDPModel) -> list[TemporalBlock | FusedTemporalBlock]:
+    """The model's temporal blocks in forward order: the DPT-scale ones, then the fused one."""
+    fused = [] if model.fused_temporal is None else [model.fused_temporal]
+    return [*(model.temporal_blocks or []), *fused]
+
+
 def block_inputs(model: HCDPModel, clip: torch.Tensor, window: int) -> list[torch.Tensor]:
-    """Return the input [B, T, C, h, w] of each temporal block in the offline forward of `clip`."""
+    """Return the input [B, T, C, h, w] of each of `temporal_blocks(model)` in the offline forward
+    of `clip`."""
     inputs: list[torch.Tensor] = []
     hooks = [block.register_forward_pre_hook(lambda _m, args: inputs.append(args[0]))
-             for block in model.temporal_blocks]
+             for block in temporal_blocks(model)]
     try:
         model(clip, window=window)
     finally:
@@ -50,34 +67,38 @@ def block_inputs(model: HCDPModel, clip: torch.Tensor, window: int) -> list[torc
 
 @torch.no_grad()
 def attention_report(model: HCDPModel, clip: torch.Tensor, window: int) -> list[dict]:
-    """Per temporal block (in model order), the statistics of the module docstring.
+    """Per temporal block (`temporal_blocks(model)`), the statistics of the module docstring.
 
     For a preprocessed clip [B, T, 3, H, W] with T >= 2. The model must have causal temporal
     blocks.
     """
-    if model.temporal_blocks is None:
+    if not temporal_blocks(model):
         raise ValueError("the model has no temporal blocks")
     if clip.shape[1] < 2:
         raise ValueError(f"expected a clip of at least 2 frames, got {clip.shape[1]}")
     model.eval()
     report = []
     inputs = block_inputs(model, clip, window)
-    for index, (block, x) in enumerate(zip(model.temporal_blocks, inputs)):
+    for index, (block, x) in enumerate(zip(temporal_blocks(model), inputs)):
+        fused = isinstance(block, FusedTemporalBlock)
         p = attention_probabilities(block, x, window)[:, :, 1:]  # frames with a past
         t = p.shape[-1]
         # p[t, t] for t >= 1 (rows shifted)
         diagonal = torch.diagonal(p, offset=1, dim1=-2, dim2=-1)
+        span = block.slots(window) if fused else window
         by_offset = [float(torch.diagonal(p, offset=1 - d, dim1=-2, dim2=-1).mean())
-                     for d in range(min(window, t))]
+                     for d in range(min(span, t))]
         full, alone = block(x, window=window), block(x, window=1)
         update = (full - x).norm()
         report.append({
-            "block": index, "features": int(x.shape[2]), "map": [int(x.shape[3]), int(x.shape[4])],
+            "block": "fused" if fused else index, "features": int(x.shape[2]),
+            "map": [int(x.shape[3]), int(x.shape[4])],
             "mass_current": float(diagonal.mean()), "mass_past": float(1.0 - diagonal.mean()),
             "mass_by_offset": by_offset,
             "update": float(update / x.norm().clamp_min(1e-12)),
             "past_share": float((full - alone).norm() / update.clamp_min(1e-12)),
-            "relative_bias": block.attn.relative_bias.detach().cpu().numpy().round(3).tolist(),
+            "relative_bias": (block.relative_bias if fused else block.attn.relative_bias)
+            .detach().cpu().numpy().round(3).tolist(),
         })
     return report
 

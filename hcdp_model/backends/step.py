@@ -65,7 +65,7 @@ class StreamingStep(nn.Module):
         fused, side = self.model.fuse(frame, scales)
         if self.model.fused_temporal is not None:
             first = 3 * len(self.model.temporal_blocks)  # after the DPT-scale blocks' caches
-            fused, cache = self.model.fused_temporal.step(fused, tuple(state[first:first + 3]))
+            fused, cache = self.model.fused_temporal(fused, cache=tuple(state[first:first + 3]))
             new_state.extend(cache)
         out = self.model.predict(fused, side)
         return (out["depth"], out["normal"], out["mask_logits"], *new_state)

@@ -3,7 +3,10 @@ from pathlib import Path
 import re
 
 from hcdp_model.cli import main
-from hcdp_model.info import count
+from hcdp_model.checkpoint import resolve_checkpoint
+from hcdp_model.config import ModelConfig
+from hcdp_model.info import count, count_config
+from hcdp_model.predictor import default_checkpoint
 import pytest
 
 
@@ -66,3 +69,32 @@ def test_the_readme_network_sizes_are_what_hcdp_info_prints(name):
     params_m, gmacs = _readme_network_sizes()[name]
     info = count(name, 480, 640)
     assert (params_m, gmacs) == (round(info["params"] / 1e6, 1), round(info["gmacs"], 1))
+
+
+def test_a_checkpoint_is_counted_with_its_fused_block_and_selfie_prior(capsys):
+    cfg = ModelConfig.load(resolve_checkpoint(default_checkpoint())[1])
+    assert cfg.temporal.fused and cfg.prior.kind == "learned_selfie"  # what no preset has
+    info = count_config(cfg, 480, 640, window=16)
+    assert info["fused_temporal"] and info["prior"] == "learned_selfie"
+    assert sum(b["params"] for b in info["blocks"].values()) == info["params"]
+    assert sum(b["gmacs"] for b in info["blocks"].values()) == pytest.approx(info["gmacs"],
+                                                                             rel=1e-6)
+    fused = info["blocks"]["fused_temporal"]
+    # attention by formula: 2 x slots x C x S^2 MACs, slots capped at temporal.fused_window
+    slots = min(16, cfg.temporal.fused_window)
+    attention = 2 * slots * cfg.fusion.channels * cfg.resolution ** 2 / 1e9
+    c, pixels = cfg.fusion.channels, cfg.resolution ** 2
+    projections = 3 * c * c * pixels / 1e9  # q, k (2C x C) and P (C x C) per pixel
+    assert fused["gmacs"] == pytest.approx(projections + attention, rel=1e-6)
+    # window 1: the block is the identity and costs nothing
+    assert count_config(cfg, 480, 640, window=1)["blocks"]["fused_temporal"]["gmacs"] == 0
+    assert count_config(cfg, 480, 640, window=64)["blocks"]["fused_temporal"] == fused
+    assert info["params"] > count("tiny", 480, 640)["params"]  # the selfie network's weights
+    assert main(["info", "--checkpoint", str(default_checkpoint())]) == 0
+    assert "prior learned_selfie, fused temporal block yes" in capsys.readouterr().out
+
+
+def test_a_missing_checkpoint_is_a_one_line_error(capsys, tmp_path):
+    assert main(["info", "--checkpoint", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err
+    assert "hcdp info:" in err and "does not exist" in err and "Traceback" not in err

@@ -12,7 +12,7 @@ from hcdp_model.model import HCDPModel
 from hcdp_model.predictor import default_checkpoint, StreamingPredictor
 from hcdp_model.preprocess import preprocess
 from hcdp_training.temporal_context import (
-    attention_probabilities, attention_report, block_inputs, mean_report,
+    attention_probabilities, attention_report, block_inputs, mean_report, temporal_blocks,
 )
 import numpy as np
 import pytest
@@ -49,6 +49,27 @@ def test_a_block_that_looks_one_frame_back_puts_its_mass_at_offset_1():
         assert block["mass_by_offset"][1] == pytest.approx(1.0, abs=1e-6)
         assert block["mass_current"] == pytest.approx(0.0, abs=1e-6)
         assert block["past_share"] > 0.1
+
+
+def test_the_fused_block_is_reported_last_with_its_own_window_and_is_the_identity_alone():
+    model = _model_with_bias({0: 60.0})
+    model.insert_fused_temporal_block()
+    fused = model.fused_temporal
+    with torch.no_grad():
+        fused.relative_bias.zero_()
+        fused.relative_bias[:, 1 + fused.max_rel] = 60.0  # all its mass one frame back
+        fused.proj_out.weight.copy_(torch.eye(fused.proj_out.weight.shape[0]) * 0.5)
+    report = attention_report(model, random_clip(model, 5), window=4)
+    assert [r["block"] for r in report] == [*range(len(model.temporal_blocks)), "fused"]
+    last = report[-1]
+    assert last["features"] == model.cfg.fusion.channels
+    assert len(last["mass_by_offset"]) == min(fused.slots(4), 4)  # t >= 1 of 5 frames
+    assert last["mass_by_offset"][1] == pytest.approx(1.0, abs=1e-6)
+    assert last["update"] > 0 and last["past_share"] == pytest.approx(1.0, abs=1e-6)
+    x = block_inputs(model, random_clip(model, 5), 4)[-1]
+    p = attention_probabilities(fused, x, window=16)  # capped at the block's own fused_window
+    t = torch.arange(5)
+    assert (p[..., (t[:, None] - t[None, :]) >= fused.slots(16)] == 0).all()
 
 
 def test_attention_probabilities_are_causal_windowed_and_sum_to_one():
@@ -95,7 +116,7 @@ def test_the_bundled_model_s_trained_blocks_change_their_output_when_earlier_fra
         for clip in clips:
             inputs = block_inputs(model, clip, 16)
             outs.append([block(x, window=16)[:, -1] - x[:, -1]
-                         for block, x in zip(model.temporal_blocks, inputs)])
+                         for block, x in zip(temporal_blocks(model), inputs)])
     # the current frame's encoder features are the same in both clips; the blocks' updates are not
     changed = [float((a - b).norm() / a.norm()) for a, b in zip(*outs)]
     assert max(changed) > 0.02, changed
