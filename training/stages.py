@@ -167,7 +167,9 @@ def load_prior_encoder(model: HCDPModel, path: str) -> None:
 def param_groups(model: HCDPModel, cfg: TrainConfig) -> list[dict[str, Any]]:
     """Named AdamW groups of the trainable parameters with their base learning rates.
 
-    Empty groups are dropped.
+    Empty groups are dropped. A group whose learning rate is 0 is frozen, not just dropped: its
+    parameters get requires_grad False here (no gradient is computed for them), so call this
+    once, on the model that trains.
     """
     o = cfg.optim
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
