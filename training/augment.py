@@ -30,10 +30,9 @@ import math
 import os
 
 import cv2
+from hcdp_model.preprocess import IMAGENET_MEAN
 import numpy as np
 import torch.utils.data
-
-from hcdp_model.preprocess import IMAGENET_MEAN
 
 # Keys whose pixels are geometry: resampled with nearest neighbour, filled when outside the image.
 _NEAREST_FILL = {"depth": np.nan, "normal": 0.0, "flow_fwd": 0.0, "flow_bwd": 0.0,
@@ -301,10 +300,12 @@ def crop_scale(frame: dict, box: CropBox) -> dict:
 
 @dataclass(frozen=True)
 class LetterboxBox:
-    """Where a camera frame's content sits in the model input once letterboxed: rows `top`..`top+h`,
-    columns `left`..`left+w` of an H×W frame that becomes the square model input, placed as
-    `hcdp_model.preprocess.Letterbox.fit` places it (longer side full, the other centred).
-    `content_aspect` is the content's width / height in that square input (1 = no bands)."""
+    """Where a camera frame's content sits in the model input once letterboxed.
+
+    Rows `top`..`top+h`, columns `left`..`left+w` of an H×W frame that becomes the square model
+    input, placed as `hcdp_model.preprocess.Letterbox.fit` places it (longer side full, the other
+    centred). `content_aspect` is the content's width / height in that square input (1 = no bands).
+    """
 
     top: int
     left: int

@@ -32,7 +32,8 @@ def attention_probabilities(block: TemporalBlock | FusedTemporalBlock, x: torch.
     seq = x.permute(0, 3, 4, 1, 2).reshape(b * h * w, t, c)
     if isinstance(block, FusedTemporalBlock):
         heads = block.num_heads
-        q, k = block.qk(block.norm(seq)).reshape(-1, t, 2, heads, c // heads).permute(2, 0, 3, 1, 4)
+        qk = block.qk(block.norm(seq)).reshape(-1, t, 2, heads, c // heads)
+        q, k = qk.permute(2, 0, 3, 1, 4)
         span, bias_of = block.slots(window), block.bias
     else:
         q, k, _ = block.attn.split(block.norm1(seq))  # [N, heads, T, hd]
@@ -46,14 +47,16 @@ def attention_probabilities(block: TemporalBlock | FusedTemporalBlock, x: torch.
 
 
 def temporal_blocks(model: HCDPModel) -> list[TemporalBlock | FusedTemporalBlock]:
-    """The model's temporal blocks in forward order: the DPT-scale ones, then the fused one."""
+    """Return the model's temporal blocks in forward order: the DPT-scale ones, then the fused."""
     fused = [] if model.fused_temporal is None else [model.fused_temporal]
     return [*(model.temporal_blocks or []), *fused]
 
 
 def block_inputs(model: HCDPModel, clip: torch.Tensor, window: int) -> list[torch.Tensor]:
-    """Return the input [B, T, C, h, w] of each of `temporal_blocks(model)` in the offline forward
-    of `clip`."""
+    """Return the input [B, T, C, h, w] of each temporal block in the offline forward of `clip`.
+
+    In the order of `temporal_blocks(model)`.
+    """
     inputs: list[torch.Tensor] = []
     hooks = [block.register_forward_pre_hook(lambda _m, args: inputs.append(args[0]))
              for block in temporal_blocks(model)]

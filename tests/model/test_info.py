@@ -2,8 +2,8 @@ import json
 from pathlib import Path
 import re
 
-from hcdp_model.cli import main
 from hcdp_model.checkpoint import resolve_checkpoint
+from hcdp_model.cli import main
 from hcdp_model.config import ModelConfig
 from hcdp_model.info import count, count_config
 from hcdp_model.predictor import default_checkpoint

@@ -2,12 +2,12 @@
 import dataclasses
 
 from hcdp_model.geometry import backward_warp
+from hcdp_model.preprocess import Letterbox, preprocess
 from hcdp_training.augment import (
     apply, Augment, AugmentConfig, AugmentParams, blur, brightness_contrast, crop_intrinsics,
     crop_scale, CropBox, disc_kernel, FrameNuisance, gaussian_kernel, greyscale, hflip,
     hue_saturation, iso_noise, jpeg, letterbox, LETTERBOX_RGB, LetterboxBox, motion_kernel,
 )
-from hcdp_model.preprocess import Letterbox, preprocess
 import numpy as np
 import pytest
 import torch
@@ -383,7 +383,8 @@ def test_clip_letterbox_is_one_box_per_clip_applied_after_the_frame_nuisances():
     top, bottom = rows[0], rows[-1] + 1
     assert top > 0 and bottom < H and 1.6 - 0.1 <= H / (bottom - top) <= 2.0 + 0.1  # square input
     for f in clip:  # the same bands on every frame, exactly the pad colour: no noise, no codec
-        assert (f["rgb"][:top] == LETTERBOX_RGB).all() and (f["rgb"][bottom:] == LETTERBOX_RGB).all()
+        assert (f["rgb"][:top] == LETTERBOX_RGB).all()
+        assert (f["rgb"][bottom:] == LETTERBOX_RGB).all()
         assert not (f["rgb"][top:bottom] == LETTERBOX_RGB).all()
         assert bands[:top].all() and bands[bottom:].all()
     assert not np.array_equal(clip[1]["rgb"][top:bottom], clip[0]["rgb"][top:bottom])
