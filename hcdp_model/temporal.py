@@ -300,6 +300,13 @@ class FusedTemporalBlock(nn.Module):
         """Frames the block attends over (current included) within a streaming window."""
         return min(window, self.window)
 
+    def split(self, seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sequences [N, T, C] -> queries and keys [N, heads, T, C / heads]."""
+        n, t, c = seq.shape
+        qk = self.qk(self.norm(seq)).reshape(n, t, 2, self.num_heads, c // self.num_heads)
+        q, k = qk.permute(2, 0, 3, 1, 4)
+        return q, k
+
     def forward(self, x: torch.Tensor, window: int | None = None,
                 cache: KVCache | None = None):
         """Offline: x [B, T, C, H, W] -> same shape. Streaming (with `cache`): see `step`."""
@@ -308,9 +315,8 @@ class FusedTemporalBlock(nn.Module):
         b, t, c, h, w = x.shape
         span = self.window if window is None else self.slots(window)
         seq = x.permute(0, 3, 4, 1, 2).reshape(b * h * w, t, c)
-        heads, hd = self.num_heads, c // self.num_heads
-        q, k = self.qk(self.norm(seq)).reshape(-1, t, 2, heads, hd).permute(2, 0, 3, 1, 4)
-        v = seq.reshape(-1, t, heads, hd).transpose(1, 2)  # [N, heads, T, hd]
+        q, k = self.split(seq)
+        v = seq.reshape(-1, t, self.num_heads, c // self.num_heads).transpose(1, 2)
         pos = torch.arange(t, device=x.device)
         offsets = pos[:, None] - pos[None, :]  # [T_query, T_key]
         allowed = (offsets < span) & (offsets >= 0 if self.causal else offsets > -span)

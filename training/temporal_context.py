@@ -31,9 +31,7 @@ def attention_probabilities(block: TemporalBlock | FusedTemporalBlock, x: torch.
     b, t, c, h, w = x.shape
     seq = x.permute(0, 3, 4, 1, 2).reshape(b * h * w, t, c)
     if isinstance(block, FusedTemporalBlock):
-        heads = block.num_heads
-        qk = block.qk(block.norm(seq)).reshape(-1, t, 2, heads, c // heads)
-        q, k = qk.permute(2, 0, 3, 1, 4)
+        q, k = block.split(seq)
         span, bias_of = block.slots(window), block.bias
     else:
         q, k, _ = block.attn.split(block.norm1(seq))  # [N, heads, T, hd]
