@@ -14,6 +14,14 @@ MediaPipe selfie segmentation (selfie_prior.SelfiePrior, frozen; the training co
 CNN's embedding (learned_selfie), one of the selfie network's decoder stages and its person
 probability pooled to that grid; the full-resolution probability is one more input channel of the
 fusion phi, and the mask is a correction of its person logits (HCDPModel.predict).
+
+The selfie network sees only the image, not preprocess()'s letterbox bands: `content_box` finds
+the bands in the frame itself (they are exactly 0 after normalisation, which no uint8 pixel is),
+the content is resampled to the network's input, and its maps are put back into the box (bands:
+no person, zero features). The network's global poolings would otherwise average the flat grey
+bands in (on a grey-scale photo it then marked nobody: docs/evaluation.md). Square frames have no
+bands and the resampling is the identity. All of it is tensor work with static shapes, so the
+exported graph serves any camera size.
 """
 from __future__ import annotations
 
@@ -31,6 +39,50 @@ from .selfie_prior import FEATURES, SelfiePrior
 # The selfie network's logits reach hundreds at sharp edges; capped at +-6 (p 0.0025..0.9975)
 # the mask head can still overrule them (mask_logits = head + mask_gain * person logits).
 PERSON_LOGIT_CAP = 6.0
+
+
+def content_box(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised frames [B,3,H,W] -> where the image sits, as (centre, half-size) [B,2] (x, y).
+
+    In grid_sample's normalised coordinates (align_corners=False: -1 and 1 are the frame's outer
+    edges). A row or column is a band when every pixel of it is exactly 0 in all channels, as
+    preprocess() pads; a frame with no bands (or nothing but bands) gives centre 0, half-size 1.
+    """
+    content = (x != 0).any(1)  # [B,H,W]
+    spans = []
+    for lines in (content.any(1), content.any(2)):  # columns (x), rows (y): [B,W], [B,H]
+        n = lines.shape[-1]
+        lines = lines.to(x.dtype)
+        first = lines.argmax(-1)  # the first 1 (argmax returns the first maximum); 0 if none
+        end = n - lines.flip(-1).argmax(-1)
+        spans.append(((first + end).to(x.dtype) / n - 1.0, (end - first).to(x.dtype) / n))
+    centre = torch.stack([spans[0][0], spans[1][0]], -1)
+    half = torch.stack([spans[0][1], spans[1][1]], -1)
+    return centre, half
+
+
+def resample(src: torch.Tensor, offset: torch.Tensor, scale: torch.Tensor,
+             size: tuple[int, int], inset: tuple[float, float] | None = None) -> torch.Tensor:
+    """Bilinear samples of src [B,C,h,w] on a size grid [B,C,*size].
+
+    The output's normalised point u reads src at offset + scale * u (offset, scale [B,2] in
+    (x, y); zeros outside src). With `inset` (x, y), the points are clamped to
+    [offset - scale + inset, offset + scale - inset]: half a pixel keeps them on the pixel
+    centres of the region read.
+    """
+    axes = []
+    for i, n in enumerate((size[1], size[0])):  # x over the width, y over the height
+        u = (torch.arange(n, device=src.device, dtype=src.dtype) + 0.5) * (2.0 / n) - 1.0
+        g = offset[:, i, None] + scale[:, i, None] * u[None]
+        if inset is not None:
+            reach = scale[:, i, None] - inset[i]
+            g = torch.minimum(torch.maximum(g, offset[:, i, None] - reach),
+                              offset[:, i, None] + reach)
+        axes.append(g)
+    gx = axes[0][:, None, :].expand(-1, size[0], -1)
+    gy = axes[1][:, :, None].expand(-1, -1, size[1])
+    grid = torch.stack([gx, gy], dim=-1)
+    return F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
 
 
 def _conv(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
@@ -121,26 +173,37 @@ class HumanPrior(nn.Module):
                 z = fourier_features(self.encoder.head(z)[:, :3], self.frequencies)
             parts.append(z)
         if self.selfie is not None:
-            rgb = (x * self.std.to(x.dtype) + self.mean.to(x.dtype)).clamp(0.0, 1.0)
-            size = tuple((n + 31) // 32 * 32 for n in x.shape[-2:])  # SelfiePrior: multiples of 32
-            if size != tuple(x.shape[-2:]):
-                rgb = F.interpolate(rgb, size=size, mode="bilinear", align_corners=False)
-            maps = self.selfie.forward_features(rgb)
-            person = maps["logits"].clamp(-PERSON_LOGIT_CAP, PERSON_LOGIT_CAP)
-            stride = FEATURES[self.selfie.feature][1]  # the feature grid divides the input
-            feat = maps[self.selfie.feature]
-            if parts:
-                feat = F.interpolate(feat, size=parts[0].shape[-2:], mode="bilinear",
-                                     align_corners=False)
+            person, feat = self.selfie_maps(x, parts[0].shape[-2:] if parts else None)
+            stride = FEATURES[self.selfie.feature][1]
             pooled = F.avg_pool2d(torch.sigmoid(person), stride)
             if pooled.shape[-2:] != feat.shape[-2:]:
                 pooled = F.interpolate(pooled, size=feat.shape[-2:], mode="bilinear",
                                        align_corners=False)
             parts += [feat, pooled]
-            if size != tuple(x.shape[-2:]):
-                person = F.interpolate(person, size=x.shape[-2:], mode="bilinear",
-                                       align_corners=False)
         return (torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]), person
+
+    def selfie_maps(self, x: torch.Tensor, grid: tuple[int, int] | None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised frames [B,3,H,W] -> capped person logits [B,1,H,W] and features on `grid`.
+
+        `grid` defaults to the network's own feature grid (its input size / stride). The network
+        runs on the letterbox content only (`content_box`), stretched to its input size (H and W
+        rounded up to multiples of 32); its maps go back into the box.
+        """
+        h, w = x.shape[-2:]
+        size = ((h + 31) // 32 * 32, (w + 31) // 32 * 32)  # SelfiePrior: multiples of 32
+        centre, half = content_box(x)
+        rgb = (x * self.std.to(x.dtype) + self.mean.to(x.dtype)).clamp(0.0, 1.0)
+        # sample points stay on the content's pixel centres: no band colour blends in at its edge
+        rgb = resample(rgb, centre, half, size, inset=(1.0 / w, 1.0 / h))
+        maps = self.selfie.forward_features(rgb)
+        stride = FEATURES[self.selfie.feature][1]
+        grid = grid or (size[0] // stride, size[1] // stride)
+        back, inverse = -centre / half, 1.0 / half  # frame point v reads the box at (v - c) / s
+        feat = resample(maps[self.selfie.feature], back, inverse, grid)
+        cap = PERSON_LOGIT_CAP  # bands: no person (-cap), zero features
+        person = resample(maps["logits"].clamp(-cap, cap) + cap, back, inverse, (h, w)) - cap
+        return person, feat
 
     def forward(self, x: torch.Tensor,
                 size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor | None]:

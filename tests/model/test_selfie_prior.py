@@ -28,8 +28,8 @@ from pathlib import Path
 
 from hcdp_model.config import ConfigError
 from hcdp_model.model import HCDPModel
-from hcdp_model.preprocess import IMAGENET_MEAN, IMAGENET_STD
-from hcdp_model.prior import PERSON_LOGIT_CAP
+from hcdp_model.preprocess import denormalize, IMAGENET_MEAN, IMAGENET_STD, preprocess
+from hcdp_model.prior import content_box, PERSON_LOGIT_CAP
 from hcdp_model.selfie_prior import (FEATURES, NUM_PARAMETERS, SameConv, SelfiePrior,
                                      TFLITE_LAYERS)
 from hcdp_training.config import TrainConfig
@@ -360,6 +360,58 @@ def test_selfie_prior_un_normalises_the_frames_it_is_given():
     _, person = model.human_prior.embedding((rgb - mean) / std)
     expected = model.human_prior.selfie.forward_features(rgb)["logits"]
     torch.testing.assert_close(person, expected.clamp(-PERSON_LOGIT_CAP, PERSON_LOGIT_CAP))
+
+
+@pytest.mark.parametrize("in_h, in_w", [(30, 64), (64, 20), (64, 64), (1, 64), (47, 61)])
+def test_content_box_is_where_preprocess_puts_the_image(in_h: int, in_w: int) -> None:
+    image = np.random.default_rng(0).integers(0, 256, (in_h, in_w, 3), dtype=np.uint8)
+    x, box = preprocess(image, 64)
+    centre, half = content_box(x)
+    want_centre = [(2 * box.left + box.new_w) / 64 - 1, (2 * box.top + box.new_h) / 64 - 1]
+    want_half = [box.new_w / 64, box.new_h / 64]
+    torch.testing.assert_close(centre, torch.tensor([want_centre]))
+    torch.testing.assert_close(half, torch.tensor([want_half]))
+
+
+def test_content_box_of_a_frame_without_an_image_is_the_whole_frame() -> None:
+    centre, half = content_box(torch.zeros(2, 3, 16, 24))
+    assert centre.tolist() == [[0.0, 0.0]] * 2 and half.tolist() == [[1.0, 1.0]] * 2
+
+
+def test_selfie_network_sees_the_image_stretched_to_its_input_and_never_the_bands() -> None:
+    """As MediaPipe runs it (ImageToTensor, keep_aspect_ratio false): the content, stretched."""
+    model = _selfie_model()
+    prior = model.human_prior
+    image = np.random.default_rng(1).integers(0, 256, (24, 64, 3), dtype=np.uint8)
+    x, box = preprocess(image, 64)  # bands of 20 rows above and below
+    seen = []
+    hook = prior.selfie.stem.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    try:
+        person, _ = prior.selfie_maps(x, None)
+    finally:
+        hook.remove()
+    content = denormalize(x)[..., box.top:box.top + box.new_h, :].clamp(0.0, 1.0)
+    stretched = F.interpolate(content, size=(64, 64), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(seen[0], stretched, atol=1e-5, rtol=0)
+    # its logits come back into the box; the bands are no person
+    logits = prior.selfie(stretched)[0].logit().clamp(-PERSON_LOGIT_CAP, PERSON_LOGIT_CAP)
+    back = F.interpolate(logits, size=(box.new_h, 64), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(person[..., box.top:box.top + box.new_h, :], back, atol=1e-3,
+                               rtol=0)
+    assert (person[..., :box.top, :] == -PERSON_LOGIT_CAP).all()
+    assert (person[..., box.top + box.new_h:, :] == -PERSON_LOGIT_CAP).all()
+
+
+def test_selfie_prior_treats_each_frame_of_a_batch_with_its_own_box() -> None:
+    prior = _selfie_model(kind="learned_selfie").human_prior
+    rng = np.random.default_rng(2)
+    frames = [preprocess(rng.integers(0, 256, shape, dtype=np.uint8), 64)[0]
+              for shape in ((24, 64, 3), (64, 40, 3), (64, 64, 3))]
+    z, person = prior.embedding(torch.cat(frames))
+    for i, frame in enumerate(frames):
+        z_i, person_i = prior.embedding(frame)
+        torch.testing.assert_close(z[i:i + 1], z_i, atol=1e-5, rtol=0)
+        torch.testing.assert_close(person[i:i + 1], person_i, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("kind", ["selfie", "learned_selfie"])
