@@ -100,6 +100,21 @@ def relative_time_bias(table: torch.Tensor, offsets: torch.Tensor) -> torch.Tens
     return table[:, offsets.clamp(-max_rel, max_rel) + max_rel]
 
 
+def clip_attention_bias(time_bias, t: int, device, causal: bool,
+                        span: int | None) -> torch.Tensor:
+    """Bias of offline attention over a T-frame clip: [heads, T_query, T_key], -inf where masked.
+
+    `time_bias(offsets)` gives the relative bias. Causal: a frame sees itself and earlier frames;
+    with `span` only offsets below it (bidirectional: |offset| < span).
+    """
+    pos = torch.arange(t, device=device)
+    offsets = pos[:, None] - pos[None, :]  # [T_query, T_key]
+    allowed = offsets >= 0 if causal else torch.ones_like(offsets, dtype=torch.bool)
+    if span is not None:
+        allowed = allowed & (offsets < span) & (offsets > -span)
+    return time_bias(offsets).masked_fill(~allowed, float("-inf"))
+
+
 class TemporalAttention(nn.Module):
 
     def __init__(self, dim: int, num_heads: int, max_relative_distance: int) -> None:
@@ -133,16 +148,9 @@ class TemporalAttention(nn.Module):
 
         Causal with `window` W lets frame t see frames t-W+1 .. t.
         """
-        t = x.shape[1]
-        pos = torch.arange(t, device=x.device)
-        offsets = pos[:, None] - pos[None, :]  # [T_query, T_key]
-        allowed = torch.ones_like(offsets, dtype=torch.bool)
-        if causal:
-            allowed = offsets >= 0
-            if window is not None:
-                allowed &= offsets < window
-        mask = self.bias(offsets).masked_fill(~allowed, float("-inf"))[None]  # [1, heads, T, T]
-        return self.attend(*self.split(x), mask)
+        mask = clip_attention_bias(self.bias, x.shape[1], x.device, causal,
+                                   window if causal else None)
+        return self.attend(*self.split(x), mask[None])  # mask [1, heads, T, T]
 
 
 class TemporalBlock(nn.Module):
@@ -317,10 +325,7 @@ class FusedTemporalBlock(nn.Module):
         seq = x.permute(0, 3, 4, 1, 2).reshape(b * h * w, t, c)
         q, k = self.split(seq)
         v = seq.reshape(-1, t, self.num_heads, c // self.num_heads).transpose(1, 2)
-        pos = torch.arange(t, device=x.device)
-        offsets = pos[:, None] - pos[None, :]  # [T_query, T_key]
-        allowed = (offsets < span) & (offsets >= 0 if self.causal else offsets > -span)
-        mask = self.bias(offsets).masked_fill(~allowed, float("-inf"))[None]
+        mask = clip_attention_bias(self.bias, t, x.device, self.causal, span)[None]
         past = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype))
         past = past.transpose(1, 2).reshape(-1, t, c)
         out = seq + self.proj_out(past - seq)

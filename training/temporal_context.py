@@ -16,7 +16,7 @@ The fused block (`FusedTemporalBlock`, after every per-frame path) is reported l
 from __future__ import annotations
 
 from hcdp_model.model import HCDPModel
-from hcdp_model.temporal import FusedTemporalBlock, TemporalBlock
+from hcdp_model.temporal import clip_attention_bias, FusedTemporalBlock, TemporalBlock
 import numpy as np
 import torch
 
@@ -36,10 +36,7 @@ def attention_probabilities(block: TemporalBlock | FusedTemporalBlock, x: torch.
     else:
         q, k, _ = block.attn.split(block.norm1(seq))  # [N, heads, T, hd]
         span, bias_of = window, block.attn.bias
-    pos = torch.arange(t, device=x.device)
-    offsets = pos[:, None] - pos[None, :]
-    allowed = (offsets >= 0) & (offsets < span)
-    bias = bias_of(offsets).masked_fill(~allowed, float("-inf"))  # [heads, T, T]
+    bias = clip_attention_bias(bias_of, t, x.device, True, span)  # [heads, T, T]
     scores = q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5 + bias[None]
     return scores.softmax(-1)
 
