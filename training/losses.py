@@ -147,6 +147,18 @@ def _check_same_shape(**tensors: torch.Tensor) -> None:
         raise ValueError(f"expected equal shapes, got {shapes}")
 
 
+def person_alignment(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tensor
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Return (d, s, t): the person's GT depth in [0, 1] and the fit of `pred` to it.
+
+    d is the target normalised to [0, 1] on the gate (0 off it); (s, t) [B] the least-squares
+    scale and shift aligning `pred` to d there (`align_scale_shift`).
+    """
+    d = torch.where(gate, normalise_min_max(target, gate), torch.zeros_like(target))
+    s, t = align_scale_shift(pred, d, gate)
+    return d, s, t
+
+
 @full_precision
 def depth_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tensor,
                cfg: LossConfig) -> tuple[torch.Tensor, Terms]:
@@ -166,8 +178,7 @@ def depth_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tensor,
     """
     _check_same_shape(pred=pred, target=target, gate=gate)
     gate = gate.bool()
-    d = torch.where(gate, normalise_min_max(target, gate), torch.zeros_like(target))
-    s, t = align_scale_shift(pred, d, gate)
+    d, s, t = person_alignment(pred, target, gate)
     err = s.view(-1, 1, 1, 1) * pred + t.view(-1, 1, 1, 1) - d
     mse, has = _per_sample_mean(err * err, gate)
     l2 = _batch_mean(torch.sqrt(mse + 1e-12), has)
@@ -198,8 +209,7 @@ def backdrop_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tensor,
     gate = gate.bool()
     background = ~dilate(mask > 0.05, cfg.backdrop_dilation)
     with torch.no_grad():
-        d = torch.where(gate, normalise_min_max(target, gate), torch.zeros_like(target))
-        s, t = align_scale_shift(pred, d, gate)
+        _, s, t = person_alignment(pred, target, gate)
     aligned = s.view(-1, 1, 1, 1) * pred + t.view(-1, 1, 1, 1)
     has_gate = gate.flatten(1).any(1).view(-1, 1, 1, 1)
     region = background & has_gate
