@@ -11,6 +11,7 @@ With `decoder.depth_head: depth_anything` the depth head is Depth Anything V2's,
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import NamedTuple
 
 import torch
@@ -150,6 +151,18 @@ class HCDPModel(nn.Module):
         ref = next(self.parameters())
         self.fused_temporal = FusedTemporalBlock(self.cfg.fusion.channels,
                                                  self.cfg.temporal).to(ref.device)
+
+    def set_fused_window(self, frames: int) -> None:
+        """Let the fused temporal block attend over the last `frames` frames.
+
+        Its weights serve any window (the relative time bias is clipped at
+        max_relative_distance); the config records the new window.
+        """
+        if self.fused_temporal is None:
+            raise ValueError("this model has no fused temporal block")
+        dataclasses.replace(self.cfg.temporal, fused_window=frames).validate()
+        self.cfg.temporal.fused_window = frames
+        self.fused_temporal.window = frames
 
     def set_temporal_mode(self, mode: str) -> None:
         """Switch causal <-> bidirectional.

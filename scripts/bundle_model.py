@@ -1,10 +1,12 @@
 """Copy a trained checkpoint into the repository as the bundled default model (fp16 weights).
 
-    python scripts/bundle_model.py runs/tiny_cpu_stage2/final data/models/default
+    python scripts/bundle_model.py RUN/final data/models/default [--fused-window N]
 
 The weights are stored in float16 (half the size; they are cast back to float32 on load) and the
-checkpoint's training metadata is kept. Prints the largest output difference against the fp32
-original on random frames so the cast is checked every time.
+checkpoint's training metadata is kept. `--fused-window N` lets the fused temporal block attend
+over N frames at inference instead of the window it was trained with (same weights; the config
+records N). Prints the largest output difference against the fp32 original on random frames so
+the cast is checked every time.
 """
 from __future__ import annotations
 
@@ -19,11 +21,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source")
     parser.add_argument("destination")
+    parser.add_argument("--fused-window", type=int, default=None, metavar="N",
+                        help="frames the fused temporal block attends over (default: as trained)")
     args = parser.parse_args()
     weights, _ = resolve_checkpoint(args.source)
     with safe_open(str(weights), "pt") as f:
         metadata = dict(f.metadata() or {})
     model = load_checkpoint(args.source).eval()
+    if args.fused_window is not None:
+        model.set_fused_window(args.fused_window)
     save_checkpoint(model, args.destination, metadata={**metadata, "stored_dtype": "float16"},
                     dtype=torch.float16)
     bundled = load_checkpoint(args.destination).eval()

@@ -134,6 +134,32 @@ def test_a_fused_block_round_trips_through_a_checkpoint(tmp_path):
         torch.testing.assert_close(loaded(clip, window=3)["depth"], model(clip, window=3)["depth"])
 
 
+def test_a_wider_fused_window_set_on_trained_weights_looks_further_back_and_is_saved(tmp_path):
+    """set_fused_window (scripts/bundle_model.py --fused-window): same weights, a longer reach."""
+    from hcdp_model.checkpoint import load_checkpoint, save_checkpoint
+
+    model = fused_model(window=2)
+    clip = random_clip(model, 6)
+    with torch.no_grad():
+        narrow = model(clip, window=16)["depth"][:, -1]
+        model.set_fused_window(5)
+        wide = model(clip, window=16)["depth"][:, -1]
+        assert not torch.allclose(wide, narrow)  # frames 1-3 back now count
+        fresh = fused_model(window=5)  # built with window 5, given the same weights
+        fresh.load_state_dict(model.state_dict())
+        torch.testing.assert_close(fresh(clip, window=16)["depth"][:, -1], wide)
+    save_checkpoint(model, tmp_path / "m")
+    loaded = load_checkpoint(tmp_path / "m").eval()
+    assert loaded.cfg.temporal.fused_window == 5 and loaded.fused_temporal.window == 5
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(clip, window=16)["depth"][:, -1], wide)
+    with pytest.raises(ConfigError, match=r"temporal.fused_window: expected a value in \[1, "):
+        model.set_fused_window(0)
+    assert model.cfg.temporal.fused_window == 5  # a refused window changes nothing
+    with pytest.raises(ValueError, match="no fused temporal block"):
+        HCDPModel(micro_config(temporal=True)).set_fused_window(4)
+
+
 def _fused_inputs(model: HCDPModel, clip: torch.Tensor) -> torch.Tensor:
     """Return the fused features [1,T,C,S,S] the fused block sees for `clip` (causal, W 16)."""
     t = clip.shape[1]
