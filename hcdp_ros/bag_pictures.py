@@ -55,7 +55,9 @@ class ContactSheet:
 
     The x-t slice stacks the middle image row of every frame (of every k-th frame in long bags)
     from top to bottom, so time runs down; its depth is coloured with one range for the whole
-    slice, so depth that flickers from frame to frame shows as horizontal streaks.
+    slice, so depth that flickers from frame to frame shows as horizontal streaks. Depth and
+    normals are drawn inside the predicted mask (> 0.5) only, black elsewhere, as depth and
+    normals are published by default.
     """
 
     def __init__(self, total_frames: int):
@@ -94,6 +96,7 @@ class ContactSheet:
             raise ValueError("no frame was processed, so there is no contact sheet to draw")
         rgb, depth, normals, mask = (np.stack(self.slice[k])
                                      for k in ("rgb", "depth", "normals", "mask"))
+        normals = np.where((mask > 0.5)[..., None], normals, np.nan)
         slice_tiles = [rgb, colorize_depth(depth, mask), normals_to_rgb(normals),
                        mask_to_rgb(mask, rgb)]
         slice_tiles = [_resized(t, self.size, cv2.INTER_NEAREST) for t in slice_tiles]

@@ -530,3 +530,22 @@ def test_decode_float_image_honours_row_padding_and_byte_order():
     msg.data = msg.data[:-5]
     with pytest.raises(SizeMismatch, match="on /gt"):
         decode_float_image(msg, 2, "/gt")
+
+
+def test_the_sheet_s_x_t_slice_draws_normals_inside_the_mask_only_as_published():
+    from hcdp_ros.bag_pictures import ContactSheet, FrameView
+
+    h, w = 16, 12
+    mask = np.zeros((h, w), np.float32)
+    mask[:, : w // 2] = 1.0  # the person: the left half
+    normals = np.broadcast_to(np.array([0.0, 0.0, -1.0], np.float32), (h, w, 3)).copy()
+    rgb = np.full((h, w, 3), 90, np.uint8)
+    sheet = ContactSheet(total_frames=2)
+    for index in range(2):
+        sheet.add(FrameView(index, float(index), rgb, np.tile(np.arange(w, dtype=np.float32),
+                                                              (h, 1)),
+                            normals, mask, (rgb, rgb, rgb, rgb)))
+    image = sheet.image()
+    slice_normals = image[-h:, 2 * w:3 * w]  # last row of tiles, the normals column
+    assert (slice_normals[:, w // 2 + 1:] == 0).all()  # outside the mask: black
+    assert (slice_normals[:, : w // 2 - 1] == (128, 128, 0)).all()  # (0, 0, -1) inside
