@@ -14,7 +14,7 @@ from hcdp_model.geometry import backward_warp
 from hcdp_training.data import read_frame
 from hcdp_training.synth.body import BodyModel
 from hcdp_training.synth.generate import (
-    generate_dataset, sequence_seed, SequenceWriter, SynthConfig,
+    generate_dataset, run_settings, sequence_seed, SequenceWriter, SynthConfig,
 )
 from hcdp_training.synth.scene import sample_scene
 import numpy as np
@@ -163,6 +163,27 @@ def test_same_seed_gives_identical_bytes_and_other_seeds_differ(body, tmp_path):
                                   read_frame(other / seq, 0)["rgb"])
 
 
+def test_far_views_show_small_people_and_leave_other_seeds_unchanged(body, tmp_path):
+    # far_share 0 spends no draw: these scenes are the ones the generator gave before the option
+    # (digest computed with the generator of commit 5ba6925)
+    specs = [sample_scene(sequence_seed(s, i), 6, 15.0, static, 3).to_json()
+             for s in (1, 33) for i in range(4) for static in (False, True)]
+    digest = hashlib.sha256(json.dumps(specs, sort_keys=True).encode()).hexdigest()
+    assert digest == "4317d94428efa6dfadfef5ea1f23d3aaf913794635d83ef323443e90cfdf18f3"
+    config = _small(tmp_path / "far", sequences=4, frames=1, width=96, height=96, max_people=1,
+                    far_share=1.0)
+    generate_dataset(config, progress=False)
+    assert json.loads((tmp_path / "far" / "synth_config.json").read_text())["far_share"] == 1.0
+    for i in range(4):
+        seq = tmp_path / "far" / f"seq_{i:05d}"
+        assert json.loads((seq / "meta.json").read_text())["controls"]["camera"]["view"] == "far"
+        rows = np.flatnonzero(read_frame(seq, 0)["mask"].reshape(96, -1).max(1) > 0.5)
+        # 2-8 body heights in the frame: the person 1/8 to 1/2 of it, less from above
+        assert rows.size and 0.06 <= (rows[-1] - rows[0] + 1) / 96 <= 0.55
+    # the share of an earlier run without far views is not recorded, so it resumes as it was
+    assert "far_share" not in run_settings(_small(tmp_path / "near"))
+
+
 # --- the output folder and the command line -----------------------------------------------------
 
 
@@ -205,6 +226,8 @@ def test_resume_finishes_exactly_the_recorded_run_and_refuses_another(body, tmp_
     (["--flow-strides", "0"], "expected flow_strides in 1..6, got 0"),
     (["--workers", "0"], "expected workers >= 1, got 0"),
     (["--max-people", "4"], "expected max_people in 1..3"),
+    (["--far-share", "1.5"], "expected far_share in [0, 1], got 1.5"),
+    (["--far-share", "nan"], "expected far_share in [0, 1], got nan"),
 ])
 def test_bad_arguments_are_one_line_errors_before_anything_is_written(tmp_path, capsys, args,
                                                                       expected):

@@ -13,6 +13,12 @@ from hcdp_training.synth.tracks import euler_to_matrix
 import numpy as np
 
 VIEWS = ("face", "upper_body", "full_body")
+# People small and anywhere in the frame, as a robot or a street camera sees passers-by (the
+# person 12-50 % of the image height, seen from 0-40 deg above); opt-in (`hcdp synth --far-share`)
+FAR = "far"
+FAR_EXTENT = (2.0, 8.0)        # vertical extent at the subject, in body heights
+FAR_ELEVATION = (0.0, 40.0)    # degrees above the subject
+FAR_OFFSET = 0.35              # framing offset in units of the extent, either axis
 
 
 def intrinsics(width: int, height: int, vfov_deg: float) -> np.ndarray:
@@ -57,8 +63,10 @@ class CameraSpec:
 
 def sample_camera(rng: np.random.Generator, view: str, body_height: float,
                   video: bool) -> CameraSpec:
+    if view == FAR:
+        return _sample_far_camera(rng, body_height, video)
     if view not in VIEWS:
-        raise ValueError(f"expected a view among {VIEWS}, got {view!r}")
+        raise ValueError(f"expected a view among {VIEWS + (FAR,)}, got {view!r}")
     extent = {"face": rng.uniform(0.3, 0.5), "upper_body": rng.uniform(0.75, 1.1),
               "full_body": body_height * rng.uniform(1.15, 1.6)}[view]
     cut = rng.random() < 0.25
@@ -71,6 +79,18 @@ def sample_camera(rng: np.random.Generator, view: str, body_height: float,
                       tracking=bool(rng.random() < 0.7) if video else True,
                       shake_deg=float(rng.choice([0.0, rng.uniform(0.1, 1.0)])) if video else 0.0,
                       offset=offset)
+
+
+def _sample_far_camera(rng: np.random.Generator, body_height: float, video: bool) -> CameraSpec:
+    """A far view: the subject small, anywhere in the frame, the camera above it, never cut."""
+    return CameraSpec(view=FAR, vfov_deg=float(rng.uniform(25, 70)),
+                      azimuth_deg=float(rng.uniform(-180, 180)),
+                      elevation_deg=float(rng.uniform(*FAR_ELEVATION)),
+                      extent_m=float(body_height * rng.uniform(*FAR_EXTENT)),
+                      orbit_deg_s=float(rng.choice([0.0, rng.uniform(-20, 20)])) if video else 0.0,
+                      tracking=bool(rng.random() < 0.3) if video else True,
+                      shake_deg=float(rng.choice([0.0, rng.uniform(0.1, 0.5)])) if video else 0.0,
+                      offset=tuple(float(x) for x in rng.uniform(-FAR_OFFSET, FAR_OFFSET, 2)))
 
 
 def trajectory(spec: CameraSpec, anchor: np.ndarray, facing_yaw: float, fps: float,

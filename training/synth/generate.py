@@ -49,6 +49,8 @@ class SynthConfig:
     static: bool = False
     max_people: int = 3
     motions: tuple[str, ...] = MOTIONS + ("mix",)
+    # share of sequences seen from far: people small, anywhere in the frame (camera.FAR)
+    far_share: float = 0.0
     workers: int = 1
 
     def validate(self) -> None:
@@ -66,6 +68,8 @@ class SynthConfig:
             raise ValueError(f"expected flow_strides in 1..6, got {self.flow_strides}")
         if not 1 <= self.max_people <= 3:
             raise ValueError(f"expected max_people in 1..3, got {self.max_people}")
+        if not (math.isfinite(self.far_share) and 0.0 <= self.far_share <= 1.0):
+            raise ValueError(f"expected far_share in [0, 1], got {self.far_share}")
         if self.static and self.frames != 1:
             raise ValueError(f"static samples have exactly one frame, got frames={self.frames}")
         bad = [m for m in self.motions if m not in MOTIONS + ("mix",)]
@@ -101,7 +105,7 @@ class SequenceWriter:
     def write(self, index: int) -> dict:
         c = self.config
         spec = sample_scene(sequence_seed(c.seed, index), c.frames, c.fps, c.static, c.max_people,
-                            c.motions)
+                            c.motions, c.far_share)
         out = Path(c.out) / f"seq_{index:05d}"
         coverage = []
         scene = None
@@ -146,6 +150,8 @@ def run_settings(config: SynthConfig) -> dict:
     settings = asdict(config)
     del settings["out"], settings["workers"]
     settings["motions"] = list(settings["motions"])
+    if not settings["far_share"]:  # runs recorded before the option resume as they were
+        del settings["far_share"]
     return {"format_version": FORMAT_VERSION, **settings}
 
 

@@ -10,7 +10,9 @@ from dataclasses import asdict, dataclass
 from hcdp_training.synth.appearance import SLOTS
 from hcdp_training.synth.backgrounds import KINDS, make_background
 from hcdp_training.synth.body import BodyModel
-from hcdp_training.synth.camera import CameraSpec, intrinsics, sample_camera, trajectory, VIEWS
+from hcdp_training.synth.camera import (
+    CameraSpec, FAR, intrinsics, sample_camera, trajectory, VIEWS,
+)
 from hcdp_training.synth.garments import vertex_normals
 from hcdp_training.synth.motion import MOTIONS, sample_motion
 from hcdp_training.synth.person import build_person, PersonSpec, sample_person
@@ -60,8 +62,13 @@ class SceneSpec:
 
 
 def sample_scene(seed: int, frames: int, fps: float, static: bool, max_people: int = 3,
-                 motions: tuple[str, ...] = MOTIONS + ("mix",)) -> SceneSpec:
-    """Sample every control of one sequence from `seed` (a per-sequence seed)."""
+                 motions: tuple[str, ...] = MOTIONS + ("mix",),
+                 far_share: float = 0.0) -> SceneSpec:
+    """Sample every control of one sequence from `seed` (a per-sequence seed).
+
+    `far_share`: the probability of the far view (camera.FAR) instead of the sampled one; at 0 no
+    draw is spent on it, so a seed gives the scene it gave before the option existed.
+    """
     rng = np.random.default_rng(seed)
     count = int(rng.choice([1, 2, 3], p=[0.75, 0.17, 0.08]))
     count = min(count, max_people)
@@ -82,6 +89,8 @@ def sample_scene(seed: int, frames: int, fps: float, static: bool, max_people: i
                            float(rng.uniform(-np.pi, np.pi))))
     view = str(rng.choice(VIEWS if static else VIDEO_VIEWS,
                           p=[0.25, 0.35, 0.4] if static else [0.35, 0.65]))
+    if far_share > 0 and rng.random() < far_share:
+        view = FAR
     height = 1.75 * (0.55 + 0.45 * min(people[0].phenotype["age"] / 0.67, 1.0))
     camera = sample_camera(rng, view, height, video=not static)
     light = LightSpec(float(rng.uniform(-180, 180)), float(rng.uniform(5, 75)),
@@ -121,9 +130,9 @@ def _framed_point(body: BodyModel, rest, transforms: torch.Tensor, local_body: n
                   view: str) -> np.ndarray:
     """[T,3] body-local point the camera frames.
 
-    Head (face), chest (upper body), mid-height (full body).
+    Head (face), chest (upper body), mid-height (full body, far).
     """
-    if view == "full_body":
+    if view in ("full_body", FAR):
         centre = local_body.mean(1)
         centre[:, 2] = local_body[..., 2].max(1) / 2
         return centre
