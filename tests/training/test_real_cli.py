@@ -74,6 +74,12 @@ def test_hcdp_eval_real_end_to_end_writes_the_table_json_and_sheet(media, tmp_pa
     assert videos["centred_ellipse"]["ramp_share"] == pytest.approx(0.0, abs=1e-6)
     for m in ("streaming", "window_1", "per_frame", "per_frame_ema"):
         assert 0.0 <= videos[m]["ramp_share"] <= 1.0 and videos[m]["opw"] is not None, m
+        assert 0.0 <= videos[m]["recedes"] <= 1.0, m
+    # a constant map and the centred bump put no order between the top and the bottom; photos
+    # (portraits among them) are not asked
+    assert videos["all_foreground"]["recedes"] is None
+    assert videos["centred_ellipse"]["recedes"] is None
+    assert photos["streaming"]["recedes"] is None
     # the temporal blocks are active: attention over 3 frames changes the video's output, not
     # the photo's (one frame: nothing in the past)
     assert videos["streaming"]["opw"] != videos["window_1"]["opw"]
@@ -82,6 +88,8 @@ def test_hcdp_eval_real_end_to_end_writes_the_table_json_and_sheet(media, tmp_pa
     printed = capsys.readouterr().out
     assert "| photos: mask IoU vs reference ↑ |" in printed
     assert "| videos: depth flicker on people (OPW, clip range) ↓ |" in printed
+    assert "| videos: frames farther at the top than the bottom (ground seen from above) ↑ |" \
+        in printed
     sheet = cv2.imread(str(out_png))
     assert sheet.shape == (20 + 4 * TILE[1], 6 * TILE[0], 3)  # 1 photo + 3 video frames
 

@@ -65,6 +65,26 @@ def test_nearer_counts_people_whose_median_depth_is_below_their_rings():
     assert metrics.nearer_counts(np.ones_like(depth), ref, min_area=10) == (0, 2)
 
 
+def test_recedes_upward_compares_the_top_and_bottom_thirds_outside_people():
+    ground = np.repeat(np.arange(6.0, 0.0, -1.0)[:, None], 4, 1)  # row 0 (top) farthest
+    nobody = np.zeros((6, 4))
+    assert metrics.recedes_upward(ground, nobody) == 1.0
+    assert metrics.recedes_upward(ground[::-1], nobody) == 0.0  # the ramp the wrong way
+    # a near person filling the top third's left half and middle is not the scene: only the
+    # pixels around it count (with it, the top third's median would be 0.5)
+    person = nobody.copy()
+    person[:2, :3] = 1.0
+    near = ground.copy()
+    near[:2, :3] = 0.5
+    assert metrics.recedes_upward(near, person) == 1.0
+    assert math.isnan(metrics.recedes_upward(np.full((6, 4), 2.0), nobody))  # no order
+    top_hidden = nobody.copy()
+    top_hidden[:2] = 1.0
+    assert math.isnan(metrics.recedes_upward(ground, top_hidden))
+    with pytest.raises(ValueError, match="must have one shape"):
+        metrics.recedes_upward(ground, nobody[:5])
+
+
 def test_normal_spread_is_the_mean_angle_to_the_mean_normal():
     instance = np.ones((2, 2), bool)
     assert metrics.normal_spread_deg(np.tile([0.0, 0.0, -1.0], (2, 2, 1)), instance) == 0.0

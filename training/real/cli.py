@@ -54,6 +54,8 @@ ROWS = {
     "opw": ("depth flicker on people (OPW, clip range)", "↓", ("videos",)),
     "tc_mean": ("normal flicker on people (TC-Mean °)", "↓", ("videos",)),
     "dtssd": ("mask flicker vs reference (dtSSD)", "↓", ("videos",)),
+    "recedes": ("frames farther at the top than the bottom (ground seen from above)", "↑",
+                ("videos",)),
 }
 
 
@@ -179,6 +181,10 @@ def clip_scores(pred: Predictions, clip: RealClip, flows: tuple[np.ndarray, np.n
         spreads += [metrics.normal_spread_deg(pred.normals[k], inst)
                     for inst in metrics.person_instances(clip.reference[k], smallest)]
     out["nearer_hits"], out["nearer_total"] = float(hits), float(total)
+    if clip.kind == "video":  # photos include portraits, which show no ground
+        order = [metrics.recedes_upward(pred.depth[k], clip.reference[k]) for k in range(t)]
+        order = [o for o in order if math.isfinite(o)]
+        out["recedes"] = float(np.mean(order)) if order else math.nan
     finite = [s for s in spreads if math.isfinite(s)]
     out["normal_spread"] = float(np.mean(finite)) if finite else math.nan
     return out
@@ -196,7 +202,7 @@ def aggregate(per_clip: dict[str, dict[str, float]], kinds: dict[str, str]) -> d
             continue
         summary: dict[str, float] = {}
         for key in ("iou", "mask_share", "reference_share", "ramp_share", "normal_spread", "opw",
-                    "tc_mean", "dtssd"):
+                    "tc_mean", "dtssd", "recedes"):
             values = [r[key] for r in rows if key in r and math.isfinite(r[key])]
             summary[key] = float(np.mean(values)) if values else math.nan
         total = sum(r.get("nearer_total", 0.0) for r in rows)

@@ -2,8 +2,9 @@
 
 Pure numpy functions on one frame: `ramp_share` (how much of a depth map a plane in image
 coordinates explains), `person_instances` and `ring_contrast` (are people nearer than the pixels
-around them?), `normal_spread_deg` (do normals vary inside a person?) and `cross_correlation` (do
-depth maps of different images differ?). Mask IoU and flicker on people are
+around them?), `normal_spread_deg` (do normals vary inside a person?), `recedes_upward` (is the
+scene farther at the top than at the bottom, as a ground seen from above is?) and
+`cross_correlation` (do depth maps of different images differ?). Mask IoU and flicker on people are
 `hcdp_training.metrics`' IoU, OPW and TC-Mean with the reference mask as the region, the same
 functions `hcdp eval` uses.
 Depth convention: larger = farther.
@@ -126,6 +127,25 @@ def normal_spread_deg(normals: np.ndarray, instance: np.ndarray) -> float:
         return math.nan
     cos = np.clip(n @ (mean / length), -1.0, 1.0)
     return float(np.degrees(np.arccos(cos)).mean())
+
+
+def recedes_upward(depth: np.ndarray, people: np.ndarray) -> float:
+    """1.0 if the top third of `depth` [H,W] is farther than its bottom third, else 0.0.
+
+    Each third is its median over finite pixels outside `people` (> 0.5). A camera that looks down
+    at the ground, as a street or robot camera does, sees it recede towards the top: the ground
+    truth scores 1, a map whose ramp runs the wrong way 0. NaN where a third has no such pixel or
+    the two medians are equal (no order). Meaningless for views without a ground (portraits).
+    """
+    if depth.shape != people.shape:
+        raise ValueError(f"depth {depth.shape} and people {people.shape} must have one shape")
+    h = depth.shape[0]
+    usable = np.isfinite(depth) & ~(np.asarray(people) > 0.5)
+    thirds = [(depth[rows][usable[rows]]) for rows in (slice(0, h // 3), slice(h - h // 3, h))]
+    if any(t.size == 0 for t in thirds):
+        return math.nan
+    top, bottom = (float(np.median(t)) for t in thirds)
+    return math.nan if top == bottom else float(top > bottom)
 
 
 def cross_correlation(maps: list[np.ndarray], size: int = 64) -> float:
