@@ -36,7 +36,7 @@ import torch.utils.data
 
 # Keys whose pixels are geometry: resampled with nearest neighbour, filled when outside the image.
 _NEAREST_FILL = {"depth": np.nan, "normal": 0.0, "flow_fwd": 0.0, "flow_bwd": 0.0,
-                 "canonical": 0.0}
+                 "canonical": 0.0, "ground_depth": np.nan}
 # The colour of hcdp_model.preprocess's letterbox bands (the ImageNet mean), as uint8 RGB.
 LETTERBOX_RGB = np.round(np.asarray(IMAGENET_MEAN) * 255.0).astype(np.uint8)
 
@@ -193,7 +193,8 @@ def hflip(frame: dict, canonical_mirror_axis: int | None = 0) -> dict:
     """
     _, w = _frame_size(frame)
     out = dict(frame)
-    for key in ("rgb", "depth", "mask", "normal", "flow_fwd", "flow_bwd", "canonical"):
+    for key in ("rgb", "depth", "mask", "normal", "flow_fwd", "flow_bwd", "canonical",
+                "ground_depth"):
         if key in frame:
             out[key] = np.ascontiguousarray(frame[key][:, ::-1])
     if "normal" in out:

@@ -35,6 +35,10 @@ import torch.nn.functional as F
 
 TEMPORAL_LOSSES = ("flow", "tgm")
 BACKDROP_CAP = 4.0  # backdrop_loss: the most one background pixel is charged
+# ground_order_loss: pixel pairs this far apart (a share of the image height: 8 and 24 px at 224),
+# down the columns and along the rows
+GROUND_PAIR_OFFSETS = (1 / 28, 3 / 28)
+GROUND_EQUAL = 0.01  # ... a pair whose GT depths differ by less than 1 % lies at one depth
 
 
 @dataclass
@@ -86,6 +90,12 @@ class LossConfig:
     backdrop_gap: float = 0.5
     # ... background = GT mask <= 0.05 outside the person dilated by this square (odd, pixels)
     backdrop_dilation: int = 9
+    # Ground term (hcdp's; issue 16): where a render has the ground people stand on (hcdp synth
+    # --ground-share), the prediction orders the ground and the people on it as the GT depth
+    # does (ground_order_loss). 0 = off; the backdrop term then leaves the ground alone.
+    lambda_ground: float = 0.0
+    # ... softness of the ordering, in units of the prediction's spread over the supervised pixels
+    ground_tau: float = 0.1
 
     def __post_init__(self) -> None:
         self.laplacian_scales = tuple(int(s) for s in self.laplacian_scales)
@@ -104,9 +114,11 @@ class LossConfig:
         for name in ("lambda_depth", "lambda_normal", "lambda_seg", "lambda_temp_depth",
                      "lambda_temp_normal",
                      "lambda_tgm", "omega_grad", "eta", "alpha", "beta", "tau_c", "edge_threshold",
-                     "tgm_threshold", "lambda_backdrop", "backdrop_gap"):
+                     "tgm_threshold", "lambda_backdrop", "backdrop_gap", "lambda_ground"):
             if getattr(self, name) < 0:
                 raise ValueError(f"LossConfig.{name}: expected >= 0, got {getattr(self, name)}")
+        if self.ground_tau <= 0:
+            raise ValueError(f"LossConfig.ground_tau: expected > 0, got {self.ground_tau}")
         if self.grad_log_alpha <= 0:
             raise ValueError(f"LossConfig.grad_log_alpha: expected > 0, got {self.grad_log_alpha}")
         if not 0.0 <= self.mask_threshold < 1.0:
@@ -191,7 +203,8 @@ def depth_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tensor,
 
 @full_precision
 def backdrop_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tensor,
-                  mask: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
+                  mask: torch.Tensor, cfg: LossConfig,
+                  ground: torch.Tensor | None = None) -> torch.Tensor:
     """Ask the background to be a flat backdrop behind the person (hcdp's term, not the paper's).
 
     `pred` `[B,1,H,W]` relative depth, `target` the GT depth, `gate` the depth gate (person
@@ -203,11 +216,14 @@ def backdrop_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tensor,
     not known (only that it is behind), so the median is the prediction's own, without gradient.
     Each pixel's charge is capped at BACKDROP_CAP (4 person depth ranges), so an image whose
     person is predicted nearly flat (huge s) cannot dominate a batch. Images without a gate or
-    background count 0.
+    background count 0. `ground` (GT ground depth, > 0 where seen) is left out of the background:
+    it is no backdrop, and `ground_order_loss` supervises it.
     """
     _check_same_shape(pred=pred, target=target, gate=gate, mask=mask)
     gate = gate.bool()
     background = ~dilate(mask > 0.05, cfg.backdrop_dilation)
+    if ground is not None:
+        background = background & ~(ground > 0)
     with torch.no_grad():
         _, s, t = person_alignment(pred, target, gate)
     aligned = s.view(-1, 1, 1, 1) * pred + t.view(-1, 1, 1, 1)
@@ -220,6 +236,69 @@ def backdrop_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tensor,
     # each pixel's charge is capped: early in training a nearly flat person gives a huge s
     cost = (behind + (aligned - level).abs()).clamp_max(BACKDROP_CAP)
     return _masked_mean(cost, region)
+
+
+def ground_order_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tensor,
+                      ground: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
+    """Order the ground and the people on it as the GT depth does (hcdp's term, not the paper's).
+
+    `pred` `[B,1,H,W]` relative depth, `target` the GT depth of the person on `gate` (its depth
+    gate), `ground` the GT depth of the ground where it is seen (0 elsewhere). A pixel is known
+    where either is; z is its GT depth. Pairs: each known pixel and the known pixel k rows below,
+    and k columns to its right, for k in GROUND_PAIR_OFFSETS x H, with the ground on at least one
+    side (person-person pairs are the depth loss's). With Delta = (p_b - p_a) / sigma, sigma the
+    spread (std) of the prediction over the known pixels (no gradient), so the term is
+    invariant to the prediction's scale and shift:
+        ordered pair (|ln z_b / z_a| >= GROUND_EQUAL):  tau * softplus(-sign(z_b - z_a) Delta / tau)
+        pair at one depth:                               |Delta|
+    the ranking loss of Chen et al. 2016 ("Single-image depth perception in the wild") on dense
+    pairs, tau = `ground_tau`. A ground seen from above recedes up the image and is level along
+    its rows (planar depth, no camera roll): the pairs teach both, and that people stand in front
+    of the ground behind them. Mean over each image's pairs, averaged over images with pairs; 0
+    without any.
+    """
+    _check_same_shape(pred=pred, target=target, gate=gate, ground=ground)
+    gate = gate.bool()
+    on_ground = (ground > 0) & ~gate
+    known = gate | on_ground
+    z = torch.where(gate, target, ground).clamp_min(1e-6)  # positive where known
+    log_z = torch.where(known, z.log(), torch.zeros_like(z))
+    with torch.no_grad():  # the std over the known pixels, per image
+        n = known.flatten(1).sum(1).clamp_min(2)
+        values = torch.where(known, pred, torch.zeros_like(pred)).flatten(1)
+        mean = values.sum(1) / n
+        spread = torch.where(known.flatten(1), values - mean[:, None], torch.zeros_like(values))
+        sigma = (spread.square().sum(1) / (n - 1)).sqrt().clamp_min(1e-3).view(-1, 1, 1, 1)
+    p = pred / sigma
+    tau = cfg.ground_tau
+    total = pred.new_zeros(pred.shape[0])
+    count = pred.new_zeros(pred.shape[0])
+    h = pred.shape[-2]
+    for share in GROUND_PAIR_OFFSETS:
+        k = max(1, round(share * h))
+        for dim in (2, 3):
+            if pred.shape[dim] <= k:
+                continue
+            n = pred.shape[dim] - k
+
+            def first(x: torch.Tensor) -> torch.Tensor:
+                return x.narrow(dim, 0, n)
+
+            def second(x: torch.Tensor) -> torch.Tensor:
+                return x.narrow(dim, k, n)
+
+            valid = (first(known) & second(known)
+                     & (first(on_ground) | second(on_ground)))
+            log_ratio = second(log_z) - first(log_z)
+            delta = second(p) - first(p)
+            ordered = log_ratio.abs() >= GROUND_EQUAL
+            rank = tau * F.softplus(-torch.sign(log_ratio) * delta / tau)
+            cost = torch.where(ordered, rank, delta.abs())
+            total = total + torch.where(valid, cost, torch.zeros_like(cost)).flatten(1).sum(1)
+            count = count + valid.flatten(1).sum(1)
+    has = count > 0
+    per_image = total / count.clamp_min(1)
+    return torch.where(has, per_image, torch.zeros_like(per_image)).sum() / has.sum().clamp_min(1)
 
 
 def _edge_weight(target: torch.Tensor, inner: torch.Tensor, eta: float) -> torch.Tensor:
@@ -302,6 +381,14 @@ def _get(obj: Any, name: str) -> torch.Tensor:
     return value
 
 
+def _optional(obj: Any, name: str) -> torch.Tensor | None:
+    """A field of a batch that older data lacks (`ground_depth`), or None."""
+    try:
+        return _get(obj, name)
+    except KeyError:
+        return None
+
+
 def _frames(x: torch.Tensor) -> torch.Tensor:
     """[B,T,C,H,W] -> [B*T,C,H,W]; [B,C,H,W] unchanged."""
     return x.flatten(0, 1) if x.dim() == 5 else x
@@ -332,11 +419,18 @@ def stage1_loss(pred: Any, batch: Any, cfg: LossConfig) -> tuple[torch.Tensor, T
                                          _frames(_get(batch, "normal")), normal_gate, cfg)
     l_seg = seg_loss(_frames(_get(pred, "mask_logits")), _frames(_get(batch, "mask")))
     total = cfg.lambda_depth * l_depth + cfg.lambda_normal * l_normal + cfg.lambda_seg * l_seg
+    ground = _optional(batch, "ground_depth")
+    ground = None if ground is None else _frames(ground)
     if cfg.lambda_backdrop > 0:
         l_bg = backdrop_loss(_frames(_get(pred, "depth")), _frames(_get(batch, "depth")),
-                             depth_gate, _frames(_get(batch, "mask")), cfg)
+                             depth_gate, _frames(_get(batch, "mask")), cfg, ground)
         total = total + cfg.lambda_backdrop * l_bg
         terms = {**terms, "backdrop": l_bg.detach()}
+    if cfg.lambda_ground > 0 and ground is not None:
+        l_ground = ground_order_loss(_frames(_get(pred, "depth")), _frames(_get(batch, "depth")),
+                                     depth_gate, ground, cfg)
+        total = total + cfg.lambda_ground * l_ground
+        terms = {**terms, "ground": l_ground.detach()}
     summary = total.detach()
     return total, {**terms, **normal_terms, "seg": l_seg.detach(), "stage1": summary,
                    "total": summary}

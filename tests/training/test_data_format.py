@@ -43,7 +43,9 @@ def test_read_frame_returns_the_contract_keys_dtypes_and_the_written_values(tmp_
     written = write_sequence(tmp_path / "seq")
     frame = read_frame(tmp_path / "seq", 1, stride=2)
     assert set(frame) == {"rgb", "depth", "normal", "mask", "flow_fwd", "flow_bwd", "canonical",
-                          "K", "extrinsics"}
+                          "ground_depth", "K", "extrinsics"}
+    # written without a ground: none is read back
+    assert frame["ground_depth"].shape == (H, W) and np.isnan(frame["ground_depth"]).all()
     w = written[1]
     assert frame["rgb"].dtype == np.uint8 and np.array_equal(frame["rgb"], w["rgb"])
     assert frame["depth"].dtype == np.float32
@@ -57,6 +59,19 @@ def test_read_frame_returns_the_contract_keys_dtypes_and_the_written_values(tmp_
     np.testing.assert_allclose(frame["flow_bwd"], w["flow_bwd"][1], atol=0.01)
     np.testing.assert_allclose(frame["canonical"], w["canonical"], atol=1e-3)
     assert frame["K"].shape == (3, 3) and frame["K"][0, 0] == 20.0
+
+
+def test_a_ground_depth_is_stored_beside_the_frame_and_read_back(tmp_path):
+    rng = np.random.default_rng(1)
+    ground = np.where(rng.random((H, W)) < 0.5, rng.uniform(1, 30, (H, W)), np.nan)
+    write_frame(tmp_path / "seq", 0, np.zeros((H, W, 3), np.uint8), np.zeros((H, W)),
+                np.full((H, W), np.nan), np.zeros((H, W, 3)), np.zeros((H, W, 3)),
+                [np.zeros((H, W, 2))], [np.zeros((H, W, 2))], ground_depth=ground)
+    write_meta(tmp_path / "seq", {"frames": 1, "flow_strides": 1, "width": W, "height": H,
+                                  "K": [np.eye(3).tolist()], "extrinsics": [np.eye(4).tolist()]})
+    read = read_frame(tmp_path / "seq", 0)["ground_depth"]
+    assert read.dtype == np.float32
+    np.testing.assert_array_equal(read, ground.astype(np.float32))
 
 
 def test_read_frame_rejects_a_missing_stride_or_index_with_a_clear_message(tmp_path):

@@ -26,8 +26,9 @@ def test_static_frames_yield_every_frame_as_channel_first_float_tensors(root):
     assert shapes == {"image": (3, H, W), "depth": (1, H, W), "normal": (3, H, W),
                       "mask": (1, H, W),
                       "flow_fwd": (2, H, W), "flow_bwd": (2, H, W), "canonical": (3, H, W),
-                      "K": (3, 3)}
+                      "ground_depth": (1, H, W), "K": (3, 3)}
     assert all(v.dtype == torch.float32 for v in item.values())
+    assert not item["ground_depth"].any()  # no ground in these sequences: 0 everywhere
     assert item["image"].max() <= 1.0 and item["image"].min() >= 0.0
     assert torch.isfinite(item["depth"]).all() and (item["depth"][0, :, :3] == 0).all()  # NaN -> 0
 

@@ -2,8 +2,8 @@ import math
 
 from hcdp_model.geometry import dilate
 from hcdp_training.losses import (
-    BACKDROP_CAP, backdrop_loss, depth_edge_mask, depth_loss, LossConfig, normal_loss, PairMasks,
-    seg_loss, stage1_loss,
+    BACKDROP_CAP, backdrop_loss, depth_edge_mask, depth_loss, ground_order_loss, LossConfig,
+    normal_loss, PairMasks, seg_loss, stage1_loss,
     stage2_loss, temporal_depth_loss, temporal_masks, temporal_normal_loss, tgm_loss,
 )
 import pytest
@@ -253,6 +253,92 @@ def test_stage1_loss_adds_the_weighted_backdrop_term_only_when_its_weight_is_set
     cfg = LossConfig(lambda_backdrop=0.5)
     on, terms = stage1_loss(pred, batch, cfg)
     assert on.item() == pytest.approx(off.item() + 0.5 * terms["backdrop"].item(), rel=1e-6)
+
+
+def _two_ground_pixels(top: float, below: float) -> tuple[torch.Tensor, ...]:
+    """A 28x1 image whose only known pixels are ground at rows 0 and 1 (a pair 1 row apart)."""
+    ground = torch.zeros(1, 1, 28, 1)
+    ground[0, 0, 0, 0], ground[0, 0, 1, 0] = top, below
+    return ground, torch.zeros_like(ground), torch.zeros_like(ground, dtype=torch.bool)
+
+
+def test_ground_order_loss_on_one_pair_by_hand():
+    cfg = LossConfig(ground_tau=0.1)
+    ground, target, gate = _two_ground_pixels(2.0, 1.0)  # the top pixel is farther
+    pred = torch.zeros(1, 1, 28, 1)
+    pred[0, 0, 1, 0] = 1.0  # predicted the other way: the lower pixel farther
+    # sigma = std(0, 1) = 1/sqrt(2); Delta = (1 - 0) / sigma = sqrt(2); sign(ln(1/2)) = -1
+    wrong = 0.1 * math.log1p(math.exp(math.sqrt(2.0) / 0.1))
+    assert ground_order_loss(pred, target, gate, ground, cfg).item() == pytest.approx(wrong, 1e-5)
+    right = 0.1 * math.log1p(math.exp(-math.sqrt(2.0) / 0.1))
+    assert ground_order_loss(-pred, target, gate, ground, cfg).item() == pytest.approx(right, 1e-4)
+    # the scale and shift of the prediction do not matter
+    assert ground_order_loss(3.0 * pred + 5.0, target, gate, ground, cfg).item() == \
+        pytest.approx(wrong, 1e-5)
+    # a pair at one depth (within 1 %) is charged |Delta|
+    level, _, _ = _two_ground_pixels(2.0, 2.01)
+    assert ground_order_loss(pred, target, gate, level, cfg).item() == \
+        pytest.approx(math.sqrt(2.0), 1e-5)
+
+
+def test_ground_order_loss_needs_the_ground_on_one_side_of_a_pair():
+    cfg = LossConfig()
+    ground, target, gate = _two_ground_pixels(2.0, 1.0)
+    pred = torch.arange(28.0).view(1, 1, 28, 1).requires_grad_(True)
+    # the same two pixels as a person: person-person pairs are the depth loss's
+    loss = ground_order_loss(pred, ground, ground > 0, torch.zeros_like(ground), cfg)
+    loss.backward()
+    assert loss.item() == 0.0 and not pred.grad.any()
+    # a person pixel above the ground pixel: the pair counts (person nearer: 1 < 2)
+    person_target = torch.zeros_like(ground)
+    person_target[0, 0, 0, 0] = 1.0
+    only_ground = torch.zeros_like(ground)
+    only_ground[0, 0, 1, 0] = 2.0
+    nearer = torch.zeros(1, 1, 28, 1)
+    nearer[0, 0, 1, 0] = 1.0  # the person (row 0) predicted nearer than the ground (row 1)
+    loss = ground_order_loss(nearer, person_target, person_target > 0, only_ground, cfg)
+    assert loss.item() == pytest.approx(0.1 * math.log1p(math.exp(-math.sqrt(2.0) / 0.1)), 1e-4)
+
+
+def test_ground_order_loss_prefers_a_ground_that_recedes_upwards_and_is_level_along_rows():
+    cfg = LossConfig()
+    rows = torch.arange(56.0).view(1, 1, 56, 1).expand(2, 1, 56, 56)
+    ground = 30.0 / (1.0 + rows)  # planar depth of a ground seen from above: far at the top
+    none = torch.zeros_like(ground, dtype=torch.bool)
+    truth = ground_order_loss(ground.clone(), ground, none, ground, cfg)
+    upside_down = ground_order_loss(ground.flip(2), ground, none, ground, cfg)
+    ramp = ground_order_loss(rows.flip(2) + 0.5 * torch.arange(56.0), ground, none, ground, cfg)
+    assert truth < 0.2 * upside_down and truth < ramp
+    # images without a ground count 0 in the mean
+    half = ground.clone()
+    half[1] = 0.0
+    assert ground_order_loss(ground.flip(2), ground, none, half, cfg).item() == \
+        pytest.approx(upside_down.item(), 1e-5)
+
+
+def test_the_backdrop_term_leaves_the_ground_to_the_ground_term():
+    mask, target, gate = _person_on_backdrop()
+    cfg = LossConfig(lambda_backdrop=1.0, backdrop_gap=0.5)
+    pred = torch.where(gate, 2.0 * target + 1.0, torch.full_like(target, 2.0 * 2.5 + 1.0))
+    assert backdrop_loss(pred, target, gate, mask, cfg).item() == pytest.approx(1.0, rel=1e-4)
+    ground = torch.where(mask > 0.5, torch.zeros_like(target), torch.full_like(target, 5.0))
+    assert backdrop_loss(pred, target, gate, mask, cfg, ground).item() == 0.0
+
+
+def test_stage1_loss_adds_the_ground_term_where_a_batch_has_ground_depth():
+    batch = _frame()
+    pred = _perfect_prediction(batch)
+    cfg = LossConfig(lambda_ground=2.0)
+    off, terms_off = stage1_loss(pred, batch, cfg)  # a batch from before the ground: no term
+    assert "ground" not in terms_off
+    rows = torch.arange(H, dtype=torch.float32).view(1, 1, H, 1).expand_as(batch["depth"])
+    with_ground = {**batch, "ground_depth": torch.where(batch["mask"] > 0.5, 0.0, 50.0 - rows)}
+    pred = {**pred, "depth": pred["depth"] + 0.01 * rows}  # the ground the wrong way round
+    _, terms_zero = stage1_loss(pred, with_ground, LossConfig())
+    on, terms = stage1_loss(pred, with_ground, cfg)
+    assert "ground" not in terms_zero and terms["ground"].item() > 0
+    assert on.item() == pytest.approx(terms_zero["total"].item() + 2.0 * terms["ground"].item(),
+                                      rel=1e-6)
 
 
 # --- eqs. 12-14 ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from hcdp_training.synth.body import BodyModel
 from hcdp_training.synth.generate import (
     generate_dataset, run_settings, sequence_seed, SequenceWriter, SynthConfig,
 )
-from hcdp_training.synth.scene import sample_scene
+from hcdp_training.synth.scene import GROUNDS, sample_scene
 import numpy as np
 import pytest
 import torch
@@ -184,6 +184,36 @@ def test_far_views_show_small_people_and_leave_other_seeds_unchanged(body, tmp_p
     assert "far_share" not in run_settings(_small(tmp_path / "near"))
 
 
+def test_the_ground_lies_at_z_0_under_the_people_is_never_person_and_leaves_other_seeds(body,
+                                                                                        tmp_path):
+    specs = [sample_scene(sequence_seed(1, i), 6, 15.0, False, 3).to_json() for i in range(3)]
+    assert all("ground" not in s for s in specs)  # scenes without one read as before
+    config = _small(tmp_path / "g", sequences=3, frames=2, width=96, height=96, max_people=1,
+                    ground_share=1.0)
+    generate_dataset(config, progress=False)
+    seen = 0
+    for i in range(3):
+        seq = tmp_path / "g" / f"seq_{i:05d}"
+        assert json.loads((seq / "meta.json").read_text())["controls"]["ground"] in GROUNDS
+        for t in range(2):
+            f = read_frame(seq, t)
+            ground = np.isfinite(f["ground_depth"])
+            # never the person's pixel: the person's depth is NaN there and the mask ~0
+            assert not (ground & np.isfinite(f["depth"])).any()
+            if not ground.any():
+                continue
+            seen += int(ground.sum())
+            assert np.median(f["mask"][ground]) == 0.0 and (f["mask"][ground] > 0.5).mean() < 0.02
+            # back-projected through K and the extrinsics, every ground pixel lands on z = 0
+            v, u = np.nonzero(ground)
+            z = f["ground_depth"][ground].astype(np.float64)
+            cam = np.stack([u, v, np.ones_like(u)], 1) @ np.linalg.inv(f["K"]).T * z[:, None]
+            pose = f["extrinsics"].astype(np.float64)
+            world = (cam - pose[:3, 3]) @ pose[:3, :3]
+            assert np.abs(world[:, 2]).max() < 1e-3 * z.max() + 1e-3
+    assert seen > 1000  # the ground is in view
+
+
 # --- the output folder and the command line -----------------------------------------------------
 
 
@@ -228,6 +258,7 @@ def test_resume_finishes_exactly_the_recorded_run_and_refuses_another(body, tmp_
     (["--max-people", "4"], "expected max_people in 1..3"),
     (["--far-share", "1.5"], "expected far_share in [0, 1], got 1.5"),
     (["--far-share", "nan"], "expected far_share in [0, 1], got nan"),
+    (["--ground-share", "-0.1"], "expected ground_share in [0, 1], got -0.1"),
 ])
 def test_bad_arguments_are_one_line_errors_before_anything_is_written(tmp_path, capsys, args,
                                                                       expected):

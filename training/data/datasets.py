@@ -2,7 +2,7 @@
 
 Items are dicts of float32 tensors: image [3,H,W] in [0,1] (RGB); depth [1,H,W] metres with NaN
 replaced by 0 (the mask says where it is valid); normal [3,H,W]; mask [1,H,W]; flow_fwd, flow_bwd
-[2,H,W] pixels; canonical [3,H,W]; K [3,3]. Clips stack every key over a leading T dimension and
+[2,H,W] pixels; canonical [3,H,W]; ground_depth [1,H,W] metres, 0 off the ground; K [3,3]. Clips stack every key over a leading T dimension and
 add `stride` (the frame step of the clip) and `frame_index` [T].
 
 Strided clips use flows *rendered* for that stride (the generator stores strides 1..S, `meta.json`
@@ -23,10 +23,11 @@ from torch.utils.data import Dataset
 
 from hcdp_training.data.format import list_sequences, read_frame, read_meta
 
-_NEAREST = ("depth", "normal", "flow_fwd", "flow_bwd", "canonical")
+_NEAREST = ("depth", "normal", "flow_fwd", "flow_bwd", "canonical", "ground_depth")
 _CHANNELS_FIRST = {"rgb": "image", "depth": "depth", "normal": "normal", "mask": "mask",
                    "flow_fwd": "flow_fwd",
-                   "flow_bwd": "flow_bwd", "canonical": "canonical"}
+                   "flow_bwd": "flow_bwd", "canonical": "canonical",
+                   "ground_depth": "ground_depth"}
 
 
 def resize_square(frame: dict, size: int) -> dict:
@@ -66,10 +67,13 @@ def to_tensors(frame: dict) -> dict[str, torch.Tensor]:
     """numpy frame dict (the `read_frame` contract) -> the dataset's tensor dict."""
     out = {}
     for key, name in _CHANNELS_FIRST.items():
-        value = np.asarray(frame[key])
+        if key == "ground_depth" and key not in frame:  # a frame from before the ground
+            value = np.zeros(np.shape(frame["mask"])[:2], np.float32)
+        else:
+            value = np.asarray(frame[key])
         if key == "rgb":
             value = value.astype(np.float32) / 255.0
-        elif key == "depth":
+        elif key in ("depth", "ground_depth"):
             value = np.nan_to_num(value.astype(np.float32), nan=0.0)
         value = value[..., None] if value.ndim == 2 else value
         out[name] = torch.from_numpy(np.ascontiguousarray(value.transpose(2, 0, 1),

@@ -7,7 +7,9 @@ One folder per sequence:
   mask/000000.png      uint8 soft mask (value / 255)
   gt/000000.npz        depth float32 [H,W] metres (NaN: no human); normal float16 [H,W,3];
                        canonical float16 [H,W,3]; flow_fwd_<s>, flow_bwd_<s> float16 [H,W,2] for
-                       strides s = 1..S (zeros where frame t+s / t-s is outside the sequence)
+                       strides s = 1..S (zeros where frame t+s / t-s is outside the sequence);
+                       ground_depth float32 [H,W] metres (sequences with a ground plane only;
+                       NaN off the ground)
 The .npz files are written with fixed zip timestamps so equal inputs give byte-identical files.
 """
 from __future__ import annotations
@@ -73,8 +75,11 @@ def _parsed_meta(path: str, size: int, mtime_ns: int) -> dict:
 def write_frame(sequence_dir: Path, index: int, rgb: np.ndarray, mask: np.ndarray,
                 depth: np.ndarray,
                 normal: np.ndarray, canonical: np.ndarray, flow_fwd: list[np.ndarray],
-                flow_bwd: list[np.ndarray]) -> None:
-    """Write frame `index`; `flow_fwd[s-1]` / `flow_bwd[s-1]` are the flows for stride s."""
+                flow_bwd: list[np.ndarray], ground_depth: np.ndarray | None = None) -> None:
+    """Write frame `index`; `flow_fwd[s-1]` / `flow_bwd[s-1]` are the flows for stride s.
+
+    `ground_depth` (scenes with a ground plane only) is stored beside the other targets.
+    """
     name = frame_name(index)
     for sub in ("rgb", "mask", "gt"):
         (sequence_dir / sub).mkdir(parents=True, exist_ok=True)
@@ -86,6 +91,8 @@ def write_frame(sequence_dir: Path, index: int, rgb: np.ndarray, mask: np.ndarra
     for s, (fwd, bwd) in enumerate(zip(flow_fwd, flow_bwd), start=1):
         arrays[f"flow_fwd_{s}"] = fwd.astype(np.float16)
         arrays[f"flow_bwd_{s}"] = bwd.astype(np.float16)
+    if ground_depth is not None:
+        arrays["ground_depth"] = ground_depth.astype(np.float32)
     write_npz(sequence_dir / "gt" / f"{name}.npz", arrays)
 
 
@@ -117,7 +124,9 @@ def read_frame(sequence_dir: str | Path, index: int, stride: int = 1) -> dict:
     index+stride / index-stride (zeros when that frame is outside the sequence: the last frames'
     flow_fwd and the first frames' flow_bwd); canonical [H,W,3] float32 in [-1,1] (template
     body-surface position; x is the body's left-right axis, so a mirror negates it; zeros off the
-    human); K [3,3] float32; extrinsics [4,4] float32 world-to-camera.
+    human); ground_depth [H,W] float32 metres, the planar depth of the ground people stand on
+    where it is seen, NaN elsewhere and in sequences without a ground (`hcdp synth
+    --ground-share`); K [3,3] float32; extrinsics [4,4] float32 world-to-camera.
     """
     sequence_dir = Path(sequence_dir)
     meta = _shared_meta(sequence_dir)
@@ -142,6 +151,8 @@ def read_frame(sequence_dir: str | Path, index: int, stride: int = 1) -> dict:
             "flow_fwd": gt[f"flow_fwd_{stride}"].astype(np.float32),
             "flow_bwd": gt[f"flow_bwd_{stride}"].astype(np.float32),
             "canonical": gt["canonical"].astype(np.float32),
+            "ground_depth": (gt["ground_depth"].astype(np.float32) if "ground_depth" in gt.files
+                             else np.full(mask.shape, np.nan, np.float32)),
             "K": np.asarray(meta["K"][index], np.float32),
             "extrinsics": np.asarray(meta["extrinsics"][index], np.float32),
         }

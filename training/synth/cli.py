@@ -36,6 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--far-share", type=float, default=0.0,
                         help="share of sequences seen from far: people 12-50 %% of the image "
                              "height, anywhere in the frame, camera 0-40 deg above them")
+    parser.add_argument("--ground-share", type=float, default=0.0,
+                        help="share of sequences whose people stand on a textured ground plane "
+                             "(grass, gravel, paving, tiles), written with its depth "
+                             "(ground_depth)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -57,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
                          width=args.size[1], fps=args.fps, seed=args.seed,
                          flow_strides=args.flow_strides, static=args.static,
                          max_people=args.max_people, motions=tuple(args.motions),
-                         far_share=args.far_share, workers=args.workers)
+                         far_share=args.far_share,
+                         ground_share=args.ground_share, workers=args.workers)
     try:
         summary = generate_dataset(config, progress=not args.no_progress, resume=args.resume)
     except (ValueError, OSError) as err:

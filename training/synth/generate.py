@@ -51,6 +51,8 @@ class SynthConfig:
     motions: tuple[str, ...] = MOTIONS + ("mix",)
     # share of sequences seen from far: people small, anywhere in the frame (camera.FAR)
     far_share: float = 0.0
+    # share of sequences whose people stand on a textured ground plane (its depth: ground_depth)
+    ground_share: float = 0.0
     workers: int = 1
 
     def validate(self) -> None:
@@ -68,8 +70,10 @@ class SynthConfig:
             raise ValueError(f"expected flow_strides in 1..6, got {self.flow_strides}")
         if not 1 <= self.max_people <= 3:
             raise ValueError(f"expected max_people in 1..3, got {self.max_people}")
-        if not (math.isfinite(self.far_share) and 0.0 <= self.far_share <= 1.0):
-            raise ValueError(f"expected far_share in [0, 1], got {self.far_share}")
+        for name in ("far_share", "ground_share"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and 0.0 <= value <= 1.0):
+                raise ValueError(f"expected {name} in [0, 1], got {value}")
         if self.static and self.frames != 1:
             raise ValueError(f"static samples have exactly one frame, got frames={self.frames}")
         bad = [m for m in self.motions if m not in MOTIONS + ("mix",)]
@@ -96,7 +100,7 @@ class SequenceWriter:
         c = self.config
         scene = build_scene(self.body, spec, c.width, c.height, c.static)
         self.renderer.set_scene(scene.faces, scene.canonical, scene.material_ids, scene.materials,
-                                CANONICAL_LO, CANONICAL_HI, scene.background)
+                                CANONICAL_LO, CANONICAL_HI, scene.background, scene.ground)
         for t in range(spec.frames):
             yield scene, self.renderer.render(frame_geometry(scene, t, c.flow_strides), scene.K,
                                               lighting_for_frame(scene, t),
@@ -105,7 +109,7 @@ class SequenceWriter:
     def write(self, index: int) -> dict:
         c = self.config
         spec = sample_scene(sequence_seed(c.seed, index), c.frames, c.fps, c.static, c.max_people,
-                            c.motions, c.far_share)
+                            c.motions, c.far_share, c.ground_share)
         out = Path(c.out) / f"seq_{index:05d}"
         coverage = []
         scene = None
@@ -123,7 +127,7 @@ class SequenceWriter:
 
 def _write(out: Path, t: int, frame: RenderOutput) -> None:
     write_frame(out, t, frame.rgb, frame.mask, frame.depth, frame.normal, frame.canonical,
-                frame.flow_fwd, frame.flow_bwd)
+                frame.flow_fwd, frame.flow_bwd, ground_depth=frame.ground_depth)
 
 
 _WORKER: SequenceWriter | None = None
@@ -150,8 +154,9 @@ def run_settings(config: SynthConfig) -> dict:
     settings = asdict(config)
     del settings["out"], settings["workers"]
     settings["motions"] = list(settings["motions"])
-    if not settings["far_share"]:  # runs recorded before the option resume as they were
-        del settings["far_share"]
+    for option in ("far_share", "ground_share"):
+        if not settings[option]:  # runs recorded before the option resume as they were
+            del settings[option]
     return {"format_version": FORMAT_VERSION, **settings}
 
 

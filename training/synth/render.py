@@ -6,7 +6,10 @@ strides 1..S. Flow is exact: each fragment interpolates (perspective-correct) th
 position of the *same surface point* at t+s and t-s and projects it, so flow = pi(X_{t+s}) -
 pi(X_t).
 Colour pass (2x2 supersampled, box-filtered down): the shaded image composited over the background;
-its alpha is the soft mask (coverage in steps of 1/4). Supersampling replaces MSAA because
+its alpha is the soft mask (coverage in steps of 1/4). An optional ground (vertices of material
+`GROUND_MATERIAL`, their `canonical` x, y the world position in metres) is shaded with its own
+texture and drawn with alpha 0: it occludes and is occluded like any surface but is never person;
+its planar depth comes out as `ground_depth`. Supersampling replaces MSAA because
 llvmpipe's multisample resolve costs ~100 ms per 256x256 frame. Pixel convention: pixel (u, v) has
 its centre at integer coordinates (OpenCV), row 0 is the top image row; `K` maps camera points (x
 right, y down, z forward) to those pixels.
@@ -20,6 +23,9 @@ import moderngl
 import numpy as np
 
 MAX_MATERIALS = 32
+GROUND_MATERIAL = MAX_MATERIALS - 1  # the ground's vertices carry this material index
+GROUND_TILE_M = 2.0                   # metres of ground per repeat of its texture
+GROUND_COVERAGE = 0.25                # the GT pass's coverage value on the ground (people: 1)
 SUPERSAMPLE = 2
 NEAR, FAR = 0.05, 100.0
 
@@ -67,7 +73,7 @@ void main() {{
     vec3 n = normalize(v_normal);
     if (dot(n, v_cur) > 0.0) n = -n;  // face the camera (inside of garments, interpolation)
     o_geom = vec4(v_cur.z, n);
-    o_canon = vec4(v_canon, 1.0);
+    o_canon = v_mat == {ground} ? vec4(0.0, 0.0, 0.0, {ground_coverage}) : vec4(v_canon, 1.0);
     vec2 here = project(v_cur);
     {flow_assign}
 }}
@@ -77,6 +83,7 @@ _COLOR_FRAGMENT = """
 #version 330
 uniform vec4 materials[{M4}];
 uniform sampler2DArray textures;
+uniform sampler2D ground_texture;
 uniform vec3 canon_lo;
 uniform vec3 canon_extent;
 uniform vec3 light_dir;     // towards the light, camera frame
@@ -127,13 +134,15 @@ vec3 albedo(int m, vec3 p) {{
 void main() {{
     vec3 n = normalize(v_normal);
     if (dot(n, v_cur) > 0.0) n = -n;
-    vec3 base = albedo(v_mat, (v_canon * 0.5 + 0.5) * canon_extent + canon_lo);
+    bool ground = v_mat == {ground};
+    vec3 base = ground ? pow(texture(ground_texture, v_canon.xy / {tile}).rgb, vec3(2.2))
+                       : albedo(v_mat, (v_canon * 0.5 + 0.5) * canon_extent + canon_lo);
     vec3 view = normalize(-v_cur);
     float diffuse = max(dot(n, light_dir), 0.0);
     float fill = max(dot(n, fill_dir), 0.0);
     float spec = SHEEN * pow(max(dot(reflect(-light_dir, n), view), 0.0), 16.0);
     vec3 rgb = base * (ambient_col + light_col * diffuse + fill_col * fill) + light_col * spec;
-    o_color = vec4(pow(clamp(rgb, 0.0, 1.0), vec3(1.0 / 2.2)), 1.0);
+    o_color = vec4(pow(clamp(rgb, 0.0, 1.0), vec3(1.0 / 2.2)), ground ? 0.0 : 1.0);
 }}
 """
 
@@ -195,6 +204,8 @@ class RenderOutput:
     canonical: np.ndarray  # [H,W,3] float32, zeros outside
     flow_fwd: list[np.ndarray]  # per stride [H,W,2]
     flow_bwd: list[np.ndarray]
+    # [H,W] float32 planar depth of the ground where it is seen, NaN elsewhere; None: no ground
+    ground_depth: np.ndarray | None = None
 
 
 def _layout(program, buffers: list) -> list:
@@ -249,8 +260,10 @@ class Renderer:
             f" has_prev[{s - 1}] > 0.5 ? project(v_prev{s}) - here : "
             "vec2(0.0));" for s in range(1, strides + 1))
         self.gt_prog = self.ctx.program(vertex_shader=vertex, fragment_shader=_GT_FRAGMENT.format(
-            S=strides, vary_in=vary_in, flow_out=flow_out, flow_assign=flow_assign))
-        color = _COLOR_FRAGMENT.format(M4=4 * MAX_MATERIALS, vary_in=vary_in)
+            S=strides, vary_in=vary_in, flow_out=flow_out, flow_assign=flow_assign,
+            ground=GROUND_MATERIAL, ground_coverage=GROUND_COVERAGE))
+        color = _COLOR_FRAGMENT.format(M4=4 * MAX_MATERIALS, vary_in=vary_in,
+                                       ground=GROUND_MATERIAL, tile=f"{GROUND_TILE_M:.6f}")
         self.color_prog = self.ctx.program(vertex_shader=vertex, fragment_shader=color)
         self.bg_prog = self.ctx.program(vertex_shader=_BG_VERTEX, fragment_shader=_BG_FRAGMENT)
         self.dynamic_names = ["a_cur"] + nxt + prv + ["a_normal"]
@@ -269,17 +282,19 @@ class Renderer:
                                                np.ascontiguousarray(textures).tobytes())
         self.textures.build_mipmaps()
         self.textures.repeat_x = self.textures.repeat_y = True
-        self.background = None
+        self.background = self.ground_texture = None
+        self.has_ground = False
         self._gt = [np.empty((height, width, 4), np.float32) for _ in self.gt_targets]
         self._rgba = np.empty((height * SUPERSAMPLE, width * SUPERSAMPLE, 4), np.uint8)
 
     def set_scene(self, faces: np.ndarray, canonical: np.ndarray, material_ids: np.ndarray,
                   materials: np.ndarray, canon_lo: np.ndarray, canon_hi: np.ndarray,
-                  background: np.ndarray) -> None:
+                  background: np.ndarray, ground: np.ndarray | None = None) -> None:
         """Set the per-sequence state.
 
         The mesh (faces [F,3], canonical [N,3], material index [N]), the material table [M,4,4],
-        the canonical box (template metres) and the background image.
+        the canonical box (template metres), the background image and the ground's texture
+        ([S,S,3] uint8, or None: the mesh has no ground vertices).
         """
         for obj in self._mesh:
             obj.release()
@@ -296,9 +311,9 @@ class Renderer:
         self.color_vao = self.ctx.vertex_array(self.color_prog, _layout(self.color_prog, buffers),
                                                index_buffer=self.index, index_element_size=4)
         self._mesh = [self.gt_vao, self.color_vao, self.dynamic, self.static, self.index]
-        if materials.shape[0] > MAX_MATERIALS:
-            raise ValueError(f"expected at most {MAX_MATERIALS} materials, got "
-                             f"{materials.shape[0]}")
+        if materials.shape[0] > GROUND_MATERIAL:
+            raise ValueError(f"expected at most {GROUND_MATERIAL} materials (the last index is "
+                             f"the ground's), got {materials.shape[0]}")
         table = np.zeros((MAX_MATERIALS * 4, 4), np.float32)
         table[: materials.shape[0] * 4] = materials.reshape(-1, 4)
         self.color_prog["materials"].write(table.tobytes())
@@ -312,6 +327,16 @@ class Renderer:
         self.background.build_mipmaps()
         self.background.repeat_x = self.background.repeat_y = True
         self.bg_prog["background"].value = 0
+        if self.ground_texture is not None:
+            self.ground_texture.release()
+            self.ground_texture = None
+        self.has_ground = ground is not None
+        if ground is not None:
+            tex = np.ascontiguousarray(ground)
+            self.ground_texture = self.ctx.texture((tex.shape[1], tex.shape[0]), 3, tex.tobytes())
+            self.ground_texture.build_mipmaps()
+            self.ground_texture.repeat_x = self.ground_texture.repeat_y = True
+            self.color_prog["ground_texture"].value = 2
 
     def render(self, geometry: FrameGeometry, K: np.ndarray, lighting: Lighting,
                background_window: tuple[float, float, float, float]) -> RenderOutput:
@@ -354,6 +379,8 @@ class Renderer:
         self.bg_vao.render(moderngl.TRIANGLE_STRIP)
         self.ctx.enable(moderngl.DEPTH_TEST | moderngl.CULL_FACE)
         self.textures.use(1)
+        if self.ground_texture is not None:
+            self.ground_texture.use(2)
         self.color_vao.render(moderngl.TRIANGLES)
         self.color_fbo.read_into(self._rgba, components=4)
         # 2x2 box mean
@@ -361,6 +388,10 @@ class Renderer:
 
         geom, canon = self._gt[0], self._gt[1]
         covered = canon[..., 3] > 0.5
+        ground = None
+        if self.has_ground:
+            on_ground = (canon[..., 3] > 0.5 * GROUND_COVERAGE) & ~covered
+            ground = np.where(on_ground, geom[..., 0], np.nan).astype(np.float32)
         depth = np.where(covered, geom[..., 0], np.nan).astype(np.float32)
         normal = np.where(covered[..., None], geom[..., 1:4], 0.0).astype(np.float32)
         return RenderOutput(
@@ -371,7 +402,7 @@ class Renderer:
             depth=depth, normal=normal,
             canonical=np.where(covered[..., None], canon[..., :3], 0.0).astype(np.float32),
             flow_fwd=[f[..., 0:2].copy() for f in self._gt[2:]],
-            flow_bwd=[f[..., 2:4].copy() for f in self._gt[2:]])
+            flow_bwd=[f[..., 2:4].copy() for f in self._gt[2:]], ground_depth=ground)
 
     def release(self) -> None:
         self.ctx.release()

@@ -16,12 +16,16 @@ from hcdp_training.synth.camera import (
 from hcdp_training.synth.garments import vertex_normals
 from hcdp_training.synth.motion import MOTIONS, sample_motion
 from hcdp_training.synth.person import build_person, PersonSpec, sample_person
-from hcdp_training.synth.render import FrameGeometry, Lighting
+from hcdp_training.synth.render import FrameGeometry, GROUND_MATERIAL, Lighting
 from hcdp_training.synth.tracks import pose_deltas
 import numpy as np
 import torch
 
 VIDEO_VIEWS = ("upper_body", "full_body")
+# What the ground people stand on can look like (`backgrounds` kinds): paving, grass, gravel, tiles
+GROUNDS = ("grass", "gravel", "brick", "noise", "checker", "blobs")
+GROUND_HALF_SIZE_M = 40.0   # the ground is a square this far from the subject in each direction
+GROUND_CELLS = 32           # its grid (cells per side)
 
 
 @dataclass
@@ -51,23 +55,28 @@ class SceneSpec:
     camera: CameraSpec
     light: LightSpec
     background: str
+    ground: str | None = None  # the ground's texture kind (GROUNDS); None: no ground
 
     def to_json(self) -> dict:
-        return {"seed": self.seed, "frames": self.frames, "fps": self.fps,
-                "people": [p.to_json() for p in self.people], "motions": self.motions,
-                "motion_speed": self.motion_speed,
-                "placements": [list(p) for p in self.placements],
-                "camera": self.camera.to_json(), "light": self.light.to_json(),
-                "background": self.background}
+        out = {"seed": self.seed, "frames": self.frames, "fps": self.fps,
+               "people": [p.to_json() for p in self.people], "motions": self.motions,
+               "motion_speed": self.motion_speed,
+               "placements": [list(p) for p in self.placements],
+               "camera": self.camera.to_json(), "light": self.light.to_json(),
+               "background": self.background}
+        if self.ground is not None:  # scenes without one read as they did before the option
+            out["ground"] = self.ground
+        return out
 
 
 def sample_scene(seed: int, frames: int, fps: float, static: bool, max_people: int = 3,
                  motions: tuple[str, ...] = MOTIONS + ("mix",),
-                 far_share: float = 0.0) -> SceneSpec:
+                 far_share: float = 0.0, ground_share: float = 0.0) -> SceneSpec:
     """Sample every control of one sequence from `seed` (a per-sequence seed).
 
-    `far_share`: the probability of the far view (camera.FAR) instead of the sampled one; at 0 no
-    draw is spent on it, so a seed gives the scene it gave before the option existed.
+    `far_share`: the probability of the far view (camera.FAR) instead of the sampled one;
+    `ground_share`: the probability that people stand on a textured ground plane with depth. At 0
+    no draw is spent on either, so a seed gives the scene it gave before the options existed.
     """
     rng = np.random.default_rng(seed)
     count = int(rng.choice([1, 2, 3], p=[0.75, 0.17, 0.08]))
@@ -96,10 +105,14 @@ def sample_scene(seed: int, frames: int, fps: float, static: bool, max_people: i
     light = LightSpec(float(rng.uniform(-180, 180)), float(rng.uniform(5, 75)),
                       float(rng.uniform(0.5, 1.6)),
                       float(rng.uniform(-1, 1)), float(rng.uniform(0.1, 0.5)))
+    motion_speed = [float(rng.uniform(0.7, 1.4)) for _ in range(count)]
+    background = str(rng.choice(KINDS))
+    ground = None
+    if ground_share > 0 and rng.random() < ground_share:
+        ground = str(rng.choice(GROUNDS))
     return SceneSpec(seed=seed, frames=frames, fps=fps, people=people, motions=names,
-                     motion_speed=[float(rng.uniform(0.7, 1.4)) for _ in range(count)],
-                     placements=placements,
-                     camera=camera, light=light, background=str(rng.choice(KINDS)))
+                     motion_speed=motion_speed, placements=placements, camera=camera, light=light,
+                     background=background, ground=ground)
 
 
 def _rot_z(yaw: np.ndarray) -> np.ndarray:
@@ -123,6 +136,7 @@ class SceneGeometry:
     lights_world: tuple[np.ndarray, np.ndarray]  # key and fill directions (towards the light)
     light: LightSpec
     background: np.ndarray     # [S,S,3] uint8
+    ground: np.ndarray | None = None  # [S,S,3] uint8 texture of the ground; None: no ground
 
 
 def _framed_point(body: BodyModel, rest, transforms: torch.Tensor, local_body: np.ndarray,
@@ -188,6 +202,19 @@ def build_scene(body: BodyModel, spec: SceneSpec, width: int, height: int,
     normals = vertex_normals(torch.from_numpy(vertices.astype(np.float32)),
                              torch.from_numpy(faces_all)).numpy()
     faces_all = np.concatenate([faces_all] + two_sided)
+    texture = None
+    if spec.ground is not None:
+        g_verts, g_faces = ground_grid(anchor[0, :2], GROUND_HALF_SIZE_M, GROUND_CELLS)
+        frames_n = vertices.shape[0]
+        faces_all = np.concatenate([faces_all, g_faces + vertices.shape[1]])
+        vertices = np.concatenate([vertices, np.repeat(g_verts[None], frames_n, 0)], 1)
+        up = np.zeros((frames_n, len(g_verts), 3), normals.dtype)
+        up[..., 2] = 1.0
+        normals = np.concatenate([normals, up], 1)
+        canon.append(np.concatenate([g_verts[:, :2], np.zeros((len(g_verts), 1))], 1))
+        mats_ids.append(np.full(len(g_verts), GROUND_MATERIAL))
+        # its own generator: the draws of scenes without a ground stay as they were
+        texture = make_background(spec.ground, np.random.default_rng([spec.seed, 3]))
     cams = trajectory(spec.camera, anchor, facing, spec.fps, rng)
     light = spec.light
     az, el = np.radians(light.azimuth_deg) + facing, np.radians(light.elevation_deg)
@@ -198,7 +225,24 @@ def build_scene(body: BodyModel, spec: SceneSpec, width: int, height: int,
                          materials=np.concatenate(materials), world_to_camera=cams,
                          K=intrinsics(width, height, spec.camera.vfov_deg),
                          lights_world=(key, fill / np.linalg.norm(fill)),
-                         light=light, background=make_background(spec.background, rng))
+                         light=light, background=make_background(spec.background, rng),
+                         ground=texture)
+
+
+def ground_grid(centre: np.ndarray, half_size: float, cells: int) -> tuple[np.ndarray, np.ndarray]:
+    """A square of ground at z = 0 around `centre` (x, y): vertices [(c+1)^2, 3], faces [2c^2, 3].
+
+    The faces wind counter-clockwise seen from above, as anny's outward faces do, so the ground is
+    culled seen from below.
+    """
+    ticks = np.linspace(-half_size, half_size, cells + 1)
+    x, y = np.meshgrid(centre[0] + ticks, centre[1] + ticks, indexing="xy")
+    vertices = np.stack([x.ravel(), y.ravel(), np.zeros(x.size)], 1)
+    i, j = np.meshgrid(np.arange(cells), np.arange(cells), indexing="ij")
+    a = (i * (cells + 1) + j).ravel()  # row i (y), column j (x)
+    b, c, d = a + 1, a + cells + 1, a + cells + 2
+    faces = np.concatenate([np.stack([a, b, d], 1), np.stack([a, d, c], 1)])
+    return vertices, faces.astype(np.int64)
 
 
 def lighting_for_frame(scene: SceneGeometry, frame: int) -> Lighting:
