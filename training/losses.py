@@ -249,8 +249,8 @@ def ground_order_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tens
     side (person-person pairs are the depth loss's). With Delta = (p_b - p_a) / sigma, sigma the
     spread (std) of the prediction over the known pixels (no gradient), so the term is
     invariant to the prediction's scale and shift:
-        ordered pair (|ln z_b / z_a| >= GROUND_EQUAL):  tau * softplus(-sign(z_b - z_a) Delta / tau)
-        pair at one depth:                               |Delta|
+        ordered pair (|ln z_b / z_a| >= GROUND_EQUAL): tau softplus(-sign(z_b - z_a) Delta / tau)
+        pair at one depth:                              |Delta|
     the ranking loss of Chen et al. 2016 ("Single-image depth perception in the wild") on dense
     pairs, tau = `ground_tau`. A ground seen from above recedes up the image and is level along
     its rows (planar depth, no camera roll): the pairs teach both, and that people stand in front

@@ -256,7 +256,7 @@ def test_stage1_loss_adds_the_weighted_backdrop_term_only_when_its_weight_is_set
 
 
 def _two_ground_pixels(top: float, below: float) -> tuple[torch.Tensor, ...]:
-    """A 28x1 image whose only known pixels are ground at rows 0 and 1 (a pair 1 row apart)."""
+    """Return a 28x1 image whose only known pixels are ground at rows 0 and 1 (1 row apart)."""
     ground = torch.zeros(1, 1, 28, 1)
     ground[0, 0, 0, 0], ground[0, 0, 1, 0] = top, below
     return ground, torch.zeros_like(ground), torch.zeros_like(ground, dtype=torch.bool)
