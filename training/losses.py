@@ -382,7 +382,7 @@ def _get(obj: Any, name: str) -> torch.Tensor:
 
 
 def _optional(obj: Any, name: str) -> torch.Tensor | None:
-    """A field of a batch that older data lacks (`ground_depth`), or None."""
+    """Return a field of a batch that older data lacks (`ground_depth`), or None."""
     try:
         return _get(obj, name)
     except KeyError:

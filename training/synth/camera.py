@@ -82,7 +82,7 @@ def sample_camera(rng: np.random.Generator, view: str, body_height: float,
 
 
 def _sample_far_camera(rng: np.random.Generator, body_height: float, video: bool) -> CameraSpec:
-    """A far view: the subject small, anywhere in the frame, the camera above it, never cut."""
+    """Sample a far view: the subject small, anywhere in the frame, the camera above it."""
     return CameraSpec(view=FAR, vfov_deg=float(rng.uniform(25, 70)),
                       azimuth_deg=float(rng.uniform(-180, 180)),
                       elevation_deg=float(rng.uniform(*FAR_ELEVATION)),

@@ -230,7 +230,9 @@ def build_scene(body: BodyModel, spec: SceneSpec, width: int, height: int,
 
 
 def ground_grid(centre: np.ndarray, half_size: float, cells: int) -> tuple[np.ndarray, np.ndarray]:
-    """A square of ground at z = 0 around `centre` (x, y): vertices [(c+1)^2, 3], faces [2c^2, 3].
+    """Return a square of ground at z = 0 around `centre` (x, y): vertices and faces.
+
+    Vertices [(c+1)^2, 3], faces [2c^2, 3].
 
     The faces wind counter-clockwise seen from above, as anny's outward faces do, so the ground is
     culled seen from below.
