@@ -39,6 +39,8 @@ BACKDROP_CAP = 4.0  # backdrop_loss: the most one background pixel is charged
 # down the columns and along the rows
 GROUND_PAIR_OFFSETS = (1 / 28, 3 / 28)
 GROUND_EQUAL = 0.01  # ... a pair whose GT depths differ by less than 1 % lies at one depth
+GROUND_FORMS = ("rank", "shape")
+GROUND_CAP = 4.0  # ground_shape_loss: the most one pixel is charged, in mean absolute deviations
 
 
 @dataclass
@@ -96,6 +98,10 @@ class LossConfig:
     lambda_ground: float = 0.0
     # ... softness of the ordering, in units of the prediction's spread over the supervised pixels
     ground_tau: float = 0.1
+    # ... "rank": ground_order_loss (pairs ordered as the GT orders them); "shape":
+    # ground_shape_loss (the map over the person and the ground matches the GT up to scale and
+    # shift)
+    ground_form: str = "rank"
 
     def __post_init__(self) -> None:
         self.laplacian_scales = tuple(int(s) for s in self.laplacian_scales)
@@ -117,6 +123,9 @@ class LossConfig:
                      "tgm_threshold", "lambda_backdrop", "backdrop_gap", "lambda_ground"):
             if getattr(self, name) < 0:
                 raise ValueError(f"LossConfig.{name}: expected >= 0, got {getattr(self, name)}")
+        if self.ground_form not in GROUND_FORMS:
+            raise ValueError(f"LossConfig.ground_form: expected one of {GROUND_FORMS}, got "
+                             f"{self.ground_form!r}")
         if self.ground_tau <= 0:
             raise ValueError(f"LossConfig.ground_tau: expected > 0, got {self.ground_tau}")
         if self.grad_log_alpha <= 0:
@@ -301,6 +310,39 @@ def ground_order_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tens
     return torch.where(has, per_image, torch.zeros_like(per_image)).sum() / has.sum().clamp_min(1)
 
 
+def _median_deviation_units(x: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """(x - median) / mean |x - median| over `region`, per image (MiDaS's scale and shift)."""
+    values = torch.where(region, x, torch.full_like(x, float("nan"))).flatten(1)
+    median = torch.nan_to_num(values.nanmedian(1).values).view(-1, 1, 1, 1)
+    deviation = torch.where(region, (x - median).abs(), torch.zeros_like(x)).flatten(1).sum(1)
+    deviation = deviation / region.flatten(1).sum(1).clamp_min(1)
+    return (x - median) / deviation.clamp_min(1e-6).view(-1, 1, 1, 1)
+
+
+def ground_shape_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tensor,
+                      ground: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
+    """Match the map over the person and the ground to the GT up to scale and shift (hcdp's term).
+
+    Arguments as `ground_order_loss`. Over the known pixels (the person's gate and the ground),
+    prediction and GT depth are each put in units of their own median and mean absolute deviation
+    (MiDaS's scale- and shift-invariant normalisation; gradients flow through the prediction's),
+    and each pixel is charged |p' - z'|, capped at GROUND_CAP (the far ground's z' runs to tens).
+    Mean over each image's known pixels, averaged over images with ground in view; 0 without any.
+    The person's own detail is the depth loss's; this term places the person on the ground and
+    gives the ground its shape.
+    """
+    _check_same_shape(pred=pred, target=target, gate=gate, ground=ground)
+    gate = gate.bool()
+    on_ground = (ground > 0) & ~gate
+    known = gate | on_ground
+    z = torch.where(gate, target, ground)
+    cost = (_median_deviation_units(pred, known) - _median_deviation_units(z, known)).abs()
+    cost = torch.where(known, cost.clamp_max(GROUND_CAP), torch.zeros_like(cost))
+    per_image = cost.flatten(1).sum(1) / known.flatten(1).sum(1).clamp_min(1)
+    has = on_ground.flatten(1).any(1)
+    return torch.where(has, per_image, torch.zeros_like(per_image)).sum() / has.sum().clamp_min(1)
+
+
 def _edge_weight(target: torch.Tensor, inner: torch.Tensor, eta: float) -> torch.Tensor:
     """Edge weight w_edge = 1 + eta * (||grad N|| - min) / (max - min) (sec. 3.3.1), [B,1,H,W].
 
@@ -427,8 +469,9 @@ def stage1_loss(pred: Any, batch: Any, cfg: LossConfig) -> tuple[torch.Tensor, T
         total = total + cfg.lambda_backdrop * l_bg
         terms = {**terms, "backdrop": l_bg.detach()}
     if cfg.lambda_ground > 0 and ground is not None:
-        l_ground = ground_order_loss(_frames(_get(pred, "depth")), _frames(_get(batch, "depth")),
-                                     depth_gate, ground, cfg)
+        term = ground_order_loss if cfg.ground_form == "rank" else ground_shape_loss
+        l_ground = term(_frames(_get(pred, "depth")), _frames(_get(batch, "depth")), depth_gate,
+                        ground, cfg)
         total = total + cfg.lambda_ground * l_ground
         terms = {**terms, "ground": l_ground.detach()}
     summary = total.detach()

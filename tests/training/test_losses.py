@@ -2,8 +2,8 @@ import math
 
 from hcdp_model.geometry import dilate
 from hcdp_training.losses import (
-    BACKDROP_CAP, backdrop_loss, depth_edge_mask, depth_loss, ground_order_loss, LossConfig,
-    normal_loss, PairMasks, seg_loss, stage1_loss,
+    BACKDROP_CAP, backdrop_loss, depth_edge_mask, depth_loss, GROUND_CAP, ground_order_loss,
+    ground_shape_loss, LossConfig, normal_loss, PairMasks, seg_loss, stage1_loss,
     stage2_loss, temporal_depth_loss, temporal_masks, temporal_normal_loss, tgm_loss,
 )
 import pytest
@@ -314,6 +314,42 @@ def test_ground_order_loss_prefers_a_ground_that_recedes_upwards_and_is_level_al
     half[1] = 0.0
     assert ground_order_loss(ground.flip(2), ground, none, half, cfg).item() == \
         pytest.approx(upside_down.item(), 1e-5)
+
+
+def test_ground_shape_loss_is_zero_up_to_scale_and_shift_and_counts_a_flip_by_hand():
+    cfg = LossConfig(ground_form="shape")
+    none = torch.zeros(1, 1, 4, 1, dtype=torch.bool)
+    ground = torch.tensor([4.0, 3.0, 2.0, 1.0]).view(1, 1, 4, 1)  # far at the top
+    zero = torch.zeros_like(ground)
+    assert ground_shape_loss(3.0 * ground + 5.0, zero, none, ground, cfg).item() == \
+        pytest.approx(0.0, abs=1e-6)
+    # median 2.5, mean absolute deviation 1: z' = 1.5, 0.5, -0.5, -1.5; flipped p' = -z'
+    flipped = ground_shape_loss(-ground, zero, none, ground, cfg).item()
+    assert flipped == pytest.approx((3.0 + 1.0 + 1.0 + 3.0) / 4, rel=1e-6)
+    # a person pixel counts with its own GT depth; an image without ground counts 0
+    gate = torch.tensor([False, False, False, True]).view(1, 1, 4, 1)
+    target = torch.where(gate, torch.ones_like(ground), zero)
+    on_ground = torch.where(gate, zero, ground)
+    assert ground_shape_loss(ground, target, gate, on_ground, cfg).item() == \
+        pytest.approx(0.0, abs=1e-6)
+    both = torch.cat([ground, ground]).clone()
+    assert ground_shape_loss(-both, zero.expand(2, 1, 4, 1), none.expand(2, 1, 4, 1),
+                             torch.cat([ground, zero]), cfg).item() == pytest.approx(flipped)
+
+
+def test_ground_shape_loss_caps_each_pixel_and_the_form_is_checked():
+    cfg = LossConfig(ground_form="shape")
+    ground = torch.tensor([1.0, 1.0, 1.0, 1.0, 2.0, 2.0, 2.0, 2.0]).view(1, 1, 8, 1)
+    none = torch.zeros_like(ground, dtype=torch.bool)
+    pred = ground.clone()
+    pred[0, 0, 0, 0] = 1000.0  # one wild pixel
+    cost = ground_shape_loss(pred, torch.zeros_like(ground), none, ground, cfg).item()
+    # medians (the lower of the two middle values) 2 and 1; deviations (998 + 3) / 8 and 0.5:
+    # p' = 998/125.125 (charged the cap, not 7.98), -1/125.125 three times, 0 four times;
+    # z' = 0 four times, 2 four times
+    assert cost == pytest.approx((GROUND_CAP + 3 / 125.125 + 4 * 2.0) / 8, rel=1e-5)
+    with pytest.raises(ValueError, match="ground_form: expected one of"):
+        LossConfig(ground_form="ssi")
 
 
 def test_the_backdrop_term_leaves_the_ground_to_the_ground_term():
