@@ -267,10 +267,8 @@ def ground_order_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tens
     without any.
     """
     _check_same_shape(pred=pred, target=target, gate=gate, ground=ground)
-    gate = gate.bool()
-    on_ground = (ground > 0) & ~gate
-    known = gate | on_ground
-    z = torch.where(gate, target, ground).clamp_min(1e-6)  # positive where known
+    on_ground, known, z = _ground_pixels(target, gate, ground)
+    z = z.clamp_min(1e-6)  # positive where known
     log_z = torch.where(known, z.log(), torch.zeros_like(z))
     with torch.no_grad():  # the std over the known pixels, per image
         n = known.flatten(1).sum(1).clamp_min(2)
@@ -305,17 +303,26 @@ def ground_order_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tens
             cost = torch.where(ordered, rank, delta.abs())
             total = total + torch.where(valid, cost, torch.zeros_like(cost)).flatten(1).sum(1)
             count = count + valid.flatten(1).sum(1)
-    has = count > 0
-    per_image = total / count.clamp_min(1)
-    return torch.where(has, per_image, torch.zeros_like(per_image)).sum() / has.sum().clamp_min(1)
+    return _batch_mean(total / count.clamp_min(1), count > 0)
+
+
+def _ground_pixels(target: torch.Tensor, gate: torch.Tensor, ground: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Return (on_ground, known, z) for the ground terms, all [B,1,H,W].
+
+    on_ground: the ground seen outside the person's gate; known: the gate or the ground; z: the
+    GT depth there (the person's on the gate, the ground's elsewhere).
+    """
+    gate = gate.bool()
+    on_ground = (ground > 0) & ~gate
+    return on_ground, gate | on_ground, torch.where(gate, target, ground)
 
 
 def _median_deviation_units(x: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     """(x - median) / mean |x - median| over `region`, per image (MiDaS's scale and shift)."""
     values = torch.where(region, x, torch.full_like(x, float("nan"))).flatten(1)
     median = torch.nan_to_num(values.nanmedian(1).values).view(-1, 1, 1, 1)
-    deviation = torch.where(region, (x - median).abs(), torch.zeros_like(x)).flatten(1).sum(1)
-    deviation = deviation / region.flatten(1).sum(1).clamp_min(1)
+    deviation, _ = _per_sample_mean((x - median).abs(), region)
     return (x - median) / deviation.clamp_min(1e-6).view(-1, 1, 1, 1)
 
 
@@ -332,15 +339,10 @@ def ground_shape_loss(pred: torch.Tensor, target: torch.Tensor, gate: torch.Tens
     gives the ground its shape.
     """
     _check_same_shape(pred=pred, target=target, gate=gate, ground=ground)
-    gate = gate.bool()
-    on_ground = (ground > 0) & ~gate
-    known = gate | on_ground
-    z = torch.where(gate, target, ground)
+    on_ground, known, z = _ground_pixels(target, gate, ground)
     cost = (_median_deviation_units(pred, known) - _median_deviation_units(z, known)).abs()
-    cost = torch.where(known, cost.clamp_max(GROUND_CAP), torch.zeros_like(cost))
-    per_image = cost.flatten(1).sum(1) / known.flatten(1).sum(1).clamp_min(1)
-    has = on_ground.flatten(1).any(1)
-    return torch.where(has, per_image, torch.zeros_like(per_image)).sum() / has.sum().clamp_min(1)
+    per_image, _ = _per_sample_mean(cost.clamp_max(GROUND_CAP), known)
+    return _batch_mean(per_image, on_ground.flatten(1).any(1))
 
 
 def _edge_weight(target: torch.Tensor, inner: torch.Tensor, eta: float) -> torch.Tensor:

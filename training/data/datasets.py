@@ -2,8 +2,9 @@
 
 Items are dicts of float32 tensors: image [3,H,W] in [0,1] (RGB); depth [1,H,W] metres with NaN
 replaced by 0 (the mask says where it is valid); normal [3,H,W]; mask [1,H,W]; flow_fwd, flow_bwd
-[2,H,W] pixels; canonical [3,H,W]; ground_depth [1,H,W] metres, 0 off the ground; K [3,3]. Clips stack every key over a leading T dimension and
-add `stride` (the frame step of the clip) and `frame_index` [T].
+[2,H,W] pixels; canonical [3,H,W]; ground_depth [1,H,W] metres, 0 off the ground; K [3,3]. Clips
+stack every key over a leading T dimension and add `stride` (the frame step of the clip) and
+`frame_index` [T].
 
 Strided clips use flows *rendered* for that stride (the generator stores strides 1..S, `meta.json`
 `flow_strides`), never flows composed by warping, so stride > 1 costs no accuracy; a stride above S
@@ -67,10 +68,7 @@ def to_tensors(frame: dict) -> dict[str, torch.Tensor]:
     """numpy frame dict (the `read_frame` contract) -> the dataset's tensor dict."""
     out = {}
     for key, name in _CHANNELS_FIRST.items():
-        if key == "ground_depth" and key not in frame:  # a frame from before the ground
-            value = np.zeros(np.shape(frame["mask"])[:2], np.float32)
-        else:
-            value = np.asarray(frame[key])
+        value = np.asarray(frame[key])
         if key == "rgb":
             value = value.astype(np.float32) / 255.0
         elif key in ("depth", "ground_depth"):
