@@ -83,6 +83,12 @@ def prepare(model: HCDPModel, cfg: TrainConfig) -> HCDPModel:
         model.human_prior.encoder.requires_grad_(True)
         return model
     model.freeze_prior_encoder()
+    if cfg.stage == 1:
+        # Stage 1 sees single frames: trained there, the temporal blocks would learn a per-frame
+        # role (issue 17). A stage-1 run from a stage-2 model (`model.init`) keeps them as they are.
+        for block in (model.temporal_blocks, model.fused_temporal):
+            if block is not None:
+                block.requires_grad_(False)
     if cfg.stage == 2:
         model.set_temporal_mode(cfg.model.temporal_mode)
     if cfg.stage == 2 or cfg.optim.freeze_encoder:

@@ -12,7 +12,7 @@ from pathlib import Path
 import subprocess
 import sys
 
-from hcdp_model.checkpoint import load_checkpoint
+from hcdp_model.checkpoint import load_checkpoint, save_checkpoint
 from hcdp_model.cli import main as hcdp_main
 from hcdp_training import state as state_module
 from hcdp_training.loader import build_dataset
@@ -104,6 +104,28 @@ def test_stage2_starts_from_the_stage1_predictions_then_lowers_the_loss_with_the
         assert torch.equal(v, result.model.encoder.state_dict()[k]), k
     assert not torch.equal(start.temporal_blocks[0].proj_out.weight,
                            result.model.temporal_blocks[0].proj_out.weight)
+
+
+def test_stage1_from_a_stage2_model_trains_the_encoder_and_leaves_the_temporal_blocks_alone(
+        setup):
+    model = load_checkpoint(setup["stage1"].final)
+    model.insert_temporal_blocks("causal")
+    model.insert_fused_temporal_block()
+    torch.manual_seed(3)
+    with torch.no_grad():  # trained-like: no zero output projection, so they would get gradients
+        for p in [*model.temporal_blocks.parameters(), *model.fused_temporal.parameters()]:
+            p.add_(0.1 * torch.randn_like(p))
+    init = save_checkpoint(model, setup["root"] / "stage2_like")
+    cfg = train_config(1, setup["root"] / "s1_from_s2", setup["data"], setup["model_config"],
+                       model={"init": str(init)}, optim={"steps": 2})
+    after = train(cfg).model
+    before = model.state_dict()
+    temporal = [k for k in before if k.startswith(("temporal_blocks.", "fused_temporal."))]
+    assert temporal
+    for k in temporal:
+        assert torch.equal(before[k], after.state_dict()[k]), k
+    assert not torch.equal(before["encoder.blocks.0.attn.qkv.weight"],
+                           after.encoder.blocks[0].attn.qkv.weight)
 
 
 def test_a_step_whose_gradient_norm_exceeds_drop_grad_norm_is_skipped_and_counted(setup):
