@@ -85,7 +85,7 @@ def prepare(model: HCDPModel, cfg: TrainConfig) -> HCDPModel:
     model.freeze_prior_encoder()
     if cfg.stage == 1:
         # Stage 1 sees single frames: trained there, the temporal blocks would learn a per-frame
-        # role (issue 17). A stage-1 run from a stage-2 model (`model.init`) keeps them as they are.
+        # role (issue 17). A stage-1 run from a stage-2 model (`model.init`) keeps them as is.
         for block in (model.temporal_blocks, model.fused_temporal):
             if block is not None:
                 block.requires_grad_(False)
