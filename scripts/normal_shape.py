@@ -13,12 +13,8 @@ issue 16's "normals vary inside people" on renders, where the ground truth is kn
 """
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from hcdp_model.predictor import load_predictor
-from hcdp_training.data import list_sequences, read_frame
 from hcdp_training.metrics import angular_error_deg
+from heldout_frames import parse_arguments, predictions
 import numpy as np
 import torch
 
@@ -46,23 +42,10 @@ def frame_angles(pred: np.ndarray, normal: np.ndarray,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoints", nargs="+", type=Path)
-    parser.add_argument("--data", type=Path, default=Path("gen/heldout"))
-    parser.add_argument("--frames", type=int, nargs="+", default=[0, 8, 16],
-                        help="frame indices scored in each sequence")
-    args = parser.parse_args()
+    args = parse_arguments(__doc__.splitlines()[0])
     for checkpoint in args.checkpoints:
-        predictor = load_predictor(checkpoint, window=1)
-        scores = []
-        for seq in list_sequences(args.data):
-            for t in args.frames:
-                f = read_frame(seq, t)
-                # a new frame id per frame: every step starts afresh (W=1 needs no past anyway)
-                pred = predictor.step(f["rgb"], 0.0, f"{seq.name}/{t}").normals
-                score = frame_angles(pred, f["normal"], f["mask"])
-                if score is not None:
-                    scores.append(score)
+        scores = [s for f, pred in predictions(checkpoint, args.data, args.frames)
+                  if (s := frame_angles(pred.normals, f["normal"], f["mask"])) is not None]
         mean = {k: np.mean([s[k] for s in scores]) for k in scores[0]}
         print(f"{checkpoint}: {len(scores)} frames; mean angle on the person: "
               + ", ".join(f"{k} {v:.2f}" for k, v in mean.items())

@@ -11,11 +11,7 @@ renders on a ground teach "lower in the image = nearer" inside people too.
 """
 from __future__ import annotations
 
-import argparse
-from pathlib import Path
-
-from hcdp_model.predictor import load_predictor
-from hcdp_training.data import list_sequences, read_frame
+from heldout_frames import parse_arguments, predictions
 import numpy as np
 
 
@@ -37,23 +33,10 @@ def frame_tilt(pred: np.ndarray, depth: np.ndarray,
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoints", nargs="+", type=Path)
-    parser.add_argument("--data", type=Path, default=Path("gen/heldout"))
-    parser.add_argument("--frames", type=int, nargs="+", default=[0, 8, 16],
-                        help="frame indices scored in each sequence")
-    args = parser.parse_args()
+    args = parse_arguments(__doc__.splitlines()[0])
     for checkpoint in args.checkpoints:
-        predictor = load_predictor(checkpoint, window=1)
-        scores = []
-        for seq in list_sequences(args.data):
-            for t in args.frames:
-                f = read_frame(seq, t)
-                # a new frame id per frame: every step starts afresh (W=1 needs no past anyway)
-                pred = predictor.step(f["rgb"], 0.0, f"{seq.name}/{t}").depth
-                score = frame_tilt(pred, f["depth"], f["mask"])
-                if score is not None:
-                    scores.append(score)
+        scores = [s for f, pred in predictions(checkpoint, args.data, args.frames)
+                  if (s := frame_tilt(pred.depth, f["depth"], f["mask"])) is not None]
         slope, share = np.array(scores).T
         print(f"{checkpoint}: {len(scores)} frames; residual tilt top -> bottom of the person "
               f"{100 * slope.mean():+.1f} cm (median {100 * np.median(slope):+.1f} cm); share of "
