@@ -2,6 +2,10 @@
 
 The histograms are the dataset card's.
 """
+import os
+import subprocess
+import sys
+
 from hcdp_training.synth.card import control_values, histogram
 from hcdp_training.synth.motion import MOTIONS, sample_motion
 from hcdp_training.synth.scene import sample_scene
@@ -98,3 +102,27 @@ def test_mix_cross_fades_two_of_the_requested_motions():
                                       motions=("wave", "squat", "mix")).motions}
     assert {"mix:wave+squat", "mix:squat+wave"} & names
     assert names <= {"wave", "squat", "mix:wave+squat", "mix:squat+wave"}
+
+
+_TRACKS_DIGEST = """
+import hashlib
+import numpy as np
+from hcdp_training.synth.motion import MOTIONS, sample_motion
+h = hashlib.sha256()
+for name in [n for n in MOTIONS if n != "walk_cycle"] + ["mix:squat+dance"]:
+    m = sample_motion(name, 12, 15.0, np.random.default_rng(7))
+    for key, values in m.tracks.items():
+        h.update(key.encode() + np.ascontiguousarray(values).tobytes())
+print(h.hexdigest())
+"""
+
+
+def test_motions_do_not_depend_on_the_interpreter_s_string_hash_seed():
+    # Sets of strings iterate in an order that changes with PYTHONHASHSEED (random per process by
+    # default); a motion that draws one random number per track in that order would differ from
+    # one `hcdp synth` run to the next with the same --seed.
+    digests = {subprocess.run([sys.executable, "-c", _TRACKS_DIGEST], check=True,
+                              capture_output=True, text=True,
+                              env={**os.environ, "PYTHONHASHSEED": seed}).stdout.strip()
+               for seed in ("1", "2", "3")}
+    assert len(digests) == 1, digests

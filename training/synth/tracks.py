@@ -30,7 +30,9 @@ JOINT_LIMITS: dict[str, tuple[tuple[float, float], tuple[float, float], tuple[fl
     "lowerarm01": ((-2.5, 0.0), (-0.2, 0.2), (-1.2, 1.2)),
     "wrist": ((-1.0, 1.0), (-0.5, 0.5), (-0.4, 0.4)),
 }
-SIDED = {"upperleg01", "lowerleg01", "foot", "clavicle", "upperarm01", "lowerarm01", "wrist"}
+# A tuple, not a set: tracks are created in this order, and motions draw their random numbers in
+# track order, so a set's per-process string-hash order would change every dance.
+SIDED = ("upperleg01", "lowerleg01", "foot", "clavicle", "upperarm01", "lowerarm01", "wrist")
 
 
 @dataclass
