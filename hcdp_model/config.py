@@ -31,6 +31,7 @@ MAX_DEPTH = 64
 MAX_HEADS = 128
 MIN_RATIO, MAX_RATIO = 0.1, 16.0
 MAX_RESOLUTION = 4096
+MAX_ZOOMS, MAX_ZOOM = 4, 8.0  # prior.selfie_zooms: scales, and the largest
 
 
 def _bounded(name: str, value: int | float, low: int | float, high: int | float) -> None:
@@ -162,12 +163,21 @@ class PriorConfig:
     width: int = 32  # learned / fourier_uv: the CNN's width
     fourier_frequencies: int = 4
     selfie_feature: str = "dec8"  # selfie: the decoder stage psi reads (dec8 | dec4 | dec2)
+    # selfie: the scales the network runs at (the frame's content stretched to zoom x the model
+    # resolution); the person logits are the maximum over them, psi's features come from the
+    # first. The network was trained on selfies: a zoom finds people that fill little of the frame.
+    selfie_zooms: tuple[float, ...] = (1.0,)
 
     def validate(self) -> None:
         _check(self.kind in PRIORS, f"prior.kind: expected one of {PRIORS}, got {self.kind!r}")
         _check(self.selfie_feature in ("dec8", "dec4", "dec2"),
                "prior.selfie_feature: expected dec8, dec4 or dec2, got "
                f"{self.selfie_feature!r}")
+        _check(1 <= len(self.selfie_zooms) <= MAX_ZOOMS,
+               f"prior.selfie_zooms: expected 1 to {MAX_ZOOMS} scales, got "
+               f"{len(self.selfie_zooms)}")
+        for i, zoom in enumerate(self.selfie_zooms):
+            _bounded(f"prior.selfie_zooms[{i}]", zoom, 1.0, MAX_ZOOM)
         _bounded("prior.embed_dim", self.embed_dim, 1, MAX_WIDTH)
         _bounded("prior.width", self.width, 1, MAX_WIDTH)
         _bounded("prior.fourier_frequencies", self.fourier_frequencies, 1, 32)

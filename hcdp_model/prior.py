@@ -144,6 +144,7 @@ class HumanPrior(nn.Module):
         self.selfie = None
         if cfg.kind in SELFIE_KINDS:
             self.selfie = SelfiePrior(cfg.selfie_feature).freeze()
+            self.zooms = tuple(cfg.selfie_zooms)
             z_dim += FEATURES[cfg.selfie_feature][0] + 1
             self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1),
                                  persistent=False)
@@ -187,22 +188,29 @@ class HumanPrior(nn.Module):
         """Normalised frames [B,3,H,W] -> capped person logits [B,1,H,W] and features on `grid`.
 
         `grid` defaults to the network's own feature grid (its input size / stride). The network
-        runs on the letterbox content only (`content_box`), stretched to its input size (H and W
-        rounded up to multiples of 32); its maps go back into the box.
+        runs on the letterbox content only (`content_box`), stretched to its input size: H and W
+        times each zoom (prior.selfie_zooms), rounded up to multiples of 32; its maps go back into
+        the box. The person logits are the maximum over the zooms, the features the first zoom's.
         """
         h, w = x.shape[-2:]
-        size = ((h + 31) // 32 * 32, (w + 31) // 32 * 32)  # SelfiePrior: multiples of 32
         centre, half = content_box(x)
         rgb = (x * self.std.to(x.dtype) + self.mean.to(x.dtype)).clamp(0.0, 1.0)
-        # sample points stay on the content's pixel centres: no band colour blends in at its edge
-        rgb = resample(rgb, centre, half, size, inset=(1.0 / w, 1.0 / h))
-        maps = self.selfie.forward_features(rgb)
-        stride = FEATURES[self.selfie.feature][1]
-        grid = grid or (size[0] // stride, size[1] // stride)
         back, inverse = -centre / half, 1.0 / half  # frame point v reads the box at (v - c) / s
-        feat = resample(maps[self.selfie.feature], back, inverse, grid)
         cap = PERSON_LOGIT_CAP  # bands: no person (-cap), zero features
-        person = resample(maps["logits"].clamp(-cap, cap) + cap, back, inverse, (h, w)) - cap
+        person = feat = None
+        for zoom in self.zooms:
+            # SelfiePrior: multiples of 32
+            size = (math.ceil(h * zoom / 32) * 32, math.ceil(w * zoom / 32) * 32)
+            # sample points stay on the content's pixel centres: no band colour blends in at its
+            # edge
+            maps = self.selfie.forward_features(resample(rgb, centre, half, size,
+                                                         inset=(1.0 / w, 1.0 / h)))
+            logits = resample(maps["logits"].clamp(-cap, cap) + cap, back, inverse, (h, w)) - cap
+            person = logits if person is None else torch.maximum(person, logits)
+            if feat is None:
+                stride = FEATURES[self.selfie.feature][1]
+                feat = resample(maps[self.selfie.feature], back, inverse,
+                                grid or (size[0] // stride, size[1] // stride))
         return person, feat
 
     def forward(self, x: torch.Tensor,

@@ -230,14 +230,20 @@ def test_export_cli_verifies_on_the_images_of_check_images(checkpoint, tmp_path,
         read_images(tmp_path / "nothing", 2)
 
 
-def test_onnx_export_of_a_model_with_the_selfie_prior_equals_eager(tmp_path):
-    """The real-trained prior (prior.kind selfie, in the bundled model) exports like the rest."""
+@pytest.mark.parametrize("zooms", [(1.0,), (1.0, 2.0)])
+def test_onnx_export_of_a_model_with_the_selfie_prior_equals_eager(tmp_path, zooms):
+    """The real-trained prior (prior.kind selfie, in the bundled model) exports like the rest.
+
+    With prior.selfie_zooms too: the network at two input sizes, the logits' maximum.
+    """
     from hcdp_model.checkpoint import save_checkpoint
     from hcdp_model.model import HCDPModel
     from tests.model.helpers import activate_temporal, micro_config
 
     torch.manual_seed(0)
-    model = activate_temporal(HCDPModel(micro_config(temporal=True, prior="selfie")))
+    cfg = micro_config(temporal=True, prior="selfie")
+    cfg.prior.selfie_zooms = zooms
+    model = activate_temporal(HCDPModel(cfg))
     with torch.no_grad():  # the prior's path active, as after training
         model.human_prior.psi.weight.normal_(0.0, 0.5)
         model.fusion.layers[0].weight[:, -1].normal_(0.0, 0.5)

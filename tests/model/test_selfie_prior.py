@@ -402,6 +402,52 @@ def test_selfie_network_sees_the_image_stretched_to_its_input_and_never_the_band
     assert (person[..., box.top + box.new_h:, :] == -PERSON_LOGIT_CAP).all()
 
 
+def test_selfie_zooms_run_the_network_on_the_content_stretched_larger_and_take_the_max() -> None:
+    """prior.selfie_zooms (1, 2): logits = max(zoom 1's, zoom 2's); features from zoom 1."""
+    prior = _selfie_model().human_prior
+    image = np.random.default_rng(3).integers(0, 256, (40, 64, 3), dtype=np.uint8)
+    x, box = preprocess(image, 64)  # bands of 12 rows above and below
+    single, feat = prior.selfie_maps(x, None)
+    seen = []
+    hook = prior.selfie.stem.register_forward_pre_hook(lambda module, args: seen.append(args[0]))
+    try:
+        prior.zooms = (2.0,)
+        zoomed, _ = prior.selfie_maps(x, None)
+        prior.zooms = (1.0, 2.0)
+        both, both_feat = prior.selfie_maps(x, None)
+    finally:
+        hook.remove()
+        prior.zooms = (1.0,)
+    assert seen[0].shape[-2:] == (128, 128)  # the content stretched to twice the input size
+    content = denormalize(x)[..., box.top:box.top + box.new_h, :].clamp(0.0, 1.0)
+    stretched = F.interpolate(content, size=(128, 128), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(seen[0], stretched, atol=1e-5, rtol=0)
+    assert not torch.allclose(zoomed, single)
+    torch.testing.assert_close(both, torch.maximum(single, zoomed))
+    torch.testing.assert_close(both_feat, feat)
+    assert (both[..., :box.top, :] == -PERSON_LOGIT_CAP).all()  # the bands stay no person
+
+
+def test_selfie_zooms_are_checked_and_saved(tmp_path) -> None:
+    from hcdp_model.checkpoint import load_checkpoint, save_checkpoint
+
+    for zooms, message in (((), r"expected 1 to 4 scales, got 0"),
+                           ((1.0, 0.5), r"selfie_zooms\[1\]: expected a value in \[1.0, 8.0\]"),
+                           ((1.0,) * 5, r"expected 1 to 4 scales, got 5")):
+        cfg = micro_config(prior="selfie")
+        cfg.prior.selfie_zooms = zooms
+        with pytest.raises(ConfigError, match=message):
+            cfg.validate()
+    cfg = micro_config(prior="selfie")
+    cfg.prior.selfie_zooms = (1.0, 2.0)
+    model = HCDPModel(cfg).eval()
+    loaded = load_checkpoint(save_checkpoint(model, tmp_path / "m")).eval()
+    assert loaded.human_prior.zooms == (1.0, 2.0)
+    clip = torch.randn(1, 1, 3, 56, 56)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(clip)["mask_logits"], model(clip)["mask_logits"])
+
+
 def test_selfie_prior_treats_each_frame_of_a_batch_with_its_own_box() -> None:
     prior = _selfie_model(kind="learned_selfie").human_prior
     rng = np.random.default_rng(2)
