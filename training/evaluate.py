@@ -139,7 +139,7 @@ def per_frame_model(model: HCDPModel) -> HCDPModel:
     Every frame is predicted on its own (the stage-1 network). Changes `model` in place.
     """
     model.temporal_blocks = model.fused_temporal = None
-    model.cfg.temporal.enabled = model.cfg.temporal.fused = model.cfg.temporal.fused_person = False
+    model.cfg.temporal.enabled = model.cfg.temporal.fused = False
     return model
 
 

@@ -168,15 +168,6 @@ def test_per_frame_model_equals_the_stage1_model_it_was_built_on():
     assert per_frame.temporal_blocks is None and not per_frame.cfg.temporal.enabled
 
 
-def test_per_frame_model_of_a_fused_block_carrying_the_person_logits_has_a_valid_config():
-    # temporal.fused_person goes with the block: the config saved for the baseline must validate.
-    from tests.model.test_fused_temporal import fused_model
-
-    per_frame = per_frame_model(fused_model(person=True))
-    assert per_frame.fused_temporal is None and not per_frame.cfg.temporal.fused_person
-    per_frame.cfg.validate()
-
-
 def test_markdown_table_has_a_row_per_metric_and_the_relative_change():
     summary = {m: dict.fromkeys(METRIC_NAMES, 1.0) for m in ("streaming", "per_frame")}
     summary["streaming"]["OPW"] = 0.5
