@@ -117,9 +117,7 @@ class TemporalConfig:
     """Temporal attention: four blocks, one per DPT scale, after reassemble (paper §3.2).
 
     `fused` adds a fifth block on the fused features before CWA and the heads, whose update comes
-    only from the last `fused_window` frames (temporal.FusedTemporalBlock, issue 17);
-    `fused_person` lets it also steady a selfie prior's person logits (they reach the mask after
-    it).
+    only from the last `fused_window` frames (temporal.FusedTemporalBlock, issue 17).
     """
 
     enabled: bool = False
@@ -130,7 +128,6 @@ class TemporalConfig:
     max_relative_distance: int = 32
     fused: bool = False
     fused_window: int = 4
-    fused_person: bool = False
 
     def validate(self) -> None:
         _check(self.mode in TEMPORAL_MODES,
@@ -143,10 +140,6 @@ class TemporalConfig:
                f"{self.fused!r}")
         _bounded("temporal.fused_window", self.fused_window, 1, self.max_relative_distance + 1)
         _check(not self.fused or self.enabled, "temporal.fused needs temporal.enabled: true")
-        _check(isinstance(self.fused_person, bool), f"temporal.fused_person: expected true or "
-               f"false, got {self.fused_person!r}")
-        _check(not self.fused_person or self.fused,
-               "temporal.fused_person needs temporal.fused: true")
 
 
 @dataclass
@@ -233,9 +226,6 @@ class ModelConfig:
         _check(not self.temporal.fused or self.fusion.channels % self.temporal.num_heads == 0,
                f"fusion.channels {self.fusion.channels} must be divisible by temporal.num_heads "
                f"{self.temporal.num_heads} (temporal.fused attends over the fused features)")
-        _check(not self.temporal.fused_person or self.prior.kind in SELFIE_KINDS,
-               f"temporal.fused_person needs a selfie prior (prior.kind one of {SELFIE_KINDS}), "
-               f"got {self.prior.kind!r}")
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -98,21 +98,6 @@ class HCDPModel(nn.Module):
                                   + self.human_prior.mask_gain * side.person_logits)
         return out
 
-    def fused_input(self, fused: torch.Tensor, side: Side) -> torch.Tensor:
-        """Return what the fused temporal block sees: the fused features [N,C,S,S].
-
-        With temporal.fused_person, the person logits as one more channel: [N,C+1,S,S].
-        """
-        if self.fused_temporal.person:
-            return torch.cat([fused, side.person_logits], 1)
-        return fused
-
-    def fused_output(self, y: torch.Tensor, side: Side) -> tuple[torch.Tensor, Side]:
-        """Split the fused temporal block's output into the fused features and `predict`'s side."""
-        if self.fused_temporal.person:
-            return y[:, :-1], Side(side.f_dpt, y[:, -1:])
-        return y, side
-
     def forward(self, clip: torch.Tensor, window: int | None = None) -> Outputs:
         """Clip [B,T,3,S,S] (normalised, see preprocess.py) -> depth, normal, mask_logits.
 
@@ -133,8 +118,7 @@ class HCDPModel(nn.Module):
                       for block, x in zip(self.temporal_blocks, scales)]
         fused, side = self.fuse(frames, scales)
         if self.fused_temporal is not None:
-            y = self.fused_temporal(self.fused_input(fused, side).unflatten(0, (b, t)), window)
-            fused, side = self.fused_output(y.flatten(0, 1), side)
+            fused = self.fused_temporal(fused.unflatten(0, (b, t)), window).flatten(0, 1)
         return {name: y.unflatten(0, (b, t)) for name, y in self.predict(fused, side).items()}
 
     def scale_sizes(self) -> list[int]:
@@ -167,19 +151,6 @@ class HCDPModel(nn.Module):
         ref = next(self.parameters())
         self.fused_temporal = FusedTemporalBlock(self.cfg.fusion.channels,
                                                  self.cfg.temporal).to(ref.device)
-
-    def add_fused_person_path(self) -> None:
-        """Let the fused temporal block steady the selfie person logits too (gain 0: no change).
-
-        temporal.FusedTemporalBlock, `person`; the logits otherwise reach the mask after the block.
-        """
-        if self.fused_temporal is None:
-            raise ValueError("this model has no fused temporal block")
-        temporal = dataclasses.replace(self.cfg.temporal, fused_person=True)
-        dataclasses.replace(self.cfg, temporal=temporal).validate()  # refused: nothing changes
-        self.cfg.temporal.fused_person = True
-        if not self.fused_temporal.person:
-            self.fused_temporal.add_person_path()
 
     def set_fused_window(self, frames: int) -> None:
         """Let the fused temporal block attend over the last `frames` frames.

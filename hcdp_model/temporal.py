@@ -43,18 +43,15 @@ def attend_slots(q: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, bias
                  heads: int, slot_loop: bool) -> torch.Tensor:
     """Attend one frame's queries over cached slots.
 
-    q [B, C, N] against keys [S, B, C, N] and values [S, B, C', N] with bias [S, heads] (-inf =
-    masked) -> [B, C', N]; C' is a multiple of heads (C' = C, or C + heads with the fused block's
-    person logit).
+    q [B, C, N] against keys/values [S, B, C, N] with bias [S, heads] (-inf = masked) -> [B, C, N].
     `slot_loop` goes slot by slot so that no temporary as large as the cache is written (faster on
     large maps; a graph gets the loop unrolled).
     """
     b, c, n = q.shape
     hd = c // heads
     q = q.unflatten(1, (heads, hd))  # [B, heads, hd, N]
-    # [S, B, heads, hd, N]; values may carry more channels per head than keys (the fused block's
-    # person logit, FusedTemporalBlock.person)
-    keys, values = keys.unflatten(2, (heads, hd)), values.unflatten(2, (heads, -1))
+    # [S, B, heads, hd, N]
+    keys, values = keys.unflatten(2, (heads, hd)), values.unflatten(2, (heads, hd))
     bias = bias[:, None, :, None]
     if slot_loop:
         scores = torch.stack([(k * q).sum(2) for k in keys])  # [S, B, heads, N]
@@ -284,16 +281,6 @@ class FusedTemporalBlock(nn.Module):
     borrowing from the past. P is linear without a bias and zero-initialised (a fresh block changes
     nothing). Streaming uses the same cache layouts as `TemporalBlock` ([slots, B, C, h*w]), with
     `fused_window` slots at most.
-
-    With `person` (temporal.fused_person) the input carries one more channel after the C features:
-    a selfie prior's person logits, which otherwise reach the mask after this block and flicker
-    with each frame (docs/training.md, "The mask's own path"). They are averaged over the past with
-    the same attention (appended to every head's values; the heads' averages are averaged) and
-    blended by a scalar gain g, zero-initialised:
-
-        person_out_t = person_t + g (sum_s p_s person_s - person_t)
-
-    so without earlier frames they pass unchanged as well.
     """
 
     def __init__(self, dim: int, cfg: TemporalConfig) -> None:
@@ -302,8 +289,6 @@ class FusedTemporalBlock(nn.Module):
         self.num_heads = cfg.num_heads
         self.max_rel = cfg.max_relative_distance
         self.window = cfg.fused_window
-        self.dim = dim
-        self.person = False
         self.norm = nn.LayerNorm(dim)
         self.qk = nn.Linear(dim, 2 * dim)
         with torch.no_grad():
@@ -314,21 +299,6 @@ class FusedTemporalBlock(nn.Module):
         # a past (a per-frame layer again).
         self.proj_out = nn.Linear(dim, dim, bias=False)
         nn.init.zeros_(self.proj_out.weight)
-        if cfg.fused_person:
-            self.add_person_path()
-
-    def add_person_path(self) -> None:
-        """Carry the person logits as one more input channel, with a zero gain (no change yet)."""
-        self.person = True
-        self.person_gain = nn.Parameter(torch.zeros((), device=self.proj_out.weight.device))
-
-    def channels(self) -> int:
-        """Channels of the block's input and output: the features, plus the person logit."""
-        return self.dim + int(self.person)
-
-    def value_channels(self) -> int:
-        """Channels of a cached value: the features, plus a copy of the person logit per head."""
-        return self.dim + (self.num_heads if self.person else 0)
 
     def bias(self, offsets: torch.Tensor) -> torch.Tensor:
         """Bias for an integer tensor of offsets: [...] -> [heads, ...]."""
@@ -340,8 +310,8 @@ class FusedTemporalBlock(nn.Module):
 
     def split(self, seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Sequences [N, T, C] -> queries and keys [N, heads, T, C / heads]."""
-        n, t, c = seq.shape[0], seq.shape[1], self.dim
-        qk = self.qk(self.norm(seq[..., :c])).reshape(n, t, 2, self.num_heads, c // self.num_heads)
+        n, t, c = seq.shape
+        qk = self.qk(self.norm(seq)).reshape(n, t, 2, self.num_heads, c // self.num_heads)
         q, k = qk.permute(2, 0, 3, 1, 4)
         return q, k
 
@@ -351,80 +321,41 @@ class FusedTemporalBlock(nn.Module):
         if cache is not None:
             return self.step(x, cache)
         b, t, c, h, w = x.shape
-        if c != self.channels():
-            raise ValueError(f"the fused temporal block expects {self.channels()} channels, "
-                             f"got {c}")
         span = self.window if window is None else self.slots(window)
         seq = x.permute(0, 3, 4, 1, 2).reshape(b * h * w, t, c)
         q, k = self.split(seq)
-        heads, d = self.num_heads, self.dim
-        v = seq[..., :d].reshape(-1, t, heads, d // heads)
-        if self.person:  # [N, T, heads, d/heads + 1]: the logit joins every head's values
-            v = torch.cat([v, seq[..., d:, None].expand(-1, t, heads, 1)], -1)
+        v = seq.reshape(-1, t, self.num_heads, c // self.num_heads).transpose(1, 2)
         mask = clip_attention_bias(self.bias, t, x.device, self.causal, span)[None]
-        past = F.scaled_dot_product_attention(q, k, v.transpose(1, 2), attn_mask=mask.to(q.dtype))
-        past = past.transpose(1, 2)  # [N, T, heads, d/heads (+1)]
-        feats = seq[..., :d]
-        out = feats + self.proj_out(past[..., :d // heads].reshape(-1, t, d) - feats)
-        if self.person:
-            person = seq[..., d:]
-            out = torch.cat([out, person + self.person_gain * (past[..., -1].mean(-1, keepdim=True)
-                                                               - person)], -1)
+        past = F.scaled_dot_product_attention(q, k, v, attn_mask=mask.to(q.dtype))
+        past = past.transpose(1, 2).reshape(-1, t, c)
+        out = seq + self.proj_out(past - seq)
         return out.reshape(b, h, w, t, c).permute(0, 3, 4, 1, 2)
 
     # -- streaming --------------------------------------------------------------------------------
     def empty_cache(self, x_shape: torch.Size, window: int, device, dtype) -> KVCache:
-        """Keys [slots - 1, B, C, h*w], values [slots - 1, B, `value_channels`, h*w], valid.
-
-        `x_shape` is [B, C, h, w] with C the features (without the person channel).
-        """
         b, c, h, w = x_shape
-        keys = torch.zeros(self.slots(window) - 1, b, c, h * w, device=device, dtype=dtype)
-        values = keys.new_zeros(keys.shape[0], b, self.value_channels(), h * w)
-        return keys, values, torch.zeros(keys.shape[0], dtype=torch.bool, device=device)
+        kv = torch.zeros(self.slots(window) - 1, b, c, h * w, device=device, dtype=dtype)
+        return kv, kv.clone(), torch.zeros(kv.shape[0], dtype=torch.bool, device=device)
 
     def empty_ring(self, x_shape: torch.Size, window: int, device, dtype) -> RingCache:
-        """As `empty_cache` with `slots` slots and ages (-1 = empty) instead of valid flags."""
         b, c, h, w = x_shape
-        keys = torch.zeros(self.slots(window), b, c, h * w, device=device, dtype=dtype)
-        values = keys.new_zeros(keys.shape[0], b, self.value_channels(), h * w)
-        return keys, values, torch.full((keys.shape[0],), -1, dtype=torch.long, device=device)
+        kv = torch.zeros(self.slots(window), b, c, h * w, device=device, dtype=dtype)
+        return kv, kv.clone(), torch.full((kv.shape[0],), -1, dtype=torch.long, device=device)
 
-    def _frame_qk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Split one frame x [B, C(+1), h, w] into what the cache and the update need.
-
-        Returns flat [B, C(+1), h*w] (a view), the value to cache [B, value_channels, h*w] (the
-        view itself without the person channel) and q, k as [B, 2C, h*w].
-        """
+    def _frame_qk(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return x [B, C, h, w] as [B, C, h*w] (a view) and its q, k as [B, 2C, h*w]."""
         b, c, h, w = x.shape
-        if c != self.channels():
-            raise ValueError(f"the fused temporal block expects {self.channels()} channels, "
-                             f"got {c}")
-        d = self.dim
         flat = x.reshape(b, c, h * w)
-        normed = self.norm(x[:, :d].permute(0, 2, 3, 1).reshape(b, h * w, d)).transpose(1, 2)
+        normed = self.norm(x.permute(0, 2, 3, 1).reshape(b, h * w, c)).transpose(1, 2)
         qk = torch.baddbmm(self.qk.bias[None, :, None].expand(b, -1, h * w),
                            self.qk.weight.expand(b, -1, -1), normed)
-        value = flat
-        if self.person:  # every head's values get the logit: [B, heads, d/heads + 1, h*w]
-            heads = self.num_heads
-            value = torch.cat([flat[:, :d].unflatten(1, (heads, d // heads)),
-                               flat[:, None, d:].expand(-1, heads, 1, -1)], 2).flatten(1, 2)
-        return flat, value, qk
+        return flat, qk
 
     def _frame_out(self, flat: torch.Tensor, past: torch.Tensor,
                    shape: torch.Size) -> torch.Tensor:
-        """Return x + P(past - x) (and the person update) for one frame -> [B, C(+1), h, w]."""
-        if not self.person:
-            return torch.baddbmm(flat, self.proj_out.weight.expand(flat.shape[0], -1, -1),
-                                 past - flat).view(shape)
-        d, heads = self.dim, self.num_heads
-        past = past.unflatten(1, (heads, -1))  # [B, heads, d/heads + 1, h*w]
-        feats, person = flat[:, :d], flat[:, d:]
-        out = torch.baddbmm(feats, self.proj_out.weight.expand(flat.shape[0], -1, -1),
-                            past[:, :, :-1].flatten(1, 2) - feats)
-        blended = person + self.person_gain * (past[:, :, -1:].mean(1) - person)
-        return torch.cat([out, blended], 1).view(shape)
+        """Return x + P(past - x) for one frame: [B, C, h*w] -> [B, C, h, w]."""
+        return torch.baddbmm(flat, self.proj_out.weight.expand(flat.shape[0], -1, -1),
+                             past - flat).view(shape)
 
     def step(self, x: torch.Tensor, cache: KVCache,
              slot_loop: bool | None = None) -> tuple[torch.Tensor, KVCache]:
@@ -437,9 +368,9 @@ class FusedTemporalBlock(nn.Module):
                                "bidirectional")
         if cache[0].shape[0] == 0:  # no slot for the past (W = 1): exactly the identity
             return x, cache
-        c = self.dim
-        flat, value, qk = self._frame_qk(x)
-        keys, values, allowed, bias = append_frame(cache, qk[None, :, c:], value[None], self.bias)
+        c = x.shape[1]
+        flat, qk = self._frame_qk(x)
+        keys, values, allowed, bias = append_frame(cache, qk[None, :, c:], flat[None], self.bias)
         past = attend_slots(qk[:, :c], keys, values, bias, self.num_heads,
                             _slot_loop(slot_loop, x))
         return self._frame_out(flat, past, x.shape), (keys[1:], values[1:], allowed[1:])
@@ -450,9 +381,9 @@ class FusedTemporalBlock(nn.Module):
         keys, values, ages = cache
         if keys.shape[0] == 1:  # a ring of one slot holds only the current frame: the identity
             return x
-        c = self.dim
-        flat, value, qk = self._frame_qk(x)
-        write_ring(keys, values, ages, qk[None, :, c:], value[None])
+        c = x.shape[1]
+        flat, qk = self._frame_qk(x)
+        write_ring(keys, values, ages, qk[None, :, c:], flat[None])
         bias = self.bias(ages).masked_fill(ages < 0, float("-inf")).to(x.dtype).t()
         past = attend_slots(qk[:, :c], keys, values, bias, self.num_heads,
                             _slot_loop(slot_loop, x))

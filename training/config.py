@@ -66,8 +66,6 @@ class ModelSection:
     window: int = 0
     # stage 2: add the fused temporal block (temporal.FusedTemporalBlock) if the model has none
     fused_temporal: bool = False
-    # stage 2: let the fused block steady the selfie person logits too (temporal.fused_person)
-    fused_person: bool = False
 
 
 @dataclass

@@ -68,8 +68,6 @@ def build_model(cfg: TrainConfig) -> HCDPModel:
         model.insert_temporal_blocks(m.temporal_mode)
     if cfg.stage == 2 and m.fused_temporal and model.fused_temporal is None:
         model.insert_fused_temporal_block()
-    if cfg.stage == 2 and m.fused_person and not model.cfg.temporal.fused_person:
-        model.add_fused_person_path()
     prepare(model, cfg)
     return model
 

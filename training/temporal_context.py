@@ -89,8 +89,7 @@ def attention_report(model: HCDPModel, clip: torch.Tensor, window: int) -> list[
         full, alone = block(x, window=window), block(x, window=1)
         update = (full - x).norm()
         report.append({
-            "block": "fused" if fused else index,
-            "features": block.dim if fused else int(x.shape[2]),  # without the person channel
+            "block": "fused" if fused else index, "features": int(x.shape[2]),
             "map": [int(x.shape[3]), int(x.shape[4])],
             "mass_current": float(diagonal.mean()), "mass_past": float(1.0 - diagonal.mean()),
             "mass_by_offset": by_offset,

@@ -23,8 +23,7 @@ class StreamingStep(nn.Module):
 
     state = (keys, values, valid) for each of the 4 temporal blocks, then for the fused temporal
     block if the model has one; keys/values [W-1, B, C, h*w] oldest first (the fused block keeps
-    min(W, fused_window) - 1 slots; its values carry the person logit per head with
-    temporal.fused_person), valid bool. Without temporal blocks the state is empty.
+    min(W, fused_window) - 1 slots), valid bool. Without temporal blocks the state is empty.
     """
 
     def __init__(self, model: HCDPModel, window: int) -> None:
@@ -66,9 +65,7 @@ class StreamingStep(nn.Module):
         fused, side = self.model.fuse(frame, scales)
         if self.model.fused_temporal is not None:
             first = 3 * len(self.model.temporal_blocks)  # after the DPT-scale blocks' caches
-            y, cache = self.model.fused_temporal(self.model.fused_input(fused, side),
-                                                 cache=tuple(state[first:first + 3]))
-            fused, side = self.model.fused_output(y, side)
+            fused, cache = self.model.fused_temporal(fused, cache=tuple(state[first:first + 3]))
             new_state.extend(cache)
         out = self.model.predict(fused, side)
         return (out["depth"], out["normal"], out["mask_logits"], *new_state)
@@ -92,9 +89,7 @@ class InPlaceStreamingStep(StreamingStep):
         fused, side = self.model.fuse(frame, scales)
         if self.model.fused_temporal is not None:
             first = 3 * len(self.model.temporal_blocks)
-            y = self.model.fused_temporal.step_ring(self.model.fused_input(fused, side),
-                                                    tuple(state[first:first + 3]))
-            fused, side = self.model.fused_output(y, side)
+            fused = self.model.fused_temporal.step_ring(fused, tuple(state[first:first + 3]))
         out = self.model.predict(fused, side)
         return (out["depth"], out["normal"], out["mask_logits"], *state)
 

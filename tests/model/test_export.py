@@ -254,18 +254,3 @@ def test_onnx_export_of_a_model_with_the_selfie_prior_equals_eager(tmp_path, zoo
     for want, got in pairs:
         for w, g in zip(want, got):
             torch.testing.assert_close(g, w, atol=1e-4, rtol=0)
-
-
-def test_onnx_export_of_a_fused_block_carrying_the_person_logits_equals_eager(tmp_path):
-    """temporal.fused_person: the fused block's wider values and the logit's update export too."""
-    from hcdp_model.checkpoint import save_checkpoint
-    from tests.model.test_fused_temporal import fused_model
-
-    model = fused_model(window=WINDOW, person=True)
-    checkpoint = save_checkpoint(model, tmp_path / "person")
-    out = tmp_path / "step.onnx"
-    export_artefact(checkpoint, out, ExportSpec("onnx", window=WINDOW, camera_size=(40, 60)))
-    pairs = _eager_vs_backend(checkpoint, open_artefact(out))
-    for want, got in pairs:
-        for w, g in zip(want, got):
-            torch.testing.assert_close(g, w, atol=1e-4, rtol=0)

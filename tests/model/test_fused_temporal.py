@@ -17,17 +17,11 @@ from tests.model.helpers import activate_temporal, micro_config, random_clip
 import torch
 
 
-def fused_model(window: int = 3, scale: float = 0.5, person: bool = False) -> HCDPModel:
-    """Build a micro stage-2 model whose fused block has a non-zero projection and time bias.
-
-    `person`: a selfie prior whose person logits the block carries (with a non-zero gain).
-    """
-    cfg = micro_config(temporal=True, prior="learned_selfie" if person else "learned")
-    model = activate_temporal(HCDPModel(cfg))
+def fused_model(window: int = 3, scale: float = 0.5) -> HCDPModel:
+    """Build a micro stage-2 model whose fused block has a non-zero projection and time bias."""
+    model = activate_temporal(HCDPModel(micro_config(temporal=True)))
     model.cfg.temporal.fused_window = window
     model.insert_fused_temporal_block()
-    if person:
-        model.add_fused_person_path()
     g = torch.Generator().manual_seed(3)
     block = model.fused_temporal
     with torch.no_grad():  # every parameter away from its initialisation
@@ -84,12 +78,10 @@ def test_the_fused_window_bounds_how_far_back_it_looks():
         assert not torch.allclose(block(x, window=16)[:, 3], block(y, window=16)[:, 3])
 
 
-@pytest.mark.parametrize("person", [False, True])
 @pytest.mark.parametrize("step_class", [StreamingStep, InPlaceStreamingStep, ExportStep])
 @pytest.mark.parametrize("window", [1, 2, 5])
-def test_streaming_with_the_fused_block_equals_the_offline_causal_forward(step_class, window,
-                                                                          person):
-    model = fused_model(window=3, person=person)
+def test_streaming_with_the_fused_block_equals_the_offline_causal_forward(step_class, window):
+    model = fused_model(window=3)
     frames = 7
     clip = random_clip(model, frames)
     with torch.no_grad():
@@ -202,107 +194,3 @@ def test_the_bundled_fused_block_changes_its_output_when_earlier_frames_change()
         assert torch.equal(model.fused_temporal(alone, window=16), alone)  # no past: identity
     change = float((updates[0] - updates[1]).norm() / updates[0].norm())
     assert change > 0.05, f"the bundled fused block ignored a different past ({change:.3f})"
-
-
-# -- the person path (temporal.fused_person): the selfie logits steadied by the same attention ---
-def test_adding_the_person_path_changes_nothing_until_its_gain_moves():
-    fresh = activate_temporal(HCDPModel(micro_config(temporal=True, prior="learned_selfie")))
-    fresh.insert_fused_temporal_block()
-    fresh.eval()
-    clip = random_clip(fresh, 5)
-    with torch.no_grad():
-        before = fresh(clip, window=4)
-        fresh.add_fused_person_path()
-        after = fresh(clip, window=4)
-    assert fresh.cfg.temporal.fused_person and fresh.fused_temporal.person
-    for key in before:
-        torch.testing.assert_close(after[key], before[key], atol=0, rtol=0)
-
-
-def test_with_the_person_path_window_1_is_still_exactly_the_model_without_the_block():
-    model = fused_model(person=True)
-    bare = copy.deepcopy(model)
-    bare.fused_temporal = None
-    clip = random_clip(model, 5)
-    with torch.no_grad():
-        with_block, without = model(clip, window=1), bare(clip, window=1)
-    for key in with_block:
-        torch.testing.assert_close(with_block[key], without[key], atol=1e-6, rtol=0)
-
-
-def test_the_person_path_makes_the_mask_depend_on_earlier_frames():
-    # Every feature update from the past is switched off (P = 0 in all five blocks): any change of
-    # the last mask comes from the person logits borrowed from the past.
-    model = fused_model(window=4, person=True)
-    with torch.no_grad():
-        for block in [*model.temporal_blocks, model.fused_temporal]:
-            block.proj_out.weight.zero_()
-    clip = random_clip(model, 4)
-    other = clip.clone()
-    other[:, :3] = random_clip(model, 3, seed=9)
-    with torch.no_grad():
-        here, there = model(clip, window=4), model(other, window=4)
-        model.fused_temporal.person_gain.zero_()
-        off_here, off_there = model(clip, window=4), model(other, window=4)
-    change = (here["mask_logits"][:, -1] - there["mask_logits"][:, -1]).abs().max()
-    assert change > 1e-3, f"the last mask ignored a different past (max change {change})"
-    torch.testing.assert_close(here["depth"][:, -1], there["depth"][:, -1])
-    torch.testing.assert_close(off_here["mask_logits"][:, -1], off_there["mask_logits"][:, -1])
-
-
-def test_the_person_update_is_the_gained_attention_average_of_the_past_logits():
-    # Hand case: q, k and the time bias all zero -> uniform attention over the last `window`
-    # frames, so person_out_t = l_t + g (mean(l_{t-w+1..t}) - l_t); the features' P is 0.
-    block = fused_model(window=3, person=True).fused_temporal
-    with torch.no_grad():
-        for p in (block.qk.weight, block.qk.bias, block.relative_bias, block.proj_out.weight):
-            p.zero_()
-        block.person_gain.fill_(0.75)
-    c = block.dim
-    x = torch.randn(1, 5, c + 1, 2, 3)
-    logits = torch.tensor([1.0, 5.0, -2.0, 4.0, 0.5])
-    x[:, :, c] = logits[None, :, None, None]
-    with torch.no_grad():
-        y = block(x, window=16)
-    means = torch.tensor([1.0, 3.0, 4.0 / 3, 7.0 / 3, 2.5 / 3])  # over frames t-2 .. t
-    want = logits + 0.75 * (means - logits)
-    torch.testing.assert_close(y[0, :, c], want[:, None, None].expand(5, 2, 3))
-    torch.testing.assert_close(y[:, :, :c], x[:, :, :c])  # P = 0: the features pass unchanged
-
-
-def test_the_person_path_caches_the_logit_once_per_head():
-    model = fused_model(window=3, person=True)
-    s, c, heads = model.cfg.resolution, model.cfg.fusion.channels, model.cfg.temporal.num_heads
-    state = StreamingStep(model, 16).init_state()
-    assert state[12].shape == (2, 1, c, s * s) and state[13].shape == (2, 1, c + heads, s * s)
-    assert InPlaceStreamingStep(model, 16).init_state()[13].shape == (3, 1, c + heads, s * s)
-
-
-def test_the_person_path_is_checked_and_round_trips_through_a_checkpoint(tmp_path):
-    from hcdp_model.checkpoint import load_checkpoint, save_checkpoint
-
-    cfg = micro_config(temporal=True)
-    cfg.temporal.fused_person = True
-    with pytest.raises(ConfigError, match="temporal.fused_person needs temporal.fused: true"):
-        cfg.temporal.validate()
-    cfg.temporal.fused = True
-    with pytest.raises(ConfigError, match="temporal.fused_person needs a selfie prior"):
-        cfg.validate()
-    plain = fused_model()  # prior.kind learned: no person logits to carry
-    with pytest.raises(ConfigError, match="temporal.fused_person needs a selfie prior"):
-        plain.add_fused_person_path()
-    assert not plain.cfg.temporal.fused_person and not plain.fused_temporal.person
-    with pytest.raises(ValueError, match="no fused temporal block"):
-        HCDPModel(micro_config(temporal=True, prior="learned_selfie")).add_fused_person_path()
-    with pytest.raises(ValueError, match="expects 9 channels, got 8"):
-        fused_model(person=True).fused_temporal(torch.randn(1, 2, 8, 3, 3))
-
-    model = fused_model(person=True)
-    save_checkpoint(model, tmp_path / "m")
-    loaded = load_checkpoint(tmp_path / "m").eval()
-    assert loaded.cfg.temporal.fused_person and loaded.fused_temporal.person
-    clip = random_clip(model, 4)
-    with torch.no_grad():
-        got, want = loaded(clip, window=3), model(clip, window=3)
-    for key in want:
-        torch.testing.assert_close(got[key], want[key])

@@ -14,7 +14,6 @@ import sys
 
 from hcdp_model.checkpoint import load_checkpoint, save_checkpoint
 from hcdp_model.cli import main as hcdp_main
-from hcdp_model.model import HCDPModel
 from hcdp_training import state as state_module
 from hcdp_training.loader import build_dataset
 from hcdp_training.stages import build_model, make_task
@@ -127,34 +126,6 @@ def test_stage1_from_a_stage2_model_trains_the_encoder_and_leaves_the_temporal_b
         assert torch.equal(before[k], after.state_dict()[k]), k
     assert not torch.equal(before["encoder.blocks.0.attn.qkv.weight"],
                            after.encoder.blocks[0].attn.qkv.weight)
-
-
-def test_model_fused_person_adds_the_person_path_and_trains_its_gain_alone(setup):
-    """The fused step with model.fused_person: the selfie logits' gain starts at 0 and learns."""
-    from tests.model.helpers import activate_temporal, micro_config
-
-    torch.manual_seed(0)
-    model = activate_temporal(HCDPModel(micro_config(temporal=True, prior="learned_selfie")))
-    model.insert_fused_temporal_block()
-    with torch.no_grad():  # a trained-like fused block
-        for p in model.fused_temporal.parameters():
-            p.add_(0.1 * torch.randn_like(p))
-    init = save_checkpoint(model, setup["root"] / "selfie_stage2")
-    cfg = train_config(2, setup["root"] / "s2_person", setup["data"], setup["model_config"],
-                       model={"init": str(init), "fused_person": True},
-                       optim={"steps": 2, "batch_size": 1, "lr_encoder": 0.0, "lr_others": 0.0,
-                              "lr_temporal": 0.0, "lr_fused_temporal": 1e-2},
-                       loss={"lambda_seg": 1.0})
-    start = build_model(cfg)
-    assert start.cfg.temporal.fused_person
-    assert float(start.fused_temporal.person_gain.detach()) == 0.0
-    after = train(cfg).model
-    assert abs(float(after.fused_temporal.person_gain.detach())) > 1e-3
-    changed = {k for k, v in start.state_dict().items()
-               if not torch.equal(v, after.state_dict()[k])}
-    assert "fused_temporal.person_gain" in changed
-    assert all(k.startswith("fused_temporal.") for k in changed), changed
-    assert load_checkpoint(setup["root"] / "s2_person" / "final").cfg.temporal.fused_person
 
 
 def test_a_step_whose_gradient_norm_exceeds_drop_grad_norm_is_skipped_and_counted(setup):
