@@ -41,7 +41,9 @@ def main() -> None:
                         help="time this stage-2 checkpoint (e.g. data/models/default) instead of "
                              "a preset with fresh temporal blocks; its single-frame model is the "
                              "same weights without temporal blocks, and a fused temporal block "
-                             "adds stream_W_without_fused rows")
+                             "adds stream_W_without_fused rows, a selfie prior at several "
+                             "zooms (prior.selfie_zooms) single_zoom_1 and stream_W_zoom_1 rows "
+                             "(the same model with the selfie network at zoom 1 only)")
     parser.add_argument("--windows", type=int, nargs="+", default=[8, 16, 32])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
@@ -68,6 +70,11 @@ def main() -> None:
     if temporal.fused_temporal is not None:
         without_fused = copy.deepcopy(temporal)
         without_fused.fused_temporal = None
+    zoom_1 = None
+    prior = temporal.human_prior
+    if prior is not None and prior.selfie is not None and tuple(prior.zooms) != (1.0,):
+        zoom_1 = copy.deepcopy(temporal)
+        zoom_1.set_selfie_zooms((1.0,))
     s = cfg.resolution
     frames = torch.randn(max(args.windows) + args.rounds + 1, 1, 3, s, s)
 
@@ -76,22 +83,32 @@ def main() -> None:
     if without_fused is not None:
         streams.update({f"stream_{w}_without_fused": InPlaceStreamingStep(without_fused, w)
                         for w in args.windows})
+    singles = {"single": single_step}
+    if zoom_1 is not None:
+        single_zoom_1 = copy.deepcopy(single)
+        single_zoom_1.set_selfie_zooms((1.0,))
+        singles["single_zoom_1"] = StreamingStep(single_zoom_1, 1)
+        streams.update({f"stream_{w}_zoom_1": InPlaceStreamingStep(zoom_1, w)
+                        for w in args.windows})
     if args.functional:
         streams.update({f"functional_{w}": StreamingStep(temporal, w) for w in args.windows})
     states = {name: stream.init_state() for name, stream in streams.items()}
-    times: dict[str, list[float]] = {"single": [], **{name: [] for name in streams}}
+    times: dict[str, list[float]] = {**{name: [] for name in singles},
+                                     **{name: [] for name in streams}}
     if args.naive:
         times.update({f"naive_{w}": [] for w in args.windows})
 
     with torch.inference_mode():
         # Warm up and fill every cache to its full window so the timed calls attend over W frames.
         for i in range(max(args.windows)):
-            single_step(frames[i])
+            for step in singles.values():
+                step(frames[i])
             for name, stream in streams.items():
                 _, _, _, *states[name] = stream(frames[i], *states[name])
         for r in range(args.rounds):
             i = max(args.windows) + r
-            times["single"].append(_time(lambda: single_step(frames[i])))
+            for name, step in singles.items():
+                times[name].append(_time(lambda: step(frames[i])))
             for name, stream in streams.items():
                 def stream_once(name=name, stream=stream):
                     _, _, _, *states[name] = stream(frames[i], *states[name])

@@ -152,6 +152,16 @@ class HCDPModel(nn.Module):
         self.fused_temporal = FusedTemporalBlock(self.cfg.fusion.channels,
                                                  self.cfg.temporal).to(ref.device)
 
+    def set_selfie_zooms(self, zooms: tuple[float, ...]) -> None:
+        """Run the selfie network at these scales (prior.selfie_zooms; same weights)."""
+        if self.human_prior is None or self.human_prior.selfie is None:
+            raise ValueError("this model has no selfie prior (prior.kind selfie or "
+                             "learned_selfie)")
+        zooms = tuple(float(z) for z in zooms)
+        dataclasses.replace(self.cfg.prior, selfie_zooms=zooms).validate()
+        self.cfg.prior.selfie_zooms = zooms
+        self.human_prior.zooms = zooms
+
     def set_fused_window(self, frames: int) -> None:
         """Let the fused temporal block attend over the last `frames` frames.
 

@@ -438,9 +438,13 @@ def test_selfie_zooms_are_checked_and_saved(tmp_path) -> None:
         cfg.prior.selfie_zooms = zooms
         with pytest.raises(ConfigError, match=message):
             cfg.validate()
-    cfg = micro_config(prior="selfie")
-    cfg.prior.selfie_zooms = (1.0, 2.0)
-    model = HCDPModel(cfg).eval()
+    model = HCDPModel(micro_config(prior="selfie")).eval()
+    with pytest.raises(ConfigError, match="expected a value in"):
+        model.set_selfie_zooms((0.5,))
+    assert model.cfg.prior.selfie_zooms == (1.0,) and model.human_prior.zooms == (1.0,)
+    model.set_selfie_zooms((1, 2))  # what scripts/bundle_model.py --selfie-zooms calls
+    with pytest.raises(ValueError, match="no selfie prior"):
+        HCDPModel(micro_config()).set_selfie_zooms((1.0, 2.0))
     loaded = load_checkpoint(save_checkpoint(model, tmp_path / "m")).eval()
     assert loaded.human_prior.zooms == (1.0, 2.0)
     clip = torch.randn(1, 1, 3, 56, 56)
