@@ -55,8 +55,8 @@ BUNDLED = "data/models/default"
 BUNDLED_SHA256 = "29caa7e349c45d511e6f408b4952a38716b28a85100afc28b684cf096f49afa2"
 # The bundled model's outputs on `_pattern_clip()` (mean, mean |x|, values at (frame, row, col) of
 # POINTS per channel), pinned when it was bundled (session 15: stage 2b at λ_normal 2, then the
-# fused temporal block retrained alone on 16-frame clips at λ_temp_depth 3, issue 16/17; session 16
-# set prior.selfie_zooms to (1, 2) on the same weights, which moved the mask mean by 6e-5), with all
+# fused temporal block retrained alone on 16-frame clips at λ_temp_depth 3, issue 16/17; session
+# 16 set prior.selfie_zooms to (1, 2) on the same weights: the mask mean moved by 6e-5), with all
 # blocks, the fused temporal block and the selfie prior included: a change of the code that changes
 # what the bundled file computes fails here. (Until session 7 these values were computed with the
 # code before decoder.depth_head existed, on the model of that time.)
