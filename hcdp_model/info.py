@@ -22,7 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from .backends.base import DEFAULT_WINDOW
 from .backends.step import StreamingStep
 from .checkpoint import CheckpointError, resolve_checkpoint
-from .config import ModelConfig, preset, PRESETS
+from .config import ModelConfig, preset, PRESETS, SELFIE_KINDS
 from .model import HCDPModel
 from .preprocess import Letterbox
 
@@ -73,6 +73,7 @@ def count_config(cfg: ModelConfig, height: int, width: int,
         "preset": cfg.preset,
         "family": cfg.backbone.family,
         "prior": cfg.prior.kind,
+        "selfie_zooms": list(cfg.prior.selfie_zooms) if cfg.prior.kind in SELFIE_KINDS else None,
         "fused_temporal": model.fused_temporal is not None,
         "input_size": [height, width],
         "model_resolution": cfg.resolution,
@@ -86,12 +87,21 @@ def count_config(cfg: ModelConfig, height: int, width: int,
     }
 
 
+def selfie_zooms_label(info: dict) -> str:
+    """' (selfie zooms 1, 2)' for a selfie prior at several scales, else ''."""
+    zooms = info.get("selfie_zooms")
+    if not zooms or zooms == [1.0]:
+        return ""
+    return " (selfie zooms " + ", ".join(f"{z:g}" for z in zooms) + ")"
+
+
 def format_table(info: dict) -> str:
     lines = [f"hcdp {info['preset']} ({info['family']}): input "
              f"{info['input_size'][0]}x{info['input_size'][1]} -> model "
              f"{info['model_resolution']}x{info['model_resolution']} (content "
              f"{info['letterbox']['content'][0]}x{info['letterbox']['content'][1]}), streaming "
-             f"window {info['window']}; prior {info['prior']}, fused temporal block "
+             f"window {info['window']}; prior {info['prior']}{selfie_zooms_label(info)}, "
+             f"fused temporal block "
              f"{'yes' if info['fused_temporal'] else 'no'}",
              f"{'block':<18}{'params (M)':>12}{'GMACs':>10}"]
     for name, b in info["blocks"].items():

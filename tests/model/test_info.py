@@ -5,7 +5,7 @@ import re
 from hcdp_model.checkpoint import resolve_checkpoint
 from hcdp_model.cli import main
 from hcdp_model.config import ModelConfig
-from hcdp_model.info import count, count_config
+from hcdp_model.info import count, count_config, selfie_zooms_label
 from hcdp_model.predictor import default_checkpoint
 import pytest
 
@@ -91,7 +91,24 @@ def test_a_checkpoint_is_counted_with_its_fused_block_and_selfie_prior(capsys):
     assert count_config(cfg, 480, 640, window=64)["blocks"]["fused_temporal"] == fused
     assert info["params"] > count("tiny", 480, 640)["params"]  # the selfie network's weights
     assert main(["info", "--checkpoint", str(default_checkpoint())]) == 0
-    assert "prior learned_selfie, fused temporal block yes" in capsys.readouterr().out
+    assert ("prior learned_selfie (selfie zooms 1, 2), fused temporal block yes"
+            in capsys.readouterr().out)
+
+
+def test_each_selfie_zoom_costs_the_network_at_its_size():
+    # The bundled prior.selfie_zooms (1, 2): the second scale is the network at 448², four times
+    # its cost at 224² (what a repeated zoom 1 adds), in human_prior's GMACs.
+    cfg = ModelConfig.load(resolve_checkpoint(default_checkpoint())[1])
+    assert tuple(cfg.prior.selfie_zooms) == (1.0, 2.0)
+    prior = {}
+    for zooms in ((1.0,), (1.0, 1.0), (1.0, 2.0)):
+        cfg.prior.selfie_zooms = zooms
+        prior[zooms] = count_config(cfg, 480, 640, window=16)["blocks"]["human_prior"]["gmacs"]
+    at_224 = prior[(1.0, 1.0)] - prior[(1.0,)]
+    assert at_224 > 0.02
+    assert prior[(1.0, 2.0)] - prior[(1.0,)] == pytest.approx(4 * at_224, rel=0.02)
+    assert selfie_zooms_label({"selfie_zooms": [1.0]}) == ""
+    assert selfie_zooms_label({"selfie_zooms": None}) == ""
 
 
 def test_a_missing_checkpoint_is_a_one_line_error(capsys, tmp_path):
