@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 from importlib.metadata import entry_points
+import os
 import sys
 
 from hcdp_model.commands import Command, GROUP
@@ -85,7 +86,11 @@ def main(argv: list[str] | None = None) -> int:
               "is the matching extra installed (pip install -e '.[training]')?", file=sys.stderr)
         return 2
     args = command_parser(name, module).parse_args(argv[1:])
-    return int(module.run(args) or 0)
+    try:
+        return int(module.run(args) or 0)
+    except BrokenPipeError:  # the reader closed stdout (`hcdp info | head -1`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit flush
+        return 141  # 128 + SIGPIPE, as a shell tool killed by the closed pipe
 
 
 if __name__ == "__main__":

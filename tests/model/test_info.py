@@ -115,3 +115,18 @@ def test_a_missing_checkpoint_is_a_one_line_error(capsys, tmp_path):
     assert main(["info", "--checkpoint", str(tmp_path / "nowhere")]) == 2
     err = capsys.readouterr().err
     assert "hcdp info:" in err and "does not exist" in err and "Traceback" not in err
+
+
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly():
+    # `hcdp info | head -1`: head exits after one line; the command stops with 141 (128 + SIGPIPE)
+    # and no traceback. The read end is closed before the command has counted anything.
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from hcdp_model.cli import main; "
+                             "sys.exit(main(['info', '--preset', 'tiny']))"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err
